@@ -1,0 +1,2 @@
+//! dhaf-cli.
+fn main() {}

@@ -1,0 +1,877 @@
+//! The configuration model: the original dhaf's YAML, key for key, plus dhaf's own optional knobs.
+//!
+//! Parsing never stops at the first problem: every problem is collected with its key path
+//! (`services[1].entry-points[0].name: …`) so an operator fixes the file in one go. Provider
+//! sections (`switcher`, `health-checker`, `notifiers[]`) are kept as raw [`ProviderConfig`]s: each
+//! provider, built-in or an embedder's, parses its own settings with the same [`Fields`] reader.
+//!
+//! Secrets need not live in the file: any string value may be written `${VAR}` and is taken from
+//! the environment variable `VAR` (a missing variable is a config error naming the key).
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_yaml::{Mapping, Value};
+
+use crate::model::EntryPoint;
+
+/// One problem in a config file, with the key path it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigProblem {
+    /// Where: `services[1].entry-points[0].name`.
+    pub path: String,
+    /// What is wrong, and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in file order.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    /// One problem at `path`.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { problems: vec![ConfigProblem { path: path.into(), message: message.into() }] }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(f, "invalid configuration ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The whole configuration of one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// `dhaf.*`.
+    pub dhaf: DhafConfig,
+    /// `etcd.*`; `None` means the embedded in-memory DCS (a single node).
+    pub etcd: Option<EtcdConfig>,
+    /// `services[]`.
+    pub services: Vec<ServiceConfig>,
+    /// `notifiers[]`.
+    pub notifiers: Vec<ProviderConfig>,
+}
+
+/// `dhaf.*`: the node and its cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct DhafConfig {
+    /// `dhaf.cluster-name`.
+    pub cluster_name: String,
+    /// `dhaf.node-name`.
+    pub node_name: String,
+    /// `dhaf.healthy-node-status-ttl`: the presence lease's TTL (default 30 s).
+    pub healthy_node_status_ttl: Duration,
+    /// `dhaf.heartbeat-interval`: how often the lease is renewed (default 5 s).
+    pub heartbeat_interval: Duration,
+    /// `dhaf.tact-interval`: how often every entry point is checked (default 10 s, 1–3600).
+    pub tact_interval: Duration,
+    /// `dhaf.web-api`.
+    pub web_api: WebApiConfig,
+    /// `dhaf.min-votes`: the fewest alive nodes' votes a verdict needs (default 1, as the original).
+    pub min_votes: usize,
+    /// `dhaf.check-concurrency`: at most this many checks run at once on a node (default 32).
+    pub check_concurrency: usize,
+    /// `dhaf.reconcile-interval`: how often the leader reads the provider's live state back and
+    /// repairs drift (default 60 s).
+    pub reconcile_interval: Duration,
+    /// `dhaf.state-file`: where the embedded DCS keeps switchover requests, maintenance and provider
+    /// data across restarts (default: not kept).
+    pub state_file: Option<PathBuf>,
+}
+
+/// `dhaf.web-api.*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebApiConfig {
+    /// Host to listen on and for the CLI to reach (default `localhost`).
+    pub host: String,
+    /// Port (default 8128).
+    pub port: u16,
+    /// Bearer token for mutations; without one, mutations are refused.
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+/// `etcd.*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdConfig {
+    /// Endpoints, each `http(s)://host:port`.
+    pub hosts: Vec<String>,
+    /// `etcd.username`.
+    pub username: Option<String>,
+    /// `etcd.password`.
+    #[serde(skip)]
+    pub password: Option<String>,
+    /// `etcd.tls.*`.
+    pub tls: Option<EtcdTls>,
+}
+
+/// `etcd.tls.*`: TLS to etcd, which the original lacked.
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdTls {
+    /// `etcd.tls.ca`: PEM file of the CA that signed the etcd servers' certificates.
+    pub ca: Option<PathBuf>,
+    /// `etcd.tls.cert`: PEM client certificate.
+    pub cert: Option<PathBuf>,
+    /// `etcd.tls.key`: PEM client key.
+    pub key: Option<PathBuf>,
+}
+
+/// When to switch back to a higher-priority entry point that recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failback {
+    /// Switch back automatically (after `failback-delay`), as the original does.
+    Auto,
+    /// Never switch back on its own; an operator uses switchover.
+    Manual,
+}
+
+/// `services[]`: one service and its entry points, in priority order.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceConfig {
+    /// `name`.
+    pub name: String,
+    /// `domain`.
+    pub domain: String,
+    /// `entry-points`, highest priority first.
+    pub entry_points: Vec<EntryPoint>,
+    /// `switcher`.
+    pub switcher: ProviderConfig,
+    /// `health-checker`.
+    pub health_checker: ProviderConfig,
+    /// `rise`: consecutive healthy checks before a node holds an entry point healthy again (default 2).
+    pub rise: u32,
+    /// `fall`: consecutive failed checks before a node holds an entry point unhealthy (default 2).
+    pub fall: u32,
+    /// `failback`: `auto` (default) or `manual`.
+    pub failback: Failback,
+    /// `failback-delay`: how long a higher-priority entry point must stay healthy before switching
+    /// back to it (default 0 s).
+    pub failback_delay: Duration,
+}
+
+impl ServiceConfig {
+    /// The index of the entry point called `name`.
+    pub fn entry_point_index(&self, name: &str) -> Option<usize> {
+        self.entry_points.iter().position(|ep| ep.name == name)
+    }
+}
+
+/// A provider section: its `type`, optional `name` (notifiers) and its own settings.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// `type`: the registry name of the provider.
+    pub kind: String,
+    /// `name` (notifiers): the instance's name.
+    pub name: Option<String>,
+    /// The key path of the section, for errors.
+    pub path: String,
+    /// Every other key of the section, with `${VAR}` already expanded.
+    pub settings: Mapping,
+}
+
+impl Serialize for ProviderConfig {
+    // Provider settings may hold secrets: only the type and name are shown.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ProviderConfig", 2)?;
+        st.serialize_field("type", &self.kind)?;
+        st.serialize_field("name", &self.name)?;
+        st.end()
+    }
+}
+
+impl ProviderConfig {
+    /// A reader over the settings that collects problems under this section's path.
+    pub fn fields(&self) -> Fields {
+        Fields::new(&self.settings, &self.path)
+    }
+}
+
+impl Config {
+    /// Read and parse a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::at("", format!("cannot read {}: {e}", path.display())))?;
+        Config::parse(&text)
+    }
+
+    /// Parse a config from YAML text, reporting every problem with its key path.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, &|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::parse`], with `${VAR}` taken from `env` instead of the process environment.
+    pub fn parse_with_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut root: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::at("", format!("not valid YAML: {e}")))?;
+        let mut problems = Vec::new();
+        expand_env(&mut root, "", env, &mut problems);
+        let Value::Mapping(map) = root else {
+            return Err(ConfigError::at("", "the config must be a mapping with `dhaf` and `services`"));
+        };
+        let top = Fields::new(&map, "");
+        top.problems.borrow_mut().extend(problems);
+        let dhaf = parse_dhaf(&top);
+        let etcd = top.section("etcd").map(|f| parse_etcd(&f));
+        let services = top.list("services", true).iter().map(parse_service).collect::<Vec<_>>();
+        let notifiers = top.list("notifiers", false).iter().map(|f| parse_provider(f, true)).collect::<Vec<_>>();
+        top.finish();
+
+        let mut seen = HashSet::new();
+        for (i, s) in services.iter().enumerate() {
+            if let Some(s) = s {
+                if !seen.insert(s.name.clone()) {
+                    top.problem(format!("services[{i}].name"), format!("duplicate service name '{}'", s.name));
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        for (i, n) in notifiers.iter().enumerate() {
+            if let Some(n) = n {
+                let name = n.name.clone().unwrap_or_default();
+                if !seen.insert(name.clone()) {
+                    top.problem(format!("notifiers[{i}].name"), format!("duplicate notifier name '{name}'"));
+                }
+            }
+        }
+        let problems = top.take_problems();
+        match (dhaf, problems.is_empty()) {
+            (Some(dhaf), true) => Ok(Config {
+                dhaf,
+                etcd: etcd.flatten(),
+                services: services.into_iter().flatten().collect(),
+                notifiers: notifiers.into_iter().flatten().collect(),
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+
+    /// The service called `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+fn parse_dhaf(top: &Fields) -> Option<DhafConfig> {
+    let f = top.section_required("dhaf")?;
+    let cluster_name = f.name("cluster-name");
+    let node_name = f.name("node-name");
+    let ttl = f.seconds("healthy-node-status-ttl", 30, 2, 3600);
+    let heartbeat = f.seconds("heartbeat-interval", 5, 1, 3600);
+    let tact = f.seconds("tact-interval", 10, 1, 3600);
+    if heartbeat * 2 > ttl {
+        f.problem(
+            f.key("heartbeat-interval"),
+            format!(
+                "must be at most half of healthy-node-status-ttl ({} s), or a single late heartbeat marks the node dead",
+                ttl.as_secs()
+            ),
+        );
+    }
+    let web_api = match f.section("web-api") {
+        Some(w) => {
+            let host = w.string("host").unwrap_or_else(|| "localhost".into());
+            let port = w.int("port", 8128, 1, 65535) as u16;
+            let token = w.string("token");
+            if matches!(&token, Some(t) if t.len() < 8) {
+                w.problem(w.key("token"), "must be at least 8 characters");
+            }
+            w.finish();
+            WebApiConfig { host, port, token }
+        }
+        None => WebApiConfig { host: "localhost".into(), port: 8128, token: None },
+    };
+    let min_votes = f.int("min-votes", 1, 1, 100) as usize;
+    let check_concurrency = f.int("check-concurrency", 32, 1, 4096) as usize;
+    let reconcile_interval = f.seconds("reconcile-interval", 60, 1, 86400);
+    let state_file = f.string("state-file").map(PathBuf::from);
+    f.finish();
+    Some(DhafConfig {
+        cluster_name: cluster_name?,
+        node_name: node_name?,
+        healthy_node_status_ttl: ttl,
+        heartbeat_interval: heartbeat,
+        tact_interval: tact,
+        web_api,
+        min_votes,
+        check_concurrency,
+        reconcile_interval,
+        state_file,
+    })
+}
+
+fn parse_etcd(f: &Fields) -> Option<EtcdConfig> {
+    let hosts = f.required_string("hosts").map(|h| {
+        h.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| if s.contains("://") { s.to_string() } else { format!("http://{s}") })
+            .collect::<Vec<_>>()
+    });
+    if let Some(hosts) = &hosts {
+        if hosts.is_empty() {
+            f.problem(f.key("hosts"), "lists no host; write `ip1:port1,ip2:port2`");
+        }
+        for h in hosts {
+            let rest = h.split_once("://").map(|(_, r)| r).unwrap_or(h);
+            let port_ok = rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+            if !(h.starts_with("http://") || h.starts_with("https://")) || !port_ok {
+                f.problem(f.key("hosts"), format!("'{h}' is not `host:port` or `http(s)://host:port`"));
+            }
+        }
+    }
+    let username = f.string("username");
+    let password = f.string("password");
+    if username.is_some() != password.is_some() {
+        f.problem(f.key("password"), "etcd.username and etcd.password go together");
+    }
+    let tls = f.section("tls").map(|t| {
+        let tls = EtcdTls {
+            ca: t.string("ca").map(PathBuf::from),
+            cert: t.string("cert").map(PathBuf::from),
+            key: t.string("key").map(PathBuf::from),
+        };
+        if tls.cert.is_some() != tls.key.is_some() {
+            t.problem(t.key("key"), "etcd.tls.cert and etcd.tls.key go together");
+        }
+        for (k, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+            if let Some(p) = p {
+                if !p.is_file() {
+                    t.problem(t.key(k), format!("no such file: {}", p.display()));
+                }
+            }
+        }
+        t.finish();
+        tls
+    });
+    f.finish();
+    Some(EtcdConfig { hosts: hosts?, username, password, tls })
+}
+
+fn parse_service(f: &Fields) -> Option<ServiceConfig> {
+    let name = f.name("name");
+    let domain = f.required_string("domain");
+    if let Some(d) = &domain {
+        let ok = !d.is_empty()
+            && d.len() <= 253
+            && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        if !ok {
+            f.problem(f.key("domain"), format!("'{d}' is not a domain name"));
+        }
+    }
+    let eps = f.list("entry-points", true);
+    if f.has("entry-points") && eps.is_empty() {
+        f.problem(f.key("entry-points"), "must list at least one entry point");
+    }
+    let mut entry_points = Vec::new();
+    let mut names = HashSet::new();
+    let mut ips = HashSet::new();
+    for ep in &eps {
+        let name = ep.name("name");
+        let ip = ep.required_string("ip").and_then(|s| match s.parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                ep.problem(ep.key("ip"), format!("'{s}' is not an IPv4 or IPv6 address"));
+                None
+            }
+        });
+        if let Some(n) = &name {
+            if !names.insert(n.clone()) {
+                ep.problem(ep.key("name"), format!("duplicate entry point name '{n}'"));
+            }
+        }
+        if let Some(ip) = ip {
+            if !ips.insert(ip) {
+                ep.problem(ep.key("ip"), format!("duplicate entry point address {ip}"));
+            }
+        }
+        ep.finish();
+        if let (Some(name), Some(ip)) = (name, ip) {
+            entry_points.push(EntryPoint { name, ip });
+        }
+    }
+    let switcher = f.section_required("switcher").and_then(|s| parse_provider(&s, false));
+    let health_checker = f.section_required("health-checker").and_then(|s| parse_provider(&s, false));
+    let rise = f.int("rise", 2, 1, 100) as u32;
+    let fall = f.int("fall", 2, 1, 100) as u32;
+    let failback = match f.string("failback").as_deref() {
+        None | Some("auto") => Failback::Auto,
+        Some("manual") => Failback::Manual,
+        Some(other) => {
+            f.problem(f.key("failback"), format!("'{other}' is not one of: auto, manual"));
+            Failback::Auto
+        }
+    };
+    let failback_delay = f.seconds("failback-delay", 0, 0, 86400);
+    f.finish();
+    Some(ServiceConfig {
+        name: name?,
+        domain: domain?,
+        entry_points,
+        switcher: switcher?,
+        health_checker: health_checker?,
+        rise,
+        fall,
+        failback,
+        failback_delay,
+    })
+}
+
+fn parse_provider(f: &Fields, named: bool) -> Option<ProviderConfig> {
+    let kind = f.required_string("type");
+    let name = if named {
+        let anon = kind.as_deref().map(|k| format!("{k}-anon")).unwrap_or_default();
+        Some(f.name_opt("name").unwrap_or(anon))
+    } else {
+        None
+    };
+    let mut settings = f.map.clone();
+    settings.remove("type");
+    if named {
+        settings.remove("name");
+    }
+    Some(ProviderConfig { kind: kind?, name, path: f.path.clone(), settings })
+}
+
+fn expand_env(v: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<ConfigProblem>) {
+    match v {
+        Value::String(s) if s.contains("${") => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let Some(end) = rest[start..].find('}') else {
+                    problems.push(ConfigProblem { path: path.into(), message: "unclosed `${` in value".into() });
+                    return;
+                };
+                let var = &rest[start + 2..start + end];
+                match env(var) {
+                    Some(val) => out.push_str(&val),
+                    None => problems.push(ConfigProblem { path: path.into(), message: format!("environment variable {var} is not set") }),
+                }
+                rest = &rest[start + end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        Value::Mapping(m) => {
+            for (k, v) in m.iter_mut() {
+                let key = k.as_str().unwrap_or("?");
+                let p = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+                expand_env(v, &p, env, problems);
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                expand_env(v, &format!("{path}[{i}]"), env, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A reader over one mapping of the config that collects problems with their key paths.
+///
+/// Every getter records what is wrong and returns a usable value (a default, or `None`), so
+/// parsing goes on and every problem of the file is reported at once. [`Fields::finish`] reports
+/// keys nobody asked for (typos). Providers use it to parse their own sections:
+///
+/// ```
+/// use dhaf_core::config::Fields;
+/// let yaml: serde_yaml::Mapping = serde_yaml::from_str("port: 99999\nextra: 1").unwrap();
+/// let f = Fields::new(&yaml, "services[0].health-checker");
+/// let port = f.int("port", 80, 1, 65535);
+/// f.finish();
+/// assert_eq!(port, 80);
+/// let err = f.into_result(()).unwrap_err();
+/// assert_eq!(err.problems.len(), 2);
+/// assert_eq!(err.problems[0].path, "services[0].health-checker.port");
+/// ```
+pub struct Fields {
+    map: Mapping,
+    path: String,
+    used: RefCell<BTreeSet<String>>,
+    problems: Rc<RefCell<Vec<ConfigProblem>>>,
+}
+
+impl Fields {
+    /// A reader over `map`, found at key path `path`.
+    pub fn new(map: &Mapping, path: &str) -> Fields {
+        Fields { map: map.clone(), path: path.into(), used: RefCell::default(), problems: Rc::default() }
+    }
+
+    fn child(&self, map: Mapping, path: String) -> Fields {
+        Fields { map, path, used: RefCell::default(), problems: self.problems.clone() }
+    }
+
+    /// The full key path of `key` in this mapping.
+    pub fn key(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.into()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// This mapping's key path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Record a problem at `path`.
+    pub fn problem(&self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.borrow_mut().push(ConfigProblem { path: path.into(), message: message.into() });
+    }
+
+    /// Whether `key` is present.
+    pub fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.used.borrow_mut().insert(key.into());
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// The raw value at `key`, for settings with a shape of their own.
+    pub fn value(&self, key: &str) -> Option<Value> {
+        self.get(key).cloned()
+    }
+
+    /// An optional string (numbers and booleans are taken as written).
+    pub fn string(&self, key: &str) -> Option<String> {
+        match self.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => {
+                self.problem(self.key(key), "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A required string.
+    pub fn required_string(&self, key: &str) -> Option<String> {
+        let v = self.string(key);
+        if v.is_none() && !self.has(key) {
+            self.problem(self.key(key), "is required");
+        }
+        v
+    }
+
+    fn check_name(&self, key: &str, v: String) -> Option<String> {
+        let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Some(v)
+        } else {
+            self.problem(self.key(key), "only a-z A-Z 0-9 - _ allowed, at most 64 characters");
+            None
+        }
+    }
+
+    /// A required name: `a-z A-Z 0-9 - _`, at most 64 characters.
+    pub fn name(&self, key: &str) -> Option<String> {
+        self.required_string(key).and_then(|v| self.check_name(key, v))
+    }
+
+    /// An optional name.
+    pub fn name_opt(&self, key: &str) -> Option<String> {
+        self.string(key).and_then(|v| self.check_name(key, v))
+    }
+
+    /// An integer in `min..=max` (written as a number or a numeric string), or `default`.
+    pub fn int(&self, key: &str, default: u64, min: u64, max: u64) -> u64 {
+        let Some(v) = self.get(key) else { return default };
+        let n = match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.problem(self.key(key), format!("must be a whole number from {min} to {max}"));
+                default
+            }
+        }
+    }
+
+    /// A number of seconds in `min..=max`, or `default`.
+    pub fn seconds(&self, key: &str, default: u64, min: u64, max: u64) -> Duration {
+        Duration::from_secs(self.int(key, default, min, max))
+    }
+
+    /// A boolean, or `default`.
+    pub fn boolean(&self, key: &str, default: bool) -> bool {
+        match self.get(key) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
+            Some(_) => {
+                self.problem(self.key(key), "must be true or false");
+                default
+            }
+        }
+    }
+
+    /// A string-to-string mapping (e.g. HTTP headers).
+    pub fn string_map(&self, key: &str) -> Vec<(String, String)> {
+        match self.get(key) {
+            None => Vec::new(),
+            Some(Value::Mapping(m)) => m
+                .iter()
+                .filter_map(|(k, v)| {
+                    let k = k.as_str().map(str::to_string);
+                    let v = match v {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        Value::Bool(b) => Some(b.to_string()),
+                        _ => None,
+                    };
+                    match (k, v) {
+                        (Some(k), Some(v)) => Some((k, v)),
+                        _ => {
+                            self.problem(self.key(key), "must map names to string values");
+                            None
+                        }
+                    }
+                })
+                .collect(),
+            Some(_) => {
+                self.problem(self.key(key), "must be a mapping of names to values");
+                Vec::new()
+            }
+        }
+    }
+
+    /// An optional nested mapping.
+    pub fn section(&self, key: &str) -> Option<Fields> {
+        match self.get(key)? {
+            Value::Mapping(m) => Some(self.child(m.clone(), self.key(key))),
+            _ => {
+                self.problem(self.key(key), "must be a mapping");
+                None
+            }
+        }
+    }
+
+    /// A required nested mapping.
+    pub fn section_required(&self, key: &str) -> Option<Fields> {
+        let s = self.section(key);
+        if s.is_none() && !self.has(key) {
+            self.problem(self.key(key), "is required");
+        }
+        s
+    }
+
+    /// A list of mappings; `required` makes a missing list a problem.
+    pub fn list(&self, key: &str, required: bool) -> Vec<Fields> {
+        match self.get(key) {
+            None => {
+                if required {
+                    self.problem(self.key(key), "is required");
+                }
+                Vec::new()
+            }
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| {
+                    let path = format!("{}[{i}]", self.key(key));
+                    match v {
+                        Value::Mapping(m) => Some(self.child(m.clone(), path)),
+                        _ => {
+                            self.problem(path, "must be a mapping");
+                            None
+                        }
+                    }
+                })
+                .collect(),
+            Some(_) => {
+                self.problem(self.key(key), "must be a list");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Report every key of this mapping that no getter asked for.
+    pub fn finish(&self) {
+        let used = self.used.borrow();
+        for k in self.map.keys() {
+            let name = k.as_str().unwrap_or("?");
+            if !used.contains(name) {
+                let known: Vec<&str> = used.iter().map(String::as_str).collect();
+                self.problem(self.key(name), format!("unknown key (known here: {})", known.join(", ")));
+            }
+        }
+    }
+
+    /// Take the problems collected so far (from this reader and every child).
+    pub fn take_problems(&self) -> Vec<ConfigProblem> {
+        std::mem::take(&mut *self.problems.borrow_mut())
+    }
+
+    /// `Ok(value)` if no problem was recorded, else every problem.
+    pub fn into_result<T>(self, value: T) -> Result<T, ConfigError> {
+        let problems = self.take_problems();
+        if problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+dhaf:
+  cluster-name: c1
+  node-name: n1
+etcd:
+  hosts: 127.0.0.1:2379,http://127.0.0.2:2379
+services:
+  - name: main
+    domain: foo.com
+    entry-points:
+      - name: ep-1
+        ip: 111.111.111.11
+      - name: ep-2
+        ip: "2001:db8::2"
+    switcher:
+      type: cloudflare
+      api-token: ${CF_TOKEN}
+      zone: foo.com
+    health-checker:
+      type: web
+      schema: http
+notifiers:
+  - type: email
+    from: a@b.c
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "CF_TOKEN").then(|| "secret-token".to_string())
+    }
+
+    #[test]
+    fn parses_the_seed_example_with_defaults() {
+        let c = Config::parse_with_env(GOOD, &env).unwrap();
+        assert_eq!(c.dhaf.cluster_name, "c1");
+        assert_eq!(c.dhaf.tact_interval, Duration::from_secs(10));
+        assert_eq!(c.dhaf.healthy_node_status_ttl, Duration::from_secs(30));
+        assert_eq!(c.dhaf.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.dhaf.web_api.port, 8128);
+        assert_eq!(c.dhaf.web_api.host, "localhost");
+        let etcd = c.etcd.unwrap();
+        assert_eq!(etcd.hosts, vec!["http://127.0.0.1:2379", "http://127.0.0.2:2379"]);
+        let s = &c.services[0];
+        assert_eq!(s.entry_points.len(), 2);
+        assert!(s.entry_points[1].ip.is_ipv6());
+        assert_eq!(s.switcher.kind, "cloudflare");
+        assert_eq!(s.switcher.settings.get("api-token").unwrap().as_str(), Some("secret-token"));
+        assert!(s.switcher.settings.get("type").is_none());
+        assert_eq!(c.notifiers[0].name.as_deref(), Some("email-anon"));
+        assert_eq!((s.rise, s.fall, s.failback), (2, 2, Failback::Auto));
+    }
+
+    #[test]
+    fn secrets_are_not_serialized() {
+        let c = Config::parse_with_env(GOOD, &env).unwrap();
+        let shown = serde_json::to_string(&c).unwrap();
+        assert!(!shown.contains("secret-token"), "{shown}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let bad = r#"
+dhaf:
+  cluster-name: "bad name!"
+  tact-interval: 0
+  heartbeat-interval: 20
+services:
+  - name: main
+    domain: foo.com
+    entry-points:
+      - name: ep/1
+        ip: 300.1.1.1
+      - name: ep-2
+        ip: 10.0.0.2
+      - name: ep-2
+        ip: 10.0.0.3
+    switcher:
+      type: exec
+    health-checker:
+      type: web
+    fal: 3
+  - name: main
+    domain: foo.com
+    entry-points: []
+    switcher: { type: exec }
+    health-checker: { type: web }
+"#;
+        let err = Config::parse_with_env(bad, &env).unwrap_err();
+        let text: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        let expect = [
+            "dhaf.cluster-name: only a-z A-Z 0-9 - _ allowed, at most 64 characters",
+            "dhaf.node-name: is required",
+            "dhaf.tact-interval: must be a whole number from 1 to 3600",
+            "dhaf.heartbeat-interval: must be at most half of healthy-node-status-ttl",
+            "services[0].entry-points[0].name: only a-z A-Z 0-9 - _ allowed",
+            "services[0].entry-points[0].ip: '300.1.1.1' is not an IPv4 or IPv6 address",
+            "services[0].entry-points[2].name: duplicate entry point name 'ep-2'",
+            "services[0].fal: unknown key",
+            "services[1].entry-points: must list at least one entry point",
+            "services[1].name: duplicate service name 'main'",
+        ];
+        for e in expect {
+            assert!(text.iter().any(|t| t.starts_with(e)), "missing {e:?} in {text:#?}");
+        }
+    }
+
+    #[test]
+    fn missing_env_var_is_named() {
+        let err = Config::parse_with_env(GOOD, &|_| None).unwrap_err();
+        assert_eq!(err.problems[0].to_string(), "services[0].switcher.api-token: environment variable CF_TOKEN is not set");
+    }
+
+    #[test]
+    fn no_etcd_section_means_embedded() {
+        let c = Config::parse_with_env(&GOOD.replace("etcd:\n  hosts: 127.0.0.1:2379,http://127.0.0.2:2379\n", ""), &env).unwrap();
+        assert!(c.etcd.is_none());
+    }
+
+    #[test]
+    fn bad_etcd_hosts_are_rejected() {
+        let err = Config::parse_with_env(&GOOD.replace("127.0.0.1:2379,", "nohostport,"), &env).unwrap_err();
+        assert!(err.problems[0].to_string().starts_with("etcd.hosts: 'http://nohostport'"), "{err}");
+    }
+}

@@ -1,0 +1,210 @@
+//! The [`Dcs`] conformance suite: what every implementation must do, checked the same way for
+//! the in-memory DCS and for etcd.
+//!
+//! Each check takes a fresh handle to an empty cluster. Lease expiry is waited for on tokio's
+//! clock, so the suite runs in paused time against [`super::memory::MemoryDcs`] and in real time
+//! against etcd (whose shortest lease is about a second and a half).
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn conformance() {
+//!     dhaf_core::dcs::conformance::run_all(|cluster| async move { my_dcs(&cluster) }).await;
+//! }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Dcs, DcsError};
+use crate::model::{FencingToken, Opinion, SwitchKind, SwitchRecord};
+
+type Check = fn(Arc<dyn Dcs>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+const TTL: Duration = Duration::from_secs(2);
+
+/// Run every check, each against a fresh cluster from `make(cluster_name)`.
+pub async fn run_all<F, Fut, D>(make: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = D>,
+    D: Dcs + 'static,
+{
+    let checks: Vec<(&str, Check)> = vec![
+        ("presence", |d| Box::pin(presence(d))),
+        ("election", |d| Box::pin(election(d))),
+        ("lease_expiry", |d| Box::pin(lease_expiry(d))),
+        ("keep_alive", |d| Box::pin(keep_alive(d))),
+        ("revoke", |d| Box::pin(revoke(d))),
+        ("fencing", |d| Box::pin(fencing(d))),
+        ("switchover_and_maintenance", |d| Box::pin(switchover_and_maintenance(d))),
+        ("decommission", |d| Box::pin(decommission(d))),
+        ("provider_store", |d| Box::pin(provider_store(d))),
+        ("watch", |d| Box::pin(watch(d))),
+    ];
+    let unique = std::process::id();
+    for (name, check) in checks {
+        let dcs: Arc<dyn Dcs> = Arc::new(make(format!("conf-{unique}-{name}")).await);
+        tracing::info!(check = name, "dcs conformance");
+        check(dcs).await;
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < limit, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A registered node is alive and a member.
+pub async fn presence(dcs: Arc<dyn Dcs>) {
+    let snap = dcs.snapshot().await.unwrap();
+    assert!(snap.alive.is_empty() && snap.members.is_empty() && snap.leader.is_none());
+    dcs.register("n1", TTL).await.unwrap();
+    dcs.register("n2", TTL).await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.alive.iter().collect::<Vec<_>>(), ["n1", "n2"]);
+    assert_eq!(snap.members.iter().collect::<Vec<_>>(), ["n1", "n2"]);
+}
+
+/// One leader at a time; the winner keeps its token, others get none.
+pub async fn election(dcs: Arc<dyn Dcs>) {
+    let l1 = dcs.register("n1", TTL * 5).await.unwrap();
+    let l2 = dcs.register("n2", TTL * 5).await.unwrap();
+    let t1 = dcs.campaign("n1", l1).await.unwrap().expect("vacant leader key is taken");
+    assert_eq!(dcs.campaign("n2", l2).await.unwrap(), None, "a second node must not lead");
+    assert_eq!(dcs.campaign("n1", l1).await.unwrap(), Some(t1), "the leader keeps its term");
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.leader.as_ref().map(|l| (l.node.as_str(), l.token)), Some(("n1", t1)));
+    dcs.resign(t1).await.unwrap();
+    assert!(dcs.snapshot().await.unwrap().leader.is_none());
+    let t2 = dcs.campaign("n2", l2).await.unwrap().expect("n2 takes the vacant key");
+    assert!(t2 > t1, "terms grow: {t2} after {t1}");
+    dcs.resign(t1).await.unwrap(); // a stale resign is a no-op
+    assert_eq!(dcs.snapshot().await.unwrap().leader.map(|l| l.node), Some("n2".into()));
+}
+
+/// When a lease expires, presence, opinions and leadership vanish; membership stays.
+pub async fn lease_expiry(dcs: Arc<dyn Dcs>) {
+    let lease = dcs.register("n1", TTL).await.unwrap();
+    dcs.campaign("n1", lease).await.unwrap().unwrap();
+    dcs.publish_opinion("n1", lease, "svc", "ep1", &Opinion::unhealthy("refused")).await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.opinions["n1"]["svc"]["ep1"], Opinion::unhealthy("refused"));
+    wait_until("the lease expires", TTL * 5, || {
+        let dcs = dcs.clone();
+        async move { dcs.snapshot().await.unwrap().alive.is_empty() }
+    })
+    .await;
+    let snap = dcs.snapshot().await.unwrap();
+    assert!(snap.leader.is_none(), "leadership must vanish with the lease");
+    assert!(snap.opinions.is_empty(), "opinions must vanish with the lease");
+    assert!(snap.members.contains("n1"), "membership stays until decommission");
+    assert!(matches!(dcs.keep_alive(lease).await, Err(DcsError::LeaseExpired(_))));
+    assert!(dcs.publish_opinion("n1", lease, "svc", "ep1", &Opinion::healthy()).await.is_err());
+}
+
+/// Renewing a lease keeps the node alive past its TTL.
+pub async fn keep_alive(dcs: Arc<dyn Dcs>) {
+    let lease = dcs.register("n1", TTL).await.unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(TTL / 3).await;
+        dcs.keep_alive(lease).await.unwrap();
+    }
+    assert!(dcs.snapshot().await.unwrap().alive.contains("n1"));
+}
+
+/// Revoking a lease removes everything bound to it at once.
+pub async fn revoke(dcs: Arc<dyn Dcs>) {
+    let lease = dcs.register("n1", TTL * 10).await.unwrap();
+    let other = dcs.register("n2", TTL * 10).await.unwrap();
+    dcs.campaign("n1", lease).await.unwrap().unwrap();
+    dcs.publish_opinion("n1", lease, "svc", "ep1", &Opinion::healthy()).await.unwrap();
+    dcs.publish_opinion("n2", other, "svc", "ep1", &Opinion::healthy()).await.unwrap();
+    dcs.revoke(lease).await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.alive.iter().collect::<Vec<_>>(), ["n2"]);
+    assert!(snap.leader.is_none());
+    assert_eq!(snap.opinions.keys().collect::<Vec<_>>(), ["n2"]);
+}
+
+fn record(ep: &str, token: FencingToken) -> SwitchRecord {
+    SwitchRecord { entry_point: ep.into(), kind: SwitchKind::Failover, token, node: "n1".into(), at: std::time::SystemTime::now() }
+}
+
+/// Only the current term may record a switch or purge a switchover as leader.
+pub async fn fencing(dcs: Arc<dyn Dcs>) {
+    let l1 = dcs.register("n1", TTL * 10).await.unwrap();
+    let l2 = dcs.register("n2", TTL * 10).await.unwrap();
+    let t1 = dcs.campaign("n1", l1).await.unwrap().unwrap();
+    dcs.record_switch("svc", &record("ep2", t1)).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().records["svc"].entry_point, "ep2");
+    dcs.revoke(l1).await.unwrap();
+    let t2 = dcs.campaign("n2", l2).await.unwrap().unwrap();
+    assert_eq!(dcs.record_switch("svc", &record("ep1", t1)).await, Err(DcsError::Fenced(t1)), "a deposed term must be refused");
+    assert_eq!(dcs.snapshot().await.unwrap().records["svc"].entry_point, "ep2", "the refused write changed nothing");
+    dcs.record_switch("svc", &record("ep3", t2)).await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!((snap.records["svc"].entry_point.as_str(), snap.records["svc"].token), ("ep3", t2));
+    dcs.request_switchover("svc", "ep1").await.unwrap();
+    assert_eq!(dcs.purge_switchover("svc", Some(t1)).await, Err(DcsError::Fenced(t1)));
+    assert!(dcs.snapshot().await.unwrap().switchovers.contains_key("svc"));
+    dcs.purge_switchover("svc", Some(t2)).await.unwrap();
+    assert!(!dcs.snapshot().await.unwrap().switchovers.contains_key("svc"));
+}
+
+/// Switchover requests and maintenance flags are stored and shown.
+pub async fn switchover_and_maintenance(dcs: Arc<dyn Dcs>) {
+    dcs.request_switchover("svc", "ep2").await.unwrap();
+    dcs.request_switchover("svc", "ep3").await.unwrap();
+    dcs.set_maintenance("svc", "ep1", true).await.unwrap();
+    dcs.set_maintenance("svc", "ep1", true).await.unwrap();
+    dcs.set_maintenance("other", "ep9", true).await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.switchovers["svc"].entry_point, "ep3", "a new request replaces the pending one");
+    assert_eq!(snap.maintenance["svc"].iter().collect::<Vec<_>>(), ["ep1"]);
+    dcs.purge_switchover("svc", None).await.unwrap();
+    dcs.set_maintenance("svc", "ep1", false).await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert!(snap.switchovers.is_empty());
+    assert!(!snap.maintenance.contains_key("svc"));
+    assert!(snap.maintenance["other"].contains("ep9"));
+}
+
+/// Only a dead member can be decommissioned.
+pub async fn decommission(dcs: Arc<dyn Dcs>) {
+    let lease = dcs.register("n1", TTL * 10).await.unwrap();
+    assert_eq!(dcs.decommission("n1").await, Err(DcsError::NodeAlive("n1".into())));
+    assert_eq!(dcs.decommission("ghost").await, Err(DcsError::UnknownNode("ghost".into())));
+    dcs.revoke(lease).await.unwrap();
+    dcs.decommission("n1").await.unwrap();
+    assert!(dcs.snapshot().await.unwrap().members.is_empty());
+}
+
+/// Providers' namespaces are separate key-value stores.
+pub async fn provider_store(dcs: Arc<dyn Dcs>) {
+    dcs.kv_put("tg", "chat-2", "b").await.unwrap();
+    dcs.kv_put("tg", "chat-1", "a").await.unwrap();
+    dcs.kv_put("tg2", "chat-1", "other").await.unwrap();
+    assert_eq!(dcs.kv_get("tg", "chat-1").await.unwrap().as_deref(), Some("a"));
+    assert_eq!(dcs.kv_get("tg", "missing").await.unwrap(), None);
+    assert_eq!(dcs.kv_list("tg").await.unwrap(), vec![("chat-1".into(), "a".into()), ("chat-2".into(), "b".into())]);
+    dcs.kv_delete("tg", "chat-1").await.unwrap();
+    assert_eq!(dcs.kv_list("tg").await.unwrap(), vec![("chat-2".into(), "b".into())]);
+    assert_eq!(dcs.kv_list("tg2").await.unwrap().len(), 1);
+}
+
+/// A watch signals changes made after it started.
+pub async fn watch(dcs: Arc<dyn Dcs>) {
+    let lease = dcs.register("n1", TTL * 10).await.unwrap();
+    let mut w = dcs.watch().await.unwrap();
+    dcs.publish_opinion("n1", lease, "svc", "ep1", &Opinion::healthy()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), w.changed()).await;
+    assert_eq!(got, Ok(true), "a watch must signal an opinion change");
+}

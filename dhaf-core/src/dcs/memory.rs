@@ -1,0 +1,416 @@
+//! The in-memory DCS: the embedded default for a single node, and the fake for tests.
+//!
+//! Inside it is a tiny etcd: a revisioned key-value map with leases, laid out by [`super::keys`]
+//! exactly like the etcd implementation. Leases expire on tokio's clock, so tests with paused
+//! time are exact. Several [`MemoryDcs`] handles share one store; [`MemoryDcs::client`] gives a
+//! handle that acts as one node, so faults can cut that node off alone.
+//!
+//! Faults ([`Faults`]): the whole store unavailable, every call slow, one node cut off.
+//!
+//! With a state file, the entries not bound to a lease (members, switchover requests,
+//! maintenance, switch records, providers' data) are written there on every change and read back
+//! at start, so a single node keeps them across restarts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::keys::{encode, Keys};
+use super::{Dcs, DcsError, LeaseId, Snapshot, SwitchoverRequest, Watch, WatchSender};
+use crate::model::{FencingToken, Opinion, SwitchRecord};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    value: String,
+    #[serde(skip)]
+    lease: Option<LeaseId>,
+    mod_revision: i64,
+}
+
+#[derive(Default)]
+struct Store {
+    kv: BTreeMap<String, Entry>,
+    leases: HashMap<LeaseId, (Instant, Duration)>,
+    revision: i64,
+    next_lease: LeaseId,
+    watchers: Vec<WatchSender>,
+    state_file: Option<PathBuf>,
+    reaper: bool,
+}
+
+/// Faults to inject, shared by every handle of a store.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Every call fails with [`DcsError::Unavailable`].
+    pub unavailable: bool,
+    /// Every call takes this long first.
+    pub latency: Duration,
+    /// Calls made by these nodes' handles fail with [`DcsError::Unavailable`].
+    pub cut_off: BTreeSet<String>,
+}
+
+struct Shared {
+    keys: Keys,
+    store: Mutex<Store>,
+    faults: Mutex<Faults>,
+}
+
+/// An in-memory DCS store, or one node's handle to it (see [`MemoryDcs::client`]).
+#[derive(Clone)]
+pub struct MemoryDcs {
+    shared: Arc<Shared>,
+    node: Option<String>,
+}
+
+impl MemoryDcs {
+    /// A new, empty store for cluster `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        MemoryDcs { shared: Arc::new(Shared { keys: Keys::new(cluster), store: Mutex::default(), faults: Mutex::default() }), node: None }
+    }
+
+    /// A store kept in `path`: read now if it exists, written on every change.
+    pub fn with_state_file(cluster: &str, path: &Path) -> Result<Self, DcsError> {
+        let dcs = MemoryDcs::new(cluster);
+        {
+            let mut store = dcs.shared.store.lock().unwrap();
+            if path.exists() {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| DcsError::Unavailable(format!("cannot read state file {}: {e}", path.display())))?;
+                let kv: BTreeMap<String, Entry> = serde_json::from_str(&text)
+                    .map_err(|e| DcsError::Corrupt { key: path.display().to_string(), message: e.to_string() })?;
+                store.revision = kv.values().map(|e| e.mod_revision).max().unwrap_or(0);
+                store.kv = kv;
+            }
+            store.state_file = Some(path.to_path_buf());
+        }
+        Ok(dcs)
+    }
+
+    /// A handle that acts as node `node`: [`Faults::cut_off`] applies to it.
+    pub fn client(&self, node: &str) -> MemoryDcs {
+        MemoryDcs { shared: self.shared.clone(), node: Some(node.to_string()) }
+    }
+
+    /// Change the injected faults.
+    pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.shared.faults.lock().unwrap());
+    }
+
+    /// Make the whole store (un)available.
+    pub fn set_unavailable(&self, on: bool) {
+        self.set_faults(|f| f.unavailable = on);
+    }
+
+    /// Cut node `node` off from the store, or reconnect it.
+    pub fn cut_off(&self, node: &str, on: bool) {
+        self.set_faults(|f| {
+            if on {
+                f.cut_off.insert(node.to_string());
+            } else {
+                f.cut_off.remove(node);
+            }
+        });
+    }
+
+    /// Make every call take `latency` first.
+    pub fn set_latency(&self, latency: Duration) {
+        self.set_faults(|f| f.latency = latency);
+    }
+
+    /// How many writes the store has taken (its revision).
+    pub fn revision(&self) -> i64 {
+        self.shared.store.lock().unwrap().revision
+    }
+
+    async fn enter(&self) -> Result<(), DcsError> {
+        let (latency, down) = {
+            let f = self.shared.faults.lock().unwrap();
+            let cut = self.node.as_ref().is_some_and(|n| f.cut_off.contains(n));
+            (f.latency, f.unavailable || cut)
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if down {
+            return Err(DcsError::Unavailable("injected fault: dcs unreachable".into()));
+        }
+        Ok(())
+    }
+
+    /// Run `f` on the store after expiring leases; notify watchers and persist if it wrote.
+    fn with_store<T>(&self, f: impl FnOnce(&mut Store, &Keys) -> T) -> T {
+        let mut store = self.shared.store.lock().unwrap();
+        let before = store.revision;
+        expire(&mut store, Instant::now());
+        let out = f(&mut store, &self.shared.keys);
+        if store.revision != before {
+            changed(&mut store);
+        }
+        if !store.reaper && !store.leases.is_empty() {
+            store.reaper = true;
+            spawn_reaper(Arc::downgrade(&self.shared));
+        }
+        out
+    }
+}
+
+fn expire(store: &mut Store, now: Instant) {
+    let dead: Vec<LeaseId> = store.leases.iter().filter(|(_, (deadline, _))| *deadline <= now).map(|(id, _)| *id).collect();
+    for id in dead {
+        revoke_lease(store, id);
+    }
+}
+
+fn revoke_lease(store: &mut Store, id: LeaseId) -> bool {
+    if store.leases.remove(&id).is_none() {
+        return false;
+    }
+    let before = store.kv.len();
+    store.kv.retain(|_, e| e.lease != Some(id));
+    if store.kv.len() != before {
+        store.revision += 1;
+    }
+    true
+}
+
+fn changed(store: &mut Store) {
+    store.watchers.retain(|w| w.notify());
+    if let Some(path) = &store.state_file {
+        let durable: BTreeMap<&String, &Entry> = store.kv.iter().filter(|(_, e)| e.lease.is_none()).collect();
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, encode(&durable)).and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the embedded dcs state file");
+        }
+    }
+}
+
+fn put(store: &mut Store, key: String, value: String, lease: Option<LeaseId>) {
+    store.revision += 1;
+    let mod_revision = store.revision;
+    store.kv.insert(key, Entry { value, lease, mod_revision });
+}
+
+fn delete(store: &mut Store, key: &str) -> bool {
+    if store.kv.remove(key).is_some() {
+        store.revision += 1;
+        true
+    } else {
+        false
+    }
+}
+
+/// Expire leases on time even when nobody calls, so watchers hear of dead nodes.
+fn spawn_reaper(shared: Weak<Shared>) {
+    tokio::spawn(async move {
+        loop {
+            let next = {
+                let Some(shared) = shared.upgrade() else { return };
+                let mut store = shared.store.lock().unwrap();
+                let before = store.revision;
+                expire(&mut store, Instant::now());
+                if store.revision != before {
+                    changed(&mut store);
+                }
+                store.leases.values().map(|(d, _)| *d).min()
+            };
+            let wake = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::time::sleep_until(wake.max(Instant::now() + Duration::from_millis(1))).await;
+        }
+    });
+}
+
+fn leader_of(store: &Store, keys: &Keys) -> Option<(String, i64, Option<LeaseId>)> {
+    store.kv.get(&keys.leader()).map(|e| (e.value.clone(), e.mod_revision, e.lease))
+}
+
+#[async_trait]
+impl Dcs for MemoryDcs {
+    async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
+        self.enter().await?;
+        Ok(self.with_store(|s, k| {
+            s.next_lease += 1;
+            let id = s.next_lease;
+            s.leases.insert(id, (Instant::now() + ttl, ttl));
+            put(s, k.alive(node), String::new(), Some(id));
+            if !s.kv.contains_key(&k.member(node)) {
+                put(s, k.member(node), String::new(), None);
+            }
+            id
+        }))
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, _| match s.leases.get_mut(&lease) {
+            Some((deadline, ttl)) => {
+                *deadline = Instant::now() + *ttl;
+                Ok(())
+            }
+            None => Err(DcsError::LeaseExpired(lease)),
+        })
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, _| {
+            revoke_lease(s, lease);
+        });
+        Ok(())
+    }
+
+    async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| {
+            if !s.leases.contains_key(&lease) {
+                return Err(DcsError::LeaseExpired(lease));
+            }
+            match leader_of(s, k) {
+                Some((leader, rev, held)) => Ok((leader == node && held == Some(lease)).then_some(FencingToken(rev))),
+                None => {
+                    put(s, k.leader(), node.to_string(), Some(lease));
+                    Ok(Some(FencingToken(s.revision)))
+                }
+            }
+        })
+    }
+
+    async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| {
+            if matches!(leader_of(s, k), Some((_, rev, _)) if rev == token.0) {
+                delete(s, &k.leader());
+            }
+        });
+        Ok(())
+    }
+
+    async fn publish_opinion(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        service: &str,
+        entry_point: &str,
+        opinion: &Opinion,
+    ) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| {
+            if !s.leases.contains_key(&lease) {
+                return Err(DcsError::LeaseExpired(lease));
+            }
+            put(s, k.opinion(node, service, entry_point), encode(opinion), Some(lease));
+            Ok(())
+        })
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| {
+            let leader_rev = leader_of(s, k).map(|(_, rev, _)| rev);
+            k.decode(
+                s.kv.range(k.prefix().to_string()..)
+                    .take_while(|(key, _)| key.starts_with(k.prefix()))
+                    .map(|(key, e)| (key.as_str(), e.value.as_str())),
+                leader_rev,
+            )
+        })
+    }
+
+    async fn watch(&self) -> Result<Watch, DcsError> {
+        self.enter().await?;
+        let (tx, watch) = Watch::channel();
+        self.with_store(|s, _| s.watchers.push(tx));
+        Ok(watch)
+    }
+
+    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| put(s, k.switchover(service), encode(&SwitchoverRequest { entry_point: entry_point.into() }), None));
+        Ok(())
+    }
+
+    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| {
+            if let Some(token) = guard {
+                if !matches!(leader_of(s, k), Some((_, rev, _)) if rev == token.0) {
+                    return Err(DcsError::Fenced(token));
+                }
+            }
+            delete(s, &k.switchover(service));
+            Ok(())
+        })
+    }
+
+    async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| {
+            let key = k.maintenance(service, entry_point);
+            if on {
+                if !s.kv.contains_key(&key) {
+                    put(s, key, String::new(), None);
+                }
+            } else {
+                delete(s, &key);
+            }
+        });
+        Ok(())
+    }
+
+    async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| {
+            if !matches!(leader_of(s, k), Some((_, rev, _)) if rev == record.token.0) {
+                return Err(DcsError::Fenced(record.token));
+            }
+            put(s, k.record(service), encode(record), None);
+            Ok(())
+        })
+    }
+
+    async fn decommission(&self, node: &str) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| {
+            if s.kv.contains_key(&k.alive(node)) {
+                return Err(DcsError::NodeAlive(node.into()));
+            }
+            if !delete(s, &k.member(node)) {
+                return Err(DcsError::UnknownNode(node.into()));
+            }
+            Ok(())
+        })
+    }
+
+    async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>, DcsError> {
+        self.enter().await?;
+        Ok(self.with_store(|s, k| s.kv.get(&k.kv(namespace, key)).map(|e| e.value.clone())))
+    }
+
+    async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| put(s, k.kv(namespace, key), value.to_string(), None));
+        Ok(())
+    }
+
+    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| delete(s, &k.kv(namespace, key)));
+        Ok(())
+    }
+
+    async fn kv_list(&self, namespace: &str) -> Result<Vec<(String, String)>, DcsError> {
+        self.enter().await?;
+        Ok(self.with_store(|s, k| {
+            let prefix = k.kv_prefix(namespace);
+            s.kv.range(prefix.clone()..)
+                .take_while(|(key, _)| key.starts_with(&prefix))
+                .map(|(key, e)| (key[prefix.len()..].to_string(), e.value.clone()))
+                .collect()
+        }))
+    }
+}

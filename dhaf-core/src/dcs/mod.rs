@@ -1,0 +1,191 @@
+//! The distributed configuration store (DCS) contract, and its in-memory implementation.
+//!
+//! [`Dcs`] is domain-level: presence under a lease, compare-and-swap election with a fencing
+//! token, opinions bound to the publisher's lease, switchover requests, maintenance, the fenced
+//! switch record, a change stream, node decommission and a namespaced store for providers.
+//! Implementations: [`memory::MemoryDcs`] (embedded default and test fake, with fault injection)
+//! and etcd (in `dhaf-providers`). Both lay their data out by [`keys`] and must pass the
+//! conformance suite in [`conformance`] (feature `testing`).
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+pub mod keys;
+pub mod memory;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::model::{FencingToken, Opinion, SwitchRecord};
+
+/// A DCS lease id.
+pub type LeaseId = i64;
+
+/// The current leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leader {
+    /// The leading node.
+    pub node: String,
+    /// Its term: the leader key's revision.
+    pub token: FencingToken,
+}
+
+/// A pending switchover request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverRequest {
+    /// The target entry point.
+    pub entry_point: String,
+}
+
+/// Everything the cluster knows, read in one consistent look.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Nodes that ever registered and were not decommissioned.
+    pub members: BTreeSet<String>,
+    /// Nodes whose presence lease is alive.
+    pub alive: BTreeSet<String>,
+    /// The leader, if any.
+    pub leader: Option<Leader>,
+    /// Opinions of alive nodes: node → service → entry point → opinion.
+    pub opinions: BTreeMap<String, BTreeMap<String, BTreeMap<String, Opinion>>>,
+    /// Pending switchover requests by service.
+    pub switchovers: BTreeMap<String, SwitchoverRequest>,
+    /// Entry points in maintenance, by service.
+    pub maintenance: BTreeMap<String, BTreeSet<String>>,
+    /// The desired entry point of each service, as the leader recorded it.
+    pub records: BTreeMap<String, SwitchRecord>,
+}
+
+/// A DCS call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DcsError {
+    /// The DCS cannot be reached or did not answer in time.
+    #[error("dcs unavailable: {0}")]
+    Unavailable(String),
+    /// The lease is gone (expired or revoked): presence, opinions and leadership with it.
+    #[error("lease {0} has expired")]
+    LeaseExpired(LeaseId),
+    /// A fenced write was refused: the term it names is over.
+    #[error("fenced: leadership {0} is over")]
+    Fenced(FencingToken),
+    /// The node is alive and cannot be decommissioned.
+    #[error("node {0} is alive; only a dead node can be decommissioned")]
+    NodeAlive(String),
+    /// The node is not a member of the cluster.
+    #[error("node {0} is not a member of the cluster")]
+    UnknownNode(String),
+    /// A stored value could not be read.
+    #[error("corrupt value at {key}: {message}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A stream of "something changed" signals; bursts coalesce into one.
+///
+/// Watchers re-read a [`Snapshot`] on each signal. A closed stream (`changed` returns `false`)
+/// means the watch broke; the caller watches again.
+pub struct Watch {
+    rx: mpsc::Receiver<()>,
+}
+
+/// The sending half of a [`Watch`], for implementations.
+#[derive(Clone)]
+pub struct WatchSender {
+    tx: mpsc::Sender<()>,
+}
+
+impl Watch {
+    /// A new watch and its sender.
+    pub fn channel() -> (WatchSender, Watch) {
+        let (tx, rx) = mpsc::channel(1);
+        (WatchSender { tx }, Watch { rx })
+    }
+
+    /// Wait for the next change; `false` when the watch is closed.
+    pub async fn changed(&mut self) -> bool {
+        self.rx.recv().await.is_some()
+    }
+}
+
+impl WatchSender {
+    /// Signal a change; returns `false` if the watcher is gone.
+    pub fn notify(&self) -> bool {
+        match self.tx.try_send(()) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(())) => true,
+            Err(mpsc::error::TrySendError::Closed(())) => false,
+        }
+    }
+}
+
+/// The DCS contract. Every method is one short request; callers bound each by a timeout.
+#[async_trait]
+pub trait Dcs: Send + Sync {
+    /// Grant a lease of `ttl` and register `node` under it: alive while the lease is, and a member
+    /// until decommissioned.
+    async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError>;
+
+    /// Renew the lease; [`DcsError::LeaseExpired`] if it is gone.
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError>;
+
+    /// Revoke the lease: the node's presence, opinions and leadership vanish at once.
+    async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError>;
+
+    /// Take the vacant leader key for `node`, bound to `lease` (compare-and-swap). Returns the
+    /// term if `node` leads (now or already under this lease), `None` if another node does.
+    async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError>;
+
+    /// Give up leadership held under `token` (no-op if it is over).
+    async fn resign(&self, token: FencingToken) -> Result<(), DcsError>;
+
+    /// Publish `node`'s opinion of an entry point, bound to `lease`, so it vanishes with the node.
+    async fn publish_opinion(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        service: &str,
+        entry_point: &str,
+        opinion: &Opinion,
+    ) -> Result<(), DcsError>;
+
+    /// Read everything in one consistent look.
+    async fn snapshot(&self) -> Result<Snapshot, DcsError>;
+
+    /// Signal every change of the cluster's data from now on.
+    async fn watch(&self) -> Result<Watch, DcsError>;
+
+    /// Ask for a switchover of `service` to `entry_point` (replaces a pending one).
+    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError>;
+
+    /// Drop the pending switchover of `service`. With `guard`, only while that term leads (the
+    /// leader's purge); without, unconditionally (an operator's).
+    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError>;
+
+    /// Put an entry point into maintenance or take it out.
+    async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), DcsError>;
+
+    /// Record the desired entry point of `service`, only while `record.token`'s term leads:
+    /// [`DcsError::Fenced`] otherwise. The leader calls it before every switch.
+    async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError>;
+
+    /// Forget a dead node; [`DcsError::NodeAlive`] if it is alive.
+    async fn decommission(&self, node: &str) -> Result<(), DcsError>;
+
+    /// A provider's value.
+    async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>, DcsError>;
+
+    /// Set a provider's value.
+    async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), DcsError>;
+
+    /// Remove a provider's value.
+    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError>;
+
+    /// A provider's values, sorted by key.
+    async fn kv_list(&self, namespace: &str) -> Result<Vec<(String, String)>, DcsError>;
+}

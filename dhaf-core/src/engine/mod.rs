@@ -1,0 +1,312 @@
+//! The pure decision engine: what the leader should do about one service, given what the cluster
+//! sees.
+//!
+//! No I/O, no clock, no async: time comes in as `now`, results go out as [`Action`]s, and the same
+//! inputs always give the same answer. The runtime ([`crate::runtime`]) carries the actions out
+//! and feeds their results back ([`ServiceState::switch_succeeded`], [`ServiceState::switch_failed`]).
+//!
+//! ```text
+//!   opinions, alive nodes, current entry point, switchover request   (ServiceView)
+//!                 │
+//!                 ▼
+//!   decide(config, &mut ServiceState, &view, now) ──► Decision { actions, wake_at }
+//!                                                        │
+//!          Switch / PurgeSwitchover / Notify ◄───────────┘  (carried out by the runtime)
+//! ```
+//!
+//! The rules, in order:
+//! 1. Each entry point gets a [`Verdict`] by majority of the alive nodes ([`quorum`]).
+//! 2. A switchover request whose target is unhealthy, in maintenance or unknown is purged; a
+//!    healthy target is pinned (switched to, and kept while healthy).
+//! 3. With no current entry point, the highest-priority healthy one is chosen.
+//! 4. A current entry point in maintenance, or that the majority holds unhealthy, is left for the
+//!    highest-priority healthy one (failover). With none healthy the service is in panic mode:
+//!    nothing is switched, and that is said once.
+//! 5. A healthy current entry point is left for a higher-priority one that has been healthy for
+//!    `failback-delay` (switching back), unless `failback: manual`.
+//! 6. If the provider's live state (read back) differs from the desired one, it is repaired.
+//!
+//! Every target of a switch has a [`Verdict::Healthy`] verdict; that is the engine's central
+//! invariant, checked by property tests.
+
+pub mod hysteresis;
+pub mod quorum;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::config::{Failback, ServiceConfig};
+use crate::model::{Event, FencingToken, Opinion, SwitchKind};
+pub use quorum::Verdict;
+
+/// One alive node's opinion of an entry point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vote {
+    /// The node.
+    pub node: String,
+    /// Its opinion.
+    pub opinion: Opinion,
+}
+
+/// What the cluster sees of one entry point.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryPointView {
+    /// The opinions of alive nodes (nodes that have not reported are simply absent).
+    pub votes: Vec<Vote>,
+    /// Taken out of rotation by an operator.
+    pub maintenance: bool,
+}
+
+/// What the cluster sees of one service, as the input of [`decide`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceView {
+    /// How many nodes are alive (the electorate).
+    pub alive_nodes: usize,
+    /// One per configured entry point, in the config's (priority) order.
+    pub entry_points: Vec<EntryPointView>,
+    /// The entry point the service points at (the leader's record, or the provider's live state
+    /// on first start); `None` when unknown.
+    pub current: Option<String>,
+    /// The provider's live state, when it was just read back; `None` when not read this time.
+    pub live: Option<String>,
+    /// The pending switchover request's target.
+    pub switchover: Option<String>,
+}
+
+/// What the engine asks the runtime to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Point the service at entry point `to`.
+    Switch {
+        /// The service.
+        service: String,
+        /// The target entry point's name.
+        to: String,
+        /// Why.
+        kind: SwitchKind,
+    },
+    /// Drop the service's pending switchover request.
+    PurgeSwitchover {
+        /// The service.
+        service: String,
+        /// Why, for people.
+        why: String,
+    },
+    /// Tell the notifiers.
+    Notify(Event),
+}
+
+/// The engine's answer for one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do now, in order.
+    pub actions: Vec<Action>,
+    /// When to call [`decide`] again even if nothing changes (a failback delay or a retry ends).
+    pub wake_at: Option<Instant>,
+}
+
+/// What the engine remembers about one service between calls; owned by the leader.
+///
+/// A fresh state is *primed* on its first call: it learns the verdicts without announcing them, so
+/// a new leader does not repeat what its predecessor already told.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceState {
+    primed: bool,
+    verdicts: Vec<Verdict>,
+    panic: bool,
+    failback_since: Option<(usize, Instant)>,
+    retry_at: Option<Instant>,
+    failures: u32,
+}
+
+/// The first retry of a failed switch waits this long; each further failure doubles it.
+pub const SWITCH_RETRY_BASE: Duration = Duration::from_millis(500);
+/// The longest wait between retries of a failed switch.
+pub const SWITCH_RETRY_MAX: Duration = Duration::from_secs(30);
+
+impl ServiceState {
+    /// The verdicts of the last call, one per entry point.
+    pub fn verdicts(&self) -> &[Verdict] {
+        &self.verdicts
+    }
+
+    /// Whether the service is in panic mode (no healthy entry point).
+    pub fn in_panic(&self) -> bool {
+        self.panic
+    }
+
+    /// The switch asked for was carried out.
+    pub fn switch_succeeded(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
+    /// The switch asked for failed; returns how long until it is retried (exponential backoff).
+    /// Returns whether this is the first failure of a streak (worth a notification).
+    pub fn switch_failed(&mut self, now: Instant) -> (Duration, bool) {
+        let first = self.failures == 0;
+        let backoff = SWITCH_RETRY_BASE.saturating_mul(1 << self.failures.min(10)).min(SWITCH_RETRY_MAX);
+        self.failures += 1;
+        self.retry_at = Some(now + backoff);
+        (backoff, first)
+    }
+}
+
+/// Count the votes of one entry point.
+pub fn entry_point_verdict(ep: &EntryPointView, alive_nodes: usize, min_votes: usize) -> Verdict {
+    let healthy = ep.votes.iter().filter(|v| v.opinion.healthy).count();
+    quorum::verdict(healthy, ep.votes.len() - healthy, alive_nodes, min_votes)
+}
+
+/// Decide what to do about `service`, given the cluster's `view` of it at `now`.
+///
+/// `min_votes` is the cluster's `dhaf.min-votes`.
+pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceState, view: &ServiceView, now: Instant) -> Decision {
+    let mut d = Decision::default();
+    let name = &service.name;
+    let n = service.entry_points.len();
+    let verdicts: Vec<Verdict> = (0..n)
+        .map(|i| view.entry_points.get(i).map_or(Verdict::Unknown, |ep| entry_point_verdict(ep, view.alive_nodes, min_votes)))
+        .collect();
+    let maintenance = |i: usize| view.entry_points.get(i).is_some_and(|ep| ep.maintenance);
+    let eligible = |i: usize| verdicts[i] == Verdict::Healthy && !maintenance(i);
+    let ep_name = |i: usize| service.entry_points[i].name.clone();
+    let best = (0..n).find(|&i| eligible(i));
+    let current = view.current.as_deref().and_then(|c| service.entry_point_index(c));
+    let panic = best.is_none() && (0..n).filter(|&i| !maintenance(i)).all(|i| verdicts[i] == Verdict::Unhealthy);
+
+    // Transitions, each told once. A fresh state learns them silently.
+    if state.primed {
+        for (i, &v) in verdicts.iter().enumerate() {
+            let prev = state.verdicts.get(i).copied().unwrap_or(Verdict::Unknown);
+            if v == Verdict::Unhealthy && prev != Verdict::Unhealthy {
+                let reasons = view.entry_points[i]
+                    .votes
+                    .iter()
+                    .filter(|v| !v.opinion.healthy)
+                    .map(|v| format!("{}: {}", v.node, v.opinion.reason.as_deref().unwrap_or("unhealthy")))
+                    .collect();
+                d.actions.push(Action::Notify(Event::EntryPointWentDown { service: name.clone(), entry_point: ep_name(i), reasons }));
+            } else if v == Verdict::Healthy && prev == Verdict::Unhealthy {
+                d.actions.push(Action::Notify(Event::EntryPointCameUp { service: name.clone(), entry_point: ep_name(i) }));
+            }
+        }
+        if panic && !state.panic {
+            d.actions.push(Action::Notify(Event::ServiceWentDown { service: name.clone() }));
+        } else if !panic && state.panic && best.is_some() {
+            d.actions.push(Action::Notify(Event::ServiceCameUp { service: name.clone() }));
+        }
+    }
+    state.primed = true;
+    state.verdicts = verdicts.clone();
+    if panic || best.is_some() {
+        state.panic = panic;
+    }
+
+    // Rule 2: the switchover request.
+    let mut pinned = None;
+    if let Some(target) = &view.switchover {
+        let why = match service.entry_point_index(target) {
+            None => Some(format!("entry point {target} is not configured")),
+            Some(t) if maintenance(t) => Some(format!("entry point {target} is in maintenance")),
+            Some(t) if verdicts[t] == Verdict::Unhealthy => Some(format!("entry point {target} is unhealthy")),
+            Some(t) => {
+                if verdicts[t] == Verdict::Healthy {
+                    pinned = Some(t);
+                }
+                None
+            }
+        };
+        if let Some(why) = why {
+            d.actions.push(Action::PurgeSwitchover { service: name.clone(), why: why.clone() });
+            d.actions.push(Action::Notify(Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }));
+        }
+    }
+    let pending_switchover = view.switchover.is_some() && d.actions.iter().all(|a| !matches!(a, Action::PurgeSwitchover { .. }));
+
+    // Rules 3–5: where the service should point.
+    let mut target: Option<(usize, SwitchKind)> = None;
+    let mut failback_candidate = None;
+    if let Some(t) = pinned {
+        if current != Some(t) {
+            target = Some((t, SwitchKind::Switchover));
+        }
+    } else if let Some(c) = current {
+        if maintenance(c) {
+            target = best.map(|b| (b, SwitchKind::Maintenance));
+        } else if verdicts[c] == Verdict::Unhealthy {
+            target = best.map(|b| (b, SwitchKind::Failover));
+        } else if verdicts[c] == Verdict::Healthy && service.failback == Failback::Auto && !pending_switchover {
+            if let Some(b) = best.filter(|&b| b < c) {
+                failback_candidate = Some(b);
+                let since = match state.failback_since {
+                    Some((i, t)) if i == b => t,
+                    _ => now,
+                };
+                state.failback_since = Some((b, since));
+                if now.saturating_duration_since(since) >= service.failback_delay {
+                    target = Some((b, SwitchKind::Failback));
+                } else {
+                    d.wake_at = Some(since + service.failback_delay);
+                }
+            }
+        }
+    } else {
+        target = best.map(|b| (b, SwitchKind::Initial));
+    }
+    if failback_candidate.is_none() {
+        state.failback_since = None;
+    }
+
+    // Rule 6: repair drift of the provider's live state.
+    if target.is_none() {
+        if let (Some(c), Some(live)) = (current, &view.live) {
+            if *live != service.entry_points[c].name && verdicts[c] == Verdict::Healthy && !maintenance(c) {
+                target = Some((c, SwitchKind::Repair));
+            }
+        }
+    }
+
+    if let Some((t, kind)) = target {
+        match state.retry_at {
+            Some(at) if now < at => d.wake_at = Some(d.wake_at.map_or(at, |w| w.min(at))),
+            _ => d.actions.push(Action::Switch { service: name.clone(), to: ep_name(t), kind }),
+        }
+    }
+    d
+}
+
+/// What the leader remembers about the cluster's nodes, to tell node up/down once per transition.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterState {
+    primed: bool,
+    alive: BTreeSet<String>,
+}
+
+impl ClusterState {
+    /// Feed the set of alive nodes; returns the node events since the last call.
+    ///
+    /// The first call learns the set silently.
+    pub fn observe(&mut self, alive: &BTreeSet<String>) -> Vec<Event> {
+        let mut events = Vec::new();
+        if self.primed {
+            for gone in self.alive.difference(alive) {
+                events.push(Event::NodeWentDown { node: gone.clone() });
+            }
+            for new in alive.difference(&self.alive) {
+                events.push(Event::NodeCameUp { node: new.clone() });
+            }
+        }
+        self.primed = true;
+        self.alive = alive.clone();
+        events
+    }
+}
+
+/// The event a node announces when it wins an election.
+pub fn leader_elected(node: &str, token: FencingToken) -> Event {
+    Event::LeaderElected { node: node.into(), token }
+}
+
+#[cfg(test)]
+mod tests;

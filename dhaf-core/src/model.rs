@@ -1,0 +1,304 @@
+//! Domain types shared by every layer: opinions, health, switch records, events.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// The result of one health check of one entry point, as a checker reports it.
+///
+/// A failed check is an observation, not an error: it carries the reason a person reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Health {
+    /// The entry point answered as expected.
+    Healthy,
+    /// The entry point did not answer as expected.
+    Unhealthy {
+        /// What went wrong, for people ("connection refused", "HTTP 503, expected 2XX").
+        reason: String,
+    },
+}
+
+impl Health {
+    /// An unhealthy result with the given reason.
+    pub fn unhealthy(reason: impl Into<String>) -> Self {
+        Health::Unhealthy { reason: reason.into() }
+    }
+
+    /// Whether this is [`Health::Healthy`].
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, Health::Healthy)
+    }
+
+    /// The reason of an unhealthy result.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Health::Healthy => None,
+            Health::Unhealthy { reason } => Some(reason),
+        }
+    }
+}
+
+/// One node's (hysteresis-filtered) opinion of one entry point, as published to the DCS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opinion {
+    /// Whether the node holds the entry point healthy.
+    pub healthy: bool,
+    /// Why the node holds it unhealthy (the last failed check's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Opinion {
+    /// A healthy opinion.
+    pub fn healthy() -> Self {
+        Opinion { healthy: true, reason: None }
+    }
+
+    /// An unhealthy opinion with its reason.
+    pub fn unhealthy(reason: impl Into<String>) -> Self {
+        Opinion { healthy: false, reason: Some(reason.into()) }
+    }
+}
+
+/// An entry point of a service: a server that can take the service's traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryPoint {
+    /// The entry point's name, unique within its service.
+    pub name: String,
+    /// Its address.
+    pub ip: IpAddr,
+}
+
+/// The leader term that made a cluster write: the leader key's revision in the DCS.
+///
+/// Every write a leader makes is guarded by it, so a deposed leader's late write is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FencingToken(pub i64);
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "term-{}", self.0)
+    }
+}
+
+/// Why the cluster points a service where it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchKind {
+    /// The service had no current entry point yet (first start).
+    Initial,
+    /// Automatic: the current entry point went unhealthy.
+    Failover,
+    /// Manual: an operator asked for this entry point.
+    Switchover,
+    /// Automatic: back to a healthier-priority entry point that recovered ("switching").
+    Failback,
+    /// Automatic: the current entry point was put into maintenance.
+    Maintenance,
+    /// The provider's live state drifted from the desired one and was repaired.
+    Repair,
+}
+
+impl fmt::Display for SwitchKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SwitchKind::Initial => "initial",
+            SwitchKind::Failover => "failover",
+            SwitchKind::Switchover => "switchover",
+            SwitchKind::Failback => "switching back",
+            SwitchKind::Maintenance => "maintenance",
+            SwitchKind::Repair => "repair",
+        })
+    }
+}
+
+/// The desired entry point of a service, recorded in the DCS by the leader before it switches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchRecord {
+    /// The entry point the service points at.
+    pub entry_point: String,
+    /// Why.
+    pub kind: SwitchKind,
+    /// The leader term that wrote it.
+    pub token: FencingToken,
+    /// The leader node that wrote it.
+    pub node: String,
+    /// When (wall clock, for people; never compared across nodes).
+    #[serde(with = "unix_seconds")]
+    pub at: SystemTime,
+}
+
+/// Serialize [`SystemTime`] as fractional seconds since the Unix epoch.
+pub mod unix_seconds {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialize.
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        s.serialize_f64(secs)
+    }
+
+    /// Deserialize.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Ok(UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0)))
+    }
+}
+
+/// Something that happened, told to the notifiers once per transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The majority now holds an entry point unhealthy.
+    EntryPointWentDown {
+        /// Service.
+        service: String,
+        /// Entry point.
+        entry_point: String,
+        /// The unhealthy nodes' reasons, `node: reason`.
+        reasons: Vec<String>,
+    },
+    /// The majority holds an entry point healthy again.
+    EntryPointCameUp {
+        /// Service.
+        service: String,
+        /// Entry point.
+        entry_point: String,
+    },
+    /// The service now points at another entry point.
+    Switched {
+        /// Service.
+        service: String,
+        /// The previous entry point, if any.
+        from: Option<String>,
+        /// The new entry point.
+        to: String,
+        /// Failover, switchover, switching back, …
+        kind: SwitchKind,
+    },
+    /// A switch failed at the provider; it is retried with backoff.
+    SwitchFailed {
+        /// Service.
+        service: String,
+        /// The entry point dhaf tried to switch to.
+        to: String,
+        /// The provider's error.
+        reason: String,
+    },
+    /// A pending switchover request was dropped.
+    SwitchoverPurged {
+        /// Service.
+        service: String,
+        /// The switchover's target.
+        entry_point: String,
+        /// Why it was dropped.
+        why: String,
+    },
+    /// No entry point of the service is healthy (panic mode): dhaf leaves it as it is.
+    ServiceWentDown {
+        /// Service.
+        service: String,
+    },
+    /// An entry point of the service is healthy again.
+    ServiceCameUp {
+        /// Service.
+        service: String,
+    },
+    /// A dhaf node stopped renewing its presence.
+    NodeWentDown {
+        /// Node.
+        node: String,
+    },
+    /// A dhaf node (re)joined the cluster.
+    NodeCameUp {
+        /// Node.
+        node: String,
+    },
+    /// A node became the cluster leader.
+    LeaderElected {
+        /// Node.
+        node: String,
+        /// Its term.
+        token: FencingToken,
+    },
+    /// This node lost the DCS: it keeps the last switch in force and does not switch.
+    DcsUnavailable {
+        /// Node.
+        node: String,
+        /// The DCS error.
+        reason: String,
+    },
+    /// This node reaches the DCS again.
+    DcsRecovered {
+        /// Node.
+        node: String,
+    },
+}
+
+impl Event {
+    /// The service this event is about, if any.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Event::EntryPointWentDown { service, .. }
+            | Event::EntryPointCameUp { service, .. }
+            | Event::Switched { service, .. }
+            | Event::SwitchFailed { service, .. }
+            | Event::SwitchoverPurged { service, .. }
+            | Event::ServiceWentDown { service }
+            | Event::ServiceCameUp { service } => Some(service),
+            _ => None,
+        }
+    }
+
+    /// A one-line summary for people (subjects, logs).
+    pub fn summary(&self) -> String {
+        match self {
+            Event::EntryPointWentDown { service, entry_point, .. } => {
+                format!("{service}: entry point {entry_point} is down")
+            }
+            Event::EntryPointCameUp { service, entry_point } => {
+                format!("{service}: entry point {entry_point} is up")
+            }
+            Event::Switched { service, from, to, kind } => match from {
+                Some(from) => format!("{service}: {kind} from {from} to {to}"),
+                None => format!("{service}: {kind} to {to}"),
+            },
+            Event::SwitchFailed { service, to, reason } => {
+                format!("{service}: switch to {to} failed: {reason}")
+            }
+            Event::SwitchoverPurged { service, entry_point, why } => {
+                format!("{service}: switchover to {entry_point} purged: {why}")
+            }
+            Event::ServiceWentDown { service } => {
+                format!("{service}: no healthy entry point (panic mode), nothing switched")
+            }
+            Event::ServiceCameUp { service } => format!("{service}: a healthy entry point is back"),
+            Event::NodeWentDown { node } => format!("node {node} is down"),
+            Event::NodeCameUp { node } => format!("node {node} is up"),
+            Event::LeaderElected { node, token } => format!("node {node} is the new leader ({token})"),
+            Event::DcsUnavailable { node, reason } => {
+                format!("node {node} lost the DCS ({reason}); last switch stays in force")
+            }
+            Event::DcsRecovered { node } => format!("node {node} reaches the DCS again"),
+        }
+    }
+}
+
+/// An event with its context, as handed to notifiers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The node that sends it (the leader, or the node itself for its own DCS trouble).
+    pub node: String,
+    /// What happened.
+    pub event: Event,
+    /// When (UTC).
+    #[serde(with = "unix_seconds")]
+    pub at: SystemTime,
+}

@@ -1,0 +1,350 @@
+//! [`NodeHandle`]: status and operator commands, as the REST API and embedders see a node.
+//!
+//! Status is read fresh from the DCS, so every node answers alike, leader or not. Commands are
+//! validated against the cluster's current view before anything is written.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::leader::{service_view, HISTORY_NS};
+use super::Inner;
+use crate::config::{Config, ServiceConfig};
+use crate::dcs::{DcsError, Leader, Snapshot};
+use crate::engine::{self, ServiceState, Verdict};
+use crate::model::SwitchRecord;
+
+/// Counters since the node started, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    /// Health checks run.
+    pub checks: u64,
+    /// Health checks that found an entry point unhealthy.
+    pub checks_failed: u64,
+    /// Switches this node carried out.
+    pub switches: u64,
+    /// Switches that failed at the provider.
+    pub switch_failures: u64,
+    /// Times this node became leader.
+    pub leader_changes: u64,
+    /// DCS calls that failed for want of the DCS.
+    pub dcs_errors: u64,
+}
+
+/// A command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No such service in the config.
+    #[error("unknown service '{0}'")]
+    UnknownService(String),
+    /// No such entry point in the service.
+    #[error("service '{service}' has no entry point '{entry_point}'")]
+    UnknownEntryPoint {
+        /// The service.
+        service: String,
+        /// The entry point asked for.
+        entry_point: String,
+    },
+    /// The switchover target is not healthy by majority.
+    #[error("entry point '{entry_point}' of '{service}' is not healthy by majority ({verdict:?}); pick one of switchover-candidates")]
+    Unhealthy {
+        /// The service.
+        service: String,
+        /// The entry point asked for.
+        entry_point: String,
+        /// Its verdict.
+        verdict: Verdict,
+    },
+    /// The switchover target is in maintenance.
+    #[error("entry point '{entry_point}' of '{service}' is in maintenance")]
+    InMaintenance {
+        /// The service.
+        service: String,
+        /// The entry point asked for.
+        entry_point: String,
+    },
+    /// Only a dead node can be decommissioned.
+    #[error("node '{0}' is alive; stop it first, only a dead node can be decommissioned")]
+    NodeAlive(String),
+    /// No such node.
+    #[error("node '{0}' is not a member of the cluster")]
+    UnknownNode(String),
+    /// The DCS failed.
+    #[error("{0}")]
+    Dcs(DcsError),
+}
+
+impl CommandError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::UnknownService(_) => "unknown_service",
+            CommandError::UnknownEntryPoint { .. } => "unknown_entry_point",
+            CommandError::Unhealthy { .. } => "unhealthy_target",
+            CommandError::InMaintenance { .. } => "target_in_maintenance",
+            CommandError::NodeAlive(_) => "node_alive",
+            CommandError::UnknownNode(_) => "unknown_node",
+            CommandError::Dcs(_) => "dcs_unavailable",
+        }
+    }
+}
+
+impl From<DcsError> for CommandError {
+    fn from(e: DcsError) -> Self {
+        match e {
+            DcsError::NodeAlive(n) => CommandError::NodeAlive(n),
+            DcsError::UnknownNode(n) => CommandError::UnknownNode(n),
+            e => CommandError::Dcs(e),
+        }
+    }
+}
+
+/// One node as the cluster sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    /// Name.
+    pub name: String,
+    /// Whether its presence lease is alive.
+    pub alive: bool,
+    /// Whether it leads.
+    pub leader: bool,
+}
+
+/// The cluster as this node sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// `dhaf.cluster-name`.
+    pub cluster: String,
+    /// This node's name.
+    pub node: String,
+    /// The leader.
+    pub leader: Option<Leader>,
+    /// Every member node.
+    pub nodes: Vec<NodeInfo>,
+    /// This node's last DCS error, while the DCS is unreachable.
+    pub dcs_error: Option<String>,
+    /// Every service.
+    pub services: Vec<ServiceStatus>,
+}
+
+/// One node's opinion of an entry point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VoteStatus {
+    /// The node.
+    pub node: String,
+    /// Its opinion.
+    pub healthy: bool,
+    /// Why unhealthy.
+    pub reason: Option<String>,
+}
+
+/// One entry point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntryPointStatus {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub ip: IpAddr,
+    /// 1 is the highest priority.
+    pub priority: usize,
+    /// The majority's verdict.
+    pub verdict: Verdict,
+    /// Out of rotation.
+    pub maintenance: bool,
+    /// Whether the service points here.
+    pub current: bool,
+    /// Each alive node's opinion.
+    pub votes: Vec<VoteStatus>,
+}
+
+/// One service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceStatus {
+    /// Name.
+    pub name: String,
+    /// Domain.
+    pub domain: String,
+    /// The entry point it points at.
+    pub current: Option<String>,
+    /// The last switch.
+    pub last_switch: Option<SwitchRecord>,
+    /// The pending switchover request's target.
+    pub switchover: Option<String>,
+    /// No healthy entry point: dhaf holds still.
+    pub panic: bool,
+    /// Entry points, by priority.
+    pub entry_points: Vec<EntryPointStatus>,
+}
+
+/// One past switch.
+pub type HistoryEntry = SwitchRecord;
+
+/// Status and commands of a running [`super::Node`].
+#[derive(Clone)]
+pub struct NodeHandle {
+    inner: Arc<Inner>,
+}
+
+impl NodeHandle {
+    pub(super) fn new(inner: Arc<Inner>) -> Self {
+        NodeHandle { inner }
+    }
+
+    /// The node's config.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Counters since start.
+    pub fn metrics(&self) -> Metrics {
+        self.inner.local.lock().unwrap().metrics
+    }
+
+    /// Whether this node leads now.
+    pub fn is_leader(&self) -> bool {
+        self.inner.local.lock().unwrap().leader_token.is_some()
+    }
+
+    /// Whether this node holds a live lease.
+    pub fn is_registered(&self) -> bool {
+        self.inner.local.lock().unwrap().lease.is_some()
+    }
+
+    fn service(&self, name: &str) -> Result<&ServiceConfig, CommandError> {
+        self.inner.config.service(name).ok_or_else(|| CommandError::UnknownService(name.into()))
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, CommandError> {
+        Ok(self.inner.dcs_call(self.inner.dcs.snapshot()).await?)
+    }
+
+    /// The whole cluster's status.
+    pub async fn status(&self) -> Result<NodeStatus, CommandError> {
+        let snap = self.snapshot().await?;
+        let config = &self.inner.config;
+        let leader_name = snap.leader.as_ref().map(|l| l.node.clone());
+        let names: BTreeSet<&String> = snap.members.iter().chain(&snap.alive).collect();
+        Ok(NodeStatus {
+            cluster: config.dhaf.cluster_name.clone(),
+            node: config.dhaf.node_name.clone(),
+            leader: snap.leader.clone(),
+            nodes: names
+                .into_iter()
+                .map(|n| NodeInfo { name: n.clone(), alive: snap.alive.contains(n), leader: leader_name.as_ref() == Some(n) })
+                .collect(),
+            dcs_error: self.inner.local.lock().unwrap().dcs_error.clone(),
+            services: config.services.iter().map(|s| self.service_from(&snap, s)).collect(),
+        })
+    }
+
+    fn service_from(&self, snap: &Snapshot, svc: &ServiceConfig) -> ServiceStatus {
+        let view = service_view(snap, svc);
+        // The engine on a scratch state gives the verdicts and panic mode exactly as the leader sees them.
+        let mut scratch = ServiceState::default();
+        engine::decide(svc, self.inner.config.dhaf.min_votes, &mut scratch, &view, std::time::Instant::now());
+        let record = snap.records.get(&svc.name).cloned();
+        let current = record.as_ref().map(|r| r.entry_point.clone());
+        ServiceStatus {
+            name: svc.name.clone(),
+            domain: svc.domain.clone(),
+            current: current.clone(),
+            last_switch: record,
+            switchover: view.switchover.clone(),
+            panic: scratch.in_panic(),
+            entry_points: svc
+                .entry_points
+                .iter()
+                .zip(&view.entry_points)
+                .enumerate()
+                .map(|(i, (ep, v))| EntryPointStatus {
+                    name: ep.name.clone(),
+                    ip: ep.ip,
+                    priority: i + 1,
+                    verdict: scratch.verdicts()[i],
+                    maintenance: v.maintenance,
+                    current: current.as_deref() == Some(ep.name.as_str()),
+                    votes: v
+                        .votes
+                        .iter()
+                        .map(|vote| VoteStatus {
+                            node: vote.node.clone(),
+                            healthy: vote.opinion.healthy,
+                            reason: vote.opinion.reason.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// One service's status.
+    pub async fn service_status(&self, service: &str) -> Result<ServiceStatus, CommandError> {
+        let svc = self.service(service)?;
+        let snap = self.snapshot().await?;
+        Ok(self.service_from(&snap, svc))
+    }
+
+    /// Entry points a switchover may target: healthy by majority, not in maintenance.
+    pub async fn switchover_candidates(&self, service: &str) -> Result<Vec<EntryPointStatus>, CommandError> {
+        let status = self.service_status(service).await?;
+        Ok(status.entry_points.into_iter().filter(|e| e.verdict == Verdict::Healthy && !e.maintenance).collect())
+    }
+
+    /// Ask the leader to switch `service` over to `entry_point` and keep it there while healthy.
+    pub async fn switchover_to(&self, service: &str, entry_point: &str) -> Result<(), CommandError> {
+        let status = self.service_status(service).await?;
+        let ep = status
+            .entry_points
+            .iter()
+            .find(|e| e.name == entry_point)
+            .ok_or_else(|| CommandError::UnknownEntryPoint { service: service.into(), entry_point: entry_point.into() })?;
+        if ep.maintenance {
+            return Err(CommandError::InMaintenance { service: service.into(), entry_point: entry_point.into() });
+        }
+        if ep.verdict != Verdict::Healthy {
+            return Err(CommandError::Unhealthy { service: service.into(), entry_point: entry_point.into(), verdict: ep.verdict });
+        }
+        Ok(self.inner.dcs_call(self.inner.dcs.request_switchover(service, entry_point)).await?)
+    }
+
+    /// Drop `service`'s pending switchover; automatic rules (failback) apply again.
+    pub async fn switchover_purge(&self, service: &str) -> Result<(), CommandError> {
+        self.service(service)?;
+        Ok(self.inner.dcs_call(self.inner.dcs.purge_switchover(service, None)).await?)
+    }
+
+    /// Take an entry point out of rotation (`on`), or put it back.
+    pub async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), CommandError> {
+        let svc = self.service(service)?;
+        if svc.entry_point_index(entry_point).is_none() {
+            return Err(CommandError::UnknownEntryPoint { service: service.into(), entry_point: entry_point.into() });
+        }
+        Ok(self.inner.dcs_call(self.inner.dcs.set_maintenance(service, entry_point, on)).await?)
+    }
+
+    /// Forget a dead node.
+    pub async fn decommission(&self, node: &str) -> Result<(), CommandError> {
+        Ok(self.inner.dcs_call(self.inner.dcs.decommission(node)).await?)
+    }
+
+    /// The last switches of `service`, oldest first.
+    pub async fn history(&self, service: &str) -> Result<Vec<HistoryEntry>, CommandError> {
+        self.service(service)?;
+        let raw = self.inner.dcs_call(self.inner.dcs.kv_get(HISTORY_NS, service)).await?;
+        match raw {
+            None => Ok(Vec::new()),
+            Some(s) => serde_json::from_str(&s)
+                .map_err(|e| CommandError::Dcs(DcsError::Corrupt { key: format!("{HISTORY_NS}/{service}"), message: e.to_string() })),
+        }
+    }
+
+    /// This node's own latest opinions and check results, by service and entry point.
+    pub fn own_opinions(&self) -> Vec<(String, String, bool, Option<String>)> {
+        let l = self.inner.local.lock().unwrap();
+        let mut out: Vec<_> = l.opinions.iter().map(|((s, e), o)| (s.clone(), e.clone(), o.healthy, o.reason.clone())).collect();
+        out.sort();
+        out
+    }
+}

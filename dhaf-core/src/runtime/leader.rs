@@ -1,0 +1,326 @@
+//! Election and leading: the only place a node switches.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{wall_now, Inner};
+use crate::config::ServiceConfig;
+use crate::dcs::{DcsError, Snapshot};
+use crate::engine::{self, Action, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
+use crate::model::{Event, FencingToken, SwitchKind, SwitchRecord};
+
+/// The namespace of the switch history in the providers' store.
+pub(crate) const HISTORY_NS: &str = "dhaf.history";
+/// How many switches the history keeps per service.
+pub(crate) const HISTORY_LEN: usize = 50;
+
+/// Campaign whenever this node has a lease and nobody leads; lead while it wins.
+pub(crate) async fn elect(inner: Arc<Inner>) {
+    let node = inner.config.dhaf.node_name.clone();
+    let mut watch = None;
+    loop {
+        let Some(lease) = inner.lease() else {
+            tokio::time::sleep(Duration::from_millis(200).min(inner.config.dhaf.heartbeat_interval)).await;
+            continue;
+        };
+        if watch.is_none() {
+            watch = inner.dcs_call(inner.dcs.watch()).await.ok();
+        }
+        match inner.dcs_call(inner.dcs.campaign(&node, lease)).await {
+            Ok(Some(token)) => {
+                let fresh = {
+                    let mut l = inner.local.lock().unwrap();
+                    let fresh = l.leader_token != Some(token);
+                    l.leader_token = Some(token);
+                    if fresh {
+                        l.metrics.leader_changes += 1;
+                    }
+                    fresh
+                };
+                if fresh {
+                    tracing::info!(%token, "elected leader");
+                    inner.notifications.send(&inner.config, engine::leader_elected(&node, token));
+                }
+                lead(&inner, token).await;
+                inner.step_down("leadership ended");
+                watch = None;
+                continue;
+            }
+            Ok(None) => {}
+            Err(DcsError::LeaseExpired(_)) => {}
+            Err(e) => tracing::debug!(error = %e, "campaign failed"),
+        }
+        // Wait for a change (the leader key may have been freed) or a heartbeat.
+        let wait = inner.config.dhaf.heartbeat_interval;
+        match watch.as_mut() {
+            Some(w) => {
+                tokio::select! {
+                    alive = w.changed() => if !alive { watch = None },
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => tokio::time::sleep(wait.min(Duration::from_secs(1))).await,
+        }
+    }
+}
+
+struct Leading<'a> {
+    inner: &'a Inner,
+    token: FencingToken,
+    states: Vec<ServiceState>,
+    /// The provider's live state, read back and not yet fed to the engine.
+    live: Vec<Option<String>>,
+    /// A switch was recorded but not carried out: repair it.
+    unapplied: Vec<bool>,
+    cluster: ClusterState,
+}
+
+/// Lead under `token` until the term ends (lease lost, fenced, stepped down).
+async fn lead(inner: &Inner, token: FencingToken) {
+    let config = inner.config.clone();
+    let n = config.services.len();
+    let mut me = Leading {
+        inner,
+        token,
+        states: vec![ServiceState::default(); n],
+        live: vec![None; n],
+        unapplied: vec![false; n],
+        cluster: ClusterState::default(),
+    };
+    // Background work only the leader does (a bot's long polling), dropped with the term.
+    let mut background = JoinSet::new();
+    for (name, notifier) in &inner.providers.notifiers {
+        let (name, notifier) = (name.clone(), notifier.clone());
+        background.spawn(async move {
+            if let Err(e) = notifier.lead().await {
+                tracing::warn!(notifier = %name, error = %e, "notifier background work stopped");
+            }
+        });
+    }
+    let mut watch = inner.dcs_call(inner.dcs.watch()).await.ok();
+    let mut next_reconcile = Instant::now();
+    loop {
+        if !inner.may_lead(token, Instant::now()) {
+            break;
+        }
+        if Instant::now() >= next_reconcile {
+            me.read_back().await;
+            next_reconcile = Instant::now() + config.dhaf.reconcile_interval;
+        }
+        let snapshot = match inner.dcs_call(inner.dcs.snapshot()).await {
+            Ok(s) => s,
+            Err(_) => {
+                // Without the DCS nothing is decided: the last switch stays in force.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if snapshot.leader.as_ref().map(|l| l.token) != Some(token) {
+            tracing::warn!(%token, "the dcs names another leader");
+            break;
+        }
+        let wake = match me.round(&snapshot).await {
+            Ok(wake) => wake,
+            Err(()) => break,
+        };
+        let mut until = (Instant::now() + config.dhaf.tact_interval).min(next_reconcile);
+        if let Some(w) = wake {
+            until = until.min(w.max(Instant::now() + Duration::from_millis(10)));
+        }
+        match watch.as_mut() {
+            Some(w) => {
+                tokio::select! {
+                    alive = w.changed() => if !alive { watch = inner.dcs_call(inner.dcs.watch()).await.ok() },
+                    _ = tokio::time::sleep_until(until) => {}
+                }
+            }
+            None => {
+                tokio::time::sleep_until(until).await;
+                watch = inner.dcs_call(inner.dcs.watch()).await.ok();
+            }
+        }
+    }
+    background.abort_all();
+}
+
+/// The engine's view of one service from a snapshot.
+pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig) -> ServiceView {
+    let maintenance = snapshot.maintenance.get(&svc.name);
+    ServiceView {
+        alive_nodes: snapshot.alive.len(),
+        entry_points: svc
+            .entry_points
+            .iter()
+            .map(|ep| EntryPointView {
+                votes: snapshot
+                    .alive
+                    .iter()
+                    .filter_map(|node| {
+                        let opinion = snapshot.opinions.get(node)?.get(&svc.name)?.get(&ep.name)?;
+                        Some(Vote { node: node.clone(), opinion: opinion.clone() })
+                    })
+                    .collect(),
+                maintenance: maintenance.is_some_and(|m| m.contains(&ep.name)),
+            })
+            .collect(),
+        current: snapshot.records.get(&svc.name).map(|r| r.entry_point.clone()),
+        live: None,
+        switchover: snapshot.switchovers.get(&svc.name).map(|r| r.entry_point.clone()),
+    }
+}
+
+impl Leading<'_> {
+    /// Read every switcher's live state (bounded by the lease deadline).
+    async fn read_back(&mut self) {
+        let deadline = self.inner.local.lock().unwrap().lease_deadline.unwrap_or_else(Instant::now);
+        for (i, p) in self.inner.providers.services.iter().enumerate() {
+            match tokio::time::timeout_at(deadline, p.switcher.current()).await {
+                Ok(Ok(live)) => self.live[i] = Some(live.unwrap_or_default()),
+                Ok(Err(e)) => {
+                    tracing::warn!(service = %self.inner.config.services[i].name, error = %e, "cannot read the switcher's live state")
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Decide and act on every service once. `Err` when the term is over.
+    async fn round(&mut self, snapshot: &Snapshot) -> Result<Option<Instant>, ()> {
+        let inner = self.inner;
+        let config = inner.config.clone();
+        let alive: BTreeSet<String> = snapshot.alive.clone();
+        for e in self.cluster.observe(&alive) {
+            inner.notifications.send(&config, e);
+        }
+        let mut wake: Option<Instant> = None;
+        for (i, svc) in config.services.iter().enumerate() {
+            let mut view = service_view(snapshot, svc);
+            // First term on a service without a record: adopt what the provider points at.
+            if view.current.is_none() {
+                if let Some(live) = self.live[i].clone().filter(|l| svc.entry_point_index(l).is_some()) {
+                    let record = self.record(&live, SwitchKind::Initial);
+                    match inner.dcs_call(inner.dcs.record_switch(&svc.name, &record)).await {
+                        Ok(()) => view.current = Some(live),
+                        Err(DcsError::Fenced(_)) => return Err(()),
+                        Err(_) => continue,
+                    }
+                }
+            }
+            view.live = self.live[i].take();
+            if self.unapplied[i] {
+                view.live = Some(String::new());
+            }
+            let now = Instant::now();
+            let decision = engine::decide(svc, config.dhaf.min_votes, &mut self.states[i], &view, now.into_std());
+            if let Some(w) = decision.wake_at {
+                let w = Instant::from_std(w);
+                wake = Some(wake.map_or(w, |x| x.min(w)));
+            }
+            for action in decision.actions {
+                match action {
+                    Action::Notify(event) => inner.notifications.send(&config, event),
+                    Action::PurgeSwitchover { service, why } => {
+                        tracing::info!(%service, why, "purging switchover");
+                        match inner.dcs_call(inner.dcs.purge_switchover(&service, Some(self.token))).await {
+                            Err(DcsError::Fenced(_)) => return Err(()),
+                            Err(e) => tracing::warn!(error = %e, "cannot purge switchover"),
+                            Ok(()) => {}
+                        }
+                    }
+                    Action::Switch { to, kind, .. } => {
+                        if let Some(w) = self.switch(i, svc, view.current.clone(), &to, kind).await? {
+                            wake = Some(wake.map_or(w, |x| x.min(w)));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(wake)
+    }
+
+    fn record(&self, entry_point: &str, kind: SwitchKind) -> SwitchRecord {
+        SwitchRecord {
+            entry_point: entry_point.into(),
+            kind,
+            token: self.token,
+            node: self.inner.config.dhaf.node_name.clone(),
+            at: wall_now(),
+        }
+    }
+
+    /// Record the switch fenced by the term, then carry it out before the lease deadline.
+    /// `Err` when the term is over; `Ok(Some(t))` asks to be woken at `t` for a retry.
+    async fn switch(
+        &mut self,
+        i: usize,
+        svc: &ServiceConfig,
+        from: Option<String>,
+        to: &str,
+        kind: SwitchKind,
+    ) -> Result<Option<Instant>, ()> {
+        let inner = self.inner;
+        let Some(ep) = svc.entry_points.iter().find(|e| e.name == to) else { return Ok(None) };
+        if !inner.may_lead(self.token, Instant::now()) {
+            return Err(());
+        }
+        let record = self.record(to, kind);
+        match inner.dcs_call(inner.dcs.record_switch(&svc.name, &record)).await {
+            Ok(()) => {}
+            Err(DcsError::Fenced(_)) => {
+                inner.step_down("fenced: another term began");
+                return Err(());
+            }
+            Err(e) => {
+                tracing::warn!(service = %svc.name, error = %e, "cannot record the switch; not switching");
+                return Ok(None);
+            }
+        }
+        let deadline = inner.local.lock().unwrap().lease_deadline.unwrap_or_else(Instant::now);
+        tracing::info!(service = %svc.name, to, %kind, token = %self.token, "switching");
+        let switcher = inner.providers.services[i].switcher.clone();
+        let result = match tokio::time::timeout_at(deadline, switcher.switch(ep, self.token)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("the lease deadline passed before the provider answered".to_string()),
+        };
+        let now = Instant::now();
+        match result {
+            Ok(()) => {
+                self.states[i].switch_succeeded();
+                self.unapplied[i] = false;
+                inner.local.lock().unwrap().metrics.switches += 1;
+                let from = if kind == SwitchKind::Repair { None } else { from };
+                let event = Event::Switched { service: svc.name.clone(), from, to: to.into(), kind };
+                tracing::info!(summary = %event.summary(), "switched");
+                inner.notifications.send(&inner.config, event);
+                self.append_history(&svc.name, &record).await;
+                Ok(None)
+            }
+            Err(reason) => {
+                self.unapplied[i] = true;
+                let (backoff, first) = self.states[i].switch_failed(now.into_std());
+                inner.local.lock().unwrap().metrics.switch_failures += 1;
+                tracing::error!(service = %svc.name, to, %reason, retry_in = ?backoff, "switch failed");
+                if first {
+                    inner.notifications.send(&inner.config, Event::SwitchFailed { service: svc.name.clone(), to: to.into(), reason });
+                }
+                Ok(Some(now + backoff))
+            }
+        }
+    }
+
+    async fn append_history(&self, service: &str, record: &SwitchRecord) {
+        let dcs = &self.inner.dcs;
+        let mut list: Vec<SwitchRecord> = match self.inner.dcs_call(dcs.kv_get(HISTORY_NS, service)).await {
+            Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
+            Err(_) => return,
+        };
+        list.push(record.clone());
+        let excess = list.len().saturating_sub(HISTORY_LEN);
+        list.drain(..excess);
+        let _ = self.inner.dcs_call(dcs.kv_put(HISTORY_NS, service, &serde_json::to_string(&list).expect("plain data"))).await;
+    }
+}

@@ -1,0 +1,351 @@
+//! The node runtime: the async [`Node`] that drives the pure engine with real I/O.
+//!
+//! One task per concern, all driven by the same config:
+//!
+//! ```text
+//!  presence ── register under a lease, keep it alive every heartbeat-interval; keep the
+//!     │        lease deadline (send time of the last acknowledged keep-alive + TTL − margin)
+//!     ▼
+//!  checks ──── every tact: check every entry point (bounded concurrency), rise/fall
+//!     │        hysteresis, publish an opinion only when it changes (bound to the lease)
+//!     ▼
+//!  election ── take the vacant leader key (CAS, bound to the lease); its revision is the term
+//!     │
+//!     ▼
+//!  leading ─── on every DCS change (and a timer): snapshot → engine::decide → actions;
+//!              record each switch fenced by the term, then call the switcher before the
+//!              lease deadline; read the provider back and repair drift
+//!  notifying ─ a queue per notifier, retried with backoff, never in the way of a switch
+//! ```
+//!
+//! Every DCS call is bounded by a timeout. A node that cannot reach the DCS keeps the last switch
+//! in force and never switches; a leader that cannot renew its lease steps down on its own before
+//! the lease can expire.
+
+mod handle;
+mod leader;
+mod notify;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::dcs::{Dcs, DcsError, LeaseId};
+use crate::engine::hysteresis::Hysteresis;
+use crate::model::{Event, FencingToken, Health, Opinion};
+use crate::provider::ProviderError;
+use crate::registry::Providers;
+
+pub use handle::{CommandError, EntryPointStatus, HistoryEntry, Metrics, NodeHandle, NodeStatus, ServiceStatus, VoteStatus};
+use notify::Notifications;
+
+/// The runtime failed to start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A provider's `init` failed.
+    #[error("{what} failed to start: {error}")]
+    ProviderInit {
+        /// Which provider (`service main: switcher`).
+        what: String,
+        /// Why.
+        error: ProviderError,
+    },
+    /// The config names more than one provider list than were built.
+    #[error("providers do not match the config: {0}")]
+    Mismatch(String),
+}
+
+/// What a node knows about itself, shared between its tasks and its [`NodeHandle`].
+#[derive(Debug, Default)]
+pub(crate) struct Local {
+    pub lease: Option<LeaseId>,
+    /// After this instant the lease may have expired: the node must not act as leader.
+    pub lease_deadline: Option<Instant>,
+    pub leader_token: Option<FencingToken>,
+    pub dcs_error: Option<String>,
+    /// This node's own opinions: (service, entry point) → opinion.
+    pub opinions: HashMap<(String, String), Opinion>,
+    pub last_check: HashMap<(String, String), Health>,
+    pub metrics: Metrics,
+}
+
+pub(crate) struct Inner {
+    pub config: Arc<Config>,
+    pub dcs: Arc<dyn Dcs>,
+    pub providers: Providers,
+    pub local: Mutex<Local>,
+    /// Bumped whenever the lease changes (new registration or loss).
+    pub lease_epoch: watch::Sender<u64>,
+    pub notifications: Notifications,
+}
+
+impl Inner {
+    /// The timeout of one DCS call: long enough for a healthy round trip, short enough that a
+    /// dead DCS is noticed within a heartbeat.
+    pub fn dcs_timeout(&self) -> Duration {
+        self.config.dhaf.heartbeat_interval.clamp(Duration::from_millis(500), Duration::from_secs(5))
+    }
+
+    pub async fn dcs_call<T>(&self, fut: impl Future<Output = Result<T, DcsError>>) -> Result<T, DcsError> {
+        let res = match tokio::time::timeout(self.dcs_timeout(), fut).await {
+            Ok(r) => r,
+            Err(_) => Err(DcsError::Unavailable(format!("no answer within {:?}", self.dcs_timeout()))),
+        };
+        match &res {
+            Err(DcsError::Unavailable(e)) => self.dcs_trouble(e),
+            Ok(_) => self.dcs_ok(),
+            Err(_) => {}
+        }
+        res
+    }
+
+    fn dcs_trouble(&self, error: &str) {
+        let first = {
+            let mut l = self.local.lock().unwrap();
+            l.metrics.dcs_errors += 1;
+            l.dcs_error.replace(error.to_string()).is_none()
+        };
+        if first {
+            tracing::error!(error, "lost the dcs: the last switch stays in force, no switching until it is back");
+            self.notifications
+                .send(&self.config, Event::DcsUnavailable { node: self.config.dhaf.node_name.clone(), reason: error.to_string() });
+        }
+    }
+
+    fn dcs_ok(&self) {
+        let was = self.local.lock().unwrap().dcs_error.take();
+        if was.is_some() {
+            tracing::info!("the dcs is reachable again");
+            self.notifications.send(&self.config, Event::DcsRecovered { node: self.config.dhaf.node_name.clone() });
+        }
+    }
+
+    pub fn lease(&self) -> Option<LeaseId> {
+        self.local.lock().unwrap().lease
+    }
+
+    /// Whether this node may still act under `token` at `now`.
+    pub fn may_lead(&self, token: FencingToken, now: Instant) -> bool {
+        let l = self.local.lock().unwrap();
+        l.leader_token == Some(token) && l.lease_deadline.is_some_and(|d| now < d)
+    }
+
+    pub fn step_down(&self, why: &str) {
+        let mut l = self.local.lock().unwrap();
+        if let Some(token) = l.leader_token.take() {
+            tracing::warn!(%token, why, "stepping down");
+        }
+    }
+}
+
+/// A dhaf node: checks, votes, and when it leads, switches.
+///
+/// ```no_run
+/// # async fn demo(config: dhaf_core::config::Config, registry: dhaf_core::registry::Registry) {
+/// use std::sync::Arc;
+/// use dhaf_core::dcs::memory::MemoryDcs;
+/// use dhaf_core::runtime::Node;
+///
+/// let dcs = Arc::new(MemoryDcs::new(&config.dhaf.cluster_name));
+/// let providers = registry.build(&config, dcs.clone()).expect("valid config");
+/// let node = Node::new(config, dcs, providers);
+/// let handle = node.handle(); // status and commands, e.g. for the REST API
+/// node.run(async { tokio::signal::ctrl_c().await.ok(); }).await.expect("providers start");
+/// # }
+/// ```
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// A node with its config, DCS and providers (built by the registry from the same config).
+    pub fn new(config: Config, dcs: Arc<dyn Dcs>, providers: Providers) -> Node {
+        let config = Arc::new(config);
+        let notifications = Notifications::start(&providers.notifiers);
+        Node { inner: Arc::new(Inner { config, dcs, providers, local: Mutex::default(), lease_epoch: watch::channel(0).0, notifications }) }
+    }
+
+    /// A handle for status and commands (the REST API's view of the node).
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle::new(self.inner.clone())
+    }
+
+    /// Initialize the providers, then run until `shutdown` completes; then resign and revoke the
+    /// lease so the other nodes take over at once.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+        let inner = self.inner;
+        if inner.providers.services.len() != inner.config.services.len() {
+            return Err(NodeError::Mismatch(format!(
+                "{} services configured, {} built",
+                inner.config.services.len(),
+                inner.providers.services.len()
+            )));
+        }
+        for (svc, p) in inner.config.services.iter().zip(&inner.providers.services) {
+            p.checker
+                .init()
+                .await
+                .map_err(|error| NodeError::ProviderInit { what: format!("service {}: health checker", svc.name), error })?;
+            p.switcher.init().await.map_err(|error| NodeError::ProviderInit { what: format!("service {}: switcher", svc.name), error })?;
+        }
+        tracing::info!(node = %inner.config.dhaf.node_name, cluster = %inner.config.dhaf.cluster_name, services = inner.config.services.len(), "node started");
+
+        let mut tasks = JoinSet::new();
+        tasks.spawn(presence(inner.clone()));
+        tasks.spawn(checks(inner.clone()));
+        tasks.spawn(leader::elect(inner.clone()));
+        shutdown.await;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+
+        tracing::info!("shutting down: resigning and revoking the lease");
+        let (token, lease) = {
+            let mut l = inner.local.lock().unwrap();
+            (l.leader_token.take(), l.lease.take())
+        };
+        if let Some(token) = token {
+            let _ = inner.dcs_call(inner.dcs.resign(token)).await;
+        }
+        if let Some(lease) = lease {
+            let _ = inner.dcs_call(inner.dcs.revoke(lease)).await;
+        }
+        inner.notifications.flush(Duration::from_secs(5)).await;
+        Ok(())
+    }
+}
+
+/// Keep this node registered under a live lease, and its lease deadline current.
+async fn presence(inner: Arc<Inner>) {
+    let dhaf = &inner.config.dhaf;
+    let ttl = dhaf.healthy_node_status_ttl;
+    // Renewal happens every heartbeat; the margin covers a renewal in flight and timer slack.
+    let margin = (ttl / 5).max(dhaf.heartbeat_interval.min(ttl / 2));
+    loop {
+        let lease = inner.lease();
+        let sent = Instant::now();
+        let res = match lease {
+            None => inner.dcs_call(inner.dcs.register(&dhaf.node_name, ttl)).await.map(Some),
+            Some(id) => inner.dcs_call(inner.dcs.keep_alive(id)).await.map(|_| None),
+        };
+        match res {
+            Ok(new) => {
+                let mut l = inner.local.lock().unwrap();
+                l.lease_deadline = Some(sent + ttl.saturating_sub(margin));
+                if let Some(id) = new {
+                    tracing::info!(lease = id, "registered in the dcs");
+                    l.lease = Some(id);
+                    drop(l);
+                    inner.lease_epoch.send_modify(|e| *e += 1);
+                }
+            }
+            Err(DcsError::LeaseExpired(id)) => {
+                tracing::warn!(lease = id, "lease expired: registering again");
+                {
+                    let mut l = inner.local.lock().unwrap();
+                    l.lease = None;
+                    l.lease_deadline = None;
+                }
+                inner.step_down("lease expired");
+                inner.lease_epoch.send_modify(|e| *e += 1);
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "heartbeat failed");
+                let expired = inner.local.lock().unwrap().lease_deadline.is_some_and(|d| Instant::now() >= d);
+                if expired {
+                    inner.step_down("cannot renew the lease before it expires");
+                }
+                tokio::time::sleep(dhaf.heartbeat_interval.min(Duration::from_secs(1))).await;
+                continue;
+            }
+        }
+        tokio::time::sleep(dhaf.heartbeat_interval).await;
+    }
+}
+
+/// Check every entry point every tact; publish opinions that changed.
+async fn checks(inner: Arc<Inner>) {
+    let config = inner.config.clone();
+    let limit = Arc::new(Semaphore::new(config.dhaf.check_concurrency));
+    let mut hysteresis: HashMap<(usize, usize), Hysteresis> = HashMap::new();
+    // What is published, and under which lease; anything else is (re)published.
+    let mut published: HashMap<(usize, usize), (LeaseId, Opinion)> = HashMap::new();
+    let mut epoch = inner.lease_epoch.subscribe();
+    loop {
+        let mut set = JoinSet::new();
+        for (si, svc) in config.services.iter().enumerate() {
+            let checker = inner.providers.services[si].checker.clone();
+            for (ei, ep) in svc.entry_points.iter().enumerate() {
+                let (checker, ep, limit) = (checker.clone(), ep.clone(), limit.clone());
+                set.spawn(async move {
+                    let _permit = limit.acquire_owned().await.expect("never closed");
+                    let timeout = checker.timeout();
+                    let health = match tokio::time::timeout(timeout, checker.check(&ep)).await {
+                        Ok(h) => h,
+                        Err(_) => Health::unhealthy(format!("timed out after {} s", timeout.as_secs_f64())),
+                    };
+                    (si, ei, health)
+                });
+            }
+        }
+        let mut results = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                results.push(r);
+            }
+        }
+        {
+            let mut l = inner.local.lock().unwrap();
+            for (si, ei, health) in &results {
+                let svc = &config.services[*si];
+                let key = (svc.name.clone(), svc.entry_points[*ei].name.clone());
+                l.metrics.checks += 1;
+                if !health.is_healthy() {
+                    l.metrics.checks_failed += 1;
+                }
+                let h = hysteresis.entry((*si, *ei)).or_default();
+                if h.observe(health, svc.rise, svc.fall).is_some() {
+                    tracing::info!(service = %key.0, entry_point = %key.1, healthy = health.is_healthy(), reason = health.reason().unwrap_or(""), "opinion changed");
+                }
+                if let Some(op) = h.current() {
+                    l.opinions.insert(key.clone(), op);
+                }
+                l.last_check.insert(key, health.clone());
+            }
+        }
+        if let Some(lease) = inner.lease() {
+            for (&(si, ei), h) in &hysteresis {
+                let Some(op) = h.current() else { continue };
+                if published.get(&(si, ei)).is_some_and(|(l, o)| *l == lease && *o == op) {
+                    continue;
+                }
+                let (svc, ep) = (&config.services[si].name, &config.services[si].entry_points[ei].name);
+                match inner.dcs_call(inner.dcs.publish_opinion(&config.dhaf.node_name, lease, svc, ep, &op)).await {
+                    Ok(()) => {
+                        published.insert((si, ei), (lease, op));
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, service = %svc, entry_point = %ep, "cannot publish opinion; retrying next tact");
+                        break;
+                    }
+                }
+            }
+        }
+        // The tact counts from the end of the checks; a new lease republishes at once.
+        tokio::select! {
+            _ = tokio::time::sleep(config.dhaf.tact_interval) => {}
+            _ = epoch.changed() => {}
+        }
+    }
+}
+
+/// The wall clock, for records people read.
+pub(crate) fn wall_now() -> SystemTime {
+    SystemTime::now()
+}

@@ -1,0 +1,91 @@
+//! Delivery of notifications: one ordered queue per notifier, each retried with backoff, so a
+//! slow or broken notifier neither blocks a switch nor delays the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::wall_now;
+use crate::config::Config;
+use crate::model::{Event, Notification};
+use crate::provider::{Notifier, ProviderError};
+
+/// How many times a notification is tried before it is dropped (and logged).
+pub(crate) const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+pub(crate) struct Notifications {
+    queues: Vec<mpsc::UnboundedSender<Notification>>,
+    pending: Arc<tokio::sync::Semaphore>,
+}
+
+impl Notifications {
+    pub fn start(notifiers: &[(String, Arc<dyn Notifier>)]) -> Self {
+        let pending = Arc::new(tokio::sync::Semaphore::new(0));
+        let queues = notifiers
+            .iter()
+            .map(|(name, notifier)| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    tokio::spawn(deliver(name.clone(), notifier.clone(), rx, pending.clone()));
+                }
+                tx
+            })
+            .collect();
+        Notifications { queues, pending }
+    }
+
+    pub fn send(&self, config: &Config, event: Event) {
+        tracing::info!(event = %event.summary(), "notify");
+        let n = Notification { cluster: config.dhaf.cluster_name.clone(), node: config.dhaf.node_name.clone(), event, at: wall_now() };
+        for q in &self.queues {
+            if q.send(n.clone()).is_ok() {
+                self.pending.add_permits(1);
+            }
+        }
+    }
+
+    /// Wait (at most `limit`) for queued notifications to be delivered or given up.
+    pub async fn flush(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            while self.pending.available_permits() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+}
+
+async fn deliver(
+    name: String,
+    notifier: Arc<dyn Notifier>,
+    mut rx: mpsc::UnboundedReceiver<Notification>,
+    pending: Arc<tokio::sync::Semaphore>,
+) {
+    while let Some(n) = rx.recv().await {
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=ATTEMPTS {
+            match notifier.notify(&n).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let wait = match &e {
+                        ProviderError::Transient { retry_after: Some(after), .. } => *after,
+                        _ => backoff,
+                    };
+                    if attempt == ATTEMPTS || matches!(e, ProviderError::Permanent(_)) {
+                        tracing::error!(notifier = %name, error = %e, event = %n.event.summary(), "notification dropped");
+                        break;
+                    }
+                    tracing::warn!(notifier = %name, error = %e, attempt, retry_in = ?wait, "notification failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        if let Ok(p) = pending.try_acquire() {
+            p.forget();
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The reference dhaf node as a library: start-up from a config file, so the binary stays thin.

