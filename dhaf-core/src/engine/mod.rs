@@ -284,6 +284,12 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
+    /// A state that already announced `alive` as the alive nodes (kept in the DCS across leaders),
+    /// so the next call tells every difference, including a node that died with the old leader.
+    pub fn with_known(alive: BTreeSet<String>) -> Self {
+        ClusterState { primed: true, alive }
+    }
+
     /// Feed the set of alive nodes; returns the node events since the last call.
     ///
     /// The first call learns the set silently.

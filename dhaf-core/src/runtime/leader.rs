@@ -15,6 +15,8 @@ use crate::model::{Event, FencingToken, SwitchKind, SwitchRecord};
 
 /// The namespace of the switch history in the providers' store.
 pub(crate) const HISTORY_NS: &str = "dhaf.history";
+/// The namespace where the leader keeps which nodes it announced alive (`up`) or dead (`down`).
+pub(crate) const NODES_NS: &str = "dhaf.nodes";
 /// How many switches the history keeps per service.
 pub(crate) const HISTORY_LEN: usize = 50;
 
@@ -91,6 +93,10 @@ async fn lead(inner: &Inner, token: FencingToken) {
         unapplied: vec![false; n],
         cluster: ClusterState::default(),
     };
+    // What earlier leaders announced, so a node that died with its leader is still announced.
+    if let Ok(known) = inner.dcs_call(inner.dcs.kv_list(NODES_NS)).await {
+        me.cluster = ClusterState::with_known(known.into_iter().filter(|(_, v)| v == "up").map(|(k, _)| k).collect());
+    }
     // Background work only the leader does (a bot's long polling), dropped with the term.
     let mut background = JoinSet::new();
     for (name, notifier) in &inner.providers.notifiers {
@@ -194,7 +200,13 @@ impl Leading<'_> {
         let config = inner.config.clone();
         let alive: BTreeSet<String> = snapshot.alive.clone();
         for e in self.cluster.observe(&alive) {
+            let (node, state) = match &e {
+                Event::NodeWentDown { node } => (node.clone(), "down"),
+                Event::NodeCameUp { node } => (node.clone(), "up"),
+                _ => continue,
+            };
             inner.notifications.send(&config, e);
+            let _ = inner.dcs_call(inner.dcs.kv_put(NODES_NS, &node, state)).await;
         }
         let mut wake: Option<Instant> = None;
         for (i, svc) in config.services.iter().enumerate() {
