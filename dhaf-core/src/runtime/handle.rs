@@ -220,9 +220,13 @@ impl NodeHandle {
         Ok(self.inner.dcs_call(self.inner.dcs.snapshot()).await?)
     }
 
-    /// The whole cluster's status.
+    /// The whole cluster's status. When the DCS cannot be read, the status says so in
+    /// `dcs_error` and shows only what this node knows (no leader, no votes).
     pub async fn status(&self) -> Result<NodeStatus, CommandError> {
-        let snap = self.snapshot().await?;
+        let (snap, error) = match self.snapshot().await {
+            Ok(s) => (s, None),
+            Err(e) => (Snapshot::default(), Some(e.to_string())),
+        };
         let config = &self.inner.config;
         let leader_name = snap.leader.as_ref().map(|l| l.node.clone());
         let names: BTreeSet<&String> = snap.members.iter().chain(&snap.alive).collect();
@@ -234,7 +238,7 @@ impl NodeHandle {
                 .into_iter()
                 .map(|n| NodeInfo { name: n.clone(), alive: snap.alive.contains(n), leader: leader_name.as_ref() == Some(n) })
                 .collect(),
-            dcs_error: self.inner.local.lock().unwrap().dcs_error.clone(),
+            dcs_error: error.or_else(|| self.inner.local.lock().unwrap().dcs_error.clone()),
             services: config.services.iter().map(|s| self.service_from(&snap, s)).collect(),
         })
     }
