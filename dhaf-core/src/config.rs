@@ -110,7 +110,7 @@ pub struct DhafConfig {
 pub struct WebApiConfig {
     /// Host to listen on and for the CLI to reach (default `localhost`).
     pub host: String,
-    /// Port (default 8128).
+    /// Port (default 8128; 0 picks a free one, for tests).
     pub port: u16,
     /// Bearer token for mutations; without one, mutations are refused.
     #[serde(skip)]
@@ -296,7 +296,7 @@ fn parse_dhaf(top: &Fields) -> Option<DhafConfig> {
     let web_api = match f.section("web-api") {
         Some(w) => {
             let host = w.string("host").unwrap_or_else(|| "localhost".into());
-            let port = w.int("port", 8128, 1, 65535) as u16;
+            let port = w.int("port", 8128, 0, 65535) as u16;
             let token = w.string("token");
             if matches!(&token, Some(t) if t.len() < 8) {
                 w.problem(w.key("token"), "must be at least 8 characters");

@@ -1,0 +1,144 @@
+//! End to end with real processes: the `dhaf-node` binary on the embedded DCS, the built-in `web`
+//! checker against two real HTTP backends, and the `exec` switcher rewriting a file. The primary
+//! is stopped, then started again: the public entry must follow, and the binary must stop cleanly
+//! on SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+async fn backend(listener: TcpListener) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+        });
+    }
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+async fn wait_for_entry(entry: &Path, want: &str, node: &mut Child, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        if std::fs::read_to_string(entry).unwrap_or_default().trim() == want {
+            return;
+        }
+        if let Some(status) = node.try_wait().unwrap() {
+            panic!("dhaf-node exited early with {status}");
+        }
+        assert!(start.elapsed() < limit, "the public entry did not reach {want} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_binary_fails_over_and_back_between_real_backends() {
+    let dir = std::env::temp_dir().join(format!("dhaf-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let entry = dir.join("entry");
+    let log = dir.join("switches.log");
+    std::fs::write(&entry, "ep-1\n").unwrap();
+    let init = script(&dir, "init", &format!("cat '{}'", entry.display()));
+    let switch = script(
+        &dir,
+        "switch",
+        &format!("echo \"$1\" > '{e}'; echo \"$1 $2 $DHAF_FENCING_TOKEN\" >> '{l}'", e = entry.display(), l = log.display()),
+    );
+
+    let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = a.local_addr().unwrap().port();
+    let b = TcpListener::bind(("127.0.0.2", port)).await.expect("127.0.0.2 with the same port");
+    let primary = tokio::spawn(backend(a));
+    tokio::spawn(backend(b));
+
+    let config = dir.join("node.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+dhaf:
+  cluster-name: e2e
+  node-name: node-1
+  tact-interval: 1
+  heartbeat-interval: 1
+  healthy-node-status-ttl: 5
+  web-api: {{ host: 127.0.0.1, port: 0 }}
+services:
+  - name: site
+    domain: site.test
+    rise: 1
+    fall: 2
+    entry-points:
+      - {{ name: ep-1, ip: 127.0.0.1 }}
+      - {{ name: ep-2, ip: 127.0.0.2 }}
+    health-checker: {{ type: web, port: {port}, path: /health, timeout: 1, retries: 0, expected-response-body: ok }}
+    switcher: {{ type: exec, init: {init}, switch: {switch} }}
+"#,
+            init = init.display(),
+            switch = switch.display()
+        ),
+    )
+    .unwrap();
+
+    let child = Command::new(env!("CARGO_BIN_EXE_dhaf-node"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut node = Kill(child);
+
+    // Healthy start: the node adopts ep-1 without switching.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(std::fs::read_to_string(&entry).unwrap().trim(), "ep-1");
+    assert!(!log.exists(), "no switch while the primary is healthy");
+
+    primary.abort();
+    let _ = primary.await;
+    wait_for_entry(&entry, "ep-2", &mut node.0, Duration::from_secs(30)).await;
+
+    let a = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(backend(a));
+    wait_for_entry(&entry, "ep-1", &mut node.0, Duration::from_secs(30)).await;
+
+    let switches = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = switches.lines().collect();
+    assert_eq!(lines.len(), 2, "{switches}");
+    assert!(lines[0].starts_with("ep-2 127.0.0.2 term-"), "switch script gets name, ip and the term: {switches}");
+    assert!(lines[1].starts_with("ep-1 127.0.0.1 term-"), "{switches}");
+
+    // SIGTERM: a clean stop.
+    let pid = node.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = node.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "dhaf-node did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
