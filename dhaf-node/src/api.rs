@@ -290,7 +290,7 @@ async fn openapi() -> Response {
 }
 
 async fn healthz(State(h): State<NodeHandle>) -> Response {
-    let registered = h.is_registered();
+    let registered = h.holds_lease();
     let body = json!({
         "status": if registered { "ok" } else { "unavailable" },
         "node": h.config().dhaf.node_name,
@@ -318,7 +318,7 @@ async fn metrics(State(h): State<NodeHandle>) -> Response {
     metric("dhaf_leader_changes_total", "counter", "Times this node became the leader.", &one(m.leader_changes));
     metric("dhaf_dcs_errors_total", "counter", "DCS calls that failed for want of the DCS.", &one(m.dcs_errors));
     metric("dhaf_is_leader", "gauge", "1 while this node is the cluster leader.", &one(u64::from(h.is_leader())));
-    metric("dhaf_registered", "gauge", "1 while this node holds a live lease in the DCS.", &one(u64::from(h.is_registered())));
+    metric("dhaf_registered", "gauge", "1 while this node holds a live lease in the DCS.", &one(u64::from(h.holds_lease())));
     // Verdicts come from the DCS; without it they are left out rather than guessed.
     if let Ok(status) = h.status().await {
         let mut verdicts = Vec::new();
