@@ -135,9 +135,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             clap_complete::generate(shell, &mut Cli::command(), "dhaf-cli", &mut std::io::stdout());
         }
         Command::StatusDhaf => show(&api()?.get("/api/v1/status")?, &render::cluster),
-        Command::StatusService { service: Some(s) } => {
-            show(&api()?.get(&format!("/api/v1/services/{}", seg(&s)))?, &render::service)
-        }
+        Command::StatusService { service: Some(s) } => show(&api()?.get(&format!("/api/v1/services/{}", seg(&s)))?, &render::service),
         Command::StatusService { service: None } => show(&api()?.get("/api/v1/services")?, &|v| {
             v.as_array().map(|a| a.iter().map(render::service).collect::<Vec<_>>().join("\n")).unwrap_or_default()
         }),
@@ -147,23 +145,39 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::History { service } => show(&api()?.get(&format!("/api/v1/services/{}/history", seg(&service)))?, &render::history),
         Command::SwitchoverTo { entry_point, service } => show(
-            &api()?.change(Method::POST, &format!("/api/v1/services/{}/switchover", seg(&service)), Some(json!({ "entry_point": entry_point })))?,
-            &|_| format!("Switchover of {service} to {entry_point} requested: the leader switches to it and keeps it there while it is healthy.\n"),
+            &api()?.change(
+                Method::POST,
+                &format!("/api/v1/services/{}/switchover", seg(&service)),
+                Some(json!({ "entry_point": entry_point })),
+            )?,
+            &|_| {
+                format!("Switchover of {service} to {entry_point} requested: the leader switches to it and keeps it there while it is healthy.\n")
+            },
         ),
-        Command::SwitchoverPurge { service } => show(
-            &api()?.change(Method::DELETE, &format!("/api/v1/services/{}/switchover", seg(&service)), None)?,
-            &|_| format!("Switchover of {service} purged: automatic rules apply again.\n"),
-        ),
-        Command::NodeDecommission { node } => show(
-            &api()?.change(Method::DELETE, &format!("/api/v1/nodes/{}", seg(&node)), None)?,
-            &|_| format!("Node {node} decommissioned.\n"),
-        ),
+        Command::SwitchoverPurge { service } => {
+            show(&api()?.change(Method::DELETE, &format!("/api/v1/services/{}/switchover", seg(&service)), None)?, &|_| {
+                format!("Switchover of {service} purged: automatic rules apply again.\n")
+            })
+        }
+        Command::NodeDecommission { node } => {
+            show(&api()?.change(Method::DELETE, &format!("/api/v1/nodes/{}", seg(&node)), None)?, &|_| {
+                format!("Node {node} decommissioned.\n")
+            })
+        }
         Command::MaintenanceOn { entry_point, service } => show(
-            &api()?.change(Method::POST, &format!("/api/v1/services/{}/entry-points/{}/maintenance", seg(&service), seg(&entry_point)), None)?,
+            &api()?.change(
+                Method::POST,
+                &format!("/api/v1/services/{}/entry-points/{}/maintenance", seg(&service), seg(&entry_point)),
+                None,
+            )?,
             &|_| format!("Entry point {entry_point} of {service} is in maintenance: out of rotation until maintenance-off.\n"),
         ),
         Command::MaintenanceOff { entry_point, service } => show(
-            &api()?.change(Method::DELETE, &format!("/api/v1/services/{}/entry-points/{}/maintenance", seg(&service), seg(&entry_point)), None)?,
+            &api()?.change(
+                Method::DELETE,
+                &format!("/api/v1/services/{}/entry-points/{}/maintenance", seg(&service), seg(&entry_point)),
+                None,
+            )?,
             &|_| format!("Entry point {entry_point} of {service} is back in rotation.\n"),
         ),
     }

@@ -110,7 +110,9 @@ impl Api {
         let text = resp.text().map_err(|e| CliError::Unreachable(format!("the node at {} broke off its answer: {e}", self.base)))?;
         let json: Option<Value> = serde_json::from_str(&text).ok();
         if status.is_success() {
-            return json.ok_or_else(|| CliError::Unreachable(format!("{} answered something that is not dhaf's JSON API; is it a dhaf node?", self.base)));
+            return json.ok_or_else(|| {
+                CliError::Unreachable(format!("{} answered something that is not dhaf's JSON API; is it a dhaf node?", self.base))
+            });
         }
         let err = json.as_ref().map(|j| &j["error"]);
         match err.and_then(|e| Some((e["code"].as_str()?, e["message"].as_str()?))) {

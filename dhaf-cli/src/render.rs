@@ -89,7 +89,10 @@ pub fn service(v: &Value) -> String {
         let l = &v["last_switch"];
         out += &format!("Last switch: {} to {} by {} at {}\n", s(&l["kind"]), s(&l["entry_point"]), s(&l["node"]), when(&l["at"]));
     }
-    out += &format!("Switchover: {}\n", if v["switchover"].is_null() { "none".into() } else { format!("to {} (pending)", s(&v["switchover"])) });
+    out += &format!(
+        "Switchover: {}\n",
+        if v["switchover"].is_null() { "none".into() } else { format!("to {} (pending)", s(&v["switchover"])) }
+    );
     if v["panic"] == true {
         out += "Panic mode: YES - no entry point is healthy; dhaf leaves the service as it is\n";
     }
@@ -145,10 +148,8 @@ pub fn candidates(v: &Value) -> String {
 
 /// `history`, oldest first.
 pub fn history(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = list(v)
-        .iter()
-        .map(|h| vec![when(&h["at"]), s(&h["kind"]), s(&h["entry_point"]), s(&h["node"]), s(&h["token"])])
-        .collect();
+    let rows: Vec<Vec<String>> =
+        list(v).iter().map(|h| vec![when(&h["at"]), s(&h["kind"]), s(&h["entry_point"]), s(&h["node"]), s(&h["token"])]).collect();
     if rows.is_empty() {
         return "No switches recorded yet.\n".into();
     }

@@ -175,11 +175,7 @@ fn endpoints() -> Vec<(Method, &'static str, MethodRouter<NodeHandle>)> {
         (Method::POST, "/api/v1/services/{service}/switchover", on(MethodFilter::POST, switchover_to)),
         (Method::DELETE, "/api/v1/services/{service}/switchover", on(MethodFilter::DELETE, switchover_purge)),
         (Method::POST, "/api/v1/services/{service}/entry-points/{entry_point}/maintenance", on(MethodFilter::POST, maintenance_on)),
-        (
-            Method::DELETE,
-            "/api/v1/services/{service}/entry-points/{entry_point}/maintenance",
-            on(MethodFilter::DELETE, maintenance_off),
-        ),
+        (Method::DELETE, "/api/v1/services/{service}/entry-points/{entry_point}/maintenance", on(MethodFilter::DELETE, maintenance_off)),
         (Method::GET, "/api/v1/services/{service}/history", on(MethodFilter::GET, history)),
         (Method::DELETE, "/api/v1/nodes/{node}", on(MethodFilter::DELETE, decommission)),
         (Method::GET, "/api/v1/openapi.json", on(MethodFilter::GET, openapi)),
@@ -352,10 +348,8 @@ async fn metrics(State(h): State<NodeHandle>) -> Response {
 
 /// Prometheus labels, values escaped as the text format requires.
 fn labels(pairs: &[(&str, &str)]) -> String {
-    let inner: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
-        .collect();
+    let inner: Vec<String> =
+        pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))).collect();
     format!("{{{}}}", inner.join(","))
 }
 

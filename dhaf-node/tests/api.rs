@@ -74,8 +74,7 @@ async fn start(token: Option<&str>) -> Running {
     let app = dhaf_node::api::router(handle.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let r = Running { base, http: reqwest::Client::new(), checker, provider, dcs, handle };
-    r.wait_for("the node to lead and point main at ep1", |r| r.handle.is_leader() && r.provider.current().as_deref() == Some("ep1"))
-        .await;
+    r.wait_for("the node to lead and point main at ep1", |r| r.handle.is_leader() && r.provider.current().as_deref() == Some("ep1")).await;
     r
 }
 
@@ -257,10 +256,11 @@ async fn t30_switchover_moves_the_provider_and_shows_in_history() {
     assert_eq!(main["switchover"], "ep2");
     assert_eq!(main["last_switch"]["kind"], "switchover");
 
-    let hist = r.wait_json("a switchover in history", "/api/v1/services/main/history", |v| {
-        v.as_array().unwrap().iter().any(|h| h["kind"] == "switchover" && h["entry_point"] == "ep2")
-    })
-    .await;
+    let hist = r
+        .wait_json("a switchover in history", "/api/v1/services/main/history", |v| {
+            v.as_array().unwrap().iter().any(|h| h["kind"] == "switchover" && h["entry_point"] == "ep2")
+        })
+        .await;
     let last = hist.as_array().unwrap().last().unwrap();
     assert_eq!(last["node"], "n1");
     assert!(last["at"].as_f64().unwrap() > 1.6e9);
