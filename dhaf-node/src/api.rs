@@ -11,6 +11,7 @@
 //! | `unauthorized` | 401 | no bearer token, or the wrong one |
 //! | `token_not_configured` | 401 | the node has no `dhaf.web-api.token`, so it refuses every mutation |
 //! | `not_found` | 404 | no such route |
+//! | `method_not_allowed` | 405 | the route exists, the method does not |
 //! | `unknown_service`, `unknown_entry_point`, `unknown_node` | 404 | the name is not in the config / cluster |
 //! | `node_alive`, `target_in_maintenance` | 409 | the cluster's state forbids it now |
 //! | `payload_too_large` | 413 | the body is over [`BODY_LIMIT`] bytes |
@@ -152,6 +153,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// A path parameter whose rejection is a JSON `bad_request` like every other error.
+struct Param<T>(T);
+
+impl<T, S> FromRequestParts<S> for Param<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(Param(v)),
+            Err(e) => Err(ApiError::bad_request(format!("invalid path: {}", e.body_text()))),
+        }
+    }
+}
+
 /// Parse a JSON body strictly: malformed JSON, unknown fields and missing fields are refused.
 fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body?;
@@ -199,6 +218,13 @@ pub fn router(handle: NodeHandle) -> Router {
     }
     router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /api/v1/openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method; see /api/v1/openapi.json",
+            )
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(handle)
 }
@@ -215,15 +241,15 @@ async fn services(State(h): State<NodeHandle>) -> ApiResult {
     ok(h.status().await?.services)
 }
 
-async fn service(State(h): State<NodeHandle>, Path(service): Path<String>) -> ApiResult {
+async fn service(State(h): State<NodeHandle>, Param(service): Param<String>) -> ApiResult {
     ok(h.service_status(&service).await?)
 }
 
-async fn candidates(State(h): State<NodeHandle>, Path(service): Path<String>) -> ApiResult {
+async fn candidates(State(h): State<NodeHandle>, Param(service): Param<String>) -> ApiResult {
     ok(h.switchover_candidates(&service).await?)
 }
 
-async fn history(State(h): State<NodeHandle>, Path(service): Path<String>) -> ApiResult {
+async fn history(State(h): State<NodeHandle>, Param(service): Param<String>) -> ApiResult {
     ok(h.history(&service).await?)
 }
 
@@ -237,7 +263,7 @@ struct SwitchoverBody {
 async fn switchover_to(
     State(h): State<NodeHandle>,
     _: Authorized,
-    Path(service): Path<String>,
+    Param(service): Param<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let body: SwitchoverBody = parse_body(body)?;
@@ -254,17 +280,17 @@ async fn switchover_to(
         .into_response())
 }
 
-async fn switchover_purge(State(h): State<NodeHandle>, _: Authorized, Path(service): Path<String>) -> ApiResult {
+async fn switchover_purge(State(h): State<NodeHandle>, _: Authorized, Param(service): Param<String>) -> ApiResult {
     h.switchover_purge(&service).await?;
     tracing::info!(service = %service, "api: switchover purged");
     ok(json!({ "service": service, "switchover": null, "message": "switchover purged; automatic rules apply again" }))
 }
 
-async fn maintenance_on(State(h): State<NodeHandle>, _: Authorized, Path((service, ep)): Path<(String, String)>) -> ApiResult {
+async fn maintenance_on(State(h): State<NodeHandle>, _: Authorized, Param((service, ep)): Param<(String, String)>) -> ApiResult {
     maintenance(h, service, ep, true).await
 }
 
-async fn maintenance_off(State(h): State<NodeHandle>, _: Authorized, Path((service, ep)): Path<(String, String)>) -> ApiResult {
+async fn maintenance_off(State(h): State<NodeHandle>, _: Authorized, Param((service, ep)): Param<(String, String)>) -> ApiResult {
     maintenance(h, service, ep, false).await
 }
 
@@ -275,7 +301,7 @@ async fn maintenance(h: NodeHandle, service: String, ep: String, on: bool) -> Ap
     ok(json!({ "service": service, "entry_point": ep, "maintenance": on, "message": message }))
 }
 
-async fn decommission(State(h): State<NodeHandle>, _: Authorized, Path(node): Path<String>) -> ApiResult {
+async fn decommission(State(h): State<NodeHandle>, _: Authorized, Param(node): Param<String>) -> ApiResult {
     h.decommission(&node).await?;
     tracing::info!(node = %node, "api: node decommissioned");
     ok(json!({ "node": node, "message": "node decommissioned" }))
