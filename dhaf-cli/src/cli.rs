@@ -113,6 +113,13 @@ fn seg(s: &str) -> String {
     out
 }
 
+impl Cli {
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        self.common.json
+    }
+}
+
 /// Run one command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let Common { config, json } = cli.common;

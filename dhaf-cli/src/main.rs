@@ -5,7 +5,8 @@
 //! `$DHAF_API_TOKEN`). Output is a table for people, or the API's JSON with `--json`.
 //!
 //! Exit codes scripts can rely on: 0 done, 1 the node refused (its error code and message are
-//! printed), 2 usage or config error, 3 the node could not be reached.
+//! printed; with `--json` also as `{"error": {"code", "message"}}` on stdout), 2 usage or config
+//! error, 3 the node could not be reached.
 
 mod cli;
 mod client;
@@ -17,9 +18,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    let json = cli.json();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Scripts asking for JSON get the node's refusal as JSON too, on stdout.
+            if let (true, client::CliError::Refused { code, message, .. }) = (json, &e) {
+                println!("{}", serde_json::json!({ "error": { "code": code, "message": message } }));
+            }
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }

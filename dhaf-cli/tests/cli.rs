@@ -123,6 +123,12 @@ impl Running {
     }
 }
 
+impl Running {
+    fn handle_wait_maintenance(&self, name: &str) {
+        self.wait_json("maintenance", &["status-service", "--service", "main", "--json"], |v| ep(v, name)["maintenance"] == true);
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -260,6 +266,8 @@ fn t30_maintenance_and_decommission() {
 
     r.cli(&["node-decommission", "n1"]).failed(1, "node_alive");
     r.cli(&["node-decommission", "ghost"]).failed(1, "unknown_node");
+    let v = r.cli(&["node-decommission", "n1", "--json"]).failed(1, "node_alive").json();
+    assert_eq!(v["error"]["code"], "node_alive");
 }
 
 #[test]
@@ -274,6 +282,14 @@ fn t40_tokens_and_config_errors() {
     assert!(done.stderr.contains("dhaf.web-api.token"), "{}", done.stderr);
     cli(&["node-decommission", "n1", "--config", wrong]).failed(1, "unauthorized");
     assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+    // $DHAF_API_TOKEN overrides the file's token, for operators who cannot read the node's secrets.
+    let status = Command::new(env!("CARGO_BIN_EXE_dhaf-cli"))
+        .args(["maintenance-on", "ep3", "--service", "main", "--config", wrong])
+        .env("DHAF_API_TOKEN", TOKEN)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    r.handle_wait_maintenance("ep3");
 
     // Usage and config errors: 2, naming the problem.
     cli(&["status-dhaf"]).failed(2, "--config");
