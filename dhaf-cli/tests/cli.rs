@@ -124,7 +124,7 @@ impl Running {
 }
 
 impl Running {
-    fn handle_wait_maintenance(&self, name: &str) {
+    fn wait_maintenance(&self, name: &str) {
         self.wait_json("maintenance", &["status-service", "--service", "main", "--json"], |v| ep(v, name)["maintenance"] == true);
     }
 }
@@ -289,7 +289,7 @@ fn t40_tokens_and_config_errors() {
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    r.handle_wait_maintenance("ep3");
+    r.wait_maintenance("ep3");
 
     // Usage and config errors: 2, naming the problem.
     cli(&["status-dhaf"]).failed(2, "--config");
