@@ -1,2 +1,33 @@
-//! dhaf-cli.
-fn main() {}
+//! `dhaf-cli`: look at and manage a dhaf cluster through one node's REST API.
+//!
+//! Every command reads the node's own config file (`--config FILE`) for the API address
+//! (`dhaf.web-api.host` / `port`) and the token mutations need (`dhaf.web-api.token`, or
+//! `$DHAF_API_TOKEN`). Output is a table for people, or the API's JSON with `--json`.
+//!
+//! Exit codes scripts can rely on: 0 done, 1 the node refused (its error code and message are
+//! printed; with `--json` also as `{"error": {"code", "message"}}` on stdout), 2 usage or config
+//! error, 3 the node could not be reached.
+
+mod cli;
+mod client;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let json = cli.json();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Scripts asking for JSON get the node's refusal as JSON too, on stdout.
+            if let (true, client::CliError::Refused { code, message, .. }) = (json, &e) {
+                println!("{}", serde_json::json!({ "error": { "code": code, "message": message } }));
+            }
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -106,7 +106,7 @@ pub struct DhafConfig {
 }
 
 /// `dhaf.web-api.*`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct WebApiConfig {
     /// Host to listen on and for the CLI to reach (default `localhost`).
     pub host: String,
@@ -118,7 +118,7 @@ pub struct WebApiConfig {
 }
 
 /// `etcd.*`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct EtcdConfig {
     /// Endpoints, each `http(s)://host:port`.
     pub hosts: Vec<String>,
@@ -129,6 +129,32 @@ pub struct EtcdConfig {
     pub password: Option<String>,
     /// `etcd.tls.*`.
     pub tls: Option<EtcdTls>,
+}
+
+// Secrets are shown as set or not, never as themselves.
+fn redacted(secret: &Option<String>) -> &'static str {
+    if secret.is_some() {
+        "Some(<redacted>)"
+    } else {
+        "None"
+    }
+}
+
+impl fmt::Debug for WebApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebApiConfig").field("host", &self.host).field("port", &self.port).field("token", &redacted(&self.token)).finish()
+    }
+}
+
+impl fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("hosts", &self.hosts)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// `etcd.tls.*`: TLS to etcd, which the original lacked.
@@ -184,7 +210,7 @@ impl ServiceConfig {
 }
 
 /// A provider section: its `type`, optional `name` (notifiers) and its own settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProviderConfig {
     /// `type`: the registry name of the provider.
     pub kind: String,
@@ -204,6 +230,19 @@ impl Serialize for ProviderConfig {
         st.serialize_field("type", &self.kind)?;
         st.serialize_field("name", &self.name)?;
         st.end()
+    }
+}
+
+impl fmt::Debug for ProviderConfig {
+    // Settings may hold secrets: only their keys are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&str> = self.settings.keys().filter_map(|k| k.as_str()).collect();
+        f.debug_struct("ProviderConfig")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("settings", &keys)
+            .finish()
     }
 }
 
@@ -804,10 +843,17 @@ notifiers:
     }
 
     #[test]
-    fn secrets_are_not_serialized() {
-        let c = Config::parse_with_env(GOOD, &env).unwrap();
-        let shown = serde_json::to_string(&c).unwrap();
-        assert!(!shown.contains("secret-token"), "{shown}");
+    fn secrets_are_not_serialized_or_debug_printed() {
+        let yaml = GOOD
+            .replace("  node-name: n1\n", "  node-name: n1\n  web-api: { token: api-secret-1 }\n")
+            .replace("hosts: 127.0.0.1:2379,", "password: etcd-secret\n  username: u\n  hosts: 127.0.0.1:2379,");
+        let c = Config::parse_with_env(&yaml, &env).unwrap();
+        assert_eq!(c.dhaf.web_api.token.as_deref(), Some("api-secret-1"));
+        for shown in [serde_json::to_string(&c).unwrap(), format!("{c:?}")] {
+            for secret in ["secret-token", "api-secret-1", "etcd-secret"] {
+                assert!(!shown.contains(secret), "{secret} shown in {shown}");
+            }
+        }
     }
 
     #[test]

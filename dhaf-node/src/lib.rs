@@ -1,11 +1,15 @@
 //! The reference dhaf node as a library, so the `dhaf-node` binary stays a thin shell and an
 //! embedder can start the same node (or only mount its REST API) inside its own service.
 //!
-//! [`start`] turns a config file into a running node: parse and validate everything first
+//! [`prepare`] turns a config file into a node ready to run: parse and validate everything first
 //! (config and every provider section, all problems at once), pick the DCS (etcd when configured,
-//! else the embedded one), build the providers from the registry, then run the node until the
-//! shutdown future completes.
+//! else the embedded one), build the providers from the registry. [`run`] then serves the REST
+//! API ([`api::router`]) beside the node until the shutdown future completes.
 
+pub mod api;
+
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,6 +31,14 @@ pub enum StartError {
     /// The node failed to start (a provider's init).
     #[error("{0}")]
     Node(#[from] NodeError),
+    /// The REST API could not listen.
+    #[error("rest api: cannot listen on {addr}: {error}")]
+    Listen {
+        /// The address from `dhaf.web-api`.
+        addr: String,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 /// Everything validated and built, ready to run.
@@ -56,4 +68,30 @@ pub fn prepare(config_path: &Path, registry: &Registry) -> Result<Prepared, Star
     let dcs = dcs_for(&config)?;
     let providers = registry.build(&config, dcs.clone())?;
     Ok(Prepared { node: Node::new(config.clone(), dcs, providers), config })
+}
+
+/// Run a prepared node with its REST API on `dhaf.web-api` until `shutdown` completes.
+///
+/// `on_listen` is told the API's bound address (useful with port 0).
+pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>, on_listen: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
+    let web = &prepared.config.dhaf.web_api;
+    let addr = format!("{}:{}", web.host, web.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|error| StartError::Listen { addr: addr.clone(), error })?;
+    let bound = listener.local_addr().map_err(|error| StartError::Listen { addr, error })?;
+    tracing::info!(%bound, "rest api listening");
+    on_listen(bound);
+    let app = api::router(prepared.node.handle());
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = api_stopped.await;
+        });
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "rest api stopped");
+        }
+    });
+    let result = prepared.node.run(shutdown).await;
+    let _ = stop_api.send(());
+    let _ = server.await;
+    Ok(result?)
 }

@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match prepared.node.run(shutdown()).await {
+    match dhaf_node::run(prepared, shutdown(), |_| {}).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "node stopped");

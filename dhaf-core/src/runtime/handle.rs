@@ -212,6 +212,15 @@ impl NodeHandle {
         self.inner.local.lock().unwrap().lease.is_some()
     }
 
+    /// Whether this node holds a lease it knows to be live now: registered, and the last
+    /// acknowledged keep-alive is recent enough that the lease cannot have expired yet. Unlike
+    /// [`NodeHandle::is_registered`], this turns false while the DCS is unreachable, before the
+    /// node learns that its lease is gone.
+    pub fn holds_lease(&self) -> bool {
+        let l = self.inner.local.lock().unwrap();
+        l.lease.is_some() && l.lease_deadline.is_some_and(|d| tokio::time::Instant::now() < d)
+    }
+
     fn service(&self, name: &str) -> Result<&ServiceConfig, CommandError> {
         self.inner.config.service(name).ok_or_else(|| CommandError::UnknownService(name.into()))
     }

@@ -1,0 +1,208 @@
+//! The commands, their flags, and what each one calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::client::{Api, CliError};
+use crate::render;
+
+/// Look at and manage a dhaf cluster through one of its nodes.
+///
+/// Exit codes: 0 done, 1 refused by the node, 2 usage or config error, 3 node unreachable.
+#[derive(Debug, Parser)]
+#[command(name = "dhaf-cli", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+struct Common {
+    /// The node's config file: gives the API address (dhaf.web-api.host/port) and token.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the API's JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the cluster: leader, nodes, DCS trouble.
+    StatusDhaf,
+    /// Show one service in detail (every service without --service).
+    StatusService {
+        /// The service's name.
+        #[arg(long, short)]
+        service: Option<String>,
+    },
+    /// Show every service, one line each.
+    StatusServices,
+    /// List the entry points a switchover may target.
+    SwitchoverCandidates {
+        /// The service's name.
+        #[arg(long, short)]
+        service: String,
+    },
+    /// Switch a service over to an entry point and keep it there while it is healthy.
+    SwitchoverTo {
+        /// The target entry point.
+        entry_point: String,
+        /// The service's name.
+        #[arg(long, short)]
+        service: String,
+    },
+    /// Drop a service's switchover; automatic rules (failback) apply again.
+    SwitchoverPurge {
+        /// The service's name.
+        #[arg(long, short)]
+        service: String,
+    },
+    /// Forget a dead node (a live one is refused: stop it first).
+    NodeDecommission {
+        /// The node's name (dhaf.node-name).
+        node: String,
+    },
+    /// Take an entry point out of rotation; traffic moves away if it is current.
+    MaintenanceOn {
+        /// The entry point.
+        entry_point: String,
+        /// The service's name.
+        #[arg(long, short)]
+        service: String,
+    },
+    /// Put an entry point back in rotation.
+    MaintenanceOff {
+        /// The entry point.
+        entry_point: String,
+        /// The service's name.
+        #[arg(long, short)]
+        service: String,
+    },
+    /// Show a service's recent switches.
+    History {
+        /// The service's name.
+        #[arg(long, short)]
+        service: String,
+    },
+    /// Print dhaf-cli's version.
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Path segments are names from a config; escape anything that would change the URL's shape.
+fn seg(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Cli {
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        self.common.json
+    }
+}
+
+/// Run one command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let Common { config, json } = cli.common;
+    let api = || -> Result<Api, CliError> {
+        let path = config.as_ref().ok_or_else(|| {
+            CliError::Usage("--config FILE is required: the node's config file, which gives the API address and token".into())
+        })?;
+        Api::from_config(path)
+    };
+    let show = |v: &Value, table: &dyn Fn(&Value) -> String| {
+        if json {
+            println!("{}", serde_json::to_string_pretty(v).expect("JSON values serialize"));
+        } else {
+            print!("{}", table(v));
+        }
+    };
+    match cli.command {
+        Command::Version => println!("dhaf-cli {}", env!("CARGO_PKG_VERSION")),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "dhaf-cli", &mut std::io::stdout());
+        }
+        Command::StatusDhaf => show(&api()?.get("/api/v1/status")?, &render::cluster),
+        Command::StatusService { service: Some(s) } => show(&api()?.get(&format!("/api/v1/services/{}", seg(&s)))?, &render::service),
+        Command::StatusService { service: None } => show(&api()?.get("/api/v1/services")?, &|v| {
+            v.as_array().map(|a| a.iter().map(render::service).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+        }),
+        Command::StatusServices => show(&api()?.get("/api/v1/services")?, &render::services),
+        Command::SwitchoverCandidates { service } => {
+            show(&api()?.get(&format!("/api/v1/services/{}/candidates", seg(&service)))?, &render::candidates)
+        }
+        Command::History { service } => show(&api()?.get(&format!("/api/v1/services/{}/history", seg(&service)))?, &render::history),
+        Command::SwitchoverTo { entry_point, service } => show(
+            &api()?.change(
+                Method::POST,
+                &format!("/api/v1/services/{}/switchover", seg(&service)),
+                Some(json!({ "entry_point": entry_point })),
+            )?,
+            &|_| {
+                format!("Switchover of {service} to {entry_point} requested: the leader switches to it and keeps it there while it is healthy.\n")
+            },
+        ),
+        Command::SwitchoverPurge { service } => {
+            show(&api()?.change(Method::DELETE, &format!("/api/v1/services/{}/switchover", seg(&service)), None)?, &|_| {
+                format!("Switchover of {service} purged: automatic rules apply again.\n")
+            })
+        }
+        Command::NodeDecommission { node } => {
+            show(&api()?.change(Method::DELETE, &format!("/api/v1/nodes/{}", seg(&node)), None)?, &|_| {
+                format!("Node {node} decommissioned.\n")
+            })
+        }
+        Command::MaintenanceOn { entry_point, service } => show(
+            &api()?.change(
+                Method::POST,
+                &format!("/api/v1/services/{}/entry-points/{}/maintenance", seg(&service), seg(&entry_point)),
+                None,
+            )?,
+            &|_| format!("Entry point {entry_point} of {service} is in maintenance: out of rotation until maintenance-off.\n"),
+        ),
+        Command::MaintenanceOff { entry_point, service } => show(
+            &api()?.change(
+                Method::DELETE,
+                &format!("/api/v1/services/{}/entry-points/{}/maintenance", seg(&service), seg(&entry_point)),
+                None,
+            )?,
+            &|_| format!("Entry point {entry_point} of {service} is back in rotation.\n"),
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(seg("main"), "main");
+        assert_eq!(seg("a/b c"), "a%2Fb%20c");
+    }
+}

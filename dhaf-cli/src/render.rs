@@ -1,0 +1,193 @@
+//! Tables for people, from the API's JSON.
+
+use serde_json::Value;
+
+/// Left-aligned columns, two spaces apart, under a header.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    out
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn yes(v: &Value) -> String {
+    if v.as_bool() == Some(true) { "yes" } else { "no" }.into()
+}
+
+fn list(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// `status-dhaf`.
+pub fn cluster(v: &Value) -> String {
+    let mut out = format!("Cluster: {}\n", s(&v["cluster"]));
+    out += &match v["leader"].is_null() {
+        true => "Leader:  none (an election is due)\n".to_string(),
+        false => format!("Leader:  {} (term {})\n", s(&v["leader"]["node"]), s(&v["leader"]["token"])),
+    };
+    out += &format!("Answered by: {}\n", s(&v["node"]));
+    if !v["dcs_error"].is_null() {
+        out += &format!("DCS:     UNREACHABLE: {} (the last switch stays in force)\n", s(&v["dcs_error"]));
+    } else {
+        out += "DCS:     ok\n";
+    }
+    out += "\n";
+    let rows: Vec<Vec<String>> = list(&v["nodes"])
+        .iter()
+        .map(|n| vec![s(&n["name"]), if n["alive"] == true { "alive" } else { "DEAD" }.into(), yes(&n["leader"])])
+        .collect();
+    out + &table(&["NODE", "STATUS", "LEADER"], &rows)
+}
+
+fn votes(ep: &Value) -> String {
+    let v: Vec<String> = list(&ep["votes"])
+        .iter()
+        .map(|vote| match (vote["healthy"].as_bool(), vote["reason"].as_str()) {
+            (Some(true), _) => format!("{}: healthy", s(&vote["node"])),
+            (_, Some(r)) => format!("{}: unhealthy ({r})", s(&vote["node"])),
+            _ => format!("{}: unhealthy", s(&vote["node"])),
+        })
+        .collect();
+    if v.is_empty() {
+        "no votes yet".into()
+    } else {
+        v.join("; ")
+    }
+}
+
+/// `status-service`: one service in detail.
+pub fn service(v: &Value) -> String {
+    let mut out = format!("Service: {} ({})\n", s(&v["name"]), s(&v["domain"]));
+    out += &format!("Current entry point: {}\n", s(&v["current"]));
+    if !v["last_switch"].is_null() {
+        let l = &v["last_switch"];
+        out += &format!("Last switch: {} to {} by {} at {}\n", s(&l["kind"]), s(&l["entry_point"]), s(&l["node"]), when(&l["at"]));
+    }
+    out += &format!(
+        "Switchover: {}\n",
+        if v["switchover"].is_null() { "none".into() } else { format!("to {} (pending)", s(&v["switchover"])) }
+    );
+    if v["panic"] == true {
+        out += "Panic mode: YES - no entry point is healthy; dhaf leaves the service as it is\n";
+    }
+    out += "\n";
+    let rows: Vec<Vec<String>> = list(&v["entry_points"])
+        .iter()
+        .map(|e| {
+            vec![
+                s(&e["priority"]),
+                s(&e["name"]),
+                s(&e["ip"]),
+                s(&e["verdict"]),
+                if e["maintenance"] == true { "maintenance".into() } else { "-".into() },
+                if e["current"] == true { "*".into() } else { "".into() },
+                votes(e),
+            ]
+        })
+        .collect();
+    out + &table(&["PRIO", "ENTRY POINT", "IP", "VERDICT", "MAINT", "CURRENT", "VOTES"], &rows)
+}
+
+/// `status-services`: one line per service.
+pub fn services(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|svc| {
+            let eps = list(&svc["entry_points"]);
+            let healthy = eps.iter().filter(|e| e["verdict"] == "healthy").count();
+            vec![
+                s(&svc["name"]),
+                s(&svc["domain"]),
+                s(&svc["current"]),
+                format!("{healthy}/{}", eps.len()),
+                s(&svc["switchover"]),
+                if svc["panic"] == true { "PANIC".into() } else { "-".into() },
+            ]
+        })
+        .collect();
+    table(&["SERVICE", "DOMAIN", "CURRENT", "HEALTHY", "SWITCHOVER", "PANIC"], &rows)
+}
+
+/// `switchover-candidates`.
+pub fn candidates(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|e| vec![s(&e["priority"]), s(&e["name"]), s(&e["ip"]), if e["current"] == true { "*".into() } else { "".into() }])
+        .collect();
+    if rows.is_empty() {
+        return "No candidates: no entry point is healthy by majority and out of maintenance.\n".into();
+    }
+    table(&["PRIO", "ENTRY POINT", "IP", "CURRENT"], &rows)
+}
+
+/// `history`, oldest first.
+pub fn history(v: &Value) -> String {
+    let rows: Vec<Vec<String>> =
+        list(v).iter().map(|h| vec![when(&h["at"]), s(&h["kind"]), s(&h["entry_point"]), s(&h["node"]), s(&h["token"])]).collect();
+    if rows.is_empty() {
+        return "No switches recorded yet.\n".into();
+    }
+    table(&["TIME (UTC)", "KIND", "ENTRY POINT", "BY NODE", "TERM"], &rows)
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS`.
+fn when(v: &Value) -> String {
+    let Some(secs) = v.as_f64() else { return s(v) };
+    let secs = secs as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn timestamps_read_as_utc() {
+        assert_eq!(when(&json!(0.0)), "1970-01-01 00:00:00");
+        assert_eq!(when(&json!(1_709_210_096.5)), "2024-02-29 12:34:56");
+    }
+
+    #[test]
+    fn columns_line_up() {
+        let t = table(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
+        assert_eq!(t, "A     BB\nlong  x\n");
+    }
+}

@@ -1,0 +1,347 @@
+//! The real `dhaf-cli` binary against a running node: an in-process `Node` on the in-memory DCS
+//! with scripted health and a fake provider, its REST API on 127.0.0.1:<ephemeral>.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dhaf_core::config::Config;
+use dhaf_core::dcs::memory::MemoryDcs;
+use dhaf_core::registry::{Providers, ServiceProviders};
+use dhaf_core::runtime::{Node, NodeHandle};
+use dhaf_core::testing::{FakeProvider, ScriptedChecker};
+use serde_json::Value;
+
+const TOKEN: &str = "cli-test-token-1";
+
+fn config_yaml(port: u16, token: &str) -> String {
+    format!(
+        "dhaf:
+  cluster-name: test
+  node-name: n1
+  tact-interval: 1
+  healthy-node-status-ttl: 4
+  heartbeat-interval: 1
+  web-api:
+    host: 127.0.0.1
+    port: {port}
+    token: {token}
+services:
+  - name: main
+    domain: example.com
+    rise: 1
+    fall: 1
+    entry-points:
+      - name: ep1
+        ip: 10.0.0.1
+      - name: ep2
+        ip: 10.0.0.2
+      - name: ep3
+        ip: 10.0.0.3
+    switcher:
+      type: fake
+    health-checker:
+      type: scripted
+"
+    )
+}
+
+fn scratch_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("dhaf-cli-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Running {
+    _rt: tokio::runtime::Runtime,
+    port: u16,
+    config: PathBuf,
+    dir: PathBuf,
+    checker: ScriptedChecker,
+    provider: FakeProvider,
+    handle: NodeHandle,
+}
+
+fn start() -> Running {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let yaml = config_yaml(port, TOKEN);
+    let dir = scratch_dir();
+    let config = dir.join("node.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+
+    let checker = ScriptedChecker::new();
+    let provider = FakeProvider::new(None);
+    let providers = Providers {
+        services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
+        notifiers: vec![],
+    };
+    let dcs = MemoryDcs::new("test");
+    let node = Node::new(Config::parse(&yaml).unwrap(), Arc::new(dcs.client("n1")), providers);
+    let handle = node.handle();
+    let app = dhaf_node::api::router(handle.clone());
+    rt.spawn(node.run(std::future::pending()));
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let r = Running { _rt: rt, port, config, dir, checker, provider, handle };
+    r.wait_for("the node to lead and point main at ep1", |r| r.handle.is_leader() && r.provider.current().as_deref() == Some("ep1"));
+    r
+}
+
+impl Running {
+    fn wait_for(&self, what: &str, cond: impl Fn(&Running) -> bool) {
+        for _ in 0..300 {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// Run the CLI with `--config` pointing at this node.
+    fn cli(&self, args: &[&str]) -> Done {
+        let mut all = args.to_vec();
+        let config = self.config.to_str().unwrap().to_string();
+        all.extend(["--config", &config]);
+        cli(&all)
+    }
+
+    /// Poll `--json` output of a read command until `cond` holds.
+    fn wait_json(&self, what: &str, args: &[&str], cond: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..300 {
+            let done = self.cli(args);
+            if done.code == 0 && cond(&done.json()) {
+                return done.json();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+impl Running {
+    fn wait_maintenance(&self, name: &str) {
+        self.wait_json("maintenance", &["status-service", "--service", "main", "--json"], |v| ep(v, name)["maintenance"] == true);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Done {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Done {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("--json printed non-JSON ({e}): {}", self.stdout))
+    }
+
+    #[track_caller]
+    fn ok(self) -> Done {
+        assert_eq!(self.code, 0, "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    fn failed(self, code: i32, needle: &str) -> Done {
+        assert_eq!(self.code, code, "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}: {}", self.stderr);
+        assert!(!self.stderr.contains(TOKEN) && !self.stdout.contains(TOKEN), "the token leaked");
+        self
+    }
+}
+
+fn cli(args: &[&str]) -> Done {
+    let Output { status, stdout, stderr } =
+        Command::new(env!("CARGO_BIN_EXE_dhaf-cli")).args(args).env_remove("DHAF_API_TOKEN").output().expect("dhaf-cli runs");
+    Done {
+        code: status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+    }
+}
+
+fn ep<'a>(service: &'a Value, name: &str) -> &'a Value {
+    service["entry_points"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap()
+}
+
+#[test]
+fn t10_status_commands() {
+    let r = start();
+    let out = r.cli(&["status-dhaf"]).ok().stdout;
+    assert!(out.contains("Cluster: test"), "{out}");
+    assert!(out.contains("Leader:  n1"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("n1") && l.contains("alive") && l.contains("yes")), "{out}");
+    let v = r.cli(&["status-dhaf", "--json"]).ok().json();
+    assert_eq!(v["leader"]["node"], "n1");
+    assert_eq!(v["nodes"][0]["alive"], true);
+
+    r.checker.down("ep3", "connection refused");
+    let v = r.wait_json("ep3 down", &["status-service", "--service", "main", "--json"], |v| ep(v, "ep3")["verdict"] == "unhealthy");
+    assert_eq!(v["current"], "ep1");
+    let out = r.cli(&["status-service", "--service", "main"]).ok().stdout;
+    assert!(out.contains("Service: main (example.com)"), "{out}");
+    assert!(out.contains("Current entry point: ep1"), "{out}");
+    let ep1 = out.lines().find(|l| l.contains("ep1") && l.contains("10.0.0.1")).unwrap_or_else(|| panic!("{out}"));
+    assert!(ep1.contains("healthy") && ep1.contains('*'), "{ep1}");
+    let ep3 = out.lines().find(|l| l.contains("ep3")).unwrap();
+    assert!(ep3.contains("unhealthy") && ep3.contains("n1: unhealthy (connection refused)"), "{ep3}");
+
+    // Without --service: every service.
+    let out = r.cli(&["status-service"]).ok().stdout;
+    assert!(out.contains("Service: main"), "{out}");
+    let v = r.cli(&["status-service", "--json"]).ok().json();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+
+    let out = r.cli(&["status-services"]).ok().stdout;
+    let line = out.lines().find(|l| l.starts_with("main")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("example.com") && line.contains("ep1") && line.contains("2/3"), "{line}");
+    assert_eq!(r.cli(&["status-services", "--json"]).ok().json()[0]["name"], "main");
+
+    let out = r.cli(&["switchover-candidates", "--service", "main"]).ok().stdout;
+    assert!(out.contains("ep1") && out.contains("ep2") && !out.contains("ep3"), "{out}");
+    let v = r.cli(&["switchover-candidates", "--service", "main", "--json"]).ok().json();
+    let names: Vec<&str> = v.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ep1", "ep2"]);
+
+    r.cli(&["status-service", "--service", "nope"]).failed(1, "unknown_service");
+    r.cli(&["switchover-candidates", "--service", "nope"]).failed(1, "unknown service 'nope'");
+}
+
+#[test]
+fn t20_switchover_purge_and_history() {
+    let r = start();
+    let out = r.cli(&["switchover-to", "ep2", "--service", "main"]).ok().stdout;
+    assert!(out.contains("ep2"), "{out}");
+    r.wait_for("the provider to point at ep2", |r| r.provider.current().as_deref() == Some("ep2"));
+
+    let v = r.wait_json("a switchover in history", &["history", "--service", "main", "--json"], |v| {
+        v.as_array().unwrap().iter().any(|h| h["kind"] == "switchover" && h["entry_point"] == "ep2")
+    });
+    assert!(v.as_array().unwrap().len() >= 2, "initial switch and switchover: {v}");
+    let out = r.cli(&["history", "--service", "main"]).ok().stdout;
+    let line = out.lines().find(|l| l.contains("switchover")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("ep2") && line.contains("n1") && line.starts_with("20"), "{line}");
+
+    let out = r.cli(&["status-service", "--service", "main"]).ok().stdout;
+    assert!(out.contains("Switchover: to ep2"), "{out}");
+
+    r.cli(&["switchover-purge", "--service", "main"]).ok();
+    r.wait_for("failback to ep1", |r| r.provider.current().as_deref() == Some("ep1"));
+
+    r.cli(&["switchover-to", "ep9", "--service", "main"]).failed(1, "unknown_entry_point");
+    r.checker.down("ep3", "HTTP 503");
+    r.wait_json("ep3 down", &["status-service", "--service", "main", "--json"], |v| ep(v, "ep3")["verdict"] == "unhealthy");
+    r.cli(&["switchover-to", "ep3", "--service", "main"]).failed(1, "unhealthy_target");
+    r.cli(&["switchover-purge", "--service", "nope"]).failed(1, "unknown_service");
+
+    // --json on a mutation gives the API's answer.
+    let v = r.cli(&["switchover-to", "ep2", "--service", "main", "--json"]).ok().json();
+    assert_eq!(v["switchover"], "ep2");
+}
+
+#[test]
+fn t30_maintenance_and_decommission() {
+    let r = start();
+    r.cli(&["maintenance-on", "ep1", "--service", "main"]).ok();
+    r.wait_for("traffic to leave ep1", |r| r.provider.current().as_deref() == Some("ep2"));
+    let out = r.cli(&["status-service", "--service", "main"]).ok().stdout;
+    let ep1 = out.lines().find(|l| l.contains("10.0.0.1")).unwrap();
+    assert!(ep1.contains("maintenance"), "{out}");
+    r.cli(&["switchover-to", "ep1", "--service", "main"]).failed(1, "target_in_maintenance");
+    r.cli(&["maintenance-off", "ep1", "--service", "main"]).ok();
+    r.wait_for("traffic back on ep1", |r| r.provider.current().as_deref() == Some("ep1"));
+    r.cli(&["maintenance-on", "ep9", "--service", "main"]).failed(1, "unknown_entry_point");
+    r.cli(&["maintenance-off", "ep1", "--service", "nope"]).failed(1, "unknown_service");
+
+    r.cli(&["node-decommission", "n1"]).failed(1, "node_alive");
+    r.cli(&["node-decommission", "ghost"]).failed(1, "unknown_node");
+    let v = r.cli(&["node-decommission", "n1", "--json"]).failed(1, "node_alive").json();
+    assert_eq!(v["error"]["code"], "node_alive");
+}
+
+#[test]
+fn t40_tokens_and_config_errors() {
+    let r = start();
+    // A config with another token: reads work, changes are refused with a hint.
+    let wrong = r.dir.join("wrong-token.yaml");
+    std::fs::write(&wrong, config_yaml(r.port, "not-the-token")).unwrap();
+    let wrong = wrong.to_str().unwrap();
+    cli(&["status-dhaf", "--config", wrong]).ok();
+    let done = cli(&["switchover-to", "ep2", "--service", "main", "--config", wrong]).failed(1, "unauthorized");
+    assert!(done.stderr.contains("dhaf.web-api.token"), "{}", done.stderr);
+    cli(&["node-decommission", "n1", "--config", wrong]).failed(1, "unauthorized");
+    assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+    // $DHAF_API_TOKEN overrides the file's token, for operators who cannot read the node's secrets.
+    let status = Command::new(env!("CARGO_BIN_EXE_dhaf-cli"))
+        .args(["maintenance-on", "ep3", "--service", "main", "--config", wrong])
+        .env("DHAF_API_TOKEN", TOKEN)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    r.wait_maintenance("ep3");
+
+    // Usage and config errors: 2, naming the problem.
+    cli(&["status-dhaf"]).failed(2, "--config");
+    let missing = r.dir.join("missing.yaml");
+    cli(&["status-dhaf", "--config", missing.to_str().unwrap()]).failed(2, "cannot read");
+    let bad = r.dir.join("bad.yaml");
+    std::fs::write(&bad, config_yaml(r.port, TOKEN).replace(&format!("port: {}", r.port), "port: 99999")).unwrap();
+    cli(&["status-dhaf", "--config", bad.to_str().unwrap()]).failed(2, "dhaf.web-api.port");
+    std::fs::write(&bad, "dhaf: [unclosed").unwrap();
+    cli(&["status-dhaf", "--config", bad.to_str().unwrap()]).failed(2, "YAML");
+    cli(&["no-such-command"]).failed(2, "no-such-command");
+    cli(&["switchover-to", "ep2"]).failed(2, "--service");
+}
+
+#[test]
+fn t50_unreachable_node_is_exit_3() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = scratch_dir();
+    let config = dir.join("node.yaml");
+    std::fs::write(&config, config_yaml(port, TOKEN)).unwrap();
+    let config = config.to_str().unwrap();
+    let done = cli(&["status-dhaf", "--config", config]).failed(3, &format!("127.0.0.1:{port}"));
+    assert!(done.stderr.contains("running"), "{}", done.stderr);
+    cli(&["switchover-to", "ep2", "--service", "main", "--config", config]).failed(3, "cannot reach");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn t60_help_version_completions() {
+    let done = cli(&["help"]).ok();
+    for cmd in [
+        "status-dhaf",
+        "status-service",
+        "status-services",
+        "switchover-candidates",
+        "switchover-to",
+        "switchover-purge",
+        "node-decommission",
+        "maintenance-on",
+        "maintenance-off",
+        "history",
+        "version",
+        "completions",
+    ] {
+        assert!(done.stdout.contains(cmd), "help lacks {cmd}: {}", done.stdout);
+    }
+    let done = cli(&["help", "switchover-to"]).ok();
+    assert!(done.stdout.contains("--service") && done.stdout.contains("--config"), "{}", done.stdout);
+    let done = cli(&["version"]).ok();
+    assert_eq!(done.stdout.trim(), format!("dhaf-cli {}", env!("CARGO_PKG_VERSION")));
+    let done = cli(&["completions", "bash"]).ok();
+    assert!(done.stdout.contains("dhaf-cli") && done.stdout.contains("switchover-to"), "{}", done.stdout);
+    cli(&["completions", "tcsh"]).failed(2, "tcsh");
+}

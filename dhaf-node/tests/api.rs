@@ -1,0 +1,441 @@
+//! The REST API against a running node: an in-process `Node` on the in-memory DCS with scripted
+//! health and a fake provider, served on 127.0.0.1:0 and called over real sockets.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dhaf_core::config::Config;
+use dhaf_core::dcs::memory::MemoryDcs;
+use dhaf_core::dcs::Dcs;
+use dhaf_core::registry::{Providers, ServiceProviders};
+use dhaf_core::runtime::{Node, NodeHandle};
+use dhaf_core::testing::{FakeProvider, ScriptedChecker};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "s3cret-test-token";
+
+fn config_yaml(token: Option<&str>) -> String {
+    let token = token.map(|t| format!("    token: {t}\n")).unwrap_or_default();
+    format!(
+        "dhaf:
+  cluster-name: test
+  node-name: n1
+  tact-interval: 1
+  healthy-node-status-ttl: 4
+  heartbeat-interval: 1
+  web-api:
+    host: 127.0.0.1
+    port: 8128
+{token}services:
+  - name: main
+    domain: example.com
+    rise: 1
+    fall: 1
+    entry-points:
+      - name: ep1
+        ip: 10.0.0.1
+      - name: ep2
+        ip: 10.0.0.2
+      - name: ep3
+        ip: 10.0.0.3
+    switcher:
+      type: fake
+    health-checker:
+      type: scripted
+"
+    )
+}
+
+struct Running {
+    base: String,
+    http: reqwest::Client,
+    checker: ScriptedChecker,
+    provider: FakeProvider,
+    dcs: MemoryDcs,
+    handle: NodeHandle,
+}
+
+async fn start(token: Option<&str>) -> Running {
+    let config = Config::parse(&config_yaml(token)).expect("test config is valid");
+    let dcs = MemoryDcs::new("test");
+    let checker = ScriptedChecker::new();
+    let provider = FakeProvider::new(None);
+    let providers = Providers {
+        services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
+        notifiers: vec![],
+    };
+    let node = Node::new(config, Arc::new(dcs.client("n1")), providers);
+    let handle = node.handle();
+    tokio::spawn(node.run(std::future::pending()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = dhaf_node::api::router(handle.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let r = Running { base, http: reqwest::Client::new(), checker, provider, dcs, handle };
+    r.wait_for("the node to lead and point main at ep1", |r| r.handle.is_leader() && r.provider.current().as_deref() == Some("ep1")).await;
+    r
+}
+
+impl Running {
+    async fn wait_for(&self, what: &str, cond: impl Fn(&Running) -> bool) {
+        for _ in 0..300 {
+            if cond(self) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    async fn wait_json(&self, what: &str, path: &str, cond: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..300 {
+            let (status, body) = self.get(path).await;
+            if status == StatusCode::OK && cond(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for {what} at {path}");
+    }
+
+    async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<String>) -> (StatusCode, String) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.expect("the API answers");
+        let status = resp.status();
+        (status, resp.text().await.unwrap())
+    }
+
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, text) = self.send(method, path, token, body.map(|b| b.to_string())).await;
+        assert!(!text.contains(TOKEN), "the token leaked into a response: {text}");
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered non-JSON ({e}): {text}"));
+        (status, v)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None, None).await
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(TOKEN), body).await
+    }
+
+    async fn text(&self, path: &str) -> String {
+        self.http.get(format!("{}{path}", self.base)).send().await.unwrap().text().await.unwrap()
+    }
+}
+
+#[track_caller]
+fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+    assert_eq!(got.0.as_u16(), status, "status of {}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+}
+
+fn ep<'a>(service: &'a Value, name: &str) -> &'a Value {
+    service["entry_points"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_status_services_candidates_healthz() {
+    let r = start(Some(TOKEN)).await;
+
+    let (s, status) = r.get("/api/v1/status").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(status["cluster"], "test");
+    assert_eq!(status["leader"]["node"], "n1");
+    assert_eq!(status["nodes"], json!([{"name": "n1", "alive": true, "leader": true}]));
+    assert_eq!(status["dcs_error"], Value::Null);
+
+    let (s, services) = r.get("/api/v1/services").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(services.as_array().unwrap().len(), 1);
+    assert_eq!(services[0]["name"], "main");
+
+    let main = r.wait_json("every verdict", "/api/v1/services/main", |v| ep(v, "ep3")["verdict"] == "healthy").await;
+    assert_eq!(main["current"], "ep1");
+    assert_eq!(main["domain"], "example.com");
+    assert_eq!(main["panic"], false);
+    assert_eq!(ep(&main, "ep1")["current"], true);
+    assert_eq!(ep(&main, "ep2")["priority"], 2);
+    assert_eq!(ep(&main, "ep2")["votes"], json!([{"node": "n1", "healthy": true, "reason": null}]));
+
+    r.checker.down("ep2", "connection refused");
+    let main = r.wait_json("ep2 down", "/api/v1/services/main", |v| ep(v, "ep2")["verdict"] == "unhealthy").await;
+    assert_eq!(ep(&main, "ep2")["votes"][0]["reason"], "connection refused");
+    let (s, cands) = r.get("/api/v1/services/main/candidates").await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = cands.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ep1", "ep3"]);
+
+    assert_error(&r.get("/api/v1/services/nope").await, 404, "unknown_service");
+    assert_error(&r.get("/api/v1/services/nope/candidates").await, 404, "unknown_service");
+    assert_error(&r.get("/api/v1/services/nope/history").await, 404, "unknown_service");
+    assert_error(&r.get("/api/v1/no/such/route").await, 404, "not_found");
+
+    let (s, health) = r.get("/healthz").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["leader"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t15_healthz_is_503_without_a_lease() {
+    let r = start(Some(TOKEN)).await;
+    r.dcs.set_unavailable(true);
+    // The lease lapses (TTL 4 s) while the DCS is away; the node notices and drops it.
+    for _ in 0..200 {
+        let (s, body) = r.get("/healthz").await;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body["status"], "unavailable");
+            // The status still answers, and says the DCS is lost.
+            let (s, status) = r.get("/api/v1/status").await;
+            assert_eq!(s, StatusCode::OK);
+            assert!(status["dcs_error"].as_str().is_some_and(|e| e.contains("dcs unavailable")), "{status}");
+            assert!(status["leader"].is_null(), "{status}");
+            assert_error(&r.get("/api/v1/services/main").await, 503, "dcs_unavailable");
+            let metrics = r.text("/metrics").await;
+            assert!(metrics.contains("dhaf_dcs_errors_total"), "{metrics}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("healthz stayed 200 for 20 s with the DCS down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_mutations_need_the_token() {
+    let r = start(Some(TOKEN)).await;
+    let body = json!({"entry_point": "ep2"});
+    let mutations: [(Method, &str, Option<Value>); 5] = [
+        (Method::POST, "/api/v1/services/main/switchover", Some(body.clone())),
+        (Method::DELETE, "/api/v1/services/main/switchover", None),
+        (Method::POST, "/api/v1/services/main/entry-points/ep1/maintenance", None),
+        (Method::DELETE, "/api/v1/services/main/entry-points/ep1/maintenance", None),
+        (Method::DELETE, "/api/v1/nodes/n9", None),
+    ];
+    for (m, path, b) in &mutations {
+        assert_error(&r.call(m.clone(), path, None, b.clone()).await, 401, "unauthorized");
+        assert_error(&r.call(m.clone(), path, Some("wrong-token-456"), b.clone()).await, 401, "unauthorized");
+        assert_error(&r.call(m.clone(), path, Some(&TOKEN[..TOKEN.len() - 1]), b.clone()).await, 401, "unauthorized");
+    }
+    // Refused before the body is even read: a bad body without a token is still a 401.
+    let (s, _) = r.send(Method::POST, "/api/v1/services/main/switchover", None, Some("{nope".into())).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Nothing happened.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+    let (_, main) = r.get("/api/v1/services/main").await;
+    assert_eq!(main["switchover"], Value::Null);
+    assert_eq!(ep(&main, "ep1")["maintenance"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t25_without_a_configured_token_mutations_are_refused() {
+    let r = start(None).await;
+    let got = r.call(Method::POST, "/api/v1/services/main/switchover", Some("anything-at-all"), Some(json!({"entry_point": "ep2"}))).await;
+    assert_error(&got, 401, "token_not_configured");
+    assert!(got.1["error"]["message"].as_str().unwrap().contains("dhaf.web-api.token"), "{}", got.1);
+    assert_error(&r.call(Method::DELETE, "/api/v1/nodes/n9", None, None).await, 401, "token_not_configured");
+    // Reads stay open.
+    assert_eq!(r.get("/api/v1/status").await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_switchover_moves_the_provider_and_shows_in_history() {
+    let r = start(Some(TOKEN)).await;
+    let (s, body) = r.admin(Method::POST, "/api/v1/services/main/switchover", Some(json!({"entry_point": "ep2"}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    r.wait_for("the provider to point at ep2", |r| r.provider.current().as_deref() == Some("ep2")).await;
+    let main = r.wait_json("current ep2", "/api/v1/services/main", |v| v["current"] == "ep2").await;
+    assert_eq!(main["switchover"], "ep2");
+    assert_eq!(main["last_switch"]["kind"], "switchover");
+
+    let hist = r
+        .wait_json("a switchover in history", "/api/v1/services/main/history", |v| {
+            v.as_array().unwrap().iter().any(|h| h["kind"] == "switchover" && h["entry_point"] == "ep2")
+        })
+        .await;
+    let last = hist.as_array().unwrap().last().unwrap();
+    assert_eq!(last["node"], "n1");
+    assert!(last["at"].as_f64().unwrap() > 1.6e9);
+
+    // Purging lets automatic failback return to the highest priority.
+    let (s, _) = r.admin(Method::DELETE, "/api/v1/services/main/switchover", None).await;
+    assert_eq!(s, StatusCode::OK);
+    r.wait_for("failback to ep1", |r| r.provider.current().as_deref() == Some("ep1")).await;
+    let (_, main) = r.get("/api/v1/services/main").await;
+    assert_eq!(main["switchover"], Value::Null);
+
+    // Refusals, none of which moves anything.
+    let to = |ep: &str| Some(json!({ "entry_point": ep }));
+    assert_error(&r.admin(Method::POST, "/api/v1/services/main/switchover", to("ep9")).await, 404, "unknown_entry_point");
+    assert_error(&r.admin(Method::POST, "/api/v1/services/nope/switchover", to("ep2")).await, 404, "unknown_service");
+    assert_error(&r.admin(Method::DELETE, "/api/v1/services/nope/switchover", None).await, 404, "unknown_service");
+    r.checker.down("ep3", "HTTP 503, expected 2XX");
+    r.wait_json("ep3 unhealthy", "/api/v1/services/main", |v| ep(v, "ep3")["verdict"] == "unhealthy").await;
+    let got = r.admin(Method::POST, "/api/v1/services/main/switchover", to("ep3")).await;
+    assert_error(&got, 422, "unhealthy_target");
+    assert!(got.1["error"]["message"].as_str().unwrap().contains("ep3"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_bad_bodies_are_rejected() {
+    let r = start(Some(TOKEN)).await;
+    let path = "/api/v1/services/main/switchover";
+    let send = |b: String| r.send(Method::POST, path, Some(TOKEN), Some(b));
+    for (body, what) in [
+        ("{\"entry_point\": ".to_string(), "malformed JSON"),
+        ("{\"entry_point\": \"ep2\", \"force\": true}".to_string(), "an unknown field"),
+        ("{}".to_string(), "a missing field"),
+        ("{\"entry_point\": 2}".to_string(), "a wrong type"),
+        (String::new(), "an empty body"),
+    ] {
+        let (s, text) = send(body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{what}: {text}");
+        assert_error(&(s, serde_json::from_str(&text).unwrap()), 400, "bad_request");
+    }
+    let (s, text) = send(format!("{{\"entry_point\": \"{}\"}}", "x".repeat(17 * 1024))).await;
+    assert_error(&(s, serde_json::from_str(&text).unwrap()), 413, "payload_too_large");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+    let (_, main) = r.get("/api/v1/services/main").await;
+    assert_eq!(main["switchover"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_maintenance_moves_traffic_away_and_back() {
+    let r = start(Some(TOKEN)).await;
+    let path = "/api/v1/services/main/entry-points/ep1/maintenance";
+    let (s, body) = r.admin(Method::POST, path, None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    r.wait_for("traffic to leave ep1", |r| r.provider.current().as_deref() == Some("ep2")).await;
+    let main = r.wait_json("ep1 in maintenance", "/api/v1/services/main", |v| ep(v, "ep1")["maintenance"] == true).await;
+    assert_eq!(main["current"], "ep2");
+    let (_, cands) = r.get("/api/v1/services/main/candidates").await;
+    assert!(cands.as_array().unwrap().iter().all(|c| c["name"] != "ep1"), "{cands}");
+    let got = r.admin(Method::POST, "/api/v1/services/main/switchover", Some(json!({"entry_point": "ep1"}))).await;
+    assert_error(&got, 409, "target_in_maintenance");
+
+    assert_error(&r.admin(Method::POST, "/api/v1/services/main/entry-points/ep9/maintenance", None).await, 404, "unknown_entry_point");
+    assert_error(&r.admin(Method::DELETE, "/api/v1/services/nope/entry-points/ep1/maintenance", None).await, 404, "unknown_service");
+
+    let (s, _) = r.admin(Method::DELETE, path, None).await;
+    assert_eq!(s, StatusCode::OK);
+    r.wait_for("traffic back on ep1", |r| r.provider.current().as_deref() == Some("ep1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_decommission_only_dead_members() {
+    let r = start(Some(TOKEN)).await;
+    assert_error(&r.admin(Method::DELETE, "/api/v1/nodes/n1", None).await, 409, "node_alive");
+    assert_error(&r.admin(Method::DELETE, "/api/v1/nodes/ghost", None).await, 404, "unknown_node");
+
+    // A second member that stopped: its lease is gone, its membership stays until decommissioned.
+    let n2 = r.dcs.client("n2");
+    let lease = n2.register("n2", Duration::from_secs(4)).await.unwrap();
+    r.wait_json("n2 alive", "/api/v1/status", |v| v["nodes"].as_array().unwrap().len() == 2).await;
+    n2.revoke(lease).await.unwrap();
+    r.wait_json("n2 dead", "/api/v1/status", |v| v["nodes"].as_array().unwrap().iter().any(|n| n["name"] == "n2" && n["alive"] == false))
+        .await;
+    let (s, body) = r.admin(Method::DELETE, "/api/v1/nodes/n2", None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, status) = r.get("/api/v1/status").await;
+    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["name"] != "n2"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_metrics_are_prometheus_text() {
+    let r = start(Some(TOKEN)).await;
+    r.checker.down("ep3", "timeout");
+    r.wait_json("ep3 unhealthy", "/api/v1/services/main", |v| ep(v, "ep3")["verdict"] == "unhealthy").await;
+    let resp = r.http.get(format!("{}/metrics", r.base)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+
+    let mut samples = std::collections::HashMap::new();
+    let mut typed = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad metric name: {line}");
+        assert!(typed.contains(name), "sample before its TYPE: {line}");
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{line}");
+        }
+        samples.insert(series.to_string(), value);
+    }
+    assert!(samples["dhaf_checks_total"] >= 3.0, "{text}");
+    assert!(samples["dhaf_checks_failed_total"] >= 1.0, "{text}");
+    assert!(samples["dhaf_switches_total"] >= 1.0, "{text}");
+    assert_eq!(samples["dhaf_switch_failures_total"], 0.0);
+    assert!(samples["dhaf_leader_changes_total"] >= 1.0);
+    assert_eq!(samples["dhaf_dcs_errors_total"], 0.0);
+    assert_eq!(samples["dhaf_is_leader"], 1.0);
+    assert_eq!(samples["dhaf_entry_point_verdict{service=\"main\",entry_point=\"ep1\",verdict=\"healthy\"}"], 1.0);
+    assert_eq!(samples["dhaf_entry_point_verdict{service=\"main\",entry_point=\"ep3\",verdict=\"unhealthy\"}"], 1.0);
+    assert_eq!(samples["dhaf_entry_point_verdict{service=\"main\",entry_point=\"ep3\",verdict=\"healthy\"}"], 0.0);
+    assert_eq!(samples["dhaf_entry_point_current{service=\"main\",entry_point=\"ep1\"}"], 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_openapi_matches_the_router() {
+    let r = start(Some(TOKEN)).await;
+    let (s, doc) = r.get("/api/v1/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), path.clone())))
+        .filter(|(m, _)| ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str()))
+        .collect();
+    let routed: BTreeSet<(String, String)> =
+        dhaf_node::api::routes().into_iter().map(|(m, p)| (m.as_str().to_string(), p.to_string())).collect();
+    assert_eq!(documented, routed, "the OpenAPI document and the router disagree");
+
+    // Every documented operation reaches a handler on the live router (no fallback, no 405),
+    // and every mutation is documented as needing the token.
+    for (method, path) in &documented {
+        let concrete = path.replace("{service}", "nope").replace("{entry_point}", "ep1").replace("{node}", "ghost");
+        let (status, text) = r.send(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, None, None).await;
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(!text.contains("\"code\":\"not_found\""), "{method} {path} fell through to the fallback: {text}");
+        let op = &doc["paths"][path][method.to_lowercase()];
+        if method != "GET" {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} works without a token");
+            assert!(op["security"].is_array(), "{method} {path} is not documented as needing the token");
+            assert!(op["responses"]["401"].is_object(), "{method} {path} does not document 401");
+        }
+        for (code, resp) in op["responses"].as_object().unwrap() {
+            assert!(code.parse::<u16>().is_ok() && resp["description"].is_string(), "{method} {path} {code}");
+        }
+    }
+    let (status, text) = r.send(Method::PUT, "/api/v1/status", None, None).await;
+    assert_error(&(status, serde_json::from_str(&text).unwrap()), 405, "method_not_allowed");
+    let (status, text) = r.send(Method::GET, "/api/v1/services/%FF%FE", None, None).await;
+    assert_error(&(status, serde_json::from_str(&text).unwrap()), 400, "bad_request");
+}
