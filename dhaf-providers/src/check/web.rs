@@ -514,6 +514,9 @@ pub(crate) fn reason(e: &reqwest::Error, server_name: &str) -> String {
         return format!("more than {MAX_REDIRECTS} redirects");
     }
     let innermost = deepest(e);
+    if innermost == "tls handshake eof" {
+        return "TLS handshake failed: the server closed the connection (does the port speak TLS?)".into();
+    }
     if innermost.contains("connection closed before message completed") {
         return "connection closed without a response".into();
     }
@@ -578,6 +581,30 @@ mod tests {
         }
         let e = ExpectedCodes::parse("200,6XX").unwrap_err();
         assert!(e.contains("'6XX'"), "{e}");
+    }
+
+    fn settings(yaml: &str) -> Settings {
+        let m: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap();
+        let f = Fields::new(&m, "hc");
+        let s = parse(&f, "Svc.Test").unwrap();
+        f.finish();
+        f.into_result(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn urls_name_the_domain_and_the_default_port_follows_the_schema() {
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let url = |yaml: &str, ip| Target::new(&settings(yaml), ip).unwrap().url.to_string();
+        assert_eq!(url("schema: http", v4), "http://svc.test/");
+        assert_eq!(url("schema: https", v4), "https://svc.test/");
+        assert_eq!(settings("schema: https").port, 443);
+        assert_eq!(settings("schema: http").port, 80);
+        assert_eq!(url("schema: HTTPS\nport: 8443\npath: /h?x=1", v6), "https://svc.test:8443/h?x=1");
+        assert_eq!(url("domain-forwarding: false", v6), "http://[2001:db8::1]/");
+        assert_eq!(url("domain-forwarding: false\nport: 81", v4), "http://10.0.0.1:81/");
+        assert_eq!(url("headers: {Host: 'Other.Test:8080'}", v4), "http://other.test/");
+        assert_eq!(url("headers: {Host: '10.9.9.9'}", v4), "http://10.0.0.1/");
     }
 
     #[test]
