@@ -108,6 +108,10 @@ enum Reply {
     Status(u16, &'static str),
     Redirect(&'static str),
     Hang,
+    /// Send the status line and headers, then stall in the middle of the body.
+    StallBody,
+    /// Close the connection without a word.
+    Close,
 }
 
 type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
@@ -132,7 +136,11 @@ impl Drop for Server {
 }
 
 impl Server {
-    async fn start(ip: IpAddr, tls: Option<tokio_rustls::TlsAcceptor>, handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Server {
+    async fn start(
+        ip: IpAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await.expect("bind");
         Self::serve(listener, tls, Arc::new(handler))
     }
@@ -214,6 +222,13 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(stream: S, seen: &Seen, h
             std::future::pending::<()>().await;
             unreachable!()
         }
+        Reply::StallBody => {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nstatus: o").await;
+            let _ = stream.flush().await;
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Reply::Close => return,
     };
     let head = format!("HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n", body.len());
     let _ = stream.write_all(head.as_bytes()).await;
@@ -264,7 +279,14 @@ async fn web_unhealthy_on_503_by_default_and_expected_codes_change_that() {
 
 #[tokio::test]
 async fn web_expected_body_is_a_case_insensitive_substring() {
-    let srv = Server::start(LOCAL, None, |r| if r.target == "/good" { Reply::Status(200, "status: All OK") } else { Reply::Status(200, "error: db down") }).await;
+    let srv = Server::start(LOCAL, None, |r| {
+        if r.target == "/good" {
+            Reply::Status(200, "status: All OK")
+        } else {
+            Reply::Status(200, "error: db down")
+        }
+    })
+    .await;
     let yaml = |path: &str| format!("type: web\nport: {}\npath: {path}\nexpected-response-body: ok", srv.port());
     assert_healthy(&check(&build("svc.test", LOCAL, &yaml("/good")), LOCAL).await);
     let bad = check(&build("svc.test", LOCAL, &yaml("/bad")), LOCAL).await;
@@ -345,6 +367,24 @@ async fn web_retries_default_to_two_and_zero_means_one_attempt() {
 }
 
 #[tokio::test]
+async fn web_body_that_stalls_times_out_when_the_body_matters() {
+    let srv = Server::start(LOCAL, None, |_| Reply::StallBody).await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\ntimeout: 1\nretries: 1\nexpected-response-body: ok", srv.port()));
+    assert_eq!(check(&c, LOCAL).await.reason(), Some("timed out after 1 s (2 attempts)"));
+    assert_eq!(srv.connections(), 2);
+    // Without an expected body the status is enough.
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\ntimeout: 1", srv.port()));
+    assert_healthy(&check(&c, LOCAL).await);
+}
+
+#[tokio::test]
+async fn web_server_closing_without_an_answer_is_named() {
+    let srv = Server::start(LOCAL, None, |_| Reply::Close).await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}", srv.port()));
+    assert_eq!(check(&c, LOCAL).await.reason(), Some("connection closed without a response"));
+}
+
+#[tokio::test]
 async fn web_refused_connections_are_not_retried() {
     // Retries are for timeouts; a refusal is an answer.
     let srv = Server::start(LOCAL, None, |_| Reply::Status(500, "")).await;
@@ -359,7 +399,8 @@ async fn web_refused_connections_are_not_retried() {
 #[tokio::test]
 async fn web_custom_headers_are_sent() {
     let srv = ok_server().await;
-    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nheaders:\n  X-Health-Token: abc123\n  User-Agent: probe/1", srv.port()));
+    let c =
+        build("svc.test", LOCAL, &format!("type: web\nport: {}\nheaders:\n  X-Health-Token: abc123\n  User-Agent: probe/1", srv.port()));
     assert_healthy(&check(&c, LOCAL).await);
     let r = srv.last();
     assert_eq!(r.header("x-health-token"), Some("abc123"));
@@ -440,10 +481,7 @@ fn pki(names: &[&str]) -> Pki {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone(), ca.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
+        .with_single_cert(vec![cert.der().clone(), ca.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
         .unwrap();
     Pki { ca_pem: ca.pem(), acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) }
 }
@@ -483,7 +521,8 @@ async fn https_certificate_validates_for_the_service_domain() {
     assert_eq!(check(&c, LOCAL).await.reason(), Some("certificate not valid for other.test"));
 
     // A Host header names the server instead of the domain, for TLS as well.
-    let c = build("other.test", LOCAL, &format!("type: web\nschema: https\nport: {}\nca-file: {ca}\nheaders:\n  Host: svc.test", srv.port()));
+    let c =
+        build("other.test", LOCAL, &format!("type: web\nschema: https\nport: {}\nca-file: {ca}\nheaders:\n  Host: svc.test", srv.port()));
     assert_healthy(&check(&c, LOCAL).await);
 
     // Without domain forwarding the server is addressed by IP, which the certificate does not name.
@@ -570,7 +609,8 @@ async fn exec_check_gets_name_and_ip_and_exit_0_is_healthy() {
 async fn exec_failure_reason_is_the_exit_code_and_last_stderr_line() {
     let dir = tempfile::tempdir().unwrap();
     let init = script(dir.path(), "init.sh", "exit 0");
-    let fail = script(dir.path(), "check.sh", "echo checking >&2\necho '  disk full on /var  ' >&2\necho >&2\necho stdout is ignored\nexit 1");
+    let fail =
+        script(dir.path(), "check.sh", "echo checking >&2\necho '  disk full on /var  ' >&2\necho >&2\necho stdout is ignored\nexit 1");
     let c = build("svc.test", LOCAL, &exec_yaml(&init, &fail, ""));
     assert_eq!(check(&c, LOCAL).await.reason(), Some("exit 1: disk full on /var"));
 

@@ -350,11 +350,8 @@ impl Target {
             None if s.domain_forwarding => Some(s.domain.clone()),
             None => None,
         };
-        let redirect = if s.follow_redirects {
-            reqwest::redirect::Policy::limited(MAX_REDIRECTS)
-        } else {
-            reqwest::redirect::Policy::none()
-        };
+        let redirect =
+            if s.follow_redirects { reqwest::redirect::Policy::limited(MAX_REDIRECTS) } else { reqwest::redirect::Policy::none() };
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
             // A health check goes straight to the entry point, whatever proxy the host is told to use.
