@@ -1,0 +1,231 @@
+//! The `exec` health checker: an entry point is healthy when a script says so (exit code 0).
+//!
+//! Settings:
+//!
+//! | key | | default |
+//! |---|---|---|
+//! | `init` | executable run once when the node starts, without arguments; non-zero exit stops the node | required |
+//! | `check` | executable run per check with arguments `[entry point name, entry point ip]` | required |
+//! | `timeout` | seconds a script may run before it is killed, 1–86400 | `5` |
+//!
+//! A script runs in its own process group, so a hung script is killed together with whatever it
+//! started (a `sleep`, a `curl`), also when the runtime abandons the check. The last non-empty line
+//! of its stderr becomes the reason: `exit 1: disk full`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dhaf_core::config::{ConfigError, Fields, ProviderConfig};
+use dhaf_core::model::{EntryPoint, Health};
+use dhaf_core::provider::{BuildContext, HealthChecker, ProviderError};
+use tokio::io::AsyncReadExt;
+
+use super::{bounded, io_reason, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
+
+/// How much of a script's stderr is kept (its tail): enough for the last line of any sane script.
+const STDERR_TAIL: usize = 16 * 1024;
+
+/// The longest stderr line quoted in a reason.
+const REASON_LINE: usize = 200;
+
+/// How long to wait for the rest of stderr after the script exited; a background process it left
+/// behind may hold the pipe open forever.
+const STDERR_GRACE: Duration = Duration::from_millis(500);
+
+/// Checks entry points by running a script.
+#[derive(Debug, Clone)]
+pub struct ExecChecker {
+    init: PathBuf,
+    check: PathBuf,
+    timeout: Duration,
+}
+
+impl ExecChecker {
+    /// A checker running `check` per entry point (after `init` once), each bounded by `timeout`.
+    pub fn new(init: impl Into<PathBuf>, check: impl Into<PathBuf>, timeout: Duration) -> Self {
+        ExecChecker { init: init.into(), check: check.into(), timeout }
+    }
+}
+
+/// Build an [`ExecChecker`] from a `health-checker` section of type `exec`.
+pub fn factory(section: &ProviderConfig, _ctx: &BuildContext) -> Result<Arc<dyn HealthChecker>, ConfigError> {
+    let f = section.fields();
+    let init = executable(&f, "init");
+    let check = executable(&f, "check");
+    let timeout = f.seconds("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
+    f.finish();
+    let checker = ExecChecker::new(init.unwrap_or_default(), check.unwrap_or_default(), timeout);
+    f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)
+}
+
+/// The required executable at `key`, checked now so a typo stops the node at start, not at the
+/// first check.
+pub(crate) fn executable(f: &Fields, key: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(f.required_string(key)?);
+    match executable_problem(&path) {
+        None => Some(path),
+        Some(problem) => {
+            f.problem(f.key(key), problem);
+            None
+        }
+    }
+}
+
+fn executable_problem(path: &Path) -> Option<String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(format!("no such file: {shown}")),
+        Err(e) => return Some(format!("cannot read {shown}: {}", io_reason(&e))),
+    };
+    if meta.is_dir() {
+        return Some(format!("{shown} is a directory, not an executable"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Some(format!("{shown} is not executable (chmod +x it)"));
+        }
+    }
+    None
+}
+
+#[async_trait]
+impl HealthChecker for ExecChecker {
+    async fn init(&self) -> Result<(), ProviderError> {
+        run(&self.init, &[], self.timeout)
+            .await
+            .map_err(|reason| ProviderError::permanent(format!("init script {}: {reason}", self.init.display())))
+    }
+
+    async fn check(&self, entry_point: &EntryPoint) -> Health {
+        let ip = entry_point.ip.to_string();
+        match run(&self.check, &[&entry_point.name, &ip], self.timeout).await {
+            Ok(()) => Health::Healthy,
+            Err(reason) => Health::unhealthy(reason),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout + SLACK
+    }
+}
+
+/// Run `program` with `args`; `Err` is the reason it did not succeed.
+pub(crate) async fn run(program: &Path, args: &[&str], timeout: Duration) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {}", program.display(), io_reason(&e)))?;
+    let mut group = GroupGuard::new(child.id());
+
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let mut reader = tokio::spawn(read_tail(child.stderr.take().expect("stderr is piped"), tail.clone()));
+
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => return Err(format!("cannot wait for {}: {}", program.display(), io_reason(&e))),
+        Err(_) => {
+            drop(group); // kills the whole group while the leader is not yet reaped
+            let _ = child.kill().await;
+            reader.abort();
+            return Err(format!("timed out after {} (killed)", secs(timeout)));
+        }
+    };
+    // Reaped: the group id may be reused from now on, so it must not be signalled any more.
+    group.disarm();
+    let _ = tokio::time::timeout(STDERR_GRACE, &mut reader).await;
+    reader.abort();
+    if status.success() {
+        return Ok(());
+    }
+    let stderr = tail.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let line = last_line(&stderr);
+    let what = match status.code() {
+        Some(code) => format!("exit {code}"),
+        None => signal_text(&status),
+    };
+    Err(match line {
+        Some(line) => format!("{what}: {line}"),
+        None => what,
+    })
+}
+
+#[cfg(unix)]
+fn signal_text(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(sig) => format!("killed by signal {sig}"),
+        None => format!("{status}"),
+    }
+}
+
+#[cfg(not(unix))]
+fn signal_text(status: &std::process::ExitStatus) -> String {
+    format!("{status}")
+}
+
+async fn read_tail(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<Vec<u8>>>) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stderr.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                t.extend_from_slice(&chunk[..n]);
+                if t.len() > STDERR_TAIL {
+                    let cut = t.len() - STDERR_TAIL;
+                    t.drain(..cut);
+                }
+            }
+        }
+    }
+}
+
+/// The last non-empty line of `stderr`, trimmed and bounded.
+fn last_line(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(|l| bounded(l, REASON_LINE))
+}
+
+/// Kills a script's process group when dropped, unless disarmed once the script was reaped.
+struct GroupGuard {
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pgid: Option<u32>,
+}
+
+impl GroupGuard {
+    fn new(pgid: Option<u32>) -> Self {
+        GroupGuard { pgid }
+    }
+
+    fn disarm(&mut self) {
+        self.pgid = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.pgid.and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_non_empty_line_is_the_reason() {
+        assert_eq!(last_line(b"starting\n  disk full  \n\n \n").as_deref(), Some("disk full"));
+        assert_eq!(last_line(b"\n\n"), None);
+        assert_eq!(last_line(&[b'x'; 500]).unwrap().chars().count(), REASON_LINE + 1);
+    }
+}

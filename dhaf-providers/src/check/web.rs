@@ -1,0 +1,614 @@
+//! The `web` health checker: an HTTP(S) request to each entry point, judged by status and body.
+//!
+//! Settings (the original's, with its defaults, plus `ca-file`):
+//!
+//! | key | | default |
+//! |---|---|---|
+//! | `schema` | `http` or `https` | `http` |
+//! | `method` | `GET` or `POST` | `GET` |
+//! | `port` | 1–65535 | `80` (http), `443` (https) |
+//! | `path` | starts with `/`, may carry a query | `/` |
+//! | `headers` | mapping of header names to values | — |
+//! | `follow-redirects` | follow up to 10 redirects; otherwise a redirect is judged as its own status | `false` |
+//! | `timeout` | seconds one attempt may take, connecting to the last byte read, 1–86400 | `5` |
+//! | `retries` | attempts repeated at once after a timeout (not after other failures), 0–10 | `2` |
+//! | `expected-codes` | `200`, `2XX`, `200,301,4XX` (`X` is any digit) | `200` |
+//! | `expected-response-body` | case-insensitive substring the body must contain | — |
+//! | `domain-forwarding` | speak to the service's domain (Host and TLS SNI) | `true` |
+//! | `ignore-ssl-errors` | accept any certificate | `false` |
+//! | `ca-file` | PEM file of extra CAs to trust (an internal CA) | — |
+//!
+//! The checker connects to the entry point's IP but speaks to the service's domain, as a browser
+//! would after DNS pointed it there: the URL is `schema://domain:port/path` with the domain
+//! resolved to the entry point, so the `Host` header and the TLS server name are the domain and the
+//! certificate is checked against it. A `Host` header in `headers` takes the domain's place. With
+//! `domain-forwarding: false` (and no `Host` header) the request goes to the bare IP.
+//!
+//! Every check opens a fresh connection (nothing pooled), so a check sees what a new visitor sees.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dhaf_core::config::{ConfigError, Fields, ProviderConfig};
+use dhaf_core::model::{EntryPoint, Health};
+use dhaf_core::provider::{BuildContext, HealthChecker};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, HOST, LOCATION};
+use reqwest::{Method, Url};
+
+use super::{bounded, io_reason, lowercase_first, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
+
+/// Redirects followed at most with `follow-redirects: true`.
+const MAX_REDIRECTS: usize = 10;
+
+/// Most of a body searched for `expected-response-body`: a health page is small, a runaway
+/// download must not fill memory.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// The default of `retries`.
+const DEFAULT_RETRIES: u64 = 2;
+
+/// The most `retries` accepted.
+const MAX_RETRIES: u64 = 10;
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Schema {
+    fn as_str(self) -> &'static str {
+        match self {
+            Schema::Http => "http",
+            Schema::Https => "https",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Schema::Http => 80,
+            Schema::Https => 443,
+        }
+    }
+}
+
+/// The `expected-codes` of a web check: codes and masks such as `200,301,4XX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedCodes {
+    /// Per entry, its three digits; `None` is the wildcard `X`.
+    masks: Vec<[Option<u8>; 3]>,
+}
+
+impl ExpectedCodes {
+    /// Parse `200`, `2XX` or a comma-separated list of such (`X` or `x` is any digit).
+    ///
+    /// Every entry must name valid HTTP codes: three characters, the first a digit 1–5.
+    ///
+    /// ```
+    /// use dhaf_providers::check::web::ExpectedCodes;
+    /// let codes = ExpectedCodes::parse("200, 301,4XX").unwrap();
+    /// assert!(codes.matches(404) && codes.matches(301) && !codes.matches(302));
+    /// assert_eq!(codes.to_string(), "200,301,4XX");
+    /// assert!(ExpectedCodes::parse("2X").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<ExpectedCodes, String> {
+        let mut masks = Vec::new();
+        for item in text.split(',').map(str::trim) {
+            if item.is_empty() {
+                return Err(format!("'{text}' has an empty entry; write codes like 200,301,4XX"));
+            }
+            let chars: Vec<char> = item.chars().collect();
+            let bad = || format!("'{item}' is not a code or mask like 200 or 2XX (X is any digit, codes are 100-599)");
+            if chars.len() != 3 {
+                return Err(bad());
+            }
+            let mut mask = [None; 3];
+            for (i, c) in chars.iter().enumerate() {
+                mask[i] = match c {
+                    '0'..='9' => Some(*c as u8 - b'0'),
+                    'X' | 'x' if i > 0 => None,
+                    _ => return Err(bad()),
+                };
+            }
+            if !matches!(mask[0], Some(1..=5)) {
+                return Err(bad());
+            }
+            masks.push(mask);
+        }
+        Ok(ExpectedCodes { masks })
+    }
+
+    /// Whether `code` is expected.
+    pub fn matches(&self, code: u16) -> bool {
+        let digits = [(code / 100 % 10) as u8, (code / 10 % 10) as u8, (code % 10) as u8];
+        code < 1000 && self.masks.iter().any(|m| m.iter().zip(digits).all(|(want, got)| want.is_none() || *want == Some(got)))
+    }
+}
+
+impl fmt::Display for ExpectedCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, m) in self.masks.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            for d in m {
+                match d {
+                    Some(d) => write!(f, "{d}")?,
+                    None => f.write_str("X")?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The parsed settings of a `web` section.
+#[derive(Clone)]
+struct Settings {
+    schema: Schema,
+    method: Method,
+    port: u16,
+    path: String,
+    headers: HeaderMap,
+    follow_redirects: bool,
+    timeout: Duration,
+    retries: u32,
+    expected_codes: ExpectedCodes,
+    /// As written, for the reason, and lowercased, for the search.
+    expected_body: Option<(String, String)>,
+    domain_forwarding: bool,
+    ignore_ssl_errors: bool,
+    extra_roots: Vec<reqwest::Certificate>,
+    /// The service's domain.
+    domain: String,
+}
+
+/// One entry point's way in: a client bound to its address and the URL to ask.
+struct Target {
+    client: reqwest::Client,
+    url: Url,
+    /// The name the server is addressed by (certificates are judged against it).
+    server_name: String,
+}
+
+/// Checks entry points with an HTTP(S) request.
+pub struct WebChecker {
+    settings: Settings,
+    /// Built once per entry point; the service's are built with the checker.
+    targets: Mutex<HashMap<(String, IpAddr), Arc<Target>>>,
+}
+
+/// Build a [`WebChecker`] from a `health-checker` section of type `web`.
+pub fn factory(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<dyn HealthChecker>, ConfigError> {
+    let f = section.fields();
+    let settings = parse(&f, &ctx.service().domain);
+    f.finish();
+    let Some(settings) = settings else {
+        return Err(ConfigError { problems: f.take_problems() });
+    };
+    let mut targets = HashMap::new();
+    for ep in &ctx.service().entry_points {
+        match Target::new(&settings, ep.ip) {
+            Ok(t) => {
+                targets.insert((ep.name.clone(), ep.ip), Arc::new(t));
+            }
+            Err(e) => f.problem(f.path(), format!("entry point {}: {e}", ep.name)),
+        }
+    }
+    let checker = WebChecker { settings, targets: Mutex::new(targets) };
+    f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)
+}
+
+fn parse(f: &Fields, domain: &str) -> Option<Settings> {
+    let schema = match f.string("schema").map(|s| s.to_ascii_lowercase()).as_deref() {
+        None | Some("http") => Some(Schema::Http),
+        Some("https") => Some(Schema::Https),
+        Some(other) => {
+            f.problem(f.key("schema"), format!("'{other}' is not one of: http, https"));
+            None
+        }
+    };
+    let method = match f.string("method").map(|s| s.to_ascii_uppercase()).as_deref() {
+        None | Some("GET") => Some(Method::GET),
+        Some("POST") => Some(Method::POST),
+        Some(other) => {
+            f.problem(f.key("method"), format!("'{other}' is not one of: GET, POST"));
+            None
+        }
+    };
+    let port = f.int("port", schema.unwrap_or(Schema::Http).default_port().into(), 1, 65535) as u16;
+    let path = f.string("path").unwrap_or_else(|| "/".into());
+    let path_ok = path.starts_with('/') && !path.chars().any(|c| c.is_whitespace() || c.is_control()) && !path.contains('#');
+    if !path_ok {
+        f.problem(f.key("path"), format!("'{path}' must start with / and hold no spaces or #"));
+    }
+    let headers = headers(f);
+    let follow_redirects = f.boolean("follow-redirects", false);
+    let timeout = f.seconds("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
+    let retries = f.int("retries", DEFAULT_RETRIES, 0, MAX_RETRIES) as u32;
+    let expected_codes = match expected_codes_text(f) {
+        None => Some(ExpectedCodes::parse("200").expect("a valid default")),
+        Some(text) => match ExpectedCodes::parse(&text) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                f.problem(f.key("expected-codes"), e);
+                None
+            }
+        },
+    };
+    let expected_body = f.string("expected-response-body").filter(|s| !s.is_empty()).map(|s| {
+        let lower = s.to_lowercase();
+        (s, lower)
+    });
+    let domain_forwarding = f.boolean("domain-forwarding", true);
+    let ignore_ssl_errors = f.boolean("ignore-ssl-errors", false);
+    let extra_roots = f.string("ca-file").map(|p| ca_file(f, &p)).unwrap_or_default();
+    Some(Settings {
+        schema: schema?,
+        method: method?,
+        port,
+        path,
+        headers: headers?,
+        follow_redirects,
+        timeout,
+        retries,
+        expected_codes: expected_codes?,
+        expected_body,
+        domain_forwarding,
+        ignore_ssl_errors,
+        extra_roots,
+        domain: domain.to_ascii_lowercase(),
+    })
+}
+
+/// `expected-codes` as text; a YAML number (`200`) or list (`[200, 4XX]`) is taken as written.
+fn expected_codes_text(f: &Fields) -> Option<String> {
+    use serde_yaml::Value;
+    let item = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match f.value("expected-codes")? {
+        Value::Sequence(items) => match items.iter().map(item).collect::<Option<Vec<_>>>() {
+            Some(items) => Some(items.join(",")),
+            None => {
+                f.problem(f.key("expected-codes"), "must be codes like 200,301,4XX");
+                None
+            }
+        },
+        v => match item(&v) {
+            Some(s) => Some(s),
+            None => {
+                f.problem(f.key("expected-codes"), "must be codes like 200,301,4XX");
+                None
+            }
+        },
+    }
+}
+
+fn headers(f: &Fields) -> Option<HeaderMap> {
+    let mut map = HeaderMap::new();
+    let mut ok = true;
+    for (name, value) in f.string_map("headers") {
+        let path = format!("{}.{name}", f.key("headers"));
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            (Ok(n), Ok(v)) => {
+                map.append(n, v);
+            }
+            (Err(_), _) => {
+                f.problem(path, "is not a valid HTTP header name");
+                ok = false;
+            }
+            (_, Err(_)) => {
+                f.problem(path, "is not a valid HTTP header value (printable ASCII only)");
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(map)
+}
+
+fn ca_file(f: &Fields, path: &str) -> Vec<reqwest::Certificate> {
+    let problem = match std::fs::read(path) {
+        Err(e) => format!("cannot read {path}: {}", io_reason(&e)),
+        Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => return certs,
+            _ => format!("{path} holds no PEM certificate"),
+        },
+    };
+    f.problem(f.key("ca-file"), problem);
+    Vec::new()
+}
+
+/// The host name part of a `Host` header value (`name`, `name:port`, `[v6]:port`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+impl Target {
+    fn new(s: &Settings, ip: IpAddr) -> Result<Target, String> {
+        let addr = SocketAddr::new(ip, s.port);
+        let host_header = s.headers.get(HOST).and_then(|v| v.to_str().ok());
+        // The name to speak to: a `Host` header wins, then the service's domain.
+        let name = match host_header {
+            Some(h) => Some(host_name(h).to_ascii_lowercase()).filter(|n| n.parse::<IpAddr>().is_err()),
+            None if s.domain_forwarding => Some(s.domain.clone()),
+            None => None,
+        };
+        let redirect =
+            if s.follow_redirects { reqwest::redirect::Policy::limited(MAX_REDIRECTS) } else { reqwest::redirect::Policy::none() };
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            // A health check goes straight to the entry point, whatever proxy the host is told to use.
+            .no_proxy()
+            .timeout(s.timeout)
+            .connect_timeout(s.timeout)
+            .pool_max_idle_per_host(0)
+            .redirect(redirect)
+            .user_agent(concat!("dhaf/", env!("CARGO_PKG_VERSION"), " (health check)"))
+            .danger_accept_invalid_certs(s.ignore_ssl_errors);
+        for root in &s.extra_roots {
+            b = b.add_root_certificate(root.clone());
+        }
+        let (url, server_name) = match &name {
+            Some(name) => {
+                b = b.resolve(name, addr);
+                (format!("{}://{name}:{}{}", s.schema.as_str(), s.port, s.path), name.clone())
+            }
+            None => (format!("{}://{addr}{}", s.schema.as_str(), s.path), ip.to_string()),
+        };
+        let url = Url::parse(&url).map_err(|e| format!("cannot make a URL of {url}: {e}"))?;
+        let client = b.build().map_err(|e| format!("cannot set up the HTTP client: {}", deepest(&e)))?;
+        Ok(Target { client, url, server_name })
+    }
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Done(Health),
+    TimedOut,
+}
+
+impl WebChecker {
+    fn target(&self, ep: &EntryPoint) -> Result<Arc<Target>, String> {
+        let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = targets.get(&(ep.name.clone(), ep.ip)) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Target::new(&self.settings, ep.ip)?);
+        targets.insert((ep.name.clone(), ep.ip), t.clone());
+        Ok(t)
+    }
+
+    async fn attempt(&self, t: &Target) -> Attempt {
+        let s = &self.settings;
+        let req = t.client.request(s.method.clone(), t.url.clone()).headers(s.headers.clone());
+        let mut resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return failed(&e, t),
+        };
+        let code = resp.status().as_u16();
+        if !s.expected_codes.matches(code) {
+            let mut reason = format!("HTTP {code}, expected {}", s.expected_codes);
+            if resp.status().is_redirection() {
+                if let Some(to) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+                    reason.push_str(&format!(" (redirect to {}", bounded(to, 100)));
+                    reason.push_str(if s.follow_redirects { ")" } else { "; follow-redirects is off)" });
+                }
+            }
+            return Attempt::Done(Health::unhealthy(reason));
+        }
+        let Some((shown, needle)) = &s.expected_body else {
+            return Attempt::Done(Health::Healthy);
+        };
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() >= MAX_BODY {
+                        body.truncate(MAX_BODY);
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return failed(&e, t),
+            }
+        }
+        if String::from_utf8_lossy(&body).to_lowercase().contains(needle.as_str()) {
+            Attempt::Done(Health::Healthy)
+        } else {
+            Attempt::Done(Health::unhealthy(format!("body lacks '{}'", bounded(shown, 100))))
+        }
+    }
+}
+
+#[async_trait]
+impl HealthChecker for WebChecker {
+    async fn check(&self, entry_point: &EntryPoint) -> Health {
+        let target = match self.target(entry_point) {
+            Ok(t) => t,
+            Err(e) => return Health::unhealthy(e),
+        };
+        let attempts = self.settings.retries + 1;
+        for _ in 0..attempts {
+            if let Attempt::Done(health) = self.attempt(&target).await {
+                return health;
+            }
+        }
+        let mut reason = format!("timed out after {}", secs(self.settings.timeout));
+        if attempts > 1 {
+            reason.push_str(&format!(" ({attempts} attempts)"));
+        }
+        Health::unhealthy(reason)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.settings.timeout * (self.settings.retries + 1) + SLACK
+    }
+}
+
+fn failed(e: &reqwest::Error, t: &Target) -> Attempt {
+    if e.is_timeout() {
+        Attempt::TimedOut
+    } else {
+        Attempt::Done(Health::unhealthy(reason(e, &t.server_name)))
+    }
+}
+
+/// The next error of a chain, looking inside I/O errors (whose `source()` skips the error they wrap).
+fn next<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if let Some(inner) = io.get_ref() {
+            return Some(inner);
+        }
+    }
+    e.source()
+}
+
+fn deepest(e: &(dyn StdError + 'static)) -> String {
+    let mut cur = e;
+    while let Some(n) = next(cur) {
+        cur = n;
+    }
+    cur.to_string()
+}
+
+/// A failed request, in words: TLS problems first (they name the certificate), then the socket's.
+pub(crate) fn reason(e: &reqwest::Error, server_name: &str) -> String {
+    // The OS's own error says most ("connection refused"); wrapped I/O errors are a fallback.
+    let (mut os_io, mut wrapped_io) = (None, None);
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return tls_reason(tls, server_name);
+        }
+        if let Some(i) = err.downcast_ref::<std::io::Error>() {
+            if i.get_ref().is_none() {
+                os_io = Some(i);
+            } else if wrapped_io.is_none() && i.kind() != std::io::ErrorKind::Other {
+                wrapped_io = Some(i);
+            }
+        }
+        cur = next(err);
+    }
+    if e.is_redirect() {
+        return format!("more than {MAX_REDIRECTS} redirects");
+    }
+    let innermost = deepest(e);
+    if innermost == "tls handshake eof" {
+        return "TLS handshake failed: the server closed the connection (does the port speak TLS?)".into();
+    }
+    if innermost.contains("connection closed before message completed") {
+        return "connection closed without a response".into();
+    }
+    if let Some(io) = os_io.or(wrapped_io) {
+        return io_reason(io);
+    }
+    if innermost.contains("invalid HTTP") || innermost.contains("invalid status") || innermost.contains("invalid header") {
+        return format!("not an HTTP answer ({innermost})");
+    }
+    bounded(&lowercase_first(&innermost), 200)
+}
+
+fn tls_reason(e: &rustls::Error, name: &str) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::NotValidForName | C::NotValidForNameContext { .. } => format!("certificate not valid for {name}"),
+            C::UnknownIssuer => format!("certificate for {name} not trusted (unknown issuer)"),
+            C::Expired | C::ExpiredContext { .. } => format!("certificate for {name} expired"),
+            C::NotValidYet | C::NotValidYetContext { .. } => format!("certificate for {name} not valid yet"),
+            C::Revoked => format!("certificate for {name} revoked"),
+            C::BadSignature => format!("certificate for {name} has a bad signature"),
+            other => format!("certificate for {name} invalid ({other:?})"),
+        },
+        rustls::Error::InvalidMessage(_) => "TLS handshake failed: the port does not speak TLS".into(),
+        rustls::Error::AlertReceived(alert) => format!("TLS handshake refused by the server ({alert:?})"),
+        other => format!("TLS handshake failed: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_codes_accept_codes_masks_and_lists() {
+        let one = ExpectedCodes::parse("200").unwrap();
+        assert!(one.matches(200));
+        assert!(!one.matches(201) && !one.matches(500));
+
+        let class = ExpectedCodes::parse("2XX").unwrap();
+        assert!(class.matches(200) && class.matches(204) && class.matches(299));
+        assert!(!class.matches(301) && !class.matches(199));
+
+        let list = ExpectedCodes::parse("200, 301,4xx").unwrap();
+        for code in [200, 301, 400, 404, 499] {
+            assert!(list.matches(code), "{code}");
+        }
+        for code in [201, 302, 500, 503] {
+            assert!(!list.matches(code), "{code}");
+        }
+        assert_eq!(list.to_string(), "200,301,4XX");
+
+        let tens = ExpectedCodes::parse("20X").unwrap();
+        assert!(tens.matches(204) && !tens.matches(210));
+    }
+
+    #[test]
+    fn expected_codes_reject_what_is_no_http_code() {
+        for bad in ["", "2", "20", "2000", "600", "099", "XXX", "X00", "2Y0", "200,", ",200", "200;301", "abc", "2 0"] {
+            assert!(ExpectedCodes::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        let e = ExpectedCodes::parse("200,6XX").unwrap_err();
+        assert!(e.contains("'6XX'"), "{e}");
+    }
+
+    fn settings(yaml: &str) -> Settings {
+        let m: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap();
+        let f = Fields::new(&m, "hc");
+        let s = parse(&f, "Svc.Test").unwrap();
+        f.finish();
+        f.into_result(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn urls_name_the_domain_and_the_default_port_follows_the_schema() {
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let url = |yaml: &str, ip| Target::new(&settings(yaml), ip).unwrap().url.to_string();
+        assert_eq!(url("schema: http", v4), "http://svc.test/");
+        assert_eq!(url("schema: https", v4), "https://svc.test/");
+        assert_eq!(settings("schema: https").port, 443);
+        assert_eq!(settings("schema: http").port, 80);
+        assert_eq!(url("schema: HTTPS\nport: 8443\npath: /h?x=1", v6), "https://svc.test:8443/h?x=1");
+        assert_eq!(url("domain-forwarding: false", v6), "http://[2001:db8::1]/");
+        assert_eq!(url("domain-forwarding: false\nport: 81", v4), "http://10.0.0.1:81/");
+        assert_eq!(url("headers: {Host: 'Other.Test:8080'}", v4), "http://other.test/");
+        assert_eq!(url("headers: {Host: '10.9.9.9'}", v4), "http://10.0.0.1/");
+    }
+
+    #[test]
+    fn host_header_names_lose_their_port() {
+        assert_eq!(host_name("foo.com"), "foo.com");
+        assert_eq!(host_name("foo.com:8080"), "foo.com");
+        assert_eq!(host_name("[::1]:80"), "::1");
+        assert_eq!(host_name("::1"), "::1");
+    }
+}
