@@ -113,6 +113,14 @@ pub struct Decision {
 pub struct ServiceState {
     primed: bool,
     verdicts: Vec<Verdict>,
+    // The last verdict other than `Unknown`, per entry point: what the events have said. A vote
+    // count passing through `Unknown` (a split, a node not yet reported) is no transition, so
+    // Unhealthy → Unknown → Healthy still says "came up" and Unhealthy → Unknown → Unhealthy says
+    // nothing new.
+    settled: Vec<Verdict>,
+    // The switchover target whose purge was announced: if the purge itself fails, the request is
+    // still there next time, and the purge is retried without telling people again.
+    purge_told: Option<String>,
     panic: bool,
     failback_since: Option<(usize, Instant)>,
     retry_at: Option<Instant>,
@@ -176,9 +184,10 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
     let panic = best.is_none() && (0..n).filter(|&i| !maintenance(i)).all(|i| verdicts[i] == Verdict::Unhealthy);
 
     // Transitions, each told once. A fresh state learns them silently.
+    state.settled.resize(n, Verdict::Unknown);
     if state.primed {
         for (i, &v) in verdicts.iter().enumerate() {
-            let prev = state.verdicts.get(i).copied().unwrap_or(Verdict::Unknown);
+            let prev = state.settled[i];
             if v == Verdict::Unhealthy && prev != Verdict::Unhealthy {
                 let reasons = view.entry_points[i]
                     .votes
@@ -198,6 +207,11 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
         }
     }
     state.primed = true;
+    for (settled, &v) in state.settled.iter_mut().zip(&verdicts) {
+        if v != Verdict::Unknown {
+            *settled = v;
+        }
+    }
     state.verdicts = verdicts.clone();
     if panic || best.is_some() {
         state.panic = panic;
@@ -205,6 +219,9 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
 
     // Rule 2: the switchover request.
     let mut pinned = None;
+    if state.purge_told != view.switchover {
+        state.purge_told = None;
+    }
     if let Some(target) = &view.switchover {
         let why = match service.entry_point_index(target) {
             None => Some(format!("entry point {target} is not configured")),
@@ -219,7 +236,10 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
         };
         if let Some(why) = why {
             d.actions.push(Action::PurgeSwitchover { service: name.clone(), why: why.clone() });
-            d.actions.push(Action::Notify(Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }));
+            if state.purge_told.is_none() {
+                state.purge_told = Some(target.clone());
+                d.actions.push(Action::Notify(Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }));
+            }
         }
     }
     let pending_switchover = view.switchover.is_some() && d.actions.iter().all(|a| !matches!(a, Action::PurgeSwitchover { .. }));
