@@ -173,9 +173,12 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
     let mut d = Decision::default();
     let name = &service.name;
     let n = service.entry_points.len();
-    let verdicts: Vec<Verdict> = (0..n)
-        .map(|i| view.entry_points.get(i).map_or(Verdict::Unknown, |ep| entry_point_verdict(ep, view.alive_nodes, min_votes)))
-        .collect();
+    // The last call's buffer is reused: the leader decides every service on every change.
+    let mut verdicts = std::mem::take(&mut state.verdicts);
+    verdicts.clear();
+    verdicts.extend(
+        (0..n).map(|i| view.entry_points.get(i).map_or(Verdict::Unknown, |ep| entry_point_verdict(ep, view.alive_nodes, min_votes))),
+    );
     let maintenance = |i: usize| view.entry_points.get(i).is_some_and(|ep| ep.maintenance);
     let eligible = |i: usize| verdicts[i] == Verdict::Healthy && !maintenance(i);
     let ep_name = |i: usize| service.entry_points[i].name.clone();
@@ -212,7 +215,6 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
             *settled = v;
         }
     }
-    state.verdicts = verdicts.clone();
     if panic || best.is_some() {
         state.panic = panic;
     }
@@ -293,6 +295,7 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
             _ => d.actions.push(Action::Switch { service: name.clone(), to: ep_name(t), kind }),
         }
     }
+    state.verdicts = verdicts;
     d
 }
 
