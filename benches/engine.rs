@@ -33,8 +33,8 @@ fn service(s: usize) -> ServiceConfig {
         health_checker: provider("web"),
         rise: 2,
         fall: 2,
-        failback: if s % 2 == 0 { Failback::Auto } else { Failback::Manual },
-        failback_delay: Duration::from_secs(if s % 3 == 0 { 0 } else { 30 }),
+        failback: if s.is_multiple_of(2) { Failback::Auto } else { Failback::Manual },
+        failback_delay: Duration::from_secs(if s.is_multiple_of(3) { 0 } else { 30 }),
     }
 }
 
@@ -44,22 +44,22 @@ fn view(s: usize) -> ServiceView {
     let entry_points = (0..ENTRY_POINTS)
         .map(|e| {
             let votes = (0..VOTERS)
-                .filter(|&n| (s + n + e) % 11 != 0) // now and then a node has not reported
+                .filter(|&n| !(s + n + e).is_multiple_of(11)) // now and then a node has not reported
                 .map(|n| {
-                    let healthy = (s * 7 + n * 3 + e * 5) % 4 != 0;
+                    let healthy = !(s * 7 + n * 3 + e * 5).is_multiple_of(4);
                     let opinion = if healthy { Opinion::healthy() } else { Opinion::unhealthy("connection refused") };
                     Vote { node: format!("node-{n}"), opinion }
                 })
                 .collect();
-            EntryPointView { votes, maintenance: s % 17 == 0 && e == 0 }
+            EntryPointView { votes, maintenance: s.is_multiple_of(17) && e == 0 }
         })
         .collect();
     ServiceView {
         alive_nodes: VOTERS,
         entry_points,
-        current: (s % 13 != 0).then(|| format!("ep{}", s % ENTRY_POINTS)),
-        live: (s % 5 == 0).then(|| format!("ep{}", (s + 1) % ENTRY_POINTS)),
-        switchover: (s % 19 == 0).then(|| format!("ep{}", (s + 2) % ENTRY_POINTS)),
+        current: (!s.is_multiple_of(13)).then(|| format!("ep{}", s % ENTRY_POINTS)),
+        live: s.is_multiple_of(5).then(|| format!("ep{}", (s + 1) % ENTRY_POINTS)),
+        switchover: s.is_multiple_of(19).then(|| format!("ep{}", (s + 2) % ENTRY_POINTS)),
     }
 }
 

@@ -20,8 +20,8 @@
 //!    healthy target is pinned (switched to, and kept while healthy).
 //! 3. With no current entry point, the highest-priority healthy one is chosen.
 //! 4. A current entry point in maintenance, or that the majority holds unhealthy, is left for the
-//!    highest-priority healthy one (failover). With none healthy the service is in panic mode:
-//!    nothing is switched, and that is said once.
+//!    highest-priority healthy one (failover). With no entry point healthy (in maintenance or not)
+//!    the service is in panic mode: nothing is switched, and that is said once.
 //! 5. A healthy current entry point is left for a higher-priority one that has been healthy for
 //!    `failback-delay` (switching back), unless `failback: manual`.
 //! 6. If the provider's live state (read back) differs from the desired one, it is repaired.
@@ -184,7 +184,10 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
     let ep_name = |i: usize| service.entry_points[i].name.clone();
     let best = (0..n).find(|&i| eligible(i));
     let current = view.current.as_deref().and_then(|c| service.entry_point_index(c));
-    let panic = best.is_none() && (0..n).filter(|&i| !maintenance(i)).all(|i| verdicts[i] == Verdict::Unhealthy);
+    // A healthy entry point in maintenance still serves the service (nothing moves it away with
+    // nowhere to go), so the service is only down when no entry point at all is healthy.
+    let served = verdicts.contains(&Verdict::Healthy);
+    let panic = !served && (0..n).filter(|&i| !maintenance(i)).all(|i| verdicts[i] == Verdict::Unhealthy);
 
     // Transitions, each told once. A fresh state learns them silently.
     state.settled.resize(n, Verdict::Unknown);
@@ -205,7 +208,7 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
         }
         if panic && !state.panic {
             d.actions.push(Action::Notify(Event::ServiceWentDown { service: name.clone() }));
-        } else if !panic && state.panic && best.is_some() {
+        } else if !panic && state.panic && served {
             d.actions.push(Action::Notify(Event::ServiceCameUp { service: name.clone() }));
         }
     }
@@ -215,7 +218,7 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
             *settled = v;
         }
     }
-    if panic || best.is_some() {
+    if panic || served {
         state.panic = panic;
     }
 

@@ -720,6 +720,38 @@ fn maintenance() {
             ],
         ),
         (
+            "in maintenance while the others are down: still served, no outage",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["M+++", "---", "---"]).cur("a"),
+                    vec![
+                        down("b", &["n1: refused", "n2: refused", "n3: refused"]),
+                        down("c", &["n1: refused", "n2: refused", "n3: refused"]),
+                    ],
+                    None,
+                ),
+                D(
+                    2 * S,
+                    view(3, &["M---", "---", "---"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), svc_down()],
+                    None,
+                ),
+                D(3 * S, view(3, &["M+++", "---", "---"]).cur("a"), vec![up("a"), svc_up()], None),
+                D(4 * S, view(3, &["+++", "---", "---"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "every entry point in maintenance: left as it is, no outage",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["M+++", "M+++", "M+++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
             "in maintenance with nowhere to go: left as it is",
             K,
             vec![
