@@ -20,8 +20,8 @@
 //!    healthy target is pinned (switched to, and kept while healthy).
 //! 3. With no current entry point, the highest-priority healthy one is chosen.
 //! 4. A current entry point in maintenance, or that the majority holds unhealthy, is left for the
-//!    highest-priority healthy one (failover). With none healthy the service is in panic mode:
-//!    nothing is switched, and that is said once.
+//!    highest-priority healthy one (failover). With no entry point healthy (in maintenance or not)
+//!    the service is in panic mode: nothing is switched, and that is said once.
 //! 5. A healthy current entry point is left for a higher-priority one that has been healthy for
 //!    `failback-delay` (switching back), unless `failback: manual`.
 //! 6. If the provider's live state (read back) differs from the desired one, it is repaired.
@@ -113,6 +113,14 @@ pub struct Decision {
 pub struct ServiceState {
     primed: bool,
     verdicts: Vec<Verdict>,
+    // The last verdict other than `Unknown`, per entry point: what the events have said. A vote
+    // count passing through `Unknown` (a split, a node not yet reported) is no transition, so
+    // Unhealthy → Unknown → Healthy still says "came up" and Unhealthy → Unknown → Unhealthy says
+    // nothing new.
+    settled: Vec<Verdict>,
+    // The switchover target whose purge was announced: if the purge itself fails, the request is
+    // still there next time, and the purge is retried without telling people again.
+    purge_told: Option<String>,
     panic: bool,
     failback_since: Option<(usize, Instant)>,
     retry_at: Option<Instant>,
@@ -165,20 +173,27 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
     let mut d = Decision::default();
     let name = &service.name;
     let n = service.entry_points.len();
-    let verdicts: Vec<Verdict> = (0..n)
-        .map(|i| view.entry_points.get(i).map_or(Verdict::Unknown, |ep| entry_point_verdict(ep, view.alive_nodes, min_votes)))
-        .collect();
+    // The last call's buffer is reused: the leader decides every service on every change.
+    let mut verdicts = std::mem::take(&mut state.verdicts);
+    verdicts.clear();
+    verdicts.extend(
+        (0..n).map(|i| view.entry_points.get(i).map_or(Verdict::Unknown, |ep| entry_point_verdict(ep, view.alive_nodes, min_votes))),
+    );
     let maintenance = |i: usize| view.entry_points.get(i).is_some_and(|ep| ep.maintenance);
     let eligible = |i: usize| verdicts[i] == Verdict::Healthy && !maintenance(i);
     let ep_name = |i: usize| service.entry_points[i].name.clone();
     let best = (0..n).find(|&i| eligible(i));
     let current = view.current.as_deref().and_then(|c| service.entry_point_index(c));
-    let panic = best.is_none() && (0..n).filter(|&i| !maintenance(i)).all(|i| verdicts[i] == Verdict::Unhealthy);
+    // A healthy entry point in maintenance still serves the service (nothing moves it away with
+    // nowhere to go), so the service is only down when no entry point at all is healthy.
+    let served = verdicts.contains(&Verdict::Healthy);
+    let panic = !served && (0..n).filter(|&i| !maintenance(i)).all(|i| verdicts[i] == Verdict::Unhealthy);
 
     // Transitions, each told once. A fresh state learns them silently.
+    state.settled.resize(n, Verdict::Unknown);
     if state.primed {
         for (i, &v) in verdicts.iter().enumerate() {
-            let prev = state.verdicts.get(i).copied().unwrap_or(Verdict::Unknown);
+            let prev = state.settled[i];
             if v == Verdict::Unhealthy && prev != Verdict::Unhealthy {
                 let reasons = view.entry_points[i]
                     .votes
@@ -193,18 +208,25 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
         }
         if panic && !state.panic {
             d.actions.push(Action::Notify(Event::ServiceWentDown { service: name.clone() }));
-        } else if !panic && state.panic && best.is_some() {
+        } else if !panic && state.panic && served {
             d.actions.push(Action::Notify(Event::ServiceCameUp { service: name.clone() }));
         }
     }
     state.primed = true;
-    state.verdicts = verdicts.clone();
-    if panic || best.is_some() {
+    for (settled, &v) in state.settled.iter_mut().zip(&verdicts) {
+        if v != Verdict::Unknown {
+            *settled = v;
+        }
+    }
+    if panic || served {
         state.panic = panic;
     }
 
     // Rule 2: the switchover request.
     let mut pinned = None;
+    if state.purge_told != view.switchover {
+        state.purge_told = None;
+    }
     if let Some(target) = &view.switchover {
         let why = match service.entry_point_index(target) {
             None => Some(format!("entry point {target} is not configured")),
@@ -219,7 +241,10 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
         };
         if let Some(why) = why {
             d.actions.push(Action::PurgeSwitchover { service: name.clone(), why: why.clone() });
-            d.actions.push(Action::Notify(Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }));
+            if state.purge_told.is_none() {
+                state.purge_told = Some(target.clone());
+                d.actions.push(Action::Notify(Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }));
+            }
         }
     }
     let pending_switchover = view.switchover.is_some() && d.actions.iter().all(|a| !matches!(a, Action::PurgeSwitchover { .. }));
@@ -273,6 +298,7 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
             _ => d.actions.push(Action::Switch { service: name.clone(), to: ep_name(t), kind }),
         }
     }
+    state.verdicts = verdicts;
     d
 }
 

@@ -1,1 +1,1243 @@
+//! The engine's rules as tables, and its invariants as properties.
+//!
+//! A table case is a config plus a script of calls on one [`ServiceState`]: earlier calls build
+//! the state the later ones are judged in, and every call's whole action list (and `wake_at`) is
+//! asserted, so an extra or repeated action fails as surely as a missing one.
+//!
+//! Views are written compactly: entry points are `a`, `b`, `c` in priority order, and each is a
+//! string with one character per alive node (`n1`, `n2`, …): `+` healthy, `-` unhealthy ("refused"),
+//! `~` unhealthy ("timeout"), `!` unhealthy without a reason, `.` not reported. A leading `M`
+//! puts the entry point in maintenance.
 
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::{Failback, ProviderConfig, ServiceConfig};
+use crate::model::{EntryPoint, Event, Opinion, SwitchKind};
+
+const SVC: &str = "web";
+const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+fn service(n: usize, failback: Failback, delay: Duration) -> ServiceConfig {
+    let provider = |kind: &str| ProviderConfig { kind: kind.into(), name: None, path: String::new(), settings: serde_yaml::Mapping::new() };
+    ServiceConfig {
+        name: SVC.into(),
+        domain: "web.example.com".into(),
+        entry_points: (0..n).map(|i| EntryPoint { name: NAMES[i].into(), ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)) }).collect(),
+        switcher: provider("exec"),
+        health_checker: provider("web"),
+        rise: 2,
+        fall: 2,
+        failback,
+        failback_delay: delay,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+/// A view with `alive` nodes and one vote string per entry point (see the module doc).
+fn view(alive: usize, eps: &[&str]) -> V {
+    let entry_points = eps
+        .iter()
+        .map(|s| {
+            let (maintenance, votes) = match s.strip_prefix('M') {
+                Some(rest) => (true, rest),
+                None => (false, *s),
+            };
+            let votes = votes
+                .chars()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let opinion = match c {
+                        '+' => Opinion::healthy(),
+                        '-' => Opinion::unhealthy("refused"),
+                        '~' => Opinion::unhealthy("timeout"),
+                        '!' => Opinion { healthy: false, reason: None },
+                        '.' => return None,
+                        other => panic!("bad vote {other:?}"),
+                    };
+                    Some(Vote { node: format!("n{}", i + 1), opinion })
+                })
+                .collect();
+            EntryPointView { votes, maintenance }
+        })
+        .collect();
+    V(ServiceView { alive_nodes: alive, entry_points, current: None, live: None, switchover: None })
+}
+
+/// A [`ServiceView`] under construction.
+#[derive(Clone)]
+struct V(ServiceView);
+
+impl V {
+    fn cur(mut self, ep: &str) -> Self {
+        self.0.current = Some(ep.into());
+        self
+    }
+    fn live(mut self, ep: &str) -> Self {
+        self.0.live = Some(ep.into());
+        self
+    }
+    fn so(mut self, ep: &str) -> Self {
+        self.0.switchover = Some(ep.into());
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expected actions
+
+fn sw(to: &str, kind: SwitchKind) -> Action {
+    Action::Switch { service: SVC.into(), to: to.into(), kind }
+}
+fn down(ep: &str, reasons: &[&str]) -> Action {
+    Action::Notify(Event::EntryPointWentDown {
+        service: SVC.into(),
+        entry_point: ep.into(),
+        reasons: reasons.iter().map(|r| r.to_string()).collect(),
+    })
+}
+fn up(ep: &str) -> Action {
+    Action::Notify(Event::EntryPointCameUp { service: SVC.into(), entry_point: ep.into() })
+}
+fn svc_down() -> Action {
+    Action::Notify(Event::ServiceWentDown { service: SVC.into() })
+}
+fn svc_up() -> Action {
+    Action::Notify(Event::ServiceCameUp { service: SVC.into() })
+}
+fn purge(why: &str) -> Action {
+    Action::PurgeSwitchover { service: SVC.into(), why: why.into() }
+}
+fn purged(ep: &str, why: &str) -> Action {
+    Action::Notify(Event::SwitchoverPurged { service: SVC.into(), entry_point: ep.into(), why: why.into() })
+}
+
+use SwitchKind::{Failback as Back, Failover, Initial, Maintenance as Maint, Repair, Switchover};
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+/// The config knobs a case varies.
+#[derive(Clone, Copy)]
+struct Knobs {
+    eps: usize,
+    failback: Failback,
+    delay: u64,
+    min_votes: usize,
+}
+
+const K: Knobs = Knobs { eps: 3, failback: Failback::Auto, delay: 0, min_votes: 1 };
+
+impl Knobs {
+    const fn eps(self, eps: usize) -> Self {
+        Knobs { eps, ..self }
+    }
+    const fn manual(self) -> Self {
+        Knobs { failback: Failback::Manual, ..self }
+    }
+    const fn delay(self, secs: u64) -> Self {
+        Knobs { delay: secs, ..self }
+    }
+    const fn min(self, min_votes: usize) -> Self {
+        Knobs { min_votes, ..self }
+    }
+}
+
+/// One step of a case's script. Times are milliseconds after the case's start.
+enum Step {
+    /// Call `decide` at `ms` with the view; expect exactly these actions and this `wake_at`.
+    D(u64, V, Vec<Action>, Option<u64>),
+    /// The last switch failed at `ms`; expect the backoff and whether it is the first failure.
+    Failed(u64, u64, bool),
+    /// The last switch was carried out.
+    Succeeded,
+}
+use Step::{Failed, Succeeded, D};
+
+fn run(name: &str, k: Knobs, steps: Vec<Step>) {
+    let svc = service(k.eps, k.failback, Duration::from_secs(k.delay));
+    let mut state = ServiceState::default();
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    for (i, step) in steps.into_iter().enumerate() {
+        match step {
+            D(ms, v, want, wake) => {
+                let got = decide(&svc, k.min_votes, &mut state, &v.0, at(ms));
+                let want = Decision { actions: want, wake_at: wake.map(at) };
+                assert_eq!(got, want, "case {name:?}, step {i} (t = {ms} ms)");
+            }
+            Failed(ms, backoff, first) => {
+                let got = state.switch_failed(at(ms));
+                assert_eq!(got, (Duration::from_millis(backoff), first), "case {name:?}, step {i}: switch_failed");
+            }
+            Succeeded => state.switch_succeeded(),
+        }
+    }
+}
+
+const S: u64 = 1000;
+
+#[test]
+fn initial_choice() {
+    let cases = [
+        ("all healthy: the first", K, vec![D(0, view(3, &["+++", "+++", "+++"]), vec![sw("a", Initial)], None)]),
+        ("skips an unhealthy one", K, vec![D(0, view(3, &["---", "+++", "+++"]), vec![sw("b", Initial)], None)]),
+        ("skips a maintenance one", K, vec![D(0, view(3, &["M+++", "+++", "+++"]), vec![sw("b", Initial)], None)]),
+        ("skips one it cannot judge", K, vec![D(0, view(3, &["+..", "+++", "+++"]), vec![sw("b", Initial)], None)]),
+        ("nothing healthy: nothing", K, vec![D(0, view(3, &["---", "---", "---"]), vec![], None)]),
+        ("nobody reported: nothing", K, vec![D(0, view(3, &["...", "...", "..."]), vec![], None)]),
+        ("no alive node: nothing", K, vec![D(0, view(0, &["", "", ""]), vec![], None)]),
+        (
+            "an unconfigured current is as good as none",
+            K,
+            vec![D(0, view(3, &["+++", "+++", "+++"]).cur("zz"), vec![sw("a", Initial)], None)],
+        ),
+        (
+            "a later decision keeps asking until the switch is recorded",
+            K,
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]), vec![sw("b", Initial)], None),
+                D(S, view(3, &["---", "+++", "+++"]), vec![sw("b", Initial)], None),
+                D(2 * S, view(3, &["---", "+++", "+++"]).cur("b"), vec![], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn failover() {
+    let cases = [
+        (
+            "majority holds current down: to the next healthy",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["--+", "+++", "+++"]).cur("a"), vec![down("a", &["n1: refused", "n2: refused"]), sw("b", Failover)], None),
+                // Not recorded yet: the switch is asked again, the event is not told again.
+                D(2 * S, view(3, &["--+", "+++", "+++"]).cur("a"), vec![sw("b", Failover)], None),
+                D(3 * S, view(3, &["--+", "+++", "+++"]).cur("b"), vec![], None),
+                D(4 * S, view(3, &["---", "+++", "+++"]).cur("b"), vec![], None),
+            ],
+        ),
+        (
+            "skips an unhealthy and a maintenance entry point",
+            K.eps(4),
+            vec![
+                D(0, view(3, &["+++", "---", "M+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["~~~", "---", "M+++", "+++"]).cur("a"),
+                    vec![down("a", &["n1: timeout", "n2: timeout", "n3: timeout"]), sw("d", Failover)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "from the lowest priority up to the first healthy",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("c"), vec![sw("a", Back)], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    2 * S,
+                    view(3, &["---", "+++", "+++"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("b", Failover)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "manual failback still fails over",
+            K.manual(),
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "+++", "+++"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("b", Failover)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "the two-node cluster that lost one: the survivor decides",
+            K,
+            vec![
+                D(0, view(2, &["++", "++", "++"]).cur("a"), vec![], None),
+                D(S, view(1, &["-", "+", "+"]).cur("a"), vec![down("a", &["n1: refused"]), sw("b", Failover)], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn majority_minority_and_unknown() {
+    let cases = [
+        (
+            "a minority seeing current down: no switch, no event",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["-++", "+++", "+++"]).cur("a"), vec![], None),
+                D(2 * S, view(5, &["--+++", "+++++", "+++++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "an even split holds",
+            K,
+            vec![
+                D(0, view(4, &["++++", "++++", "++++"]).cur("a"), vec![], None),
+                D(S, view(4, &["--++", "++++", "++++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "missing reports hold: two of four down is not a majority",
+            K,
+            vec![
+                D(0, view(4, &["++++", "++++", "++++"]).cur("a"), vec![], None),
+                D(S, view(4, &["--..", "++++", "++++"]).cur("a"), vec![], None),
+                D(
+                    2 * S,
+                    view(4, &["---.", "++++", "++++"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("b", Failover)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "a target the cluster cannot judge is not switched to",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["---", "+..", "-.."]).cur("a"), vec![down("a", &["n1: refused", "n2: refused", "n3: refused"])], None),
+                D(2 * S, view(3, &["---", "++.", "-.."]).cur("a"), vec![sw("b", Failover)], None),
+            ],
+        ),
+        (
+            "min-votes: a lone survivor cannot decide when two votes are required",
+            K.min(2),
+            vec![
+                D(0, view(2, &["++", "++", "++"]).cur("a"), vec![], None),
+                D(S, view(1, &["-", "+", "+"]).cur("a"), vec![], None),
+                D(2 * S, view(2, &["--", "++", "++"]).cur("a"), vec![down("a", &["n1: refused", "n2: refused"]), sw("b", Failover)], None),
+            ],
+        ),
+        (
+            "min-votes above the majority: 2 of 3 is not enough for 3",
+            K.min(3),
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["--+", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    2 * S,
+                    view(3, &["---", "+++", "+++"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("b", Failover)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "min-votes also guards the target",
+            K.min(3),
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "++-", "+++"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("c", Failover)],
+                    None,
+                ),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn panic_mode() {
+    let cases = [
+        (
+            "nothing healthy: no switch, said once; back when one recovers",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "---", "---"]).cur("a"),
+                    vec![
+                        down("a", &["n1: refused", "n2: refused", "n3: refused"]),
+                        down("b", &["n1: refused", "n2: refused", "n3: refused"]),
+                        down("c", &["n1: refused", "n2: refused", "n3: refused"]),
+                        svc_down(),
+                    ],
+                    None,
+                ),
+                D(2 * S, view(3, &["---", "---", "---"]).cur("a"), vec![], None),
+                D(3 * S, view(3, &["---", "--~", "---"]).cur("a"), vec![], None),
+                D(4 * S, view(3, &["---", "+++", "---"]).cur("a"), vec![up("b"), svc_up(), sw("b", Failover)], None),
+                D(5 * S, view(3, &["---", "+++", "---"]).cur("b"), vec![], None),
+            ],
+        ),
+        (
+            "back in place: the current recovers, nothing to switch",
+            K,
+            vec![
+                D(0, view(3, &["+++", "---", "---"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "---", "---"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), svc_down()],
+                    None,
+                ),
+                D(2 * S, view(3, &["+++", "---", "---"]).cur("a"), vec![up("a"), svc_up()], None),
+            ],
+        ),
+        (
+            "not panic while an entry point cannot be judged",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "-+.", "---"]).cur("a"),
+                    vec![
+                        down("a", &["n1: refused", "n2: refused", "n3: refused"]),
+                        down("c", &["n1: refused", "n2: refused", "n3: refused"]),
+                    ],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "panic holds through an unknown spell, and the recovery is told once",
+            K,
+            vec![
+                D(0, view(3, &["---", "---", "---"]).cur("a"), vec![], None),
+                D(S, view(3, &["...", "...", "..."]).cur("a"), vec![], None),
+                D(2 * S, view(3, &["---", "---", "---"]).cur("a"), vec![], None),
+                D(3 * S, view(3, &["...", "...", "..."]).cur("a"), vec![], None),
+                D(4 * S, view(3, &["+++", "---", "---"]).cur("a"), vec![up("a"), svc_up()], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn switchover() {
+    let healthy = || view(3, &["+++", "+++", "+++"]);
+    let cases = [
+        (
+            "to a healthy target, pinned, no failback away from it",
+            K,
+            vec![
+                D(0, healthy().cur("a"), vec![], None),
+                D(S, healthy().cur("a").so("b"), vec![sw("b", Switchover)], None),
+                D(2 * S, healthy().cur("b").so("b"), vec![], None),
+                D(
+                    3 * S,
+                    view(3, &["---", "+++", "+++"]).cur("b").so("b"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"])],
+                    None,
+                ),
+                D(4 * S, healthy().cur("b").so("b"), vec![up("a")], None),
+                D(5 * S, healthy().cur("b").so("b"), vec![], None),
+            ],
+        ),
+        (
+            "pinned target goes down: purged with an event, failover",
+            K,
+            vec![
+                D(0, healthy().cur("b").so("b"), vec![], None),
+                D(
+                    S,
+                    view(3, &["+++", "---", "+++"]).cur("b").so("b"),
+                    vec![
+                        down("b", &["n1: refused", "n2: refused", "n3: refused"]),
+                        purge("entry point b is unhealthy"),
+                        purged("b", "entry point b is unhealthy"),
+                        sw("a", Failover),
+                    ],
+                    None,
+                ),
+                D(2 * S, view(3, &["+++", "---", "+++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "to a lower priority than a failed current",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "+++", "+++"]).cur("a").so("c"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("c", Switchover)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "an unhealthy target is purged at once",
+            K,
+            vec![
+                D(0, healthy().cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["+++", "--+", "+++"]).cur("a").so("b"),
+                    vec![
+                        down("b", &["n1: refused", "n2: refused"]),
+                        purge("entry point b is unhealthy"),
+                        purged("b", "entry point b is unhealthy"),
+                    ],
+                    None,
+                ),
+                // The purge failed (the request is still there): retried, not told again.
+                D(2 * S, view(3, &["+++", "--+", "+++"]).cur("a").so("b"), vec![purge("entry point b is unhealthy")], None),
+                D(3 * S, view(3, &["+++", "--+", "+++"]).cur("a"), vec![], None),
+                // Asked again later: a new request, told again.
+                D(
+                    4 * S,
+                    view(3, &["+++", "--+", "+++"]).cur("a").so("b"),
+                    vec![purge("entry point b is unhealthy"), purged("b", "entry point b is unhealthy")],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "a target in maintenance is purged",
+            K,
+            vec![
+                D(0, healthy().cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["+++", "M+++", "+++"]).cur("a").so("b"),
+                    vec![purge("entry point b is in maintenance"), purged("b", "entry point b is in maintenance")],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "a pinned target put into maintenance is purged and left",
+            K,
+            vec![
+                D(0, healthy().cur("c").so("c"), vec![], None),
+                D(
+                    S,
+                    view(3, &["+++", "+++", "M+++"]).cur("c").so("c"),
+                    vec![purge("entry point c is in maintenance"), purged("c", "entry point c is in maintenance"), sw("a", Maint)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "an unconfigured target is purged",
+            K,
+            vec![
+                D(0, healthy().cur("a"), vec![], None),
+                D(
+                    S,
+                    healthy().cur("a").so("zz"),
+                    vec![purge("entry point zz is not configured"), purged("zz", "entry point zz is not configured")],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "a target the cluster cannot judge waits, and holds back failback meanwhile",
+            K,
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]).cur("b"), vec![], None),
+                D(S, view(3, &["+++", "+++", "+.."]).cur("b").so("c"), vec![up("a")], None),
+                D(2 * S, view(3, &["+++", "+++", "++."]).cur("b").so("c"), vec![sw("c", Switchover)], None),
+            ],
+        ),
+        (
+            "the switchover already in force with drifted live state is repaired",
+            K,
+            vec![D(0, healthy().cur("b").so("b"), vec![], None), D(S, healthy().cur("b").so("b").live("a"), vec![sw("b", Repair)], None)],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn failback() {
+    let a_down = || view(3, &["---", "+++", "+++"]).cur("b");
+    let a_up = || view(3, &["+++", "+++", "+++"]).cur("b");
+    let cases = [
+        ("auto: at once", K, vec![D(0, a_down(), vec![], None), D(S, a_up(), vec![up("a"), sw("a", Back)], None)]),
+        (
+            "auto: to the highest recovered, past a lower one",
+            K,
+            vec![
+                D(0, view(3, &["---", "---", "+++"]).cur("c"), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("c"), vec![up("a"), up("b"), sw("a", Back)], None),
+            ],
+        ),
+        (
+            "auto: after the delay",
+            K.delay(30),
+            vec![
+                D(0, a_down(), vec![], None),
+                D(S, a_up(), vec![up("a")], Some(31 * S)),
+                D(10 * S, a_up(), vec![], Some(31 * S)),
+                D(31 * S - 1, a_up(), vec![], Some(31 * S)),
+                D(31 * S, a_up(), vec![sw("a", Back)], None),
+                D(32 * S, a_up(), vec![sw("a", Back)], None),
+                D(33 * S, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "auto: a flap restarts the delay",
+            K.delay(30),
+            vec![
+                D(0, a_down(), vec![], None),
+                D(S, a_up(), vec![up("a")], Some(31 * S)),
+                D(10 * S, a_down(), vec![down("a", &["n1: refused", "n2: refused", "n3: refused"])], None),
+                D(12 * S, a_up(), vec![up("a")], Some(42 * S)),
+                D(31 * S, a_up(), vec![], Some(42 * S)),
+                D(42 * S, a_up(), vec![sw("a", Back)], None),
+            ],
+        ),
+        (
+            "auto: losing the majority for a moment also restarts the delay",
+            K.delay(30),
+            vec![
+                D(0, a_down(), vec![], None),
+                D(S, a_up(), vec![up("a")], Some(31 * S)),
+                D(10 * S, view(3, &["+..", "+++", "+++"]).cur("b"), vec![], None),
+                D(12 * S, a_up(), vec![], Some(42 * S)),
+                D(42 * S, a_up(), vec![sw("a", Back)], None),
+            ],
+        ),
+        (
+            "auto: a better candidate restarts the delay",
+            K.delay(30),
+            vec![
+                D(0, view(3, &["---", "---", "+++"]).cur("c"), vec![], None),
+                D(S, view(3, &["---", "+++", "+++"]).cur("c"), vec![up("b")], Some(31 * S)),
+                D(5 * S, view(3, &["+++", "+++", "+++"]).cur("c"), vec![up("a")], Some(35 * S)),
+                D(35 * S, view(3, &["+++", "+++", "+++"]).cur("c"), vec![sw("a", Back)], None),
+            ],
+        ),
+        (
+            "auto: not while the current cannot be judged",
+            K,
+            vec![D(0, a_down(), vec![], None), D(S, view(3, &["+++", "+..", "+++"]).cur("b"), vec![up("a")], None)],
+        ),
+        (
+            "manual: never",
+            K.manual(),
+            vec![D(0, a_down(), vec![], None), D(S, a_up(), vec![up("a")], None), D(100 * S, a_up(), vec![], None)],
+        ),
+        (
+            "manual with a delay: never",
+            K.manual().delay(5),
+            vec![D(0, a_down(), vec![], None), D(S, a_up(), vec![up("a")], None), D(100 * S, a_up(), vec![], None)],
+        ),
+        (
+            "manual: a switchover is the way back",
+            K.manual(),
+            vec![
+                D(0, a_down(), vec![], None),
+                D(S, a_up(), vec![up("a")], None),
+                D(2 * S, a_up().so("a"), vec![sw("a", Switchover)], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn maintenance() {
+    let cases = [
+        (
+            "current in maintenance: to the best healthy, without an event",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["M+++", "---", "+++"]).cur("a"),
+                    vec![down("b", &["n1: refused", "n2: refused", "n3: refused"]), sw("c", Maint)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "current in maintenance and unhealthy: still a maintenance move",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["M---", "+++", "+++"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("b", Maint)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "never switched back to while in maintenance",
+            K,
+            vec![
+                D(0, view(3, &["M+++", "+++", "+++"]).cur("b"), vec![], None),
+                D(S, view(3, &["M+++", "+++", "+++"]).cur("b"), vec![], None),
+                D(2 * S, view(3, &["+++", "+++", "+++"]).cur("b"), vec![sw("a", Back)], None),
+            ],
+        ),
+        (
+            "never a failover target",
+            K,
+            vec![
+                D(0, view(3, &["+++", "M+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "M+++", "+++"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("c", Failover)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "in maintenance while the others are down: still served, no outage",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["M+++", "---", "---"]).cur("a"),
+                    vec![
+                        down("b", &["n1: refused", "n2: refused", "n3: refused"]),
+                        down("c", &["n1: refused", "n2: refused", "n3: refused"]),
+                    ],
+                    None,
+                ),
+                D(
+                    2 * S,
+                    view(3, &["M---", "---", "---"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), svc_down()],
+                    None,
+                ),
+                D(3 * S, view(3, &["M+++", "---", "---"]).cur("a"), vec![up("a"), svc_up()], None),
+                D(4 * S, view(3, &["+++", "---", "---"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "every entry point in maintenance: left as it is, no outage",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["M+++", "M+++", "M+++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "in maintenance with nowhere to go: left as it is",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["M+++", "+..", "..."]).cur("a"), vec![], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn repair() {
+    let cases = [
+        (
+            "live state drifted: back to the current",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("a").live("b"), vec![sw("a", Repair)], None),
+                D(2 * S, view(3, &["+++", "+++", "+++"]).cur("a").live("a"), vec![], None),
+                // "" is what the runtime passes when the last switch was not applied.
+                D(3 * S, view(3, &["+++", "+++", "+++"]).cur("a").live(""), vec![sw("a", Repair)], None),
+            ],
+        ),
+        (
+            "not to an unhealthy current (a failover instead)",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "+++", "+++"]).cur("a").live("c"),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("b", Failover)],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "not to an unhealthy current in panic mode",
+            K,
+            vec![
+                D(0, view(3, &["---", "---", "---"]).cur("a"), vec![], None),
+                D(S, view(3, &["---", "---", "---"]).cur("a").live("b"), vec![], None),
+            ],
+        ),
+        (
+            "not to a current the cluster cannot judge",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["+..", "+++", "+++"]).cur("a").live("b"), vec![], None),
+            ],
+        ),
+        (
+            "not to a current in maintenance (a maintenance move instead)",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["M+++", "+++", "+++"]).cur("a").live("c"), vec![sw("b", Maint)], None),
+            ],
+        ),
+        (
+            "a failback in force wins over a repair",
+            K,
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]).cur("b"), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("b").live("c"), vec![up("a"), sw("a", Back)], None),
+            ],
+        ),
+        (
+            "a repair while a failback delay runs",
+            K.delay(30),
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]).cur("b"), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("b").live("c"), vec![up("a"), sw("b", Repair)], Some(31 * S)),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn switch_retry_backoff() {
+    let a_down = || view(3, &["---", "+++", "+++"]).cur("a");
+    let cases = [
+        (
+            "a failed switch waits for its retry",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(0, a_down(), vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("b", Failover)], None),
+                Failed(0, 500, true),
+                D(100, a_down(), vec![], Some(500)),
+                D(499, a_down(), vec![], Some(500)),
+                D(500, a_down(), vec![sw("b", Failover)], None),
+                Failed(500, 1000, false),
+                D(600, a_down(), vec![], Some(1500)),
+                D(1500, a_down(), vec![sw("b", Failover)], None),
+                Failed(1500, 2000, false),
+                D(3500, a_down(), vec![sw("b", Failover)], None),
+                Succeeded,
+                // A success resets the backoff: the next failure waits the base time again.
+                D(
+                    4000,
+                    view(3, &["---", "---", "+++"]).cur("b"),
+                    vec![down("b", &["n1: refused", "n2: refused", "n3: refused"]), sw("c", Failover)],
+                    None,
+                ),
+                Failed(4000, 500, true),
+                D(4100, view(3, &["---", "---", "+++"]).cur("b"), vec![], Some(4500)),
+            ],
+        ),
+        (
+            "the earlier of a retry and a failback delay wakes",
+            K.delay(1),
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(0, a_down(), vec![down("a", &["n1: refused", "n2: refused", "n3: refused"]), sw("b", Failover)], None),
+                D(0, view(3, &["---", "+++", "+++"]).cur("b").live("a"), vec![sw("b", Repair)], None),
+                Failed(0, 500, true),
+                D(100, view(3, &["+++", "+++", "+++"]).cur("b").live("a"), vec![up("a")], Some(500)),
+                D(500, view(3, &["+++", "+++", "+++"]).cur("b").live("a"), vec![sw("b", Repair)], Some(1100)),
+                Failed(500, 1000, false),
+                D(1100, view(3, &["+++", "+++", "+++"]).cur("b").live("a"), vec![], Some(1500)),
+                D(1500, view(3, &["+++", "+++", "+++"]).cur("b").live("a"), vec![sw("a", Back)], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn retry_backoff_is_capped() {
+    let mut state = ServiceState::default();
+    let now = Instant::now();
+    let waits: Vec<u64> = (0..12).map(|_| state.switch_failed(now).0.as_millis() as u64).collect();
+    assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000, 30000, 30000]);
+    state.switch_succeeded();
+    assert_eq!(state.switch_failed(now), (SWITCH_RETRY_BASE, true));
+}
+
+#[test]
+fn events_once_per_transition() {
+    let cases = [
+        (
+            "reasons name the node; unreported and healthy nodes are left out",
+            K.eps(2),
+            vec![
+                D(0, view(5, &["+++++", "+++++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(5, &["-~!.+", "+++++"]).cur("a"),
+                    vec![down("a", &["n1: refused", "n2: timeout", "n3: unhealthy"]), sw("b", Failover)],
+                    None,
+                ),
+                // Reasons changing while it stays down is no transition.
+                D(2 * S, view(5, &["~~~~+", "+++++"]).cur("b"), vec![], None),
+                D(3 * S, view(5, &["+++++", "+++++"]).cur("b"), vec![up("a"), sw("a", Back)], None),
+                D(4 * S, view(5, &["+++++", "+++++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "nothing repeats while nothing changes",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["+++", "---", "+++"]).cur("a"), vec![down("b", &["n1: refused", "n2: refused", "n3: refused"])], None),
+                D(2 * S, view(3, &["+++", "---", "+++"]).cur("a"), vec![], None),
+                D(3 * S, view(3, &["+++", "---", "+++"]).cur("a"), vec![], None),
+                D(4 * S, view(3, &["+++", "+++", "+++"]).cur("a"), vec![up("b")], None),
+                D(5 * S, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "down, a split, down again: told once",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["+++", "---", "+++"]).cur("a"), vec![down("b", &["n1: refused", "n2: refused", "n3: refused"])], None),
+                D(2 * S, view(3, &["+++", "-+.", "+++"]).cur("a"), vec![], None),
+                D(3 * S, view(3, &["+++", "---", "+++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "down, a split, up: the recovery is told",
+            K,
+            vec![
+                D(0, view(4, &["++++", "++++", "++++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(4, &["++++", "----", "++++"]).cur("a"),
+                    vec![down("b", &["n1: refused", "n2: refused", "n3: refused", "n4: refused"])],
+                    None,
+                ),
+                D(2 * S, view(4, &["++++", "++--", "++++"]).cur("a"), vec![], None),
+                D(3 * S, view(4, &["++++", "+++-", "++++"]).cur("a"), vec![up("b")], None),
+            ],
+        ),
+        (
+            "up, a split, up: nothing",
+            K,
+            vec![
+                D(0, view(4, &["++++", "++++", "++++"]).cur("a"), vec![], None),
+                D(S, view(4, &["++++", "++--", "++++"]).cur("a"), vec![], None),
+                D(2 * S, view(4, &["++++", "++++", "++++"]).cur("a"), vec![], None),
+            ],
+        ),
+        (
+            "first judged down after an unknown start: told",
+            K,
+            vec![
+                D(0, view(3, &["+++", "...", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["+++", "---", "+++"]).cur("a"), vec![down("b", &["n1: refused", "n2: refused", "n3: refused"])], None),
+            ],
+        ),
+        (
+            "first judged up after an unknown start: nothing to tell",
+            K,
+            vec![
+                D(0, view(3, &["+++", "...", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn priming() {
+    let cases = [
+        (
+            "a fresh state announces nothing but still acts",
+            K,
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]).cur("a"), vec![sw("b", Failover)], None),
+                D(S, view(3, &["---", "+++", "+++"]).cur("b"), vec![], None),
+                D(2 * S, view(3, &["+++", "+++", "+++"]).cur("b"), vec![up("a"), sw("a", Back)], None),
+            ],
+        ),
+        (
+            "a fresh state in panic is silent, and tells the recovery",
+            K,
+            vec![
+                D(0, view(3, &["---", "---", "---"]).cur("a"), vec![], None),
+                D(S, view(3, &["---", "---", "---"]).cur("a"), vec![], None),
+                D(2 * S, view(3, &["---", "+++", "---"]).cur("a"), vec![up("b"), svc_up(), sw("b", Failover)], None),
+            ],
+        ),
+        (
+            "a switchover purge is an action, not a transition: told on the first call too",
+            K,
+            vec![D(
+                0,
+                view(3, &["+++", "---", "+++"]).cur("a").so("b"),
+                vec![purge("entry point b is unhealthy"), purged("b", "entry point b is unhealthy")],
+                None,
+            )],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn verdicts_and_panic_are_exposed() {
+    let svc = service(3, Failback::Auto, Duration::ZERO);
+    let mut state = ServiceState::default();
+    decide(&svc, 1, &mut state, &view(3, &["---", "+..", "---"]).cur("a").0, Instant::now());
+    assert_eq!(state.verdicts(), [Verdict::Unhealthy, Verdict::Unknown, Verdict::Unhealthy]);
+    assert!(!state.in_panic());
+    decide(&svc, 1, &mut state, &view(3, &["---", "---", "---"]).cur("a").0, Instant::now());
+    assert!(state.in_panic());
+}
+
+#[test]
+fn cluster_nodes_up_and_down() {
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<String>>();
+    let went = |n: &str| Event::NodeWentDown { node: n.into() };
+    let came = |n: &str| Event::NodeCameUp { node: n.into() };
+    let mut cluster = ClusterState::default();
+    let script: Vec<(BTreeSet<String>, Vec<Event>)> = vec![
+        (set(&["n1", "n2", "n3"]), vec![]), // learnt silently
+        (set(&["n1", "n2", "n3"]), vec![]),
+        (set(&["n1", "n3"]), vec![went("n2")]),
+        (set(&["n1", "n3"]), vec![]),
+        (set(&["n1", "n2", "n4"]), vec![went("n3"), came("n2"), came("n4")]),
+        (set(&[]), vec![went("n1"), went("n2"), went("n4")]),
+        (set(&[]), vec![]),
+        (set(&["n1"]), vec![came("n1")]),
+    ];
+    for (i, (alive, want)) in script.into_iter().enumerate() {
+        assert_eq!(cluster.observe(&alive), want, "step {i}");
+    }
+    let mut fresh = ClusterState::default();
+    assert_eq!(fresh.observe(&set(&[])), vec![], "an empty first set is learnt silently too");
+    assert_eq!(fresh.observe(&set(&["n1"])), vec![came("n1")]);
+}
+
+#[test]
+fn leader_elected_event() {
+    assert_eq!(leader_elected("n2", FencingToken(7)), Event::LeaderElected { node: "n2".into(), token: FencingToken(7) });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+
+/// A random view: per entry point, maintenance and one optional vote per possible node.
+#[derive(Debug, Clone)]
+struct ViewSpec {
+    alive: usize,
+    eps: Vec<(bool, Vec<Option<bool>>)>,
+    current: Option<usize>,
+    live: Option<usize>,
+    switchover: Option<usize>,
+}
+
+fn view_spec() -> impl Strategy<Value = ViewSpec> {
+    let ep = (prop::bool::weighted(0.15), prop::collection::vec(prop::option::weighted(0.85, prop::bool::weighted(0.6)), 7));
+    (
+        0..=7usize,
+        prop::collection::vec(ep, 5),
+        prop::option::of(0..6usize),
+        prop::option::weighted(0.3, 0..6usize),
+        prop::option::weighted(0.3, 0..6usize),
+    )
+        .prop_map(|(alive, eps, current, live, switchover)| ViewSpec { alive, eps, current, live, switchover })
+}
+
+impl ViewSpec {
+    /// The view of a service with `n` entry points. An index past the last entry point stands
+    /// for a name that is not configured.
+    fn build(&self, n: usize) -> ServiceView {
+        let name = |i: usize| if i % (n + 1) < n { NAMES[i % (n + 1)].to_string() } else { "zz".to_string() };
+        ServiceView {
+            alive_nodes: self.alive,
+            entry_points: self.eps[..n]
+                .iter()
+                .map(|(maintenance, votes)| EntryPointView {
+                    votes: votes[..self.alive]
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(node, vote)| {
+                            vote.map(|healthy| Vote {
+                                node: format!("n{}", node + 1),
+                                opinion: if healthy { Opinion::healthy() } else { Opinion::unhealthy("refused") },
+                            })
+                        })
+                        .collect(),
+                    maintenance: *maintenance,
+                })
+                .collect(),
+            current: self.current.map(name),
+            live: self.live.map(name),
+            switchover: self.switchover.map(name),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    n: usize,
+    failback: Failback,
+    delay: u64,
+    min_votes: usize,
+    /// Earlier calls that built the state, each at its offset in milliseconds.
+    prior: Vec<(ViewSpec, u64)>,
+    /// Whether the switch asked for last failed.
+    failed: bool,
+    view: ViewSpec,
+    now: u64,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (
+        1..=5usize,
+        prop::bool::ANY,
+        prop::sample::select(vec![0u64, 1, 30]),
+        0..=4usize,
+        prop::collection::vec((view_spec(), 0..40_000u64), 0..3),
+        prop::bool::weighted(0.2),
+        view_spec(),
+        0..40_000u64,
+    )
+        .prop_map(|(n, manual, delay, min_votes, prior, failed, view, now)| Scenario {
+            n,
+            failback: if manual { Failback::Manual } else { Failback::Auto },
+            delay,
+            min_votes,
+            prior,
+            failed,
+            view,
+            now,
+        })
+}
+
+impl Scenario {
+    /// The config, the state after the prior calls, the view and `now`.
+    fn setup(&self) -> (ServiceConfig, ServiceState, ServiceView, Instant) {
+        let svc = service(self.n, self.failback, Duration::from_secs(self.delay));
+        let t0 = Instant::now();
+        let mut state = ServiceState::default();
+        let mut last = 0;
+        for (spec, ms) in &self.prior {
+            // Time never runs backwards for one state.
+            last = last.max(*ms);
+            decide(&svc, self.min_votes, &mut state, &spec.build(self.n), t0 + Duration::from_millis(last));
+        }
+        if self.failed {
+            state.switch_failed(t0 + Duration::from_millis(last));
+        }
+        let now = t0 + Duration::from_millis(last.max(self.now));
+        (svc, state, self.view.build(self.n), now)
+    }
+}
+
+fn switches(d: &Decision) -> Vec<(&str, SwitchKind)> {
+    d.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Switch { to, kind, .. } => Some((to.as_str(), *kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Never switch to an entry point the majority does not hold healthy, nor to one in maintenance.
+    #[test]
+    fn switch_targets_are_healthy_and_in_rotation(s in scenario()) {
+        let (svc, mut state, view, now) = s.setup();
+        let d = decide(&svc, s.min_votes, &mut state, &view, now);
+        for (to, _) in switches(&d) {
+            let i = svc.entry_point_index(to).expect("a configured entry point");
+            let ep = &view.entry_points[i];
+            let healthy = ep.votes.iter().filter(|v| v.opinion.healthy).count();
+            let unhealthy = ep.votes.len() - healthy;
+            prop_assert_eq!(quorum::verdict(healthy, unhealthy, view.alive_nodes, s.min_votes), Verdict::Healthy, "switch to {}", to);
+            prop_assert!(!ep.maintenance, "switch to {} in maintenance", to);
+        }
+    }
+
+    /// The same config, state, view and time always give the same decision.
+    #[test]
+    fn deterministic(s in scenario()) {
+        let (svc, state, view, now) = s.setup();
+        let first = decide(&svc, s.min_votes, &mut state.clone(), &view, now);
+        let second = decide(&svc, s.min_votes, &mut state.clone(), &view, now);
+        prop_assert_eq!(first, second);
+    }
+
+    /// Deciding again on an unchanged view tells nothing new and asks for no other switch.
+    #[test]
+    fn nothing_repeats_while_nothing_changes(s in scenario()) {
+        let (svc, mut state, view, now) = s.setup();
+        let first = decide(&svc, s.min_votes, &mut state, &view, now);
+        let second = decide(&svc, s.min_votes, &mut state, &view, now);
+        let told: Vec<&Action> = second.actions.iter().filter(|a| matches!(a, Action::Notify(_))).collect();
+        prop_assert!(told.is_empty(), "told again: {:?}", told);
+        let again = switches(&second);
+        prop_assert!(again.is_empty() || again == switches(&first), "first {:?}, then {:?}", switches(&first), again);
+    }
+
+    /// One decision asks for at most one switch, and never for the current entry point unless
+    /// to repair the provider's live state.
+    #[test]
+    fn at_most_one_switch_and_never_to_current(s in scenario()) {
+        let (svc, mut state, view, now) = s.setup();
+        let d = decide(&svc, s.min_votes, &mut state, &view, now);
+        let sws = switches(&d);
+        prop_assert!(sws.len() <= 1, "{:?}", sws);
+        for (to, kind) in sws {
+            if view.current.as_deref() == Some(to) {
+                prop_assert_eq!(kind, SwitchKind::Repair);
+            }
+        }
+    }
+}
