@@ -472,3 +472,44 @@ async fn the_embedded_dcs_keeps_requests_across_restarts() {
     assert_eq!(dcs.kv_get("notifier.tg", "chat-1").await.unwrap().as_deref(), Some("{}"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_provider_does_not_delay_another_services_failover() {
+    let svc = |name: &str| {
+        format!(
+            "  - name: {name}\n    domain: {name}.test\n    entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }} ]\n    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n"
+        )
+    };
+    let yaml = format!(
+        "dhaf: {{ cluster-name: t, node-name: n1, tact-interval: 1, heartbeat-interval: 1, healthy-node-status-ttl: 60 }}\nservices:\n{}{}",
+        svc("slow"),
+        svc("fast")
+    );
+    let config = Config::parse(&yaml).unwrap();
+    let (slow, fast) = (FakeProvider::new(Some("ep-1")), FakeProvider::new(Some("ep-1")));
+    slow.set_delay(Duration::from_secs(20));
+    let checker = ScriptedChecker::new();
+    let providers = Providers {
+        services: vec![
+            ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(slow.switcher("n1")) },
+            ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(fast.switcher("n1")) },
+        ],
+        notifiers: vec![],
+    };
+    let node = Node::new(config, Arc::new(MemoryDcs::new("t")), providers);
+    let handle = node.handle();
+    tokio::spawn(node.run(std::future::pending()));
+    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(3)).await;
+    checker.down("ep-1", "connection refused");
+    let down = Instant::now();
+    wait_for("the fast service's failover", Duration::from_secs(30), || async {
+        (fast.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    assert!(down.elapsed() < Duration::from_secs(15), "the fast service waited for the slow provider: {:?}", down.elapsed());
+    wait_for("the slow service's failover", Duration::from_secs(60), || async {
+        (slow.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+}

@@ -17,6 +17,8 @@ use crate::model::{Event, FencingToken, SwitchKind, SwitchRecord};
 pub(crate) const HISTORY_NS: &str = "dhaf.history";
 /// The namespace where the leader keeps which nodes it announced alive (`up`) or dead (`down`).
 pub(crate) const NODES_NS: &str = "dhaf.nodes";
+/// How many services may be switching at once.
+const SWITCH_CONCURRENCY: usize = 16;
 /// How many switches the history keeps per service.
 pub(crate) const HISTORY_LEN: usize = 50;
 
@@ -47,7 +49,7 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                     tracing::info!(%token, "elected leader");
                     inner.notifications.send(&inner.config, engine::leader_elected(&node, token));
                 }
-                lead(&inner, token).await;
+                lead(inner.clone(), token).await;
                 inner.step_down("leadership ended");
                 watch = None;
                 continue;
@@ -70,8 +72,8 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
     }
 }
 
-struct Leading<'a> {
-    inner: &'a Inner,
+struct Leading {
+    inner: Arc<Inner>,
     token: FencingToken,
     states: Vec<ServiceState>,
     /// The provider's live state, read back and not yet fed to the engine.
@@ -79,19 +81,22 @@ struct Leading<'a> {
     /// A switch was recorded but not carried out: repair it.
     unapplied: Vec<bool>,
     cluster: ClusterState,
+    /// Bounds the switches in flight at once.
+    limit: Arc<tokio::sync::Semaphore>,
 }
 
 /// Lead under `token` until the term ends (lease lost, fenced, stepped down).
-async fn lead(inner: &Inner, token: FencingToken) {
+async fn lead(inner: Arc<Inner>, token: FencingToken) {
     let config = inner.config.clone();
     let n = config.services.len();
     let mut me = Leading {
-        inner,
+        inner: inner.clone(),
         token,
         states: vec![ServiceState::default(); n],
         live: vec![None; n],
         unapplied: vec![false; n],
         cluster: ClusterState::default(),
+        limit: Arc::new(tokio::sync::Semaphore::new(SWITCH_CONCURRENCY)),
     };
     // What earlier leaders announced, so a node that died with its leader is still announced.
     if let Ok(known) = inner.dcs_call(inner.dcs.kv_list(NODES_NS)).await {
@@ -179,7 +184,7 @@ pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig) -> ServiceV
     }
 }
 
-impl Leading<'_> {
+impl Leading {
     /// Read every switcher's live state (bounded by the lease deadline).
     async fn read_back(&mut self) {
         let deadline = self.inner.local.lock().unwrap().lease_deadline.unwrap_or_else(Instant::now);
@@ -196,7 +201,7 @@ impl Leading<'_> {
 
     /// Decide and act on every service once. `Err` when the term is over.
     async fn round(&mut self, snapshot: &Snapshot) -> Result<Option<Instant>, ()> {
-        let inner = self.inner;
+        let inner = self.inner.clone();
         let config = inner.config.clone();
         let alive: BTreeSet<String> = snapshot.alive.clone();
         for e in self.cluster.observe(&alive) {
@@ -209,6 +214,7 @@ impl Leading<'_> {
             let _ = inner.dcs_call(inner.dcs.kv_put(NODES_NS, &node, state)).await;
         }
         let mut wake: Option<Instant> = None;
+        let mut switches = Vec::new();
         for (i, svc) in config.services.iter().enumerate() {
             let mut view = service_view(snapshot, svc);
             // First term on a service without a record: adopt what the provider points at.
@@ -243,13 +249,37 @@ impl Leading<'_> {
                             Ok(()) => {}
                         }
                     }
-                    Action::Switch { to, kind, .. } => {
-                        if let Some(w) = self.switch(i, svc, view.current.clone(), &to, kind).await? {
-                            wake = Some(wake.map_or(w, |x| x.min(w)));
-                        }
-                    }
+                    Action::Switch { to, kind, .. } => switches.push((i, view.current.clone(), to, kind)),
                 }
             }
+        }
+        // Services switch concurrently: one slow provider call must not delay another
+        // service's failover.
+        let mut running = JoinSet::new();
+        for (i, from, to, kind) in switches {
+            let record = self.record(&to, kind);
+            let (inner, limit) = (inner.clone(), self.limit.clone());
+            running.spawn(async move {
+                let _permit = limit.acquire_owned().await.expect("never closed");
+                let outcome = carry_out(&inner, i, &record).await;
+                (i, from, record, outcome)
+            });
+        }
+        let mut over = false;
+        while let Some(done) = running.join_next().await {
+            let Ok((i, from, record, outcome)) = done else { continue };
+            match outcome {
+                Outcome::Done => self.switched(i, from, &record).await,
+                Outcome::Failed(reason) => {
+                    let w = self.failed(i, &record, reason);
+                    wake = Some(wake.map_or(w, |x| x.min(w)));
+                }
+                Outcome::NotRecorded => {}
+                Outcome::TermOver => over = true,
+            }
+        }
+        if over {
+            return Err(());
         }
         Ok(wake)
     }
@@ -264,64 +294,34 @@ impl Leading<'_> {
         }
     }
 
-    /// Record the switch fenced by the term, then carry it out before the lease deadline.
-    /// `Err` when the term is over; `Ok(Some(t))` asks to be woken at `t` for a retry.
-    async fn switch(
-        &mut self,
-        i: usize,
-        svc: &ServiceConfig,
-        from: Option<String>,
-        to: &str,
-        kind: SwitchKind,
-    ) -> Result<Option<Instant>, ()> {
-        let inner = self.inner;
-        let Some(ep) = svc.entry_points.iter().find(|e| e.name == to) else { return Ok(None) };
-        if !inner.may_lead(self.token, Instant::now()) {
-            return Err(());
-        }
-        let record = self.record(to, kind);
-        match inner.dcs_call(inner.dcs.record_switch(&svc.name, &record)).await {
-            Ok(()) => {}
-            Err(DcsError::Fenced(_)) => {
-                inner.step_down("fenced: another term began");
-                return Err(());
-            }
-            Err(e) => {
-                tracing::warn!(service = %svc.name, error = %e, "cannot record the switch; not switching");
-                return Ok(None);
-            }
-        }
-        let deadline = inner.local.lock().unwrap().lease_deadline.unwrap_or_else(Instant::now);
-        tracing::info!(service = %svc.name, to, %kind, token = %self.token, "switching");
-        let switcher = inner.providers.services[i].switcher.clone();
-        let result = match tokio::time::timeout_at(deadline, switcher.switch(ep, self.token)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err("the lease deadline passed before the provider answered".to_string()),
-        };
+    async fn switched(&mut self, i: usize, from: Option<String>, record: &SwitchRecord) {
+        let inner = self.inner.clone();
+        let svc = &inner.config.services[i];
+        self.states[i].switch_succeeded();
+        self.unapplied[i] = false;
+        inner.local.lock().unwrap().metrics.switches += 1;
+        let from = if record.kind == SwitchKind::Repair { None } else { from };
+        let event = Event::Switched { service: svc.name.clone(), from, to: record.entry_point.clone(), kind: record.kind };
+        tracing::info!(summary = %event.summary(), "switched");
+        inner.notifications.send(&inner.config, event);
+        self.append_history(&svc.name, record).await;
+    }
+
+    /// A failed switch: back off, tell people once per streak; returns when to retry.
+    fn failed(&mut self, i: usize, record: &SwitchRecord, reason: String) -> Instant {
+        let inner = &self.inner;
+        let svc = &inner.config.services[i];
         let now = Instant::now();
-        match result {
-            Ok(()) => {
-                self.states[i].switch_succeeded();
-                self.unapplied[i] = false;
-                inner.local.lock().unwrap().metrics.switches += 1;
-                let from = if kind == SwitchKind::Repair { None } else { from };
-                let event = Event::Switched { service: svc.name.clone(), from, to: to.into(), kind };
-                tracing::info!(summary = %event.summary(), "switched");
-                inner.notifications.send(&inner.config, event);
-                self.append_history(&svc.name, &record).await;
-                Ok(None)
-            }
-            Err(reason) => {
-                self.unapplied[i] = true;
-                let (backoff, first) = self.states[i].switch_failed(now.into_std());
-                inner.local.lock().unwrap().metrics.switch_failures += 1;
-                tracing::error!(service = %svc.name, to, %reason, retry_in = ?backoff, "switch failed");
-                if first {
-                    inner.notifications.send(&inner.config, Event::SwitchFailed { service: svc.name.clone(), to: to.into(), reason });
-                }
-                Ok(Some(now + backoff))
-            }
+        self.unapplied[i] = true;
+        let (backoff, first) = self.states[i].switch_failed(now.into_std());
+        inner.local.lock().unwrap().metrics.switch_failures += 1;
+        tracing::error!(service = %svc.name, to = %record.entry_point, %reason, retry_in = ?backoff, "switch failed");
+        if first {
+            inner
+                .notifications
+                .send(&inner.config, Event::SwitchFailed { service: svc.name.clone(), to: record.entry_point.clone(), reason });
         }
+        now + backoff
     }
 
     async fn append_history(&self, service: &str, record: &SwitchRecord) {
@@ -334,5 +334,45 @@ impl Leading<'_> {
         let excess = list.len().saturating_sub(HISTORY_LEN);
         list.drain(..excess);
         let _ = self.inner.dcs_call(dcs.kv_put(HISTORY_NS, service, &serde_json::to_string(&list).expect("plain data"))).await;
+    }
+}
+
+/// How one switch went.
+enum Outcome {
+    /// Recorded and carried out.
+    Done,
+    /// Recorded, but the provider failed (or the lease deadline came first).
+    Failed(String),
+    /// The DCS could not record it: nothing was switched; the next round tries again.
+    NotRecorded,
+    /// The term is over (fenced, or the lease may have expired): nothing was switched.
+    TermOver,
+}
+
+/// Record the switch fenced by its term, then carry it out before the lease deadline.
+async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord) -> Outcome {
+    let svc = &inner.config.services[i];
+    let Some(ep) = svc.entry_points.iter().find(|e| e.name == record.entry_point) else { return Outcome::NotRecorded };
+    if !inner.may_lead(record.token, Instant::now()) {
+        return Outcome::TermOver;
+    }
+    match inner.dcs_call(inner.dcs.record_switch(&svc.name, record)).await {
+        Ok(()) => {}
+        Err(DcsError::Fenced(_)) => {
+            inner.step_down("fenced: another term began");
+            return Outcome::TermOver;
+        }
+        Err(e) => {
+            tracing::warn!(service = %svc.name, error = %e, "cannot record the switch; not switching");
+            return Outcome::NotRecorded;
+        }
+    }
+    let deadline = inner.local.lock().unwrap().lease_deadline.unwrap_or_else(Instant::now);
+    tracing::info!(service = %svc.name, to = %ep.name, kind = %record.kind, token = %record.token, "switching");
+    let switcher = inner.providers.services[i].switcher.clone();
+    match tokio::time::timeout_at(deadline, switcher.switch(ep, record.token)).await {
+        Ok(Ok(())) => Outcome::Done,
+        Ok(Err(e)) => Outcome::Failed(e.to_string()),
+        Err(_) => Outcome::Failed("the lease deadline passed before the provider answered".to_string()),
     }
 }
