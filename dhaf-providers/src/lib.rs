@@ -3,10 +3,12 @@
 use dhaf_core::registry::Registry;
 
 pub mod check;
+pub mod switch;
 
 /// A registry with every built-in provider.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     check::register(&mut registry);
+    switch::register(&mut registry);
     registry
 }
