@@ -125,8 +125,12 @@ services:
     let switches = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = switches.lines().collect();
     assert_eq!(lines.len(), 2, "{switches}");
-    assert!(lines[0].starts_with("ep-2 127.0.0.2 term-"), "switch script gets name, ip and the term: {switches}");
-    assert!(lines[1].starts_with("ep-1 127.0.0.1 term-"), "{switches}");
+    let parts = |l: &str| l.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let (first, second) = (parts(lines[0]), parts(lines[1]));
+    assert_eq!(first[..2], ["ep-2", "127.0.0.2"], "the switch script gets the name and ip: {switches}");
+    assert_eq!(second[..2], ["ep-1", "127.0.0.1"], "{switches}");
+    let term: i64 = first[2].parse().expect("the term is passed as DHAF_FENCING_TOKEN");
+    assert_eq!(second[2].parse::<i64>().unwrap(), term, "one leader, one term");
 
     // SIGTERM: a clean stop.
     let pid = node.0.id().to_string();

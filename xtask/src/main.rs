@@ -19,7 +19,7 @@ fn main() {
     match task {
         "demo" => {
             let env = base_env();
-            run(cargo().args(["run", "--release", "--example", "failover", "--"]).args(&rest).envs(env));
+            run(cargo().args(["run", "--example", "failover", "--"]).args(&rest).envs(env));
         }
         "test" => {
             let mut env = base_env();
