@@ -2,7 +2,11 @@
 
 use dhaf_core::registry::Registry;
 
+pub mod notify;
+
 /// A registry with every built-in provider.
 pub fn registry() -> Registry {
-    Registry::new()
+    let mut registry = Registry::new();
+    notify::register(&mut registry);
+    registry
 }
