@@ -568,6 +568,23 @@ async fn t70_only_one_poller_runs_and_the_next_leader_takes_over() {
 }
 
 #[tokio::test]
+async fn t71_a_new_leader_skips_updates_the_previous_one_handled() {
+    let fake = Fake::start().await;
+    let dcs = Arc::new(MemoryDcs::new("c"));
+    // The previous leader answered update 1000 and stored the next offset, but died before its
+    // next getUpdates confirmed it to Telegram, so Telegram still has it queued.
+    fake.say(5, &format!("/start {CODE}"));
+    store(&dcs).put("offset", "1001").await.unwrap();
+    let bot = notifier(&fake, &dcs);
+    let polling = lead(&bot);
+    fake.say(6, "hello");
+    until("the new update is answered", || replies(&fake, 6).len() == 1).await;
+    assert!(replies(&fake, 5).is_empty(), "the handled update must not be answered again");
+    assert_eq!(store(&dcs).get("offset").await.unwrap().as_deref(), Some("1002"));
+    polling.abort();
+}
+
+#[tokio::test]
 async fn t80_a_refused_token_is_permanent_and_never_shown() {
     let fake = Fake::start().await;
     let dcs = Arc::new(MemoryDcs::new("c"));

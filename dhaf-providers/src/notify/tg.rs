@@ -626,6 +626,8 @@ impl Notifier for TelegramNotifier {
                 Err(e) => {
                     if matches!(e, ApiError::Conflict(_)) {
                         tracing::warn!(retry_in = ?backoff, "another telegram poller runs for this bot; backing off");
+                        // The other poller is likely the previous leader: start after what it handled.
+                        offset = offset.max(self.load_offset().await);
                     } else {
                         tracing::warn!(retry_in = ?backoff, error = %e, "telegram getUpdates failed");
                     }
