@@ -643,3 +643,62 @@ fn t91_the_registry_knows_both_notifiers() {
     let names: Vec<&str> = providers.notifiers.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, vec!["mail", "tg-anon"]);
 }
+
+#[tokio::test]
+async fn t95_a_leading_node_polls_and_tells_every_transition_once() {
+    use dhaf_core::testing::{FakeProvider, ScriptedChecker};
+
+    let fake = Fake::start().await;
+    let dcs = Arc::new(MemoryDcs::new("c1"));
+    subscribe(&dcs, 1).await;
+    // The first message is refused with 429: the runtime must wait and deliver it once.
+    fake.with(|w| w.rate_limited.insert(1, 1));
+    let yaml = format!(
+        "dhaf:\n  cluster-name: c1\n  node-name: n1\n  tact-interval: 1\n\
+         services:\n  - name: main\n    domain: foo.com\n    rise: 1\n    fall: 1\n    entry-points:\n      \
+         - {{ name: ep-1, ip: 10.0.0.1 }}\n      - {{ name: ep-2, ip: 10.0.0.2 }}\n    \
+         switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n\
+         notifiers:\n  - type: tg\n    name: tg\n    token: \"{TOKEN}\"\n    join-code: {CODE}\n    api-url: {}\n    poll-timeout: 1\n",
+        fake.url
+    );
+    let config = dhaf_core::config::Config::parse(&yaml).unwrap();
+    let checker = ScriptedChecker::new();
+    let dns = FakeProvider::new(Some("ep-1"));
+    let mut registry = dhaf_providers::registry();
+    let c = checker.clone();
+    registry.checker("scripted", move |_, _| Ok(Arc::new(c.clone()) as _));
+    let d = dns.clone();
+    registry.switcher("fake", move |_, _| Ok(Arc::new(d.switcher("n1")) as _));
+    let providers = registry.build(&config, dcs.clone()).unwrap();
+    let node = dhaf_core::runtime::Node::new(config, dcs.clone(), providers);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(node.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let count = |needle: &str| replies(&fake, 1).iter().filter(|m| m.contains(needle)).count();
+    until("the leader is announced", || count("node n1 is the new leader") == 1).await;
+
+    // Only the leader polls: the bot answers while the node leads.
+    fake.say(2, &format!("/start {CODE}"));
+    until("the leader's bot answers", || replies(&fake, 2).len() == 1).await;
+
+    checker.down("ep-1", "connection refused");
+    until("the failover is told", || count("main: failover from ep-1 to ep-2") == 1).await;
+    assert_eq!(dns.current().as_deref(), Some("ep-2"));
+    until("the entry point's fall is told", || count("main: entry point ep-1 is down") == 1).await;
+    assert!(replies(&fake, 1).iter().any(|m| m.contains("• n1: connection refused")), "{:#?}", replies(&fake, 1));
+
+    // A few more tacts change nothing: every transition was told once, the 429 retried once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count("node n1 is the new leader"), 1);
+    assert_eq!(count("main: failover from ep-1 to ep-2"), 1);
+    assert_eq!(count("main: entry point ep-1 is down"), 1);
+    let sent = replies(&fake, 1).len() as u32;
+    assert_eq!(fake.with(|w| w.attempts[&1]), sent + 1, "exactly one retry, for the 429");
+    // The chat subscribed through the leader's bot gets the later notifications too.
+    assert!(replies(&fake, 2).iter().any(|m| m.contains("failover from ep-1 to ep-2")), "{:#?}", replies(&fake, 2));
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(20), running).await.expect("the node stops").unwrap().unwrap();
+}
