@@ -3,6 +3,7 @@
 use dhaf_core::registry::Registry;
 
 pub mod check;
+pub mod notify;
 pub mod switch;
 
 /// A registry with every built-in provider.
@@ -10,5 +11,6 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     check::register(&mut registry);
     switch::register(&mut registry);
+    notify::register(&mut registry);
     registry
 }
