@@ -1,0 +1,153 @@
+//! Fault injection with real processes on one Linux machine (root needed): three hosts in network
+//! namespaces on a bridge, each running an etcd member and a `dhaf-node`; two HTTP backends in
+//! namespaces of their own; faults made with `kill` and `iptables`. Every node's switch script
+//! appends `<node> <entry point> <term>` to one log, which is what the invariants of DESIGN.md
+//! are checked against:
+//!
+//! 1. at most one writer per term, and terms never go back;
+//! 2. never a switch to an entry point the majority holds unhealthy;
+//! 3. the switch within `fall x tact + check timeout + a few DCS round trips` (checked loosely);
+//! 4. no switch without a DCS quorum.
+//!
+//! The scenarios run one at a time: each builds its own lab and tears it down.
+
+#[path = "fault_injection/cloudflare.rs"]
+mod cloudflare;
+#[path = "fault_injection/lab.rs"]
+mod lab;
+
+use std::time::Duration;
+
+use lab::{Lab, Options, Write};
+
+/// One lab at a time: the machine has few cores and etcd is sensitive to starvation.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// fall 2 x tact 1 s + check timeout 1 s + DCS round trips, with room for a loaded CI machine.
+const SWITCH_BOUND: Duration = Duration::from_secs(15);
+
+/// Invariant 1: one node per term, terms in order.
+fn assert_one_writer_per_term(writes: &[Write]) {
+    for pair in writes.windows(2) {
+        assert!(pair[1].token >= pair[0].token, "a write of an older term came after a newer one: {writes:?}");
+        if pair[1].token == pair[0].token {
+            assert_eq!(pair[1].node, pair[0].node, "two nodes wrote in the same term: {writes:?}");
+        }
+    }
+}
+
+/// Let time pass while asserting the log does not grow.
+async fn assert_no_write_for(lab: &mut Lab, d: Duration, why: &str) {
+    let before = lab.writes();
+    let start = std::time::Instant::now();
+    while start.elapsed() < d {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = lab.writes();
+        assert_eq!(now, before, "{why}: unexpected write(s); logs in {}", lab.dir().display());
+    }
+    lab.assert_nodes_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_killed_fails_over_once_within_the_bound() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options::default()).await;
+    let (leader, term) = lab.leader().await;
+    assert_no_write_for(&mut lab, Duration::from_secs(3), "healthy start").await;
+
+    lab.kill_backend("b1");
+    let took = lab.wait_entry("ep-2", SWITCH_BOUND).await;
+    eprintln!("backend killed: switched in {took:?}");
+    assert_no_write_for(&mut lab, Duration::from_secs(4), "after the failover").await;
+
+    let writes = lab.writes();
+    assert_eq!(writes, vec![Write { node: leader, entry_point: "ep-2".into(), token: term }]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_unreachable_from_one_node_only_causes_no_switch() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options::default()).await;
+    let b1 = lab.ip("b1");
+    lab.iptables("h3", &["-A", "OUTPUT", "-d", &b1, "-j", "DROP"]);
+
+    // h3 must really see ep-1 down, or the test proves nothing.
+    let start = std::time::Instant::now();
+    loop {
+        let s = lab.status("h3").await.expect("h3 answers");
+        let votes = &s["services"][0]["entry_points"][0]["votes"];
+        let h3_down = votes.as_array().into_iter().flatten().any(|v| v["node"] == "h3" && v["healthy"] == false);
+        if h3_down {
+            break;
+        }
+        assert!(start.elapsed() < SWITCH_BOUND, "h3 never saw ep-1 down: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_no_write_for(&mut lab, Duration::from_secs(6), "one vantage point of three").await;
+    assert_eq!(lab.entry(), "ep-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_a_new_leader_switches_once() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options::default()).await;
+    let (old, old_term) = lab.leader().await;
+    lab.kill_node(&old);
+    lab.kill_backend("b1");
+    // The dead leader's lease has to expire first: ttl + the switch bound.
+    let took = lab.wait_entry("ep-2", Duration::from_secs(5) + SWITCH_BOUND).await;
+    eprintln!("leader and backend killed: switched in {took:?}");
+    let (new, new_term) = lab.wait_new_leader(&old, Duration::from_secs(5)).await;
+    assert!(new_term > old_term);
+    assert_no_write_for(&mut lab, Duration::from_secs(4), "after the failover").await;
+    let writes = lab.writes();
+    assert_eq!(writes, vec![Write { node: new, entry_point: "ep-2".into(), token: new_term }]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_paused_past_its_lease_never_writes_after_resuming() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options::default()).await;
+    let (old, old_term) = lab.leader().await;
+    lab.signal_node(&old, "STOP");
+    lab.kill_backend("b1");
+    let (new, new_term) = lab.wait_new_leader(&old, Duration::from_secs(20)).await;
+    assert!(new_term > old_term);
+    lab.wait_entry("ep-2", SWITCH_BOUND).await;
+
+    // The old leader wakes up with a stale view (ep-1 healthy, itself leading).
+    lab.signal_node(&old, "CONT");
+    assert_no_write_for(&mut lab, Duration::from_secs(8), "the resumed old leader").await;
+    let writes = lab.writes();
+    assert_eq!(writes, vec![Write { node: new.clone(), entry_point: "ep-2".into(), token: new_term }]);
+    assert_eq!(lab.entry(), "ep-2");
+    // It has rejoined as a follower.
+    let seen = lab.leader_seen_by(&old).await;
+    assert_eq!(seen, Some((new, new_term)), "the old leader follows the new one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_etcd_members_lost_no_switch_until_quorum_returns() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options::default()).await;
+    let (leader, _) = lab.leader().await;
+    // Lose the two members the leader does not sit beside, so its own stays up.
+    let others: Vec<&str> = lab::HOSTS.iter().copied().filter(|h| *h != leader).collect();
+    for h in &others {
+        lab.kill_etcd(h);
+    }
+    lab.kill_backend("b1");
+    assert_no_write_for(&mut lab, Duration::from_secs(12), "without an etcd quorum").await;
+    assert_eq!(lab.entry(), "ep-1", "the last switch stays in force");
+
+    for h in &others {
+        lab.restart_etcd(h);
+    }
+    // With the quorum back, the failover that was due happens, once.
+    let took = lab.wait_entry("ep-2", Duration::from_secs(45)).await;
+    eprintln!("quorum restored: switched after {took:?}");
+    assert_no_write_for(&mut lab, Duration::from_secs(4), "after the failover").await;
+    let writes = lab.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].entry_point, "ep-2");
+}
