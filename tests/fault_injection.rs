@@ -151,3 +151,83 @@ async fn two_etcd_members_lost_no_switch_until_quorum_returns() {
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0].entry_point, "ep-2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_blackholed_fails_over_within_the_bound() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options::default()).await;
+    let (leader, term) = lab.leader().await;
+    // Dropped, not refused: every check runs into its timeout.
+    lab.iptables("b1", &["-A", "INPUT", "-p", "tcp", "-j", "DROP"]);
+    let took = lab.wait_entry("ep-2", SWITCH_BOUND).await;
+    eprintln!("backend blackholed: switched in {took:?}");
+    assert_no_write_for(&mut lab, Duration::from_secs(4), "after the failover").await;
+    assert_eq!(lab.writes(), vec![Write { node: leader, entry_point: "ep-2".into(), token: term }]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flapping_backend_causes_no_switch_storm() {
+    let _serial = SERIAL.lock().await;
+    let opts = Options { rise: 2, failback_delay: 60, ..Options::default() };
+    let mut lab = Lab::start(opts).await;
+    // A third of the packets to and from ep-1 are lost: checks pass and fail at random.
+    lab.iptables("b1", &["-A", "INPUT", "-m", "statistic", "--mode", "random", "--probability", "0.33", "-j", "DROP"]);
+    lab.iptables("b1", &["-A", "OUTPUT", "-m", "statistic", "--mode", "random", "--probability", "0.33", "-j", "DROP"]);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    lab.assert_nodes_running();
+    let writes = lab.writes();
+    eprintln!("flapping backend: {} write(s) in 25 s: {writes:?}", writes.len());
+    assert_one_writer_per_term(&writes);
+    // At most one failover; going back waits for ep-1 to stay healthy for failback-delay.
+    assert!(writes.len() <= 1, "a switch storm: {writes:?}");
+    assert!(writes.iter().all(|w| w.entry_point == "ep-2"), "{writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_cut_off_from_etcd_but_not_from_the_provider_never_switches() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options::default()).await;
+    let (old, old_term) = lab.leader().await;
+    lab.iptables(&old, &["-A", "OUTPUT", "-p", "tcp", "--dport", "2379", "-j", "DROP"]);
+    lab.kill_backend("b1");
+    let took = lab.wait_entry("ep-2", Duration::from_secs(5) + SWITCH_BOUND).await;
+    eprintln!("leader cut off from etcd: switched in {took:?}");
+    let (new, new_term) = lab.wait_new_leader(&old, Duration::from_secs(5)).await;
+    assert!(new_term > old_term);
+    assert_no_write_for(&mut lab, Duration::from_secs(4), "after the failover").await;
+    assert_eq!(lab.writes(), vec![Write { node: new, entry_point: "ep-2".into(), token: new_term }]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_etcd_member_lost_changes_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options::default()).await;
+    let (leader, term) = lab.leader().await;
+    // The member beside the leader: its node has to reach the others.
+    lab.kill_etcd(&leader);
+    assert_no_write_for(&mut lab, Duration::from_secs(8), "one etcd member of three lost").await;
+    assert_eq!(lab.leader().await, (leader.clone(), term), "the leader keeps its term");
+    lab.kill_backend("b1");
+    let took = lab.wait_entry("ep-2", SWITCH_BOUND).await;
+    eprintln!("one etcd member lost, backend killed: switched in {took:?}");
+    let writes = lab.writes();
+    assert_eq!(writes, vec![Write { node: leader, entry_point: "ep-2".into(), token: term }]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_of_etcd_paused_no_switch_and_no_spurious_switch_after() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options::default()).await;
+    lab.signal_etcd("STOP");
+    assert_no_write_for(&mut lab, Duration::from_secs(10), "etcd paused").await;
+    lab.signal_etcd("CONT");
+    // Leases expired meanwhile: the cluster re-forms, and nothing changed, so nothing is written.
+    assert_no_write_for(&mut lab, Duration::from_secs(12), "etcd resumed").await;
+    assert_eq!(lab.entry(), "ep-1");
+    // It works again: a real failure is acted on.
+    lab.kill_backend("b1");
+    lab.wait_entry("ep-2", Duration::from_secs(5) + SWITCH_BOUND).await;
+    let writes = lab.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].entry_point, "ep-2");
+}

@@ -165,11 +165,15 @@ pub struct Options {
     pub fall: u32,
     /// The switcher.
     pub switcher: Switcher,
+    /// `rise`.
+    pub rise: u32,
+    /// `failback-delay` in seconds.
+    pub failback_delay: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ttl: 5, fall: 2, switcher: Switcher::Exec }
+        Options { ttl: 5, fall: 2, switcher: Switcher::Exec, rise: 1, failback_delay: 0 }
     }
 }
 
@@ -378,8 +382,9 @@ etcd:
 services:
   - name: site
     domain: {DOMAIN}
-    rise: 1
+    rise: {rise}
     fall: {fall}
+    failback-delay: {failback_delay}
     entry-points:
       - {{ name: ep-1, ip: {b1} }}
       - {{ name: ep-2, ip: {b2} }}
@@ -390,6 +395,8 @@ services:
             ip = self.ip(host),
             hosts = hosts.join(","),
             fall = self.opts.fall,
+            rise = self.opts.rise,
+            failback_delay = self.opts.failback_delay,
             b1 = self.ip("b1"),
             b2 = self.ip("b2"),
         );
