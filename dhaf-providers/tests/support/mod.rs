@@ -1,0 +1,3 @@
+//! Real servers the integration tests run against.
+
+pub mod etcd;
