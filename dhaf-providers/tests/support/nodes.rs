@@ -99,6 +99,22 @@ impl Pause {
 pub struct PausableDcs {
     inner: Arc<dyn Dcs>,
     pause: Pause,
+    counts: CallCounts,
+}
+
+/// How many calls of each DCS method a node made.
+#[derive(Clone, Default)]
+pub struct CallCounts(Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>);
+
+impl CallCounts {
+    fn add(&self, method: &'static str) {
+        *self.0.lock().unwrap().entry(method).or_default() += 1;
+    }
+
+    /// Calls of each method so far.
+    pub fn get(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 macro_rules! gated {
@@ -113,54 +129,71 @@ macro_rules! gated {
 #[async_trait]
 impl Dcs for PausableDcs {
     async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
+        self.counts.add("register");
         gated!(self, self.inner.register(node, ttl))
     }
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
+        self.counts.add("keep_alive");
         gated!(self, self.inner.keep_alive(lease))
     }
     async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
+        self.counts.add("revoke");
         gated!(self, self.inner.revoke(lease))
     }
     async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
+        self.counts.add("campaign");
         gated!(self, self.inner.campaign(node, lease))
     }
     async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
+        self.counts.add("resign");
         gated!(self, self.inner.resign(token))
     }
     async fn publish_opinion(&self, node: &str, lease: LeaseId, service: &str, ep: &str, opinion: &Opinion) -> Result<(), DcsError> {
+        self.counts.add("publish_opinion");
         gated!(self, self.inner.publish_opinion(node, lease, service, ep, opinion))
     }
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
+        self.counts.add("snapshot");
         gated!(self, self.inner.snapshot())
     }
     async fn watch(&self) -> Result<Watch, DcsError> {
+        self.counts.add("watch");
         gated!(self, self.inner.watch())
     }
     async fn request_switchover(&self, service: &str, ep: &str) -> Result<(), DcsError> {
+        self.counts.add("request_switchover");
         gated!(self, self.inner.request_switchover(service, ep))
     }
     async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
+        self.counts.add("purge_switchover");
         gated!(self, self.inner.purge_switchover(service, guard))
     }
     async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
+        self.counts.add("set_maintenance");
         gated!(self, self.inner.set_maintenance(service, ep, on))
     }
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
+        self.counts.add("record_switch");
         gated!(self, self.inner.record_switch(service, record))
     }
     async fn decommission(&self, node: &str) -> Result<(), DcsError> {
+        self.counts.add("decommission");
         gated!(self, self.inner.decommission(node))
     }
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>, DcsError> {
+        self.counts.add("kv_get");
         gated!(self, self.inner.kv_get(ns, key))
     }
     async fn kv_put(&self, ns: &str, key: &str, value: &str) -> Result<(), DcsError> {
+        self.counts.add("kv_put");
         gated!(self, self.inner.kv_put(ns, key, value))
     }
     async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), DcsError> {
+        self.counts.add("kv_delete");
         gated!(self, self.inner.kv_delete(ns, key))
     }
     async fn kv_list(&self, ns: &str) -> Result<Vec<(String, String)>, DcsError> {
+        self.counts.add("kv_list");
         gated!(self, self.inner.kv_list(ns))
     }
 }
@@ -195,6 +228,8 @@ pub struct TestNode {
     pub pause: Pause,
     /// Stops every switcher call it makes.
     pub pause_switcher: Pause,
+    /// Its DCS calls by method.
+    pub dcs_calls: CallCounts,
     /// The real etcd DCS under its pausable one.
     pub dcs: Arc<EtcdDcs>,
     task: Option<JoinHandle<()>>,
@@ -270,7 +305,8 @@ impl TestCluster {
         let etcd = Arc::new(EtcdDcs::new(config.etcd.as_ref().expect("etcd section"), &self.name));
         let pause = Pause::new();
         let pause_switcher = Pause::new();
-        let dcs: Arc<dyn Dcs> = Arc::new(PausableDcs { inner: etcd.clone(), pause: pause.clone() });
+        let dcs_calls = CallCounts::default();
+        let dcs: Arc<dyn Dcs> = Arc::new(PausableDcs { inner: etcd.clone(), pause: pause.clone(), counts: dcs_calls.clone() });
         let checker = ScriptedChecker::new();
         let notifier = RecordingNotifier::new();
         let providers = Providers {
@@ -294,7 +330,18 @@ impl TestCluster {
             .await
             .expect("node runs");
         });
-        TestNode { name: node.into(), checker, notifier, handle, pause, pause_switcher, dcs: etcd, task: Some(task), stop: Some(stop_tx) }
+        TestNode {
+            name: node.into(),
+            checker,
+            notifier,
+            handle,
+            pause,
+            pause_switcher,
+            dcs_calls,
+            dcs: etcd,
+            task: Some(task),
+            stop: Some(stop_tx),
+        }
     }
 
     /// The node called `name`.
