@@ -30,12 +30,96 @@ struct Member {
     child: Option<Child>,
 }
 
+/// PEM files for an etcd cluster served over TLS that checks client certificates.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed every certificate below.
+    pub ca: PathBuf,
+    /// The members' certificate (for 127.0.0.1).
+    pub server_cert: PathBuf,
+    /// Its key.
+    pub server_key: PathBuf,
+    /// A client certificate.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A fresh CA, server and client certificate in `dir`, made with the `openssl` command.
+    pub fn generate(dir: &Path) -> TlsFiles {
+        std::fs::create_dir_all(dir).expect("create the certificate directory");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run openssl to make test certificates: {e}"));
+            assert!(out.status.success(), "openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dhaf-test-ca",
+        ]);
+        for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+            let ext = format!("{name}.ext");
+            std::fs::write(dir.join(&ext), format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n")).unwrap();
+            let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+            openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN=dhaf-test-{name}")]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ]);
+        }
+        TlsFiles {
+            ca: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        }
+    }
+
+    fn client_options(&self) -> etcd_client::ConnectOptions {
+        let read = |p: &Path| std::fs::read(p).expect("read a test certificate");
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca)))
+            .identity(etcd_client::Identity::from_pem(read(&self.client_cert), read(&self.client_key)));
+        etcd_client::ConnectOptions::new().with_tls(tls)
+    }
+}
+
 /// A running etcd cluster.
 pub struct EtcdCluster {
     binary: PathBuf,
     dir: PathBuf,
     token: String,
     members: Vec<Member>,
+    tls: Option<TlsFiles>,
 }
 
 static CLUSTERS: AtomicU32 = AtomicU32::new(0);
@@ -54,6 +138,15 @@ impl EtcdCluster {
 
     /// Start an `n`-member cluster and wait until it is healthy.
     pub async fn start_n(n: usize) -> EtcdCluster {
+        Self::start_with(n, None).await
+    }
+
+    /// Start a three-member cluster that clients reach over TLS with a client certificate.
+    pub async fn start_tls(files: TlsFiles) -> EtcdCluster {
+        Self::start_with(3, Some(files)).await
+    }
+
+    async fn start_with(n: usize, tls: Option<TlsFiles>) -> EtcdCluster {
         let binary = etcd_binary();
         let mut last = String::new();
         // A port picked as free may be taken by someone else before etcd binds it: try again.
@@ -67,7 +160,7 @@ impl EtcdCluster {
             let members = (0..n)
                 .map(|i| Member { name: format!("m{i}"), client_port: ports[2 * i], peer_port: ports[2 * i + 1], child: None })
                 .collect();
-            let mut cluster = EtcdCluster { binary: binary.clone(), dir, token, members };
+            let mut cluster = EtcdCluster { binary: binary.clone(), dir, token, members, tls: tls.clone() };
             for i in 0..n {
                 cluster.spawn(i);
             }
@@ -88,9 +181,20 @@ impl EtcdCluster {
             .append(true)
             .open(self.dir.join(format!("{}.log", m.name)))
             .expect("open the etcd log");
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(t) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&t.server_cert)
+                .arg("--key-file")
+                .arg(&t.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&data)
@@ -108,9 +212,27 @@ impl EtcdCluster {
         self.members[i].child = Some(child);
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn options(&self) -> etcd_client::ConnectOptions {
+        let options = self.tls.as_ref().map(TlsFiles::client_options).unwrap_or_default();
+        options.with_require_leader(true)
+    }
+
+    /// An etcd client of the whole cluster, for setting it up (users, auth).
+    pub async fn admin(&self) -> etcd_client::Client {
+        etcd_client::Client::connect(self.endpoints(), Some(self.options())).await.expect("connect to etcd")
+    }
+
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|m| format!("http://127.0.0.1:{}", m.client_port)).collect()
+        self.members.iter().map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client_port)).collect()
     }
 
     /// `etcd.hosts` as the config writes it: `127.0.0.1:p1,127.0.0.1:p2,…`.
@@ -147,9 +269,9 @@ impl EtcdCluster {
         let mut ids = Vec::new();
         let mut leader = None;
         for m in &self.members {
-            let url = format!("http://127.0.0.1:{}", m.client_port);
+            let url = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
             let status = async {
-                let mut c = etcd_client::Client::connect([url.as_str()], None).await.ok()?;
+                let mut c = etcd_client::Client::connect([url.as_str()], Some(self.options())).await.ok()?;
                 c.status().await.ok()
             };
             let status = if m.child.is_some() { tokio::time::timeout(Duration::from_secs(2), status).await.ok().flatten() } else { None };
@@ -173,6 +295,7 @@ impl EtcdCluster {
 
     async fn wait_healthy_within(&mut self, limit: Duration) -> Result<(), String> {
         let start = Instant::now();
+        let (scheme, options) = (self.scheme(), self.options());
         loop {
             let mut problem = None;
             for (i, m) in self.members.iter_mut().enumerate() {
@@ -181,8 +304,8 @@ impl EtcdCluster {
                     m.child = None;
                     return Err(format!("member {i} exited ({status}); see {}", self.dir.display()));
                 }
-                let url = format!("http://127.0.0.1:{}", m.client_port);
-                if let Err(e) = probe(&url).await {
+                let url = format!("{scheme}://127.0.0.1:{}", m.client_port);
+                if let Err(e) = probe(&url, options.clone()).await {
                     problem = Some(format!("{url}: {e}"));
                     break;
                 }
@@ -197,9 +320,8 @@ impl EtcdCluster {
 }
 
 /// A linearizable read through member `url` alone.
-async fn probe(url: &str) -> Result<(), String> {
+async fn probe(url: &str, options: etcd_client::ConnectOptions) -> Result<(), String> {
     let attempt = async {
-        let options = etcd_client::ConnectOptions::new().with_require_leader(true);
         let mut client = etcd_client::Client::connect([url], Some(options)).await.map_err(|e| e.to_string())?;
         client.get("/dhaf-test-probe", None).await.map_err(|e| e.to_string())?;
         Ok::<(), String>(())
