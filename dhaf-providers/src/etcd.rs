@@ -21,6 +21,30 @@
 //! no etcd leader behind it, or too slow) the next call, and the call's own retry, go to the next
 //! endpoint. Every call is idempotent, so retrying on another member is safe. A call that cannot
 //! get an answer from any member fails with [`DcsError::Unavailable`].
+//!
+//! One difference from the in-memory DCS is deliberate: a campaign with an expired lease while
+//! another node leads answers `None` (etcd cannot test a lease's existence inside the
+//! transaction without writing); the in-memory DCS answers [`DcsError::LeaseExpired`]. The
+//! runtime treats both alike, and the node's next keep-alive reports the expiry.
+//!
+//! A three-node cluster over etcd: every node gets the same file but for `node-name`.
+//!
+//! ```yaml
+//! dhaf:
+//!   cluster-name: prod
+//!   node-name: node-1            # node-2, node-3 on the others
+//! etcd:
+//!   hosts: 10.0.0.11:2379,10.0.0.12:2379,10.0.0.13:2379
+//!   username: dhaf               # optional, with password
+//!   password: ${ETCD_PASSWORD}
+//!   tls:                         # optional: every host is then reached over TLS
+//!     ca: /etc/dhaf/etcd-ca.pem
+//!     cert: /etc/dhaf/node-1.pem # optional client certificate, with key
+//!     key: /etc/dhaf/node-1-key.pem
+//! services: [...]
+//! ```
+//!
+//! With etcd auth enabled, the user needs read-write access to the prefix `/<cluster-name>/`.
 
 use std::fmt;
 use std::future::Future;
