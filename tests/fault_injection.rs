@@ -12,6 +12,7 @@
 //! The scenarios run one at a time: each builds its own lab and tears it down.
 
 #[path = "fault_injection/cloudflare.rs"]
+#[allow(dead_code)] // Its fault knobs serve the provider scenarios.
 mod cloudflare;
 #[path = "fault_injection/lab.rs"]
 mod lab;

@@ -147,7 +147,8 @@ impl FakeCloudflare {
         let mut first = head.lines().next().unwrap_or("").split_whitespace();
         let method = first.next().unwrap_or("").to_string();
         let target = first.next().unwrap_or("").to_string();
-        let authorized = head.lines().any(|l| l.to_ascii_lowercase().starts_with("authorization:") && l.ends_with(&format!("Bearer {TOKEN}")));
+        let authorized =
+            head.lines().any(|l| l.to_ascii_lowercase().starts_with("authorization:") && l.ends_with(&format!("Bearer {TOKEN}")));
 
         let delay = self.state.lock().unwrap().delay;
         if !delay.is_zero() {
@@ -176,7 +177,9 @@ impl FakeCloudflare {
 
     fn handle(&self, method: &str, target: &str, body: &Value, authorized: bool, peer: &str) -> (u16, Value, bool) {
         let ok = |result: Value| (200, json!({"success": true, "errors": [], "messages": [], "result": result}), false);
-        let err = |status: u16, code: u32, msg: &str| (status, json!({"success": false, "errors": [{"code": code, "message": msg}], "result": null}), false);
+        let err = |status: u16, code: u32, msg: &str| {
+            (status, json!({"success": false, "errors": [{"code": code, "message": msg}], "result": null}), false)
+        };
         let mut s = self.state.lock().unwrap();
         s.requests += 1;
         if s.errors > 0 {

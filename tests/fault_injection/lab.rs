@@ -38,9 +38,7 @@ fn tool(var: &str, name: &str) -> PathBuf {
 }
 
 fn need(name: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
+    let found = std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file())).unwrap_or(false)
         || ["/usr/sbin", "/sbin"].iter().any(|d| Path::new(d).join(name).is_file());
     assert!(found, "the fault-injection suite needs `{name}` (root, iproute2, iptables); run the tests with `cargo xtask test`");
 }
@@ -121,7 +119,7 @@ impl Proc {
         self.child.id().to_string()
     }
     fn kill(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.pid()]).status();
+        let _ = Command::new("kill").args(["-CONT", &self.pid()]).output();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -448,7 +446,11 @@ services:
             if agreed && self.current_everywhere("ep-1").await {
                 return;
             }
-            assert!(start.elapsed() < limit, "the lab did not settle within {limit:?} (leaders seen: {seen:?}); logs in {}", self.dir.display());
+            assert!(
+                start.elapsed() < limit,
+                "the lab did not settle within {limit:?} (leaders seen: {seen:?}); logs in {}",
+                self.dir.display()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -494,6 +496,7 @@ services:
     }
 
     /// The fake Cloudflare, when the lab uses it.
+    #[allow(dead_code)]
     pub fn cloudflare(&self) -> &FakeCloudflare {
         self.cf.as_ref().expect("a lab with the cloudflare switcher")
     }
