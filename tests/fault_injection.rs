@@ -12,14 +12,13 @@
 //! The scenarios run one at a time: each builds its own lab and tears it down.
 
 #[path = "fault_injection/cloudflare.rs"]
-#[allow(dead_code)] // Its fault knobs serve the provider scenarios.
 mod cloudflare;
 #[path = "fault_injection/lab.rs"]
 mod lab;
 
 use std::time::Duration;
 
-use lab::{Lab, Options, Write};
+use lab::{Lab, Options, Switcher, Write};
 
 /// One lab at a time: the machine has few cores and etcd is sensitive to starvation.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -231,4 +230,79 @@ async fn all_of_etcd_paused_no_switch_and_no_spurious_switch_after() {
     let writes = lab.writes();
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0].entry_point, "ep-2");
+}
+
+fn cloudflare() -> Options {
+    Options { switcher: Switcher::Cloudflare, ..Options::default() }
+}
+
+/// After a provider fault: the record ends at ep-2, every write went there, one writer per term.
+async fn assert_failed_over_cleanly(lab: &mut Lab) {
+    assert_no_write_for(lab, Duration::from_secs(4), "after the failover").await;
+    let writes = lab.writes();
+    assert!(!writes.is_empty());
+    assert_one_writer_per_term(&writes);
+    assert!(writes.iter().all(|w| w.entry_point == "ep-2"), "{writes:?}");
+    assert_eq!(lab.entry(), "ep-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_backend_killed_one_write_with_the_term_in_its_comment() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(cloudflare()).await;
+    let (leader, term) = lab.leader().await;
+    assert_no_write_for(&mut lab, Duration::from_secs(3), "healthy start").await;
+    lab.kill_backend("b1");
+    let took = lab.wait_entry("ep-2", SWITCH_BOUND).await;
+    eprintln!("cloudflare, backend killed: switched in {took:?}");
+    assert_no_write_for(&mut lab, Duration::from_secs(4), "after the failover").await;
+    assert_eq!(lab.writes(), vec![Write { node: leader, entry_point: "ep-2".into(), token: term }]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_provider_still_switches_once() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(cloudflare()).await;
+    // Each answer takes 2 s (the switcher's timeout is 3 s).
+    lab.cloudflare().set_delay(Duration::from_secs(2));
+    lab.kill_backend("b1");
+    let took = lab.wait_entry("ep-2", SWITCH_BOUND + Duration::from_secs(15)).await;
+    eprintln!("slow provider: switched in {took:?}");
+    assert_failed_over_cleanly(&mut lab).await;
+}
+
+async fn provider_errors_are_retried(status: u16) {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(cloudflare()).await;
+    lab.cloudflare().fail_next_writes(8, status);
+    lab.kill_backend("b1");
+    let took = lab.wait_entry("ep-2", Duration::from_secs(60)).await;
+    eprintln!("provider answering {status} 8 times: switched in {took:?}");
+    assert_eq!(lab.cloudflare().errors_left(), 0, "the switch got through before the errors ran out?");
+    assert_failed_over_cleanly(&mut lab).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_429_is_retried_and_the_switch_happens() {
+    provider_errors_are_retried(429).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_5xx_is_retried_and_the_switch_happens() {
+    provider_errors_are_retried(503).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_whose_answer_is_lost_ends_right_in_one_term() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(cloudflare()).await;
+    let (leader, term) = lab.leader().await;
+    // The PATCH is carried out, but the connection closes before the answer.
+    lab.cloudflare().lose_patch_answers(1);
+    lab.kill_backend("b1");
+    let took = lab.wait_entry("ep-2", SWITCH_BOUND).await;
+    eprintln!("switch answer lost: record right in {took:?}");
+    assert_failed_over_cleanly(&mut lab).await;
+    let writes = lab.writes();
+    assert!(writes.iter().all(|w| w.node == leader && w.token == term), "{writes:?}");
 }

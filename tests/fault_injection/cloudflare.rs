@@ -2,7 +2,7 @@
 //! verification, the zone by name, records listed by name and type, read, created and patched.
 //! Every record write is logged with the peer it came from and the term in its `comment`
 //! (`dhaf <term>`). Faults on demand: a delay before each answer, error answers (429 or 5xx) for
-//! the next N requests, and a PATCH that is applied but whose answer is lost (the connection is
+//! the next N writes, and a PATCH that is applied but whose answer is lost (the connection is
 //! closed instead).
 
 use std::collections::BTreeMap;
@@ -41,7 +41,6 @@ struct State {
     errors: u32,
     error_status: u16,
     lose_patch_answers: u32,
-    requests: u64,
 }
 
 /// The running fake; stops with the test's runtime.
@@ -90,18 +89,14 @@ impl FakeCloudflare {
         self.state.lock().unwrap().records.values().map(|r| r["content"].as_str().unwrap_or("").to_string()).collect()
     }
 
-    /// Requests served so far.
-    pub fn requests(&self) -> u64 {
-        self.state.lock().unwrap().requests
-    }
-
     /// Sleep this long before every answer.
     pub fn set_delay(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
     }
 
-    /// Answer the next `n` requests with `status` (429 carries `retry-after: 1`).
-    pub fn fail_next(&self, n: u32, status: u16) {
+    /// Answer the next `n` record writes with `status` (429 carries `retry-after: 1`). Only
+    /// writes, so the leader's periodic read-back cannot use the failures up before a switch.
+    pub fn fail_next_writes(&self, n: u32, status: u16) {
         let mut s = self.state.lock().unwrap();
         s.errors = n;
         s.error_status = status;
@@ -181,8 +176,7 @@ impl FakeCloudflare {
             (status, json!({"success": false, "errors": [{"code": code, "message": msg}], "result": null}), false)
         };
         let mut s = self.state.lock().unwrap();
-        s.requests += 1;
-        if s.errors > 0 {
+        if s.errors > 0 && (method == "PATCH" || method == "POST") {
             s.errors -= 1;
             let status = s.error_status;
             return err(status, 10000, "injected failure");

@@ -359,7 +359,7 @@ impl Lab {
         let hosts: Vec<String> = HOSTS.iter().map(|h| format!("{}:2379", self.ip(h))).collect();
         let switcher = match &self.cf {
             Some(cf) => format!(
-                "{{ type: cloudflare, api-token: {}, zone: {}, api-url: \"{}\" }}",
+                "{{ type: cloudflare, api-token: {}, zone: {}, api-url: \"{}\", timeout: 3 }}",
                 crate::cloudflare::TOKEN,
                 crate::cloudflare::ZONE,
                 cf.url()
@@ -496,7 +496,6 @@ services:
     }
 
     /// The fake Cloudflare, when the lab uses it.
-    #[allow(dead_code)]
     pub fn cloudflare(&self) -> &FakeCloudflare {
         self.cf.as_ref().expect("a lab with the cloudflare switcher")
     }
