@@ -229,8 +229,9 @@ fn ep(name: &str, ip: &str) -> EntryPoint {
 }
 
 fn assert_all_accepted(seen: &[Seen]) {
-    let rejected: Vec<&Seen> = seen.iter().filter(|s| !(200..300).contains(&s.status)).collect();
-    assert!(rejected.is_empty(), "Prism rejected requests of the switcher:\n{rejected:#?}");
+    let rejected: Vec<String> =
+        seen.iter().filter(|s| !(200..300).contains(&s.status)).map(|s| format!("{} -> {}: {}", s.request, s.status, s.body)).collect();
+    assert!(rejected.is_empty(), "Prism rejected requests of the switcher:\n{}", rejected.join("\n"));
 }
 
 #[tokio::test]

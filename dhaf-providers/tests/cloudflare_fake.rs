@@ -460,7 +460,10 @@ async fn the_zone_must_exist_once_be_active_and_not_paused() {
         (vec![json!({"id": ZONE_ID, "name": "foo.com", "status": "pending", "paused": false})], "zone foo.com is pending, not active"),
         (vec![json!({"id": ZONE_ID, "name": "foo.com", "status": "active", "paused": true})], "zone foo.com is paused"),
         (
-            vec![json!({"id": ZONE_ID, "name": "foo.com", "status": "active"}), json!({"id": "other", "name": "foo.com", "status": "active"})],
+            vec![
+                json!({"id": ZONE_ID, "name": "foo.com", "status": "active"}),
+                json!({"id": "other", "name": "foo.com", "status": "active"}),
+            ],
             "2 zones are named foo.com",
         ),
     ];

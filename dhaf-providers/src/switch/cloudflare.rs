@@ -297,8 +297,10 @@ impl CloudflareSwitcher {
         let reason = || self.scrub(&describe_failure(envelope.as_ref(), &text));
         if status == StatusCode::TOO_MANY_REQUESTS {
             let after = retry_after.map(|d| format!(", retry after {} s", d.as_secs())).unwrap_or_default();
-            let error =
-                ProviderError::Transient { message: format!("{what}: rate limited by Cloudflare (HTTP 429{after}): {}", reason()), retry_after };
+            let error = ProviderError::Transient {
+                message: format!("{what}: rate limited by Cloudflare (HTTP 429{after}): {}", reason()),
+                retry_after,
+            };
             return Err(Failure { kind: FailureKind::RateLimited, error });
         }
         if status.is_server_error() {
@@ -414,7 +416,8 @@ impl CloudflareSwitcher {
         for kind in self.record_types() {
             let mut page = 1u32;
             loop {
-                let query = [("name", self.domain.clone()), ("type", kind.to_string()), ("page", page.to_string()), ("per_page", "100".into())];
+                let query =
+                    [("name", self.domain.clone()), ("type", kind.to_string()), ("page", page.to_string()), ("per_page", "100".into())];
                 let env = self.call(Method::GET, &path, &query, None).await?;
                 let batch: Vec<Record> = parse(&env.result, &format!("GET {path}"))?;
                 let n = batch.len() as u64;
@@ -431,7 +434,10 @@ impl CloudflareSwitcher {
                 }
                 page += 1;
                 if page > MAX_PAGES {
-                    return Err(ProviderError::permanent(format!("GET {path}: more than {MAX_PAGES} pages of records for {}", self.domain)));
+                    return Err(ProviderError::permanent(format!(
+                        "GET {path}: more than {MAX_PAGES} pages of records for {}",
+                        self.domain
+                    )));
                 }
             }
         }
@@ -651,7 +657,8 @@ mod tests {
 
     #[test]
     fn failures_are_described_from_the_envelope_or_the_problem_document() {
-        let env: Envelope = serde_json::from_str(r#"{"success":false,"errors":[{"code":9109,"message":"Invalid access token"}],"result":null}"#).unwrap();
+        let env: Envelope =
+            serde_json::from_str(r#"{"success":false,"errors":[{"code":9109,"message":"Invalid access token"}],"result":null}"#).unwrap();
         assert_eq!(describe_failure(Some(&env), ""), "Invalid access token (code 9109)");
         let problem = r#"{"title":"Invalid request","detail":"bad","validation":[{"message":"content must match format \"ipv4\""}]}"#;
         assert_eq!(describe_failure(None, problem), "Invalid request: bad [content must match format \"ipv4\"]");
