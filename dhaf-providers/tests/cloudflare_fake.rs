@@ -580,23 +580,52 @@ async fn the_request_budget_is_never_exceeded() {
 
 #[tokio::test]
 async fn the_token_stays_out_of_debug_output() {
+    let yaml = format!("{CONFIG}      api-token: {TOKEN}\n      zone: foo.com\n");
+    let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
+    let ctx = dhaf_core::provider::BuildContext {
+        cluster: "c1".into(),
+        node: "n1".into(),
+        service: Some(config.services[0].clone()),
+        store: dhaf_core::provider::ProviderStore::new(Arc::new(MemoryDcs::new("c1")), "t"),
+    };
+    let sw = dhaf_providers::switch::cloudflare::CloudflareSwitcher::from_config(&config.services[0].switcher, &ctx).unwrap();
+    let shown = format!("{sw:?}");
+    assert!(!shown.contains(TOKEN) && shown.contains("***"), "{shown}");
+}
+
+/// Collects everything logged through `tracing`, at every level.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_token_is_never_logged_even_at_trace_level() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || sink.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
     let fake = Fake::start().await;
     let sw = switcher(&fake, "");
-    let section_yaml = format!("{CONFIG}      api-token: {TOKEN}\n      zone: foo.com\n");
-    let config = Config::parse_with_env(&section_yaml, &|_| None).unwrap();
-    let sw_cf = dhaf_providers::switch::cloudflare::CloudflareSwitcher::from_config(
-        &config.services[0].switcher,
-        &dhaf_core::provider::BuildContext {
-            cluster: "c1".into(),
-            node: "n1".into(),
-            service: Some(config.services[0].clone()),
-            store: dhaf_core::provider::ProviderStore::new(Arc::new(MemoryDcs::new("c1")), "t"),
-        },
-    )
-    .unwrap();
-    let shown = format!("{sw_cf:?}");
-    assert!(!shown.contains(TOKEN) && shown.contains("***"), "{shown}");
-    drop(sw);
+    sw.init().await.unwrap();
+    sw.switch(&ep("ep-2", "192.0.2.2"), FencingToken(2)).await.unwrap();
+    fake.fault("PATCH", 503, None);
+    sw.switch(&ep("ep-1", "192.0.2.1"), FencingToken(3)).await.unwrap();
+    fake.with(|s| s.records.clear());
+    sw.current().await.unwrap();
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    assert!(logs.contains("cloudflare switcher ready"), "the capture works: {logs}");
+    assert!(!logs.contains(TOKEN), "the token was logged:\n{logs}");
 }
 
 #[tokio::test]
