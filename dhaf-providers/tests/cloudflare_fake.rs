@@ -641,3 +641,63 @@ async fn bad_settings_are_config_errors_with_their_key_path() {
         assert!(text.iter().any(|t| t.starts_with(want)), "missing {want:?} in {text:#?}");
     }
 }
+
+/// Wait until the fake's record satisfies `ok`; loose bound that only catches a hang.
+async fn wait_for_record(fake: &Fake, what: &str, ok: impl Fn(&FakeRecord) -> bool) -> FakeRecord {
+    let start = Instant::now();
+    loop {
+        let rec = fake.with(|s| s.records.iter().find(|r| r.name == "www.foo.com").cloned());
+        if let Some(rec) = rec.filter(|r| ok(r)) {
+            return rec;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}: not within 60 s; requests: {:#?}", fake.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_running_node_repairs_drift_and_fails_over_through_the_record() {
+    let fake = Fake::start().await;
+    fake.add_record("A", "www.foo.com", "192.0.2.1", true);
+    let yaml = format!(
+        "{}      api-token: {TOKEN}\n      zone: foo.com\n      api-url: {}\n",
+        CONFIG.replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n  reconcile-interval: 1\n"),
+        fake.url
+    );
+    let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
+    let checker = ScriptedChecker::new();
+    let mut registry = dhaf_providers::registry();
+    let shared = checker.clone();
+    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(shared.clone()) as _));
+    let dcs = Arc::new(MemoryDcs::new("c1"));
+    let providers = registry.build(&config, dcs.clone()).unwrap();
+    let node = dhaf_core::runtime::Node::new(config, dcs, providers);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(node.run(async move {
+        let _ = stopped.await;
+    }));
+
+    // The leader reads the record back; it already points at the first entry point, so nothing
+    // is written.
+    let start = Instant::now();
+    while fake.count("GET /zones/0123456789abcdef0123456789abcdef/dns_records/") < 2 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the leader never read the record back: {:#?}", fake.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fake.count("PATCH"), 0, "{:#?}", fake.log());
+
+    // Someone points the record elsewhere in the dashboard: the periodic read-back repairs it,
+    // and the repair carries the leader's term.
+    fake.with(|s| s.records[0].content = "203.0.113.99".into());
+    let rec = wait_for_record(&fake, "drift repaired", |r| r.content == "192.0.2.1").await;
+    assert!(rec.proxied);
+    assert!(rec.comment.as_deref().is_some_and(|c| c.starts_with("dhaf term-")), "{:?}", rec.comment);
+
+    // The first entry point goes down: the record follows to the next one.
+    checker.down("ep-1", "connection refused");
+    wait_for_record(&fake, "failover to ep-2", |r| r.content == "192.0.2.2").await;
+
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(30), running).await.expect("the node stops").unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}
