@@ -1,7 +1,7 @@
 //! A stateful fake of Cloudflare's DNS API, just what the `cloudflare` switcher calls: token
 //! verification, the zone by name, records listed by name and type, read, created and patched.
 //! Every record write is logged with the peer it came from and the term in its `comment`
-//! (`dhaf <term>`). Faults on demand: a delay before each answer, error answers (429 or 5xx) for
+//! (`dhaf term-<n>`). Faults on demand: a delay before each answer, error answers (429 or 5xx) for
 //! the next N writes, and a PATCH that is applied but whose answer is lost (the connection is
 //! closed instead).
 
@@ -248,6 +248,11 @@ impl FakeCloudflare {
 }
 
 fn write_of(peer: &str, record: &Value) -> CfWrite {
-    let token = record["comment"].as_str().and_then(|c| c.strip_prefix("dhaf ")).and_then(|t| t.trim().parse().ok());
+    // `dhaf term-<n>`, the switcher's comment.
+    let token = record["comment"]
+        .as_str()
+        .and_then(|c| c.strip_prefix("dhaf "))
+        .map(|t| t.trim().trim_start_matches("term-"))
+        .and_then(|t| t.parse().ok());
     CfWrite { peer: peer.to_string(), content: record["content"].as_str().unwrap_or("").to_string(), token }
 }

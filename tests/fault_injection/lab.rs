@@ -230,6 +230,8 @@ impl Lab {
         }
         std::fs::write(lab.entry_file(), "ep-1\n").unwrap();
         std::fs::write(lab.log_file(), "").unwrap();
+        lab.write_scripts();
+        lab.wait_backends(Duration::from_secs(20)).await;
         if std::env::var_os("LAB_NO_NODES").is_some() {
             return lab;
         }
@@ -344,18 +346,39 @@ impl Lab {
         path
     }
 
+    /// The exec switcher's scripts, written once before any node runs them (rewriting a script
+    /// another process is executing fails with "text file busy").
+    fn write_scripts(&self) {
+        let entry = self.entry_file();
+        self.script("init.sh", &format!("cat '{}'", entry.display()));
+        for host in HOSTS {
+            self.script(
+                &format!("switch-{host}.sh"),
+                &format!(
+                    "echo \"{host} $1 $DHAF_FENCING_TOKEN\" >> '{log}'\necho \"$1\" > '{entry}'",
+                    log = self.log_file().display(),
+                    entry = entry.display()
+                ),
+            );
+        }
+    }
+
+    /// Wait until every backend answers, so the nodes' first checks see them up.
+    async fn wait_backends(&self, limit: Duration) {
+        let start = Instant::now();
+        for b in BACKENDS {
+            let url = format!("http://{}:{BACKEND_PORT}/health", self.ip(b));
+            while self.http.get(&url).send().await.is_err() {
+                assert!(start.elapsed() < limit, "backend {b} did not start; see {}", self.dir.display());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     fn spawn_node(&self, i: usize) -> Proc {
         let host = HOSTS[i];
-        let entry = self.entry_file();
-        let init = self.script("init.sh", &format!("cat '{}'", entry.display()));
-        let switch = self.script(
-            &format!("switch-{host}.sh"),
-            &format!(
-                "echo \"{host} $1 $DHAF_FENCING_TOKEN\" >> '{log}'\necho \"$1\" > '{entry}'",
-                log = self.log_file().display(),
-                entry = entry.display()
-            ),
-        );
+        let init = self.dir.join("init.sh");
+        let switch = self.dir.join(format!("switch-{host}.sh"));
         let hosts: Vec<String> = HOSTS.iter().map(|h| format!("{}:2379", self.ip(h))).collect();
         let switcher = match &self.cf {
             Some(cf) => format!(
@@ -444,6 +467,8 @@ services:
             }
             let agreed = seen.iter().all(|s| s.is_some() && *s == seen[0]);
             if agreed && self.current_everywhere("ep-1").await {
+                let writes = self.writes();
+                assert!(writes.is_empty(), "switches while every backend was up: {writes:?}; logs in {}", self.dir.display());
                 return;
             }
             assert!(
@@ -650,7 +675,13 @@ impl Drop for Lab {
             kill_namespace(&self.ns(host));
         }
         try_sh(&["ip", "link", "del", &format!("{}br", self.prefix)]);
-        if !std::thread::panicking() {
+        if std::thread::panicking() {
+            // Keep the logs to look at, not the etcd data.
+            for host in HOSTS {
+                let _ = std::fs::remove_dir_all(self.dir.join(format!("etcd-{host}")));
+            }
+            eprintln!("lab logs kept in {}", self.dir.display());
+        } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
