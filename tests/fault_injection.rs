@@ -9,7 +9,14 @@
 //! 3. the switch within `fall x tact + check timeout + a few DCS round trips` (checked loosely);
 //! 4. no switch without a DCS quorum.
 //!
-//! The scenarios run one at a time: each builds its own lab and tears it down.
+//! The scenarios run one at a time: each builds its own lab and tears it down. Cloudflare
+//! scenarios use the `cloudflare` switcher against a stateful fake of its API (see
+//! `fault_injection/cloudflare.rs`), which records the term from each record's comment.
+//!
+//! Run as root: `cargo xtask test` (CI), or just this suite with
+//! `eval "$(cargo xtask tools)"; cargo test -p dhaf --test fault_injection` (`DHAF_ETCD`, `PROTOC`).
+//! The `dhaf-node` binary is built in the test's own target directory by the cargo that runs the
+//! test. A failed scenario keeps its logs (etcd, nodes, backends) and says where.
 
 #[path = "fault_injection/cloudflare.rs"]
 mod cloudflare;

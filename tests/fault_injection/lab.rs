@@ -54,23 +54,27 @@ fn try_sh(args: &[&str]) -> String {
     Command::new(args[0]).args(&args[1..]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
 }
 
-/// The `dhaf-node` binary: built beside this test (`cargo test --all-targets` builds it; so does
-/// `cargo xtask test`). When missing, it is built here with the same cargo.
+/// The `dhaf-node` binary of this workspace, in the test's own target directory. Cargo builds a
+/// test's dependencies as libraries only, so the binary is brought up to date here, once per run,
+/// with the cargo that runs the test (a no-op when `--all-targets` already built it).
 fn node_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(build_node_binary).clone()
+}
+
+fn build_node_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("tests live in target/<profile>/deps");
     let bin = profile_dir.join("dhaf-node");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let target_dir = profile_dir.parent().expect("target dir");
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "dhaf-node", "--bin", "dhaf-node", "--target-dir"]).arg(target_dir);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build -p dhaf-node");
-        assert!(status.success() && bin.is_file(), "cannot build dhaf-node; run the tests with `cargo xtask test`");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = profile_dir.parent().expect("target dir");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "dhaf-node", "--bin", "dhaf-node", "--target-dir"]).arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
     }
+    let status = cmd.status().expect("run cargo build -p dhaf-node");
+    assert!(status.success() && bin.is_file(), "cannot build dhaf-node; run the tests with `cargo xtask test`");
     bin
 }
 
@@ -192,6 +196,11 @@ impl Lab {
     /// Build the network, start etcd and the backends, then the nodes, and wait until they agree
     /// on a leader and the service points at ep-1.
     pub async fn start(opts: Options) -> Lab {
+        let root = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|st| st.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+            .unwrap_or(false);
+        assert!(root, "the fault-injection suite needs root (network namespaces, iptables); run the tests with `cargo xtask test` as root, as CI does");
         for t in ["ip", "iptables", "python3"] {
             need(t);
         }
