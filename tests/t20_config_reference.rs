@@ -96,7 +96,7 @@ services:
     health-checker: { type: tcp, port: 443 }
 "#;
 
-fn step<'a>(v: &'a mut Value, seg: Seg) -> &'a mut Value {
+fn step(v: &mut Value, seg: Seg) -> &mut Value {
     match seg {
         Seg::Key(k) => {
             let m = v.as_mapping_mut().expect("a mapping on the way");
@@ -188,7 +188,8 @@ fn every_documented_key_is_accepted_and_every_accepted_key_is_documented() {
             let parsed = rows
                 .iter()
                 .map(|r| {
-                    let v = serde_yaml::from_str(&r.example).unwrap_or_else(|e| panic!("{id}.{}: example {:?} is not YAML: {e}", r.key, r.example));
+                    let v = serde_yaml::from_str(&r.example)
+                        .unwrap_or_else(|e| panic!("{id}.{}: example {:?} is not YAML: {e}", r.key, r.example));
                     (r.key.clone(), v)
                 })
                 .collect();
@@ -229,7 +230,8 @@ fn every_documented_key_is_accepted_and_every_accepted_key_is_documented() {
         let undocumented: Vec<_> = accepted.difference(&documented).collect();
         let unaccepted: Vec<_> = documented.difference(&accepted).collect();
         if !undocumented.is_empty() || !unaccepted.is_empty() {
-            failures.push(format!("section {id}: accepted but not documented: {undocumented:?}; documented but not accepted: {unaccepted:?}"));
+            failures
+                .push(format!("section {id}: accepted but not documented: {undocumented:?}; documented but not accepted: {unaccepted:?}"));
         }
     }
     assert!(failures.is_empty(), "docs/config-reference.md disagrees with the code:\n{}", failures.join("\n"));
@@ -243,7 +245,11 @@ fn every_registered_provider_type_has_a_section() {
         assert!(!registered.is_empty());
         let documented: BTreeSet<String> =
             ids.iter().filter_map(|id| id.strip_prefix(&format!("{doc_kind} "))).filter(|k| !k.contains(' ')).map(str::to_string).collect();
-        assert_eq!(registered.into_iter().collect::<BTreeSet<_>>(), documented, "{registry_kind} types: registry vs docs/config-reference.md");
+        assert_eq!(
+            registered.into_iter().collect::<BTreeSet<_>>(),
+            documented,
+            "{registry_kind} types: registry vs docs/config-reference.md"
+        );
     }
 }
 

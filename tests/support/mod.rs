@@ -51,13 +51,21 @@ pub fn listed(message: &str, prefix: &str) -> Vec<String> {
 /// The provider types the built-in registry knows for `section` (`health-checker`, `switcher`
 /// or a notifier), read from the error an unknown type gets.
 pub fn registered_types(section: &str) -> Vec<String> {
-    let base = "dhaf: { cluster-name: c, node-name: n }\nservices:\n  - name: s\n    domain: foo.com\n    entry-points: [{ name: ep-1, ip: 10.0.0.1 }]\n";
-    let (yaml, path) = match section {
-        "health-checker" => (format!("{base}    health-checker: {{ type: zz-none }}\n    switcher: {{ type: zz-none }}\n"), "services[0].health-checker.type"),
-        "switcher" => (format!("{base}    health-checker: {{ type: zz-none }}\n    switcher: {{ type: zz-none }}\n"), "services[0].switcher.type"),
-        _ => (format!("{base}    health-checker: {{ type: zz-none }}\n    switcher: {{ type: zz-none }}\nnotifiers: [{{ type: zz-none }}]\n"), "notifiers[0].type"),
+    let yaml = "dhaf: { cluster-name: c, node-name: n }
+services:
+  - name: s
+    domain: foo.com
+    entry-points: [{ name: ep-1, ip: 10.0.0.1 }]
+    health-checker: { type: zz-none }
+    switcher: { type: zz-none }
+notifiers: [{ type: zz-none }]
+";
+    let path = match section {
+        "health-checker" => "services[0].health-checker.type",
+        "switcher" => "services[0].switcher.type",
+        _ => "notifiers[0].type",
     };
-    let err = build(&yaml).expect_err("an unknown provider type is refused");
+    let err = build(yaml).expect_err("an unknown provider type is refused");
     let p = problem_at(&err, path).unwrap_or_else(|| panic!("no problem at {path}: {err}"));
     listed(&p.message, "(known: ")
 }
