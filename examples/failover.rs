@@ -149,7 +149,7 @@ notifiers:
     let config = Config::parse(&yaml).expect("the demo config is valid");
     let mut registry = dhaf::providers::registry();
     registry.notifier("timeline", move |section, _| section.fields().into_result(Arc::new(Timeline { start }) as Arc<dyn Notifier>));
-    let dcs = dhaf::node::dcs_for(&config).expect("embedded dcs");
+    let dcs = dhaf::providers::dcs_from_config(&config).expect("embedded dcs");
     let providers = registry.build(&config, dcs.clone()).expect("the demo providers build");
     let node = Node::new(config, dcs, providers);
     let handle = node.handle();

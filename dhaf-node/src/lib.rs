@@ -11,11 +11,8 @@ pub mod api;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use dhaf_core::config::{Config, ConfigError};
-use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::dcs::Dcs;
 use dhaf_core::registry::Registry;
 use dhaf_core::runtime::{Node, NodeError};
 
@@ -49,23 +46,11 @@ pub struct Prepared {
     pub config: Config,
 }
 
-/// The DCS a config asks for: the embedded one unless `etcd` is configured.
-pub fn dcs_for(config: &Config) -> Result<Arc<dyn Dcs>, StartError> {
-    if config.etcd.is_some() {
-        return Err(StartError::Dcs("etcd is not available in this build".into()));
-    }
-    let dcs = match &config.dhaf.state_file {
-        Some(path) => MemoryDcs::with_state_file(&config.dhaf.cluster_name, path).map_err(|e| StartError::Dcs(e.to_string()))?,
-        None => MemoryDcs::new(&config.dhaf.cluster_name),
-    };
-    Ok(Arc::new(dcs))
-}
-
 /// Parse `config_path` and build the node with the providers of `registry`, reporting every
 /// problem of the file at once. Does no network I/O.
 pub fn prepare(config_path: &Path, registry: &Registry) -> Result<Prepared, StartError> {
     let config = Config::load(config_path)?;
-    let dcs = dcs_for(&config)?;
+    let dcs = dhaf_providers::dcs_from_config(&config).map_err(|e| StartError::Dcs(e.to_string()))?;
     let providers = registry.build(&config, dcs.clone())?;
     Ok(Prepared { node: Node::new(config.clone(), dcs, providers), config })
 }

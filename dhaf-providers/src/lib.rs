@@ -3,8 +3,11 @@
 use dhaf_core::registry::Registry;
 
 pub mod check;
+pub mod etcd;
 pub mod notify;
 pub mod switch;
+
+pub use etcd::dcs_from_config;
 
 /// A registry with every built-in provider.
 pub fn registry() -> Registry {

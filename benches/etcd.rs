@@ -1,0 +1,147 @@
+//! dhaf over a real etcd cluster of three members: what it costs at steady state, and how fast
+//! it fails over.
+//!
+//! 1. Steady state: 3 nodes, 100 services x 3 entry points, all healthy. After warm-up, count
+//!    etcd revisions (every write is one) over ~10 s, and each node's DCS calls by method. Only
+//!    lease keep-alives are expected, and they are not revisions.
+//! 2. Failover latency: 3 nodes, `tact-interval: 1`, `fall` 1 and 2. The primary is marked down
+//!    on every node's checker at a random moment; the latency is the time until the switcher is
+//!    called. p50 and p99 over 10 runs each (2 in the smoke run `cargo test --all-targets` makes).
+//!
+//! Needs etcd: `$DHAF_ETCD` or `etcd` in `PATH` (`cargo xtask test` provides it).
+//! Run: `cargo bench -p dhaf --bench etcd` (`--profile dev` builds faster; the figures are
+//! dominated by intervals and round trips, not by CPU).
+
+#[path = "../dhaf-providers/tests/support/etcd.rs"]
+mod etcd_support;
+#[path = "../dhaf-providers/tests/support/nodes.rs"]
+mod nodes_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use etcd_support::EtcdCluster;
+use nodes_support::{ep, Spec, TestCluster};
+use tokio::time::Instant;
+
+/// How long and how often to measure.
+#[derive(Clone, Copy)]
+struct Effort {
+    steady_window: Duration,
+    runs: usize,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not, and gets a short
+    // smoke run that shows the benchmark still works.
+    let effort = if std::env::args().any(|a| a == "--bench") {
+        Effort { steady_window: Duration::from_secs(10), runs: 10 }
+    } else {
+        println!("smoke run (cargo bench runs the full measurement)");
+        Effort { steady_window: Duration::from_secs(2), runs: 2 }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let etcd = EtcdCluster::start().await;
+        steady_state(&etcd, effort).await;
+        for fall in [1, 2] {
+            failover_latency(&etcd, fall, effort).await;
+        }
+    });
+}
+
+async fn steady_state(etcd: &EtcdCluster, effort: Effort) {
+    let spec = Spec { services: 100, entry_points: 3, reconcile: 60, ..Spec::default() };
+    let nodes = spec.nodes as f64;
+    let mut cluster = TestCluster::start(spec, "bench-steady", &etcd.hosts());
+    cluster.wait_settled(Duration::from_secs(60)).await;
+    // Warm-up: every node's opinion of every entry point is published.
+    cluster
+        .wait_for("every opinion is published", Duration::from_secs(60), |s| {
+            s.opinions.values().map(|by_service| by_service.values().map(|eps| eps.len()).sum::<usize>()).sum::<usize>() == 3 * 100 * 3
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let rev0 = cluster.observer.revision().await.expect("etcd revision");
+    let calls0: Vec<BTreeMap<&str, u64>> = cluster.nodes.iter().map(|n| n.dcs_calls.get()).collect();
+    let t0 = Instant::now();
+    tokio::time::sleep(effort.steady_window).await;
+    let rev1 = cluster.observer.revision().await.expect("etcd revision");
+    let secs = t0.elapsed().as_secs_f64();
+    let calls1: Vec<BTreeMap<&str, u64>> = cluster.nodes.iter().map(|n| n.dcs_calls.get()).collect();
+
+    let writes = (rev1 - rev0) as f64;
+    println!("steady state: 3 nodes, 100 services x 3 entry points, tact 1 s, heartbeat 1 s, {secs:.1} s window");
+    println!("  etcd revisions (writes): {} in all = {:.3}/s = {:.3}/s per node", rev1 - rev0, writes / secs, writes / secs / nodes);
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        let rates: Vec<String> = calls1[i]
+            .iter()
+            .map(|(m, c)| (m, c - calls0[i].get(m).copied().unwrap_or(0)))
+            .filter(|(_, d)| *d > 0)
+            .map(|(m, d)| format!("{m} {:.2}/s", d as f64 / secs))
+            .collect();
+        let leads = if n.handle.is_leader() { " (leader)" } else { "" };
+        println!("  {}{leads}: dcs calls {}", n.name, rates.join(", "));
+    }
+    cluster.stop_all().await;
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// A pseudo-random delay in [0, 1 s), so runs start at every phase of the tact.
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    Duration::from_millis(u64::from(nanos.wrapping_mul(2_654_435_761) % 1000))
+}
+
+async fn failover_latency(etcd: &EtcdCluster, fall: u32, effort: Effort) {
+    let spec = Spec { services: 1, entry_points: 3, fall, rise: 1, reconcile: 60, ..Spec::default() };
+    let mut cluster = TestCluster::start(spec, &format!("bench-failover-fall{fall}"), &etcd.hosts());
+    cluster.wait_settled(Duration::from_secs(30)).await;
+    let (primary, backup) = (ep(0, 0), ep(0, 1));
+    let mut latencies = Vec::new();
+    for _ in 0..effort.runs {
+        tokio::time::sleep(Duration::from_secs(2) + jitter()).await;
+        let before = cluster.calls(0).len();
+        let down_at = Instant::now();
+        for n in &cluster.nodes {
+            n.checker.down(&primary, "connection refused");
+        }
+        let call = wait_call(&cluster, before, &backup).await;
+        latencies.push(call.at.duration_since(down_at));
+        // Back to the primary (failback), and steady again before the next run.
+        for n in &cluster.nodes {
+            n.checker.up(&primary);
+        }
+        wait_call(&cluster, before + 1, &primary).await;
+    }
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "failover latency over etcd (primary down -> switcher called), tact 1 s, fall {fall}, {} runs: \
+         p50 {:.0} ms, p99 {:.0} ms, min {:.0} ms, max {:.0} ms",
+        effort.runs,
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies[0]),
+        ms(latencies[latencies.len() - 1]),
+    );
+    cluster.assert_fenced();
+    cluster.stop_all().await;
+}
+
+async fn wait_call(cluster: &TestCluster, after: usize, to: &str) -> dhaf_core::testing::SwitchCall {
+    let start = Instant::now();
+    loop {
+        if let Some(c) = cluster.calls(0).get(after) {
+            assert_eq!(c.to, to, "unexpected switch: {:?}", cluster.calls(0));
+            return c.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no switch to {to} within 30 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,578 @@
+//! The etcd DCS: [`EtcdDcs`] implements [`Dcs`] on etcd's v3 API (3.4 and 3.5).
+//!
+//! The data is laid out by [`Keys`] under `/<cluster-name>/`, exactly like the in-memory DCS, and
+//! every method mirrors [`dhaf_core::dcs::memory::MemoryDcs`]:
+//!
+//! - presence is an etcd lease; the `alive/<node>` key and the node's opinions are bound to it;
+//! - election is a transaction that puts the leader key only while it does not exist
+//!   (`create_revision == 0`), bound to the candidate's lease;
+//! - the fencing token is the leader key's revision: the key is written once per term, so its
+//!   `mod_revision` is its `create_revision` and a new term always has a larger one;
+//! - every write the leader makes as leader (switch records, purges) is a transaction that
+//!   compares the leader key's `mod_revision` with the token, so a deposed leader's write is
+//!   refused by etcd itself, however late it arrives;
+//! - a watch on the cluster prefix signals every change.
+//!
+//! At steady state (no opinion changes) a node sends only lease keep-alives, which are not
+//! revisions; reads (snapshots, campaigns that find the key taken) write nothing.
+//!
+//! Connections are made lazily, on the first call, so building an `EtcdDcs` from config does no
+//! I/O. Each connection talks to one endpoint; when a call finds it unreachable (refused, reset,
+//! no etcd leader behind it, or too slow) the next call, and the call's own retry, go to the next
+//! endpoint. Every call is idempotent, so retrying on another member is safe. A call that cannot
+//! get an answer from any member fails with [`DcsError::Unavailable`].
+//!
+//! One difference from the in-memory DCS is deliberate: a campaign with an expired lease while
+//! another node leads answers `None` (etcd cannot test a lease's existence inside the
+//! transaction without writing); the in-memory DCS answers [`DcsError::LeaseExpired`]. The
+//! runtime treats both alike, and the node's next keep-alive reports the expiry.
+//!
+//! A three-node cluster over etcd: every node gets the same file but for `node-name`.
+//!
+//! ```yaml
+//! dhaf:
+//!   cluster-name: prod
+//!   node-name: node-1            # node-2, node-3 on the others
+//! etcd:
+//!   hosts: 10.0.0.11:2379,10.0.0.12:2379,10.0.0.13:2379
+//!   username: dhaf               # optional, with password
+//!   password: ${ETCD_PASSWORD}
+//!   tls:                         # optional: every host is then reached over TLS
+//!     ca: /etc/dhaf/etcd-ca.pem
+//!     cert: /etc/dhaf/node-1.pem # optional client certificate, with key
+//!     key: /etc/dhaf/node-1-key.pem
+//! services: [...]
+//! ```
+//!
+//! With etcd auth enabled, the user needs read-write access to the prefix `/<cluster-name>/`.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dhaf_core::config::{Config, EtcdConfig, EtcdTls};
+use dhaf_core::dcs::keys::{encode, Keys};
+use dhaf_core::dcs::memory::MemoryDcs;
+use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Snapshot, SwitchoverRequest, Watch};
+use dhaf_core::model::{FencingToken, Opinion, SwitchRecord};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, PutOptions, TlsOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
+use tokio::time::Instant;
+
+/// How long one call may take in all, retries on other members included. The runtime bounds its
+/// calls more tightly; this bound is for other callers (the CLI, tests).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one member may take to answer before the call moves on to the next one.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long establishing a connection (TCP, TLS, authentication) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A [`Dcs`] on an etcd cluster.
+pub struct EtcdDcs {
+    keys: Keys,
+    endpoints: Vec<String>,
+    user: Option<(String, String)>,
+    tls: Option<EtcdTls>,
+    conn: Arc<Mutex<Conn>>,
+}
+
+/// The current connection: to `endpoints[next]`, replaced when `generation` moves on.
+#[derive(Default)]
+struct Conn {
+    client: Option<Client>,
+    next: usize,
+    generation: u64,
+}
+
+impl fmt::Debug for EtcdDcs {
+    // The password stays out of Debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdDcs")
+            .field("cluster", &self.keys.prefix())
+            .field("endpoints", &self.endpoints)
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Build the DCS a config asks for: etcd when `etcd` is set, else the embedded in-memory DCS
+/// (kept in `dhaf.state-file` when set). Does no network I/O.
+pub fn dcs_from_config(config: &Config) -> Result<Arc<dyn Dcs>, DcsError> {
+    let cluster = &config.dhaf.cluster_name;
+    Ok(match (&config.etcd, &config.dhaf.state_file) {
+        (Some(etcd), _) => Arc::new(EtcdDcs::new(etcd, cluster)),
+        (None, Some(path)) => Arc::new(MemoryDcs::with_state_file(cluster, path)?),
+        (None, None) => Arc::new(MemoryDcs::new(cluster)),
+    })
+}
+
+impl EtcdDcs {
+    /// A DCS for cluster `cluster` on the etcd cluster `config` names. Connects on first use.
+    ///
+    /// With TLS configured, every host is reached over TLS (an `http://` host is taken as
+    /// `https://`), verified against `etcd.tls.ca` and, with `cert` and `key`, authenticated by
+    /// that client certificate.
+    pub fn new(config: &EtcdConfig, cluster: &str) -> EtcdDcs {
+        let endpoints = config
+            .hosts
+            .iter()
+            .map(|h| match (&config.tls, h.strip_prefix("http://")) {
+                (Some(_), Some(rest)) => format!("https://{rest}"),
+                _ => h.clone(),
+            })
+            .collect();
+        let user = config.username.clone().zip(config.password.clone());
+        EtcdDcs { keys: Keys::new(cluster), endpoints, user, tls: config.tls.clone(), conn: Arc::default() }
+    }
+
+    /// The etcd cluster's current revision: how many writes it has taken (all clusters' keys).
+    pub async fn revision(&self) -> Result<i64, DcsError> {
+        let key = self.keys.prefix().to_string();
+        let resp = self
+            .call(move |mut c| {
+                let key = key.clone();
+                async move { c.get(key, Some(GetOptions::new().with_count_only())).await }
+            })
+            .await?
+            .map_err(other)?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    fn options(&self) -> Result<ConnectOptions, String> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            // A member cut off from the others answers "no leader" at once instead of hanging.
+            .with_require_leader(true);
+        if let Some((user, password)) = &self.user {
+            options = options.with_user(user, password).with_auto_token_refresh(true);
+        }
+        if let Some(tls) = &self.tls {
+            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+            let mut t = TlsOptions::new();
+            if let Some(ca) = &tls.ca {
+                t = t.ca_certificate(Certificate::from_pem(read(ca)?));
+            }
+            if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+                t = t.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            options = options.with_tls(t);
+        }
+        Ok(options)
+    }
+
+    /// The current client and its generation, connecting if there is none.
+    async fn client(&self) -> Result<(Client, u64), String> {
+        let (endpoint, generation) = {
+            let c = self.conn.lock().unwrap();
+            if let Some(client) = &c.client {
+                return Ok((client.clone(), c.generation));
+            }
+            (self.endpoints[c.next % self.endpoints.len()].clone(), c.generation)
+        };
+        let options = self.options()?;
+        let client = match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect([endpoint.as_str()], Some(options))).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                self.rotate(generation);
+                return Err(format!("{endpoint}: {e}"));
+            }
+            Err(_) => {
+                self.rotate(generation);
+                return Err(format!("{endpoint}: no connection within {CONNECT_TIMEOUT:?}"));
+            }
+        };
+        let mut c = self.conn.lock().unwrap();
+        if c.generation != generation {
+            return Err(format!("{endpoint}: connection replaced while connecting"));
+        }
+        Ok((c.client.get_or_insert(client).clone(), generation))
+    }
+
+    /// Drop connection `generation` (if still current) and move on to the next endpoint.
+    fn rotate(&self, generation: u64) {
+        rotate(&self.conn, generation);
+    }
+
+    /// Run `f` against a member, moving on to the next member while members are unreachable.
+    ///
+    /// The outer error is unavailability (no member answered); the inner one is etcd's answer.
+    async fn call<T, F, Fut>(&self, mut f: F) -> Result<Result<T, etcd_client::Error>, DcsError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let mut last = String::from("no endpoint");
+        for _ in 0..self.endpoints.len() {
+            let (client, generation) = match self.client().await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            // A call abandoned half-way (the caller's timeout) means the member is slow: the
+            // next call goes elsewhere.
+            let mut guard = RotateOnDrop { conn: &self.conn, generation, armed: true };
+            let until = deadline.min(Instant::now() + ATTEMPT_TIMEOUT);
+            match tokio::time::timeout_at(until, f(client)).await {
+                Ok(Err(e)) if unreachable(&e) => last = e.to_string(),
+                Ok(res) => {
+                    guard.armed = false;
+                    return Ok(res);
+                }
+                Err(_) => last = format!("no answer within {:?}", ATTEMPT_TIMEOUT.min(CALL_TIMEOUT)),
+            }
+            drop(guard);
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(DcsError::Unavailable(format!("etcd: {last}")))
+    }
+
+    /// A transaction.
+    async fn txn(&self, txn: Txn) -> Result<Result<etcd_client::TxnResponse, etcd_client::Error>, DcsError> {
+        self.call(move |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
+    async fn put(&self, key: String, value: String, lease: Option<LeaseId>) -> Result<(), DcsError> {
+        let res = self
+            .call(move |mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move { c.put(key, value, lease.map(|l| PutOptions::new().with_lease(l))).await }
+            })
+            .await?;
+        match (res, lease) {
+            (Ok(_), _) => Ok(()),
+            (Err(e), Some(lease)) if lease_gone(&e) => Err(DcsError::LeaseExpired(lease)),
+            (Err(e), _) => Err(other(e)),
+        }
+    }
+
+    async fn delete(&self, key: String) -> Result<i64, DcsError> {
+        let resp = self
+            .call(move |mut c| {
+                let key = key.clone();
+                async move { c.delete(key, None).await }
+            })
+            .await?
+            .map_err(other)?;
+        Ok(resp.deleted())
+    }
+
+    async fn range(&self, prefix: String) -> Result<Vec<KeyValue>, DcsError> {
+        let mut resp = self
+            .call(move |mut c| {
+                let prefix = prefix.clone();
+                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?
+            .map_err(other)?;
+        Ok(resp.take_kvs())
+    }
+
+    /// A transaction that writes only while `token`'s term leads: [`DcsError::Fenced`] otherwise.
+    async fn fenced(&self, token: FencingToken, ops: Vec<TxnOp>) -> Result<(), DcsError> {
+        let txn = Txn::new().when([Compare::mod_revision(self.keys.leader(), CompareOp::Equal, token.0)]).and_then(ops);
+        let resp = self.txn(txn).await?.map_err(other)?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(DcsError::Fenced(token))
+        }
+    }
+}
+
+struct RotateOnDrop<'a> {
+    conn: &'a Mutex<Conn>,
+    generation: u64,
+    armed: bool,
+}
+
+impl Drop for RotateOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            rotate(self.conn, self.generation);
+        }
+    }
+}
+
+fn rotate(conn: &Mutex<Conn>, generation: u64) {
+    let mut c = conn.lock().unwrap();
+    if c.generation == generation {
+        c.client = None;
+        c.next = c.next.wrapping_add(1);
+        c.generation += 1;
+    }
+}
+
+/// Whether `e` says the member could not serve the call (so another member may).
+fn unreachable(e: &etcd_client::Error) -> bool {
+    use etcd_client::Error as E;
+    // gRPC status codes: CANCELLED, UNKNOWN (h2 resets), DEADLINE_EXCEEDED, ABORTED, INTERNAL,
+    // UNAVAILABLE (refused connections, and etcd's "no leader" and "request timed out").
+    const RETRYABLE: [i32; 6] = [1, 2, 4, 10, 13, 14];
+    match e {
+        E::TransportError(_) | E::IoError(_) | E::EndpointError(_) | E::WatchError(_) => true,
+        E::LeaseKeepAliveError(m) => !m.contains("lease not found"),
+        E::GRpcStatus(s) => RETRYABLE.contains(&i32::from(s.code())),
+        _ => false,
+    }
+}
+
+/// The lease a write names does not exist (any more).
+fn lease_gone(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().contains("lease not found"),
+        etcd_client::Error::LeaseKeepAliveError(m) => m.contains("lease not found"),
+        _ => false,
+    }
+}
+
+/// Any other etcd error: the call failed; nothing more specific can be said.
+fn other(e: etcd_client::Error) -> DcsError {
+    DcsError::Unavailable(format!("etcd: {e}"))
+}
+
+fn utf8<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a str, DcsError> {
+    std::str::from_utf8(bytes).map_err(|e| DcsError::Corrupt { key: what.to_string(), message: e.to_string() })
+}
+
+/// The key-value pairs a transaction's range reads returned, in order.
+fn read_kvs(resp: &etcd_client::TxnResponse) -> Vec<KeyValue> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(mut g) => Some(g.take_kvs()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[async_trait]
+impl Dcs for EtcdDcs {
+    async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let secs = secs.max(1) as i64;
+        let resp = self.call(move |mut c| async move { c.lease_grant(secs, None).await }).await?.map_err(other)?;
+        let lease = resp.id();
+        let k = &self.keys;
+        let alive = TxnOp::put(k.alive(node), "", Some(PutOptions::new().with_lease(lease)));
+        let txn = Txn::new()
+            .when([Compare::create_revision(k.member(node), CompareOp::Equal, 0)])
+            .and_then([alive.clone(), TxnOp::put(k.member(node), "", None)])
+            .or_else([alive]);
+        match self.txn(txn).await? {
+            Ok(_) => Ok(lease),
+            Err(e) if lease_gone(&e) => Err(DcsError::LeaseExpired(lease)),
+            Err(e) => Err(other(e)),
+        }
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
+        // One keep-alive on a short-lived stream: the runtime renews once per heartbeat, so a
+        // stream kept open would save nothing worth its reconnection logic.
+        let res = self
+            .call(move |c| async move {
+                let (keeper, stream) = c.lease_client().keep_alive(lease).await?;
+                drop((keeper, stream));
+                Ok(())
+            })
+            .await?;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if lease_gone(&e) => Err(DcsError::LeaseExpired(lease)),
+            Err(e) => Err(other(e)),
+        }
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
+        match self.call(move |mut c| async move { c.lease_revoke(lease).await }).await? {
+            Ok(_) => Ok(()),
+            // Already gone: revoking is done.
+            Err(e) if lease_gone(&e) => Ok(()),
+            Err(e) => Err(other(e)),
+        }
+    }
+
+    async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
+        let key = self.keys.leader();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), node, Some(PutOptions::new().with_lease(lease))), TxnOp::get(key.clone(), None)])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let resp = match self.txn(txn).await? {
+            Ok(resp) => resp,
+            Err(e) if lease_gone(&e) => return Err(DcsError::LeaseExpired(lease)),
+            Err(e) => return Err(other(e)),
+        };
+        let Some(kv) = read_kvs(&resp).into_iter().next() else {
+            // Taken and gone between the compare and the read cannot happen in one
+            // transaction; a missing key means nobody leads and the put was not made.
+            return Ok(None);
+        };
+        let ours = resp.succeeded() || (kv.value() == node.as_bytes() && kv.lease() == lease);
+        Ok(ours.then_some(FencingToken(kv.mod_revision())))
+    }
+
+    async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
+        let key = self.keys.leader();
+        let txn = Txn::new().when([Compare::mod_revision(key.clone(), CompareOp::Equal, token.0)]).and_then([TxnOp::delete(key, None)]);
+        self.txn(txn).await?.map_err(other)?;
+        Ok(())
+    }
+
+    async fn publish_opinion(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        service: &str,
+        entry_point: &str,
+        opinion: &Opinion,
+    ) -> Result<(), DcsError> {
+        self.put(self.keys.opinion(node, service, entry_point), encode(opinion), Some(lease)).await
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, DcsError> {
+        let kvs = self.range(self.keys.prefix().to_string()).await?;
+        let leader = self.keys.leader();
+        let mut entries = Vec::with_capacity(kvs.len());
+        let mut leader_revision = None;
+        for kv in &kvs {
+            let key = utf8("a key under the cluster prefix", kv.key())?;
+            let value = utf8(key, kv.value())?;
+            if key == leader {
+                leader_revision = Some(kv.mod_revision());
+            }
+            entries.push((key, value));
+        }
+        self.keys.decode(entries, leader_revision)
+    }
+
+    async fn watch(&self) -> Result<Watch, DcsError> {
+        let prefix = self.keys.prefix().to_string();
+        let (client, mut stream) = self
+            .call(move |c| {
+                let prefix = prefix.clone();
+                async move {
+                    let mut stream = c.watch_client().watch(prefix, Some(WatchOptions::new().with_prefix())).await?;
+                    // The first answer confirms the watch exists: changes from now on are seen.
+                    match stream.message().await? {
+                        Some(r) if r.created() && !r.canceled() => Ok((c, stream)),
+                        Some(r) => Err(etcd_client::Error::WatchError(format!("watch refused: {}", r.cancel_reason()))),
+                        None => Err(etcd_client::Error::WatchError("watch stream ended at once".into())),
+                    }
+                }
+            })
+            .await?
+            .map_err(other)?;
+        let (tx, watch) = Watch::channel();
+        tokio::spawn(async move {
+            // The client keeps the connection open as long as the stream is read.
+            let _client = client;
+            loop {
+                match stream.message().await {
+                    Ok(Some(r)) if r.canceled() => break,
+                    Ok(Some(r)) => {
+                        if !r.events().is_empty() && !tx.notify() {
+                            break;
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            // Dropping `tx` closes the watch: the watcher watches again.
+        });
+        Ok(watch)
+    }
+
+    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
+        let value = encode(&SwitchoverRequest { entry_point: entry_point.into() });
+        self.put(self.keys.switchover(service), value, None).await
+    }
+
+    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
+        let key = self.keys.switchover(service);
+        match guard {
+            Some(token) => self.fenced(token, vec![TxnOp::delete(key, None)]).await,
+            None => self.delete(key).await.map(drop),
+        }
+    }
+
+    async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), DcsError> {
+        let key = self.keys.maintenance(service, entry_point);
+        if on {
+            // Only if absent, so setting it twice writes once.
+            let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(key, "", None)]);
+            self.txn(txn).await?.map_err(other)?;
+            Ok(())
+        } else {
+            self.delete(key).await.map(drop)
+        }
+    }
+
+    async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
+        self.fenced(record.token, vec![TxnOp::put(self.keys.record(service), encode(record), None)]).await
+    }
+
+    async fn decommission(&self, node: &str) -> Result<(), DcsError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(self.keys.alive(node), CompareOp::Equal, 0)])
+            .and_then([TxnOp::delete(self.keys.member(node), None)]);
+        let resp = self.txn(txn).await?.map_err(other)?;
+        if !resp.succeeded() {
+            return Err(DcsError::NodeAlive(node.into()));
+        }
+        let deleted = resp.op_responses().into_iter().any(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0));
+        if deleted {
+            Ok(())
+        } else {
+            Err(DcsError::UnknownNode(node.into()))
+        }
+    }
+
+    async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>, DcsError> {
+        let full = self.keys.kv(namespace, key);
+        let mut resp = self
+            .call(move |mut c| {
+                let full = full.clone();
+                async move { c.get(full, None).await }
+            })
+            .await?
+            .map_err(other)?;
+        let key = self.keys.kv(namespace, key);
+        resp.take_kvs().first().map(|kv| utf8(&key, kv.value()).map(str::to_string)).transpose()
+    }
+
+    async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), DcsError> {
+        self.put(self.keys.kv(namespace, key), value.to_string(), None).await
+    }
+
+    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError> {
+        self.delete(self.keys.kv(namespace, key)).await.map(drop)
+    }
+
+    async fn kv_list(&self, namespace: &str) -> Result<Vec<(String, String)>, DcsError> {
+        let prefix = self.keys.kv_prefix(namespace);
+        let kvs = self.range(prefix.clone()).await?;
+        kvs.iter()
+            .map(|kv| {
+                let key = utf8(&prefix, kv.key())?;
+                let value = utf8(key, kv.value())?;
+                Ok((key[prefix.len()..].to_string(), value.to_string()))
+            })
+            .collect()
+    }
+}
