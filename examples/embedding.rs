@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use dhaf::core::async_trait;
 use dhaf::core::config::Config;
+use dhaf::core::dcs::memory::MemoryDcs;
+use dhaf::core::dcs::Dcs;
 use dhaf::core::engine::quorum::Verdict;
 use dhaf::core::model::{EntryPoint, FencingToken, Health};
 use dhaf::core::provider::{HealthChecker, ProviderError, Switcher};
@@ -162,7 +164,9 @@ async fn run() {
     });
 
     let config = Config::parse(CONFIG).expect("the example config is valid");
-    let dcs = dhaf::node::dcs_for(&config).expect("the embedded dcs");
+    // The embedded in-memory DCS: one node, nothing else to run. `dhaf::providers::dcs_from_config`
+    // picks etcd instead when the config has an `etcd` section.
+    let dcs: Arc<dyn Dcs> = Arc::new(MemoryDcs::new(&config.dhaf.cluster_name));
     let providers = registry.build(&config, dcs.clone()).expect("the providers build");
     let node = Node::new(config, dcs, providers);
     let handle = node.handle();
