@@ -2,7 +2,8 @@
 //!
 //! Each table of the reference is marked `<!-- keys: <section> -->`. For every section the test
 //! builds a config that sets every documented key to its documented example, which must parse and
-//! build with the built-in registry; then it adds an undocumented key and reads the `unknown key
+//! build with the built-in registry; one past each documented `min–max` range must be refused
+//! with exactly that range in the message; then it adds an undocumented key and reads the `unknown key
 //! (known here: …)` error, whose list is exactly the keys the code reads in that section: it must
 //! equal the documented keys, both ways. The provider types the registry knows must each have
 //! their own section.
@@ -18,7 +19,19 @@ use support::{build, listed, pem_file, problem_at, registered_types, root};
 /// One documented key and its example value (YAML).
 struct Row {
     key: String,
+    /// The "values" cell: allowed values, with a numeric range written `min–max`.
+    values: String,
     example: String,
+}
+
+impl Row {
+    /// The documented `min–max` range of a numeric key.
+    fn range(&self) -> Option<(u64, u64)> {
+        let (before, after) = self.values.split_once('–')?;
+        let min = before.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+        let max = after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+        Some((min, max))
+    }
 }
 
 /// The documented sections, in file order.
@@ -49,7 +62,7 @@ fn reference() -> Vec<(String, Vec<Row>)> {
         let key = unquote(cells[0]).unwrap_or_else(|| panic!("the key cell must be `key`: {line}"));
         let example = unquote(cells[5]).unwrap_or_else(|| panic!("the example cell must be `yaml`: {line}"));
         assert!(sections[i].1.iter().all(|r| r.key != key), "{key} is documented twice in {}", sections[i].0);
-        sections[i].1.push(Row { key, example });
+        sections[i].1.push(Row { key, values: cells[3].to_string(), example });
     }
     sections
 }
@@ -205,6 +218,28 @@ fn every_documented_key_is_accepted_and_every_accepted_key_is_documented() {
         if let Err(e) = build(&yaml) {
             failures.push(format!("section {id}: the documented examples do not build:\n{e}{yaml}"));
             continue;
+        }
+        // The documented range is the one the code enforces: one past it is refused, naming it.
+        for row in rows {
+            let Some((min, max)) = row.range() else { continue };
+            let mut over = config.clone();
+            let mut target = &mut over;
+            for seg in path_of(id) {
+                target = step(target, seg);
+            }
+            target.as_mapping_mut().unwrap().insert(row.key.as_str().into(), (max + 1).into());
+            let path = match section_path(id) {
+                p if p.is_empty() => row.key.clone(),
+                p => format!("{p}.{}", row.key),
+            };
+            let want = format!("from {min} to {max}");
+            match build(&serde_yaml::to_string(&over).unwrap()) {
+                Err(e) if problem_at(&e, &path).is_some_and(|p| p.message.contains(&want)) => {}
+                Err(e) => {
+                    failures.push(format!("section {id}: {} documented as {min}–{max}, but {} is refused otherwise: {e}", row.key, max + 1))
+                }
+                Ok(_) => failures.push(format!("section {id}: {} documented as {min}–{max}, but {} is accepted", row.key, max + 1)),
+            }
         }
         // `type` and `name` of a provider section are taken before the provider reads its keys.
         if id == "notifiers[]" {
