@@ -19,6 +19,8 @@ use support::{build, listed, pem_file, problem_at, registered_types, root};
 /// One documented key and its example value (YAML).
 struct Row {
     key: String,
+    /// The "default" cell.
+    default: String,
     /// The "values" cell: allowed values, with a numeric range written `min–max`.
     values: String,
     example: String,
@@ -62,7 +64,7 @@ fn reference() -> Vec<(String, Vec<Row>)> {
         let key = unquote(cells[0]).unwrap_or_else(|| panic!("the key cell must be `key`: {line}"));
         let example = unquote(cells[5]).unwrap_or_else(|| panic!("the example cell must be `yaml`: {line}"));
         assert!(sections[i].1.iter().all(|r| r.key != key), "{key} is documented twice in {}", sections[i].0);
-        sections[i].1.push(Row { key, values: cells[3].to_string(), example });
+        sections[i].1.push(Row { key, default: cells[2].to_string(), values: cells[3].to_string(), example });
     }
     sections
 }
@@ -300,4 +302,42 @@ fn a_wrong_reference_is_caught() {
     let err = build(&serde_yaml::to_string(&config).unwrap()).expect_err("a misspelt key is refused");
     let p = problem_at(&err, "services[0].health-checker.timout").expect("the misspelt key is named");
     assert_eq!(listed(&p.message, "(known here: "), vec!["port", "timeout"]);
+}
+
+#[test]
+fn documented_defaults_of_the_core_keys_are_the_code_s() {
+    let sections = reference();
+    let default_of = |id: &str, key: &str| -> String {
+        let rows = &sections.iter().find(|(s, _)| s == id).unwrap_or_else(|| panic!("no section {id}")).1;
+        let row = rows.iter().find(|r| r.key == key).unwrap_or_else(|| panic!("{id}.{key} is not documented"));
+        row.default.trim_matches('`').to_string()
+    };
+    let minimal = "dhaf: { cluster-name: c1, node-name: node-1 }
+services:
+  - name: s
+    domain: foo.com
+    entry-points: [{ name: ep-1, ip: 10.0.0.1 }]
+    switcher: { type: exec, init: examples/configs/scripts/current.sh, switch: examples/configs/scripts/switch.sh }
+    health-checker: { type: tcp, port: 443 }
+";
+    let c = build(minimal).expect("the minimal config builds");
+    let s = &c.services[0];
+    let failback = format!("{:?}", s.failback).to_lowercase();
+    let code: Vec<(&str, &str, String)> = vec![
+        ("dhaf", "healthy-node-status-ttl", c.dhaf.healthy_node_status_ttl.as_secs().to_string()),
+        ("dhaf", "heartbeat-interval", c.dhaf.heartbeat_interval.as_secs().to_string()),
+        ("dhaf", "tact-interval", c.dhaf.tact_interval.as_secs().to_string()),
+        ("dhaf", "min-votes", c.dhaf.min_votes.to_string()),
+        ("dhaf", "check-concurrency", c.dhaf.check_concurrency.to_string()),
+        ("dhaf", "reconcile-interval", c.dhaf.reconcile_interval.as_secs().to_string()),
+        ("dhaf.web-api", "host", c.dhaf.web_api.host.clone()),
+        ("dhaf.web-api", "port", c.dhaf.web_api.port.to_string()),
+        ("services[]", "rise", s.rise.to_string()),
+        ("services[]", "fall", s.fall.to_string()),
+        ("services[]", "failback", failback),
+        ("services[]", "failback-delay", s.failback_delay.as_secs().to_string()),
+    ];
+    for (id, key, value) in code {
+        assert_eq!(default_of(id, key), value, "the documented default of {id}.{key}");
+    }
 }
