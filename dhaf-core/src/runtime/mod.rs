@@ -86,10 +86,10 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// The timeout of one DCS call: long enough for a healthy round trip, short enough that a
-    /// dead DCS is noticed within a heartbeat.
+    /// The timeout of one DCS call: long enough to ride out an etcd leader election (about a
+    /// second), short enough that a dead DCS is noticed well within the lease.
     pub fn dcs_timeout(&self) -> Duration {
-        self.config.dhaf.heartbeat_interval.clamp(Duration::from_millis(500), Duration::from_secs(5))
+        (self.config.dhaf.healthy_node_status_ttl / 3).clamp(Duration::from_secs(1), Duration::from_secs(5))
     }
 
     pub async fn dcs_call<T>(&self, fut: impl Future<Output = Result<T, DcsError>>) -> Result<T, DcsError> {

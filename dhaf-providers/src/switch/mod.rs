@@ -1,5 +1,6 @@
 //! Switchers: point a service's public entry at one of its entry points.
 //!
+//! - [`cloudflare`]: a proxied DNS record in a Cloudflare zone.
 //! - [`exec`]: the operator's own scripts (`init` tells the live state, `switch` changes it).
 //!
 //! Every switcher answers [`dhaf_core::provider::Switcher::current`] from the far end itself, never
@@ -7,9 +8,13 @@
 
 use dhaf_core::registry::Registry;
 
+pub mod cloudflare;
 pub mod exec;
 
-/// Register the built-in switchers (`exec`).
+/// Register the built-in switchers (`cloudflare`, `exec`).
 pub fn register(registry: &mut Registry) {
     registry.switcher("exec", |section, ctx| exec::ExecSwitcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
+    registry.switcher("cloudflare", |section, ctx| {
+        cloudflare::CloudflareSwitcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _)
+    });
 }
