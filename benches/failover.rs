@@ -619,6 +619,8 @@ async fn scale() {
 
     let rss_before = status_mib("VmRSS:");
     let providers = registry.build(&config, dcs.clone()).expect("providers build");
+    // The web checker builds one HTTP client per entry point up front.
+    let rss_built = status_mib("VmRSS:");
     let node = Node::new(config, dcs, providers);
     let handle = node.handle();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -652,7 +654,10 @@ async fn scale() {
         100.0 * (cpu1 - cpu0).as_secs_f64() / secs,
         (cpu1 - cpu0).as_secs_f64()
     );
-    println!("  node memory:  RSS {rss_end:.1} MiB at the end, {rss_max:.1} MiB at most while measuring, peak (VmHWM) {hwm:.1} MiB; {rss_before:.1} MiB before the node was built");
+    println!("  node memory:  RSS {rss_end:.1} MiB at the end, {rss_max:.1} MiB at most while measuring, peak (VmHWM) {hwm:.1} MiB");
+    println!(
+        "                {rss_before:.1} MiB before the providers were built, {rss_built:.1} MiB once they were (before the node ran)"
+    );
     println!(
         "  checks:       {:.0} per second ({checks} in all, {failed} failed); the tact counts from the end of a round, so a round is 1 s + its own length",
         checks as f64 / secs
