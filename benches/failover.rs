@@ -360,7 +360,7 @@ async fn one_failover(p: Profile, failure: Failure, seed: u64) -> Duration {
     }
     let config = Config::parse(&node_yaml("node-1", p.tact, "", &services)).expect("the bench config is valid");
     let (registry, mut switched) = registry_with_stamp();
-    let dcs = dhaf::node::dcs_for(&config).expect("embedded dcs");
+    let dcs = dhaf::providers::dcs_from_config(&config).expect("embedded dcs");
     let providers = registry.build(&config, dcs.clone()).expect("providers build");
     let node = Node::new(config, dcs, providers);
     let handle = node.handle();
@@ -614,7 +614,7 @@ async fn scale() {
     let config = Config::parse(&node_yaml("node-1", 1, "", &services)).expect("the scale config is valid");
     let concurrency = config.dhaf.check_concurrency;
     let (registry, _switched) = registry_with_stamp();
-    let counting = Arc::new(CountingDcs { inner: dhaf::node::dcs_for(&config).expect("embedded dcs"), writes: AtomicU64::new(0) });
+    let counting = Arc::new(CountingDcs { inner: dhaf::providers::dcs_from_config(&config).expect("embedded dcs"), writes: AtomicU64::new(0) });
     let dcs: Arc<dyn Dcs> = counting.clone();
 
     let rss_before = status_mib("VmRSS:");
@@ -680,7 +680,7 @@ async fn probe() {
     let p = Profile { name: "probe", label: "", tact: 1, rise: 2, fall: 2, timeout: 5, retries: 2, runs: 1 };
     let config = Config::parse(&node_yaml("node-1", 1, "", &service_yaml("site", port, &ips, &p))).unwrap();
     let (registry, _rx) = registry_with_stamp();
-    let dcs = dhaf::node::dcs_for(&config).unwrap();
+    let dcs = dhaf::providers::dcs_from_config(&config).unwrap();
     let providers = registry.build(&config, dcs).unwrap();
     let checker = providers.services[0].checker.clone();
     let ep = config.services[0].entry_points[0].clone();
