@@ -614,7 +614,8 @@ async fn scale() {
     let config = Config::parse(&node_yaml("node-1", 1, "", &services)).expect("the scale config is valid");
     let concurrency = config.dhaf.check_concurrency;
     let (registry, _switched) = registry_with_stamp();
-    let counting = Arc::new(CountingDcs { inner: dhaf::providers::dcs_from_config(&config).expect("embedded dcs"), writes: AtomicU64::new(0) });
+    let counting =
+        Arc::new(CountingDcs { inner: dhaf::providers::dcs_from_config(&config).expect("embedded dcs"), writes: AtomicU64::new(0) });
     let dcs: Arc<dyn Dcs> = counting.clone();
 
     let rss_before = status_mib("VmRSS:");
