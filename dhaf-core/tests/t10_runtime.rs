@@ -513,3 +513,43 @@ async fn a_slow_provider_does_not_delay_another_services_failover() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_check_does_not_slow_another_services_detection() {
+    let svc = |name: &str| {
+        format!(
+            "  - name: {name}\n    domain: {name}.test\n    entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }} ]\n    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n"
+        )
+    };
+    let yaml = format!(
+        "dhaf: {{ cluster-name: t, node-name: n1, tact-interval: 1, heartbeat-interval: 1, healthy-node-status-ttl: 60 }}\nservices:\n{}{}",
+        svc("stuck"),
+        svc("fast")
+    );
+    let config = Config::parse(&yaml).unwrap();
+    let (stuck, fast) = (FakeProvider::new(Some("ep-1")), FakeProvider::new(Some("ep-1")));
+    let (stuck_checker, fast_checker) = (ScriptedChecker::new(), ScriptedChecker::new());
+    let providers = Providers {
+        services: vec![
+            ServiceProviders { checker: Arc::new(stuck_checker.clone()), switcher: Arc::new(stuck.switcher("n1")) },
+            ServiceProviders { checker: Arc::new(fast_checker.clone()), switcher: Arc::new(fast.switcher("n1")) },
+        ],
+        notifiers: vec![],
+    };
+    let node = Node::new(config, Arc::new(MemoryDcs::new("t")), providers);
+    let handle = node.handle();
+    tokio::spawn(node.run(std::future::pending()));
+    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(3)).await;
+    // Every check of the other service now hangs until the 5 s timeout (a blackholed server).
+    stuck_checker.set_delay(Duration::from_secs(60));
+    sleep(Duration::from_secs(1)).await;
+    fast_checker.down("ep-1", "connection refused");
+    let down = Instant::now();
+    wait_for("the fast service's failover", Duration::from_secs(60), || async {
+        (fast.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    // fall 2 x tact 1 s, plus the leader's reaction: well under one hanging check's timeout.
+    assert!(down.elapsed() < Duration::from_secs(5), "detection waited for another service's hanging checks: {:?}", down.elapsed());
+}

@@ -270,76 +270,71 @@ async fn presence(inner: Arc<Inner>) {
 }
 
 /// Check every entry point every tact; publish opinions that changed.
+///
+/// Each entry point has its own loop, so a check that hangs until its timeout (a blackholed
+/// server) delays only its own entry point, never another service's failover.
 async fn checks(inner: Arc<Inner>) {
+    let limit = Arc::new(Semaphore::new(inner.config.dhaf.check_concurrency));
+    let mut loops = JoinSet::new();
+    for (si, svc) in inner.config.services.iter().enumerate() {
+        for ei in 0..svc.entry_points.len() {
+            loops.spawn(check_loop(inner.clone(), limit.clone(), si, ei));
+        }
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usize) {
     let config = inner.config.clone();
-    let limit = Arc::new(Semaphore::new(config.dhaf.check_concurrency));
-    let mut hysteresis: HashMap<(usize, usize), Hysteresis> = HashMap::new();
+    let svc = &config.services[si];
+    let ep = &svc.entry_points[ei];
+    let key = (svc.name.clone(), ep.name.clone());
+    let checker = inner.providers.services[si].checker.clone();
+    let mut hysteresis = Hysteresis::default();
     // What is published, and under which lease; anything else is (re)published.
-    let mut published: HashMap<(usize, usize), (LeaseId, Opinion)> = HashMap::new();
+    let mut published: Option<(LeaseId, Opinion)> = None;
     let mut epoch = inner.lease_epoch.subscribe();
+    let mut next_check = Instant::now();
     loop {
-        let mut set = JoinSet::new();
-        for (si, svc) in config.services.iter().enumerate() {
-            let checker = inner.providers.services[si].checker.clone();
-            for (ei, ep) in svc.entry_points.iter().enumerate() {
-                let (checker, ep, limit) = (checker.clone(), ep.clone(), limit.clone());
-                set.spawn(async move {
-                    let _permit = limit.acquire_owned().await.expect("never closed");
-                    let timeout = checker.timeout();
-                    let health = match tokio::time::timeout(timeout, checker.check(&ep)).await {
-                        Ok(h) => h,
-                        Err(_) => Health::unhealthy(format!("timed out after {} s", timeout.as_secs_f64())),
-                    };
-                    (si, ei, health)
-                });
+        if Instant::now() >= next_check {
+            let health = {
+                let _permit = limit.acquire().await.expect("never closed");
+                let timeout = checker.timeout();
+                match tokio::time::timeout(timeout, checker.check(ep)).await {
+                    Ok(h) => h,
+                    Err(_) => Health::unhealthy(format!("timed out after {} s", timeout.as_secs_f64())),
+                }
+            };
+            if hysteresis.observe(&health, svc.rise, svc.fall).is_some() {
+                tracing::info!(service = %key.0, entry_point = %key.1, healthy = health.is_healthy(), reason = health.reason().unwrap_or(""), "opinion changed");
             }
-        }
-        let mut results = Vec::new();
-        while let Some(r) = set.join_next().await {
-            if let Ok(r) = r {
-                results.push(r);
-            }
-        }
-        {
-            let mut l = inner.local.lock().unwrap();
-            for (si, ei, health) in &results {
-                let svc = &config.services[*si];
-                let key = (svc.name.clone(), svc.entry_points[*ei].name.clone());
+            {
+                let mut l = inner.local.lock().unwrap();
                 l.metrics.checks += 1;
                 if !health.is_healthy() {
                     l.metrics.checks_failed += 1;
                 }
-                let h = hysteresis.entry((*si, *ei)).or_default();
-                if h.observe(health, svc.rise, svc.fall).is_some() {
-                    tracing::info!(service = %key.0, entry_point = %key.1, healthy = health.is_healthy(), reason = health.reason().unwrap_or(""), "opinion changed");
-                }
-                if let Some(op) = h.current() {
+                if let Some(op) = hysteresis.current() {
                     l.opinions.insert(key.clone(), op);
                 }
-                l.last_check.insert(key, health.clone());
+                l.last_check.insert(key.clone(), health);
             }
+            // The tact counts from the end of the check, as in the original.
+            next_check = Instant::now() + config.dhaf.tact_interval;
         }
-        if let Some(lease) = inner.lease() {
-            for (&(si, ei), h) in &hysteresis {
-                let Some(op) = h.current() else { continue };
-                if published.get(&(si, ei)).is_some_and(|(l, o)| *l == lease && *o == op) {
-                    continue;
-                }
-                let (svc, ep) = (&config.services[si].name, &config.services[si].entry_points[ei].name);
-                match inner.dcs_call(inner.dcs.publish_opinion(&config.dhaf.node_name, lease, svc, ep, &op)).await {
-                    Ok(()) => {
-                        published.insert((si, ei), (lease, op));
-                    }
+        if let (Some(lease), Some(op)) = (inner.lease(), hysteresis.current()) {
+            if published.as_ref() != Some(&(lease, op.clone())) {
+                match inner.dcs_call(inner.dcs.publish_opinion(&config.dhaf.node_name, lease, &key.0, &key.1, &op)).await {
+                    Ok(()) => published = Some((lease, op)),
                     Err(e) => {
-                        tracing::debug!(error = %e, service = %svc, entry_point = %ep, "cannot publish opinion; retrying next tact");
-                        break;
+                        tracing::debug!(error = %e, service = %key.0, entry_point = %key.1, "cannot publish opinion; retrying next tact")
                     }
                 }
             }
         }
-        // The tact counts from the end of the checks; a new lease republishes at once.
+        // A new lease republishes at once, without waiting for the next check.
         tokio::select! {
-            _ = tokio::time::sleep(config.dhaf.tact_interval) => {}
+            _ = tokio::time::sleep_until(next_check) => {}
             _ = epoch.changed() => {}
         }
     }
