@@ -14,7 +14,7 @@
 //! `fault_injection/cloudflare.rs`), which records the term from each record's comment.
 //!
 //! Run as root: `cargo xtask test` (CI), or just this suite with
-//! `eval "$(cargo xtask tools)"; cargo test -p dhaf --test fault_injection` (`DHAF_ETCD`, `PROTOC`).
+//! `eval "$(cargo xtask tools)"; PROTOC="$(cargo xtask protoc)" cargo test -p dhaf --test fault_injection`.
 //! The `dhaf-node` binary is built in the test's own target directory by the cargo that runs the
 //! test. A failed scenario keeps its logs (etcd, nodes, backends) and says where.
 
