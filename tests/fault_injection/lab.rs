@@ -55,8 +55,10 @@ fn try_sh(args: &[&str]) -> String {
 }
 
 /// The `dhaf-node` binary of this workspace, in the test's own target directory. Cargo builds a
-/// test's dependencies as libraries only, so the binary is brought up to date here, once per run,
-/// with the cargo that runs the test (a no-op when `--all-targets` already built it).
+/// test's dependencies as libraries only: `cargo test --all-targets` builds the binary too, and
+/// when it is missing or older than the sources it is built here with the cargo that runs the
+/// test (not always: a build of one package resolves features differently from the workspace's
+/// and would rebuild the crates below it for nothing).
 fn node_binary() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(build_node_binary).clone()
@@ -66,6 +68,12 @@ fn build_node_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("tests live in target/<profile>/deps");
     let bin = profile_dir.join("dhaf-node");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = ["dhaf-core/src", "dhaf-providers/src", "dhaf-node/src", "Cargo.lock"].map(|p| newest(&root.join(p)));
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|b| sources.iter().flatten().all(|s| *s <= b)) {
+        return bin;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = profile_dir.parent().expect("target dir");
     let mut cmd = Command::new(cargo);
@@ -76,6 +84,15 @@ fn build_node_binary() -> PathBuf {
     let status = cmd.status().expect("run cargo build -p dhaf-node");
     assert!(status.success() && bin.is_file(), "cannot build dhaf-node; run the tests with `cargo xtask test`");
     bin
+}
+
+/// The newest modification time of a file or of the files under a folder.
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path).ok()?.flatten().filter_map(|e| newest(&e.path())).max()
 }
 
 /// Remove what an earlier run that died left behind: namespaces and links named `d<pid>s<n>…`
