@@ -513,3 +513,55 @@ async fn a_slow_provider_does_not_delay_another_services_failover() {
     })
     .await;
 }
+
+/// A one-node cluster over `checker` and `switcher`, with a recording notifier.
+fn lone_node(
+    checker: Arc<dyn dhaf_core::provider::HealthChecker>,
+    switcher: Arc<dyn dhaf_core::provider::Switcher>,
+) -> (NodeHandle, RecordingNotifier) {
+    let notifier = RecordingNotifier::new();
+    let providers = Providers {
+        services: vec![ServiceProviders { checker, switcher }],
+        notifiers: vec![("rec".into(), Arc::new(notifier.clone()) as Arc<dyn Notifier>)],
+    };
+    let node = Node::new(config("n1", ""), Arc::new(MemoryDcs::new("test")), providers);
+    let handle = node.handle();
+    tokio::spawn(node.run(std::future::pending()));
+    (handle, notifier)
+}
+
+/// A checker that panics on the entry points named in `panics`, a provider bug the node must survive.
+#[derive(Clone, Default)]
+struct PanickyChecker {
+    panics: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl dhaf_core::provider::HealthChecker for PanickyChecker {
+    async fn check(&self, ep: &dhaf_core::model::EntryPoint) -> dhaf_core::model::Health {
+        if self.panics.lock().unwrap().contains(&ep.name) {
+            panic!("checker bug");
+        }
+        dhaf_core::model::Health::Healthy
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_checker_that_panics_counts_as_unhealthy_not_as_the_last_opinion() {
+    let provider = FakeProvider::new(Some("ep-1"));
+    let checker = PanickyChecker::default();
+    let (handle, notifier) = lone_node(Arc::new(checker.clone()), Arc::new(provider.switcher("n1")));
+    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(5)).await;
+    checker.panics.lock().unwrap().push("ep-1".into());
+    wait_for("the failover away from the entry point whose check panics", Duration::from_secs(30), || async {
+        (provider.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    let events = notifier.events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::EntryPointWentDown { entry_point, reasons, .. }
+            if entry_point == "ep-1" && reasons.iter().any(|r| r.contains("panicked")))),
+        "{events:?}"
+    );
+}

@@ -279,11 +279,13 @@ async fn checks(inner: Arc<Inner>) {
     let mut epoch = inner.lease_epoch.subscribe();
     loop {
         let mut set = JoinSet::new();
+        // Which entry point each check is for, so a check that panics still counts.
+        let mut which = HashMap::new();
         for (si, svc) in config.services.iter().enumerate() {
             let checker = inner.providers.services[si].checker.clone();
             for (ei, ep) in svc.entry_points.iter().enumerate() {
                 let (checker, ep, limit) = (checker.clone(), ep.clone(), limit.clone());
-                set.spawn(async move {
+                let task = set.spawn(async move {
                     let _permit = limit.acquire_owned().await.expect("never closed");
                     let timeout = checker.timeout();
                     let health = match tokio::time::timeout(timeout, checker.check(&ep)).await {
@@ -292,12 +294,21 @@ async fn checks(inner: Arc<Inner>) {
                     };
                     (si, ei, health)
                 });
+                which.insert(task.id(), (si, ei));
             }
         }
         let mut results = Vec::new();
-        while let Some(r) = set.join_next().await {
-            if let Ok(r) = r {
-                results.push(r);
+        while let Some(r) = set.join_next_with_id().await {
+            match r {
+                Ok((_, r)) => results.push(r),
+                // A checker that panics cannot vouch for its entry point: keeping the last
+                // opinion would keep a dead entry point healthy.
+                Err(e) => {
+                    let Some(&(si, ei)) = which.get(&e.id()) else { continue };
+                    let svc = &config.services[si];
+                    tracing::error!(service = %svc.name, entry_point = %svc.entry_points[ei].name, error = %e, "the health checker panicked");
+                    results.push((si, ei, Health::unhealthy("the health checker panicked")));
+                }
             }
         }
         {
