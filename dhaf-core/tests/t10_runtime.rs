@@ -565,3 +565,55 @@ async fn a_checker_that_panics_counts_as_unhealthy_not_as_the_last_opinion() {
         "{events:?}"
     );
 }
+
+/// A switcher whose first switch panics, then works.
+struct PanickySwitcher {
+    inner: dhaf_core::testing::RecordingSwitcher,
+    panics_left: std::sync::Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl dhaf_core::provider::Switcher for PanickySwitcher {
+    async fn current(&self) -> Result<Option<String>, dhaf_core::provider::ProviderError> {
+        self.inner.current().await
+    }
+
+    async fn switch(
+        &self,
+        to: &dhaf_core::model::EntryPoint,
+        token: dhaf_core::model::FencingToken,
+    ) -> Result<(), dhaf_core::provider::ProviderError> {
+        let panic = {
+            let mut left = self.panics_left.lock().unwrap();
+            let panic = *left > 0;
+            *left = left.saturating_sub(1);
+            panic
+        };
+        if panic {
+            panic!("switcher bug");
+        }
+        self.inner.switch(to, token).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_switcher_that_panics_is_reported_and_retried_not_dropped() {
+    let provider = FakeProvider::new(Some("ep-1"));
+    let checker = ScriptedChecker::new();
+    let switcher = PanickySwitcher { inner: provider.switcher("n1"), panics_left: std::sync::Mutex::new(1) };
+    let (handle, notifier) = lone_node(Arc::new(checker.clone()), Arc::new(switcher));
+    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(3)).await;
+    checker.down("ep-1", "connection refused");
+    // Well before the reconcile interval (20 s), which would otherwise be the only repair.
+    wait_for("the failover after the switcher panicked", Duration::from_secs(12), || async {
+        (provider.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    let events = notifier.events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::SwitchFailed { to, reason, .. } if to == "ep-2" && reason.contains("panicked"))),
+        "{events:?}"
+    );
+    assert_eq!(handle.metrics().switch_failures, 1);
+}

@@ -1,6 +1,6 @@
 //! Election and leading: the only place a node switches.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -256,18 +256,30 @@ impl Leading {
         // Services switch concurrently: one slow provider call must not delay another
         // service's failover.
         let mut running = JoinSet::new();
+        // What each switch is, so a switcher that panics is still a failed switch.
+        let mut which = HashMap::new();
         for (i, from, to, kind) in switches {
             let record = self.record(&to, kind);
             let (inner, limit) = (inner.clone(), self.limit.clone());
-            running.spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("never closed");
-                let outcome = carry_out(&inner, i, &record).await;
-                (i, from, record, outcome)
+            let task = running.spawn({
+                let (from, record) = (from.clone(), record.clone());
+                async move {
+                    let _permit = limit.acquire_owned().await.expect("never closed");
+                    let outcome = carry_out(&inner, i, &record).await;
+                    (i, from, record, outcome)
+                }
             });
+            which.insert(task.id(), (i, from, record));
         }
         let mut over = false;
-        while let Some(done) = running.join_next().await {
-            let Ok((i, from, record, outcome)) = done else { continue };
+        while let Some(done) = running.join_next_with_id().await {
+            let (i, from, record, outcome) = match done {
+                Ok((_, done)) => done,
+                Err(e) => {
+                    let Some((i, from, record)) = which.remove(&e.id()) else { continue };
+                    (i, from, record, Outcome::Failed(format!("the switcher panicked: {e}")))
+                }
+            };
             match outcome {
                 Outcome::Done => self.switched(i, from, &record).await,
                 Outcome::Failed(reason) => {
