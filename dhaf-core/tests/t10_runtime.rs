@@ -566,15 +566,25 @@ async fn a_checker_that_panics_counts_as_unhealthy_not_as_the_last_opinion() {
     );
 }
 
-/// A switcher whose first switch panics, then works.
+/// A switcher whose first switches (`panics_left`) or reads (`current_panics_left`) panic, then work.
 struct PanickySwitcher {
     inner: dhaf_core::testing::RecordingSwitcher,
     panics_left: std::sync::Mutex<u32>,
+    current_panics_left: std::sync::Mutex<u32>,
 }
 
 #[async_trait::async_trait]
 impl dhaf_core::provider::Switcher for PanickySwitcher {
     async fn current(&self) -> Result<Option<String>, dhaf_core::provider::ProviderError> {
+        let panic = {
+            let mut left = self.current_panics_left.lock().unwrap();
+            let panic = *left > 0;
+            *left = left.saturating_sub(1);
+            panic
+        };
+        if panic {
+            panic!("switcher bug while reading the live state");
+        }
         self.inner.current().await
     }
 
@@ -600,7 +610,9 @@ impl dhaf_core::provider::Switcher for PanickySwitcher {
 async fn a_switcher_that_panics_is_reported_and_retried_not_dropped() {
     let provider = FakeProvider::new(Some("ep-1"));
     let checker = ScriptedChecker::new();
-    let switcher = PanickySwitcher { inner: provider.switcher("n1"), panics_left: std::sync::Mutex::new(1) };
+    let switcher = PanickySwitcher { inner: provider.switcher("n1"), panics_left: std::sync::Mutex::new(1),
+        current_panics_left: std::sync::Mutex::new(0),
+    };
     let (handle, notifier) = lone_node(Arc::new(checker.clone()), Arc::new(switcher));
     wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
     sleep(Duration::from_secs(3)).await;
@@ -616,4 +628,24 @@ async fn a_switcher_that_panics_is_reported_and_retried_not_dropped() {
         "{events:?}"
     );
     assert_eq!(handle.metrics().switch_failures, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_task_that_dies_is_restarted_so_the_node_still_fails_over() {
+    let provider = FakeProvider::new(Some("ep-1"));
+    let checker = ScriptedChecker::new();
+    // The leader reads the live state as it takes office: that read panics once.
+    let switcher = PanickySwitcher {
+        inner: provider.switcher("n1"),
+        panics_left: std::sync::Mutex::new(0),
+        current_panics_left: std::sync::Mutex::new(1),
+    };
+    let (handle, _notifier) = lone_node(Arc::new(checker.clone()), Arc::new(switcher));
+    sleep(Duration::from_secs(5)).await;
+    checker.down("ep-1", "connection refused");
+    wait_for("the failover after a node task died", Duration::from_secs(30), || async {
+        (provider.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    assert!(handle.is_leader());
 }
