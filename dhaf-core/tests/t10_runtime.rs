@@ -649,3 +649,24 @@ async fn a_node_task_that_dies_is_restarted_so_the_node_still_fails_over() {
     .await;
     assert!(handle.is_leader());
 }
+
+#[test]
+fn a_node_built_outside_the_runtime_still_delivers_notifications() {
+    // An embedder may build the node first and start its runtime afterwards.
+    let provider = FakeProvider::new(None);
+    let notifier = RecordingNotifier::new();
+    let providers = Providers {
+        services: vec![ServiceProviders { checker: Arc::new(ScriptedChecker::new()), switcher: Arc::new(provider.switcher("n1")) }],
+        notifiers: vec![("rec".into(), Arc::new(notifier.clone()) as Arc<dyn Notifier>)],
+    };
+    let node = Node::new(config("n1", ""), Arc::new(MemoryDcs::new("test")), providers);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        tokio::spawn(node.run(std::future::pending()));
+        wait_for("the initial switch", Duration::from_secs(30), || async { provider.current() }).await;
+        wait_for("the switch to be told", Duration::from_secs(30), || async {
+            notifier.events().iter().any(|e| matches!(e, Event::Switched { kind: SwitchKind::Initial, .. })).then_some(())
+        })
+        .await;
+    });
+}

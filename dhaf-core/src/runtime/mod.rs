@@ -180,6 +180,7 @@ impl Node {
     /// lease so the other nodes take over at once.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
         let inner = self.inner;
+        inner.notifications.start_parked();
         if inner.providers.services.len() != inner.config.services.len() {
             return Err(NodeError::Mismatch(format!(
                 "{} services configured, {} built",
