@@ -610,7 +610,9 @@ impl dhaf_core::provider::Switcher for PanickySwitcher {
 async fn a_switcher_that_panics_is_reported_and_retried_not_dropped() {
     let provider = FakeProvider::new(Some("ep-1"));
     let checker = ScriptedChecker::new();
-    let switcher = PanickySwitcher { inner: provider.switcher("n1"), panics_left: std::sync::Mutex::new(1),
+    let switcher = PanickySwitcher {
+        inner: provider.switcher("n1"),
+        panics_left: std::sync::Mutex::new(1),
         current_panics_left: std::sync::Mutex::new(0),
     };
     let (handle, notifier) = lone_node(Arc::new(checker.clone()), Arc::new(switcher));

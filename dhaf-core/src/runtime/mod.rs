@@ -250,13 +250,7 @@ enum Task {
 }
 
 /// Start `task` after `delay` (a restarted task must not spin if it dies at once again).
-fn spawn_task(
-    tasks: &mut JoinSet<()>,
-    running: &mut HashMap<tokio::task::Id, Task>,
-    inner: &Arc<Inner>,
-    task: Task,
-    delay: Duration,
-) {
+fn spawn_task(tasks: &mut JoinSet<()>, running: &mut HashMap<tokio::task::Id, Task>, inner: &Arc<Inner>, task: Task, delay: Duration) {
     let inner = inner.clone();
     let handle = tasks.spawn(async move {
         tokio::time::sleep(delay).await;
