@@ -672,3 +672,49 @@ fn a_node_built_outside_the_runtime_still_delivers_notifications() {
         .await;
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_switch_in_progress_does_not_hold_up_a_later_failover_of_another_service() {
+    let svc = |name: &str| {
+        format!(
+            "  - name: {name}\n    domain: {name}.test\n    entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }} ]\n    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n"
+        )
+    };
+    let yaml = format!(
+        "dhaf: {{ cluster-name: t, node-name: n1, tact-interval: 1, heartbeat-interval: 1, healthy-node-status-ttl: 60 }}\nservices:\n{}{}",
+        svc("slow"),
+        svc("fast")
+    );
+    let config = Config::parse(&yaml).unwrap();
+    let (slow, fast) = (FakeProvider::new(Some("ep-1")), FakeProvider::new(Some("ep-1")));
+    slow.set_delay(Duration::from_secs(30));
+    let (slow_checker, fast_checker) = (ScriptedChecker::new(), ScriptedChecker::new());
+    let providers = Providers {
+        services: vec![
+            ServiceProviders { checker: Arc::new(slow_checker.clone()), switcher: Arc::new(slow.switcher("n1")) },
+            ServiceProviders { checker: Arc::new(fast_checker.clone()), switcher: Arc::new(fast.switcher("n1")) },
+        ],
+        notifiers: vec![],
+    };
+    let node = Node::new(config, Arc::new(MemoryDcs::new("t")), providers);
+    let handle = node.handle();
+    tokio::spawn(node.run(std::future::pending()));
+    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(3)).await;
+    slow_checker.down("ep-1", "connection refused");
+    // The slow service's switch is under way (it takes 30 s) when the fast service's primary dies.
+    sleep(Duration::from_secs(8)).await;
+    fast_checker.down("ep-1", "connection refused");
+    let down = Instant::now();
+    wait_for("the fast service's failover", Duration::from_secs(40), || async {
+        (fast.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    assert!(down.elapsed() < Duration::from_secs(10), "the fast service waited for the slow switch: {:?}", down.elapsed());
+    assert_ne!(slow.current().as_deref(), Some("ep-2"), "the slow switch should still be under way");
+    wait_for("the slow service's failover", Duration::from_secs(60), || async {
+        (slow.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    assert_eq!(slow.calls().len(), 1, "the slow switch was started once: {:?}", slow.calls());
+}
