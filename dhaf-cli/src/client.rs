@@ -47,6 +47,9 @@ impl fmt::Display for CliError {
     }
 }
 
+/// Stands in for a `${VAR}` that is unset in the CLI's environment.
+const UNSET: &str = "dhaf-cli-unset-environment-variable";
+
 /// A node's API, as found in its config file.
 pub struct Api {
     base: String,
@@ -58,7 +61,16 @@ pub struct Api {
 impl Api {
     /// Read `dhaf.web-api` from the node's config file.
     pub fn from_config(path: &Path) -> Result<Api, CliError> {
-        let config = Config::load(path).map_err(|e| CliError::Usage(format!("cannot use --config {}: {e}", path.display())))?;
+        let usage = |e: &dyn fmt::Display| CliError::Usage(format!("cannot use --config {}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| usage(&format!("cannot read {}: {e}", path.display())))?;
+        // Only `dhaf.web-api` matters here: the node's provider secrets (`${CF_TOKEN}`...) are
+        // usually in its own environment, not the operator's shell, and must not stop the CLI
+        // during an outage. A variable that is unset here parses as a placeholder.
+        let config = match Config::parse_with_env(&text, &|name| Some(std::env::var(name).unwrap_or_else(|_| UNSET.to_string()))) {
+            Ok(config) => config,
+            // Report what the node itself would: the placeholder is no help in a message.
+            Err(_) => return Err(usage(&Config::parse(&text).err().map_or_else(|| "invalid config".to_string(), |e| e.to_string()))),
+        };
         let web = &config.dhaf.web_api;
         // A node listening on every address is reached on loopback from its own host.
         let host = match web.host.as_str() {
@@ -67,7 +79,8 @@ impl Api {
             h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
             h => h.to_string(),
         };
-        let token = std::env::var("DHAF_API_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| web.token.clone());
+        let file_token = web.token.clone().filter(|t| !t.contains(UNSET));
+        let token = std::env::var("DHAF_API_TOKEN").ok().filter(|t| !t.is_empty()).or(file_token);
         let http = Client::builder()
             .timeout(Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(5))

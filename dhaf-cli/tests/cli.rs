@@ -305,6 +305,34 @@ fn t40_tokens_and_config_errors() {
 }
 
 #[test]
+fn t45_secrets_of_the_node_are_not_needed_in_the_cli_shell() {
+    let r = start();
+    // The node's file takes its provider secrets from its own environment (a systemd
+    // EnvironmentFile, say); the operator's shell does not have them, and needs only web-api.
+    let file = r.dir.join("with-env-secrets.yaml");
+    let yaml =
+        config_yaml(r.port, TOKEN).replace("      type: fake\n", "      type: fake\n      api-token: ${DHAF_CLI_TEST_UNSET_SECRET}\n");
+    assert!(yaml.contains("DHAF_CLI_TEST_UNSET_SECRET"));
+    std::fs::write(&file, yaml).unwrap();
+    let file = file.to_str().unwrap();
+    let status = cli(&["status-services", "--json", "--config", file]).ok().json();
+    assert_eq!(status[0]["current"], "ep1", "{status}");
+    // A web-api token that is itself unset is not sent as a placeholder: the node says what is missing.
+    let yaml = config_yaml(r.port, "${DHAF_CLI_TEST_UNSET_TOKEN}");
+    std::fs::write(r.dir.join("unset-token.yaml"), yaml).unwrap();
+    let unset = r.dir.join("unset-token.yaml");
+    let unset = unset.to_str().unwrap();
+    cli(&["status-dhaf", "--config", unset]).ok();
+    let done = cli(&["switchover-to", "ep2", "--service", "main", "--config", unset]).failed(1, "unauthorized");
+    assert!(done.stderr.contains("Authorization"), "{}", done.stderr);
+    // A broken web-api section still names the missing variable.
+    let yaml = config_yaml(r.port, TOKEN).replace(&format!("port: {}", r.port), "port: ${DHAF_CLI_TEST_UNSET_PORT}");
+    std::fs::write(r.dir.join("unset-port.yaml"), yaml).unwrap();
+    let port = r.dir.join("unset-port.yaml");
+    cli(&["status-dhaf", "--config", port.to_str().unwrap()]).failed(2, "DHAF_CLI_TEST_UNSET_PORT");
+}
+
+#[test]
 fn t50_unreachable_node_is_exit_3() {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

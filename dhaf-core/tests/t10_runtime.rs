@@ -553,3 +553,208 @@ async fn a_hanging_check_does_not_slow_another_services_detection() {
     // fall 2 x tact 1 s, plus the leader's reaction: well under one hanging check's timeout.
     assert!(down.elapsed() < Duration::from_secs(5), "detection waited for another service's hanging checks: {:?}", down.elapsed());
 }
+
+/// A one-node cluster over `checker` and `switcher`, with a recording notifier.
+fn lone_node(
+    checker: Arc<dyn dhaf_core::provider::HealthChecker>,
+    switcher: Arc<dyn dhaf_core::provider::Switcher>,
+) -> (NodeHandle, RecordingNotifier) {
+    let notifier = RecordingNotifier::new();
+    let providers = Providers {
+        services: vec![ServiceProviders { checker, switcher }],
+        notifiers: vec![("rec".into(), Arc::new(notifier.clone()) as Arc<dyn Notifier>)],
+    };
+    let node = Node::new(config("n1", ""), Arc::new(MemoryDcs::new("test")), providers);
+    let handle = node.handle();
+    tokio::spawn(node.run(std::future::pending()));
+    (handle, notifier)
+}
+
+/// A checker that panics on the entry points named in `panics`, a provider bug the node must survive.
+#[derive(Clone, Default)]
+struct PanickyChecker {
+    panics: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl dhaf_core::provider::HealthChecker for PanickyChecker {
+    async fn check(&self, ep: &dhaf_core::model::EntryPoint) -> dhaf_core::model::Health {
+        if self.panics.lock().unwrap().contains(&ep.name) {
+            panic!("checker bug");
+        }
+        dhaf_core::model::Health::Healthy
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_checker_that_panics_counts_as_unhealthy_not_as_the_last_opinion() {
+    let provider = FakeProvider::new(Some("ep-1"));
+    let checker = PanickyChecker::default();
+    let (handle, notifier) = lone_node(Arc::new(checker.clone()), Arc::new(provider.switcher("n1")));
+    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(5)).await;
+    checker.panics.lock().unwrap().push("ep-1".into());
+    wait_for("the failover away from the entry point whose check panics", Duration::from_secs(30), || async {
+        (provider.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    let events = notifier.events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::EntryPointWentDown { entry_point, reasons, .. }
+            if entry_point == "ep-1" && reasons.iter().any(|r| r.contains("panicked")))),
+        "{events:?}"
+    );
+}
+
+/// A switcher whose first switches (`panics_left`) or reads (`current_panics_left`) panic, then work.
+struct PanickySwitcher {
+    inner: dhaf_core::testing::RecordingSwitcher,
+    panics_left: std::sync::Mutex<u32>,
+    current_panics_left: std::sync::Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl dhaf_core::provider::Switcher for PanickySwitcher {
+    async fn current(&self) -> Result<Option<String>, dhaf_core::provider::ProviderError> {
+        let panic = {
+            let mut left = self.current_panics_left.lock().unwrap();
+            let panic = *left > 0;
+            *left = left.saturating_sub(1);
+            panic
+        };
+        if panic {
+            panic!("switcher bug while reading the live state");
+        }
+        self.inner.current().await
+    }
+
+    async fn switch(
+        &self,
+        to: &dhaf_core::model::EntryPoint,
+        token: dhaf_core::model::FencingToken,
+    ) -> Result<(), dhaf_core::provider::ProviderError> {
+        let panic = {
+            let mut left = self.panics_left.lock().unwrap();
+            let panic = *left > 0;
+            *left = left.saturating_sub(1);
+            panic
+        };
+        if panic {
+            panic!("switcher bug");
+        }
+        self.inner.switch(to, token).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_switcher_that_panics_is_reported_and_retried_not_dropped() {
+    let provider = FakeProvider::new(Some("ep-1"));
+    let checker = ScriptedChecker::new();
+    let switcher = PanickySwitcher {
+        inner: provider.switcher("n1"),
+        panics_left: std::sync::Mutex::new(1),
+        current_panics_left: std::sync::Mutex::new(0),
+    };
+    let (handle, notifier) = lone_node(Arc::new(checker.clone()), Arc::new(switcher));
+    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(3)).await;
+    checker.down("ep-1", "connection refused");
+    // Well before the reconcile interval (20 s), which would otherwise be the only repair.
+    wait_for("the failover after the switcher panicked", Duration::from_secs(12), || async {
+        (provider.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    let events = notifier.events();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::SwitchFailed { to, reason, .. } if to == "ep-2" && reason.contains("panicked"))),
+        "{events:?}"
+    );
+    assert_eq!(handle.metrics().switch_failures, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_task_that_dies_is_restarted_so_the_node_still_fails_over() {
+    let provider = FakeProvider::new(Some("ep-1"));
+    let checker = ScriptedChecker::new();
+    // The leader reads the live state as it takes office: that read panics once.
+    let switcher = PanickySwitcher {
+        inner: provider.switcher("n1"),
+        panics_left: std::sync::Mutex::new(0),
+        current_panics_left: std::sync::Mutex::new(1),
+    };
+    let (handle, _notifier) = lone_node(Arc::new(checker.clone()), Arc::new(switcher));
+    sleep(Duration::from_secs(5)).await;
+    checker.down("ep-1", "connection refused");
+    wait_for("the failover after a node task died", Duration::from_secs(30), || async {
+        (provider.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    assert!(handle.is_leader());
+}
+
+#[test]
+fn a_node_built_outside_the_runtime_still_delivers_notifications() {
+    // An embedder may build the node first and start its runtime afterwards.
+    let provider = FakeProvider::new(None);
+    let notifier = RecordingNotifier::new();
+    let providers = Providers {
+        services: vec![ServiceProviders { checker: Arc::new(ScriptedChecker::new()), switcher: Arc::new(provider.switcher("n1")) }],
+        notifiers: vec![("rec".into(), Arc::new(notifier.clone()) as Arc<dyn Notifier>)],
+    };
+    let node = Node::new(config("n1", ""), Arc::new(MemoryDcs::new("test")), providers);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        tokio::spawn(node.run(std::future::pending()));
+        wait_for("the initial switch", Duration::from_secs(30), || async { provider.current() }).await;
+        wait_for("the switch to be told", Duration::from_secs(30), || async {
+            notifier.events().iter().any(|e| matches!(e, Event::Switched { kind: SwitchKind::Initial, .. })).then_some(())
+        })
+        .await;
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_switch_in_progress_does_not_hold_up_a_later_failover_of_another_service() {
+    let svc = |name: &str| {
+        format!(
+            "  - name: {name}\n    domain: {name}.test\n    entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }} ]\n    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n"
+        )
+    };
+    let yaml = format!(
+        "dhaf: {{ cluster-name: t, node-name: n1, tact-interval: 1, heartbeat-interval: 1, healthy-node-status-ttl: 60 }}\nservices:\n{}{}",
+        svc("slow"),
+        svc("fast")
+    );
+    let config = Config::parse(&yaml).unwrap();
+    let (slow, fast) = (FakeProvider::new(Some("ep-1")), FakeProvider::new(Some("ep-1")));
+    slow.set_delay(Duration::from_secs(30));
+    let (slow_checker, fast_checker) = (ScriptedChecker::new(), ScriptedChecker::new());
+    let providers = Providers {
+        services: vec![
+            ServiceProviders { checker: Arc::new(slow_checker.clone()), switcher: Arc::new(slow.switcher("n1")) },
+            ServiceProviders { checker: Arc::new(fast_checker.clone()), switcher: Arc::new(fast.switcher("n1")) },
+        ],
+        notifiers: vec![],
+    };
+    let node = Node::new(config, Arc::new(MemoryDcs::new("t")), providers);
+    let handle = node.handle();
+    tokio::spawn(node.run(std::future::pending()));
+    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(3)).await;
+    slow_checker.down("ep-1", "connection refused");
+    // The slow service's switch is under way (it takes 30 s) when the fast service's primary dies.
+    sleep(Duration::from_secs(8)).await;
+    fast_checker.down("ep-1", "connection refused");
+    let down = Instant::now();
+    wait_for("the fast service's failover", Duration::from_secs(40), || async {
+        (fast.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    assert!(down.elapsed() < Duration::from_secs(10), "the fast service waited for the slow switch: {:?}", down.elapsed());
+    assert_ne!(slow.current().as_deref(), Some("ep-2"), "the slow switch should still be under way");
+    wait_for("the slow service's failover", Duration::from_secs(60), || async {
+        (slow.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    assert_eq!(slow.calls().len(), 1, "the slow switch was started once: {:?}", slow.calls());
+}

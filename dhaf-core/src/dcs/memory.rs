@@ -40,6 +40,8 @@ struct Store {
     next_lease: LeaseId,
     watchers: Vec<WatchSender>,
     state_file: Option<PathBuf>,
+    /// A durable entry (not bound to a lease) changed since the state file was written.
+    durable_dirty: bool,
     reaper: bool,
 }
 
@@ -180,6 +182,11 @@ fn revoke_lease(store: &mut Store, id: LeaseId) -> bool {
 
 fn changed(store: &mut Store) {
     store.watchers.retain(|w| w.notify());
+    // Only durable entries go to the file: opinions and presence change far more often and are
+    // worthless after a restart.
+    if !std::mem::take(&mut store.durable_dirty) {
+        return;
+    }
     if let Some(path) = &store.state_file {
         let durable: BTreeMap<&String, &Entry> = store.kv.iter().filter(|(_, e)| e.lease.is_none()).collect();
         let tmp = path.with_extension("tmp");
@@ -192,13 +199,15 @@ fn changed(store: &mut Store) {
 
 fn put(store: &mut Store, key: String, value: String, lease: Option<LeaseId>) {
     store.revision += 1;
+    store.durable_dirty |= lease.is_none() || store.kv.get(&key).is_some_and(|e| e.lease.is_none());
     let mod_revision = store.revision;
     store.kv.insert(key, Entry { value, lease, mod_revision });
 }
 
 fn delete(store: &mut Store, key: &str) -> bool {
-    if store.kv.remove(key).is_some() {
+    if let Some(e) = store.kv.remove(key) {
         store.revision += 1;
+        store.durable_dirty |= e.lease.is_none();
         true
     } else {
         false

@@ -1,6 +1,6 @@
 //! Election and leading: the only place a node switches.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,7 +83,16 @@ struct Leading {
     cluster: ClusterState,
     /// Bounds the switches in flight at once.
     limit: Arc<tokio::sync::Semaphore>,
+    /// Switches under way; the leader keeps deciding while they run.
+    running: JoinSet<Switching>,
+    /// What each running switch is, so a switcher that panics is still a failed switch.
+    which: HashMap<tokio::task::Id, (usize, Option<String>, SwitchRecord)>,
+    /// Whether a service has a switch under way (it gets no second one meanwhile).
+    switching: Vec<bool>,
 }
+
+/// A finished switch: the service, where it came from, the record and how it went.
+type Switching = (usize, Option<String>, SwitchRecord, Outcome);
 
 /// Lead under `token` until the term ends (lease lost, fenced, stepped down).
 async fn lead(inner: Arc<Inner>, token: FencingToken) {
@@ -97,6 +106,9 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
         unapplied: vec![false; n],
         cluster: ClusterState::default(),
         limit: Arc::new(tokio::sync::Semaphore::new(SWITCH_CONCURRENCY)),
+        running: JoinSet::new(),
+        which: HashMap::new(),
+        switching: vec![false; n],
     };
     // What earlier leaders announced, so a node that died with its leader is still announced.
     if let Ok(known) = inner.dcs_call(inner.dcs.kv_list(NODES_NS)).await {
@@ -142,18 +154,28 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
         if let Some(w) = wake {
             until = until.min(w.max(Instant::now() + Duration::from_millis(10)));
         }
-        match watch.as_mut() {
-            Some(w) => {
-                tokio::select! {
-                    alive = w.changed() => if !alive { watch = inner.dcs_call(inner.dcs.watch()).await.ok() },
-                    _ = tokio::time::sleep_until(until) => {}
+        // A finished switch wakes the leader too: it decides again at once (a failure backs off).
+        let mut over = false;
+        tokio::select! {
+            alive = async {
+                match watch.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
                 }
-            }
-            None => {
-                tokio::time::sleep_until(until).await;
-                watch = inner.dcs_call(inner.dcs.watch()).await.ok();
-            }
+            } => if !alive { watch = None },
+            _ = tokio::time::sleep_until(until) => {}
+            Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
         }
+        if over {
+            break;
+        }
+        if watch.is_none() {
+            watch = inner.dcs_call(inner.dcs.watch()).await.ok();
+        }
+    }
+    // Switches under way end by the lease deadline at the latest; their outcome is still told.
+    while let Some(done) = me.running.join_next_with_id().await {
+        let _ = me.finish(done).await;
     }
     background.abort_all();
 }
@@ -239,6 +261,10 @@ impl Leading {
                 wake = Some(wake.map_or(w, |x| x.min(w)));
             }
             for action in decision.actions {
+                // One switch per service at a time; the engine asks again once it is over.
+                if matches!(action, Action::Switch { .. }) && self.switching[i] {
+                    continue;
+                }
                 match action {
                     Action::Notify(event) => inner.notifications.send(&config, event),
                     Action::PurgeSwitchover { service, why } => {
@@ -253,35 +279,48 @@ impl Leading {
                 }
             }
         }
-        // Services switch concurrently: one slow provider call must not delay another
-        // service's failover.
-        let mut running = JoinSet::new();
+        // Services switch concurrently, and in the background: one slow provider call must not
+        // delay another service's failover, even one decided while it runs.
         for (i, from, to, kind) in switches {
             let record = self.record(&to, kind);
             let (inner, limit) = (inner.clone(), self.limit.clone());
-            running.spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("never closed");
-                let outcome = carry_out(&inner, i, &record).await;
-                (i, from, record, outcome)
-            });
-        }
-        let mut over = false;
-        while let Some(done) = running.join_next().await {
-            let Ok((i, from, record, outcome)) = done else { continue };
-            match outcome {
-                Outcome::Done => self.switched(i, from, &record).await,
-                Outcome::Failed(reason) => {
-                    let w = self.failed(i, &record, reason);
-                    wake = Some(wake.map_or(w, |x| x.min(w)));
+            let task = self.running.spawn({
+                let (from, record) = (from.clone(), record.clone());
+                async move {
+                    let _permit = limit.acquire_owned().await.expect("never closed");
+                    let outcome = carry_out(&inner, i, &record).await;
+                    (i, from, record, outcome)
                 }
-                Outcome::NotRecorded => {}
-                Outcome::TermOver => over = true,
-            }
-        }
-        if over {
-            return Err(());
+            });
+            self.which.insert(task.id(), (i, from, record));
+            self.switching[i] = true;
         }
         Ok(wake)
+    }
+
+    /// Take in a finished switch. `Err` when the term is over.
+    async fn finish(&mut self, done: Result<(tokio::task::Id, Switching), tokio::task::JoinError>) -> Result<(), ()> {
+        let (i, from, record, outcome) = match done {
+            Ok((id, done)) => {
+                self.which.remove(&id);
+                done
+            }
+            Err(e) => {
+                let Some((i, from, record)) = self.which.remove(&e.id()) else { return Ok(()) };
+                (i, from, record, Outcome::Failed(format!("the switcher panicked: {e}")))
+            }
+        };
+        self.switching[i] = false;
+        match outcome {
+            Outcome::Done => self.switched(i, from, &record).await,
+            // The next round's decision waits out the backoff.
+            Outcome::Failed(reason) => {
+                self.failed(i, &record, reason);
+            }
+            Outcome::NotRecorded => {}
+            Outcome::TermOver => return Err(()),
+        }
+        Ok(())
     }
 
     fn record(&self, entry_point: &str, kind: SwitchKind) -> SwitchRecord {

@@ -180,6 +180,7 @@ impl Node {
     /// lease so the other nodes take over at once.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
         let inner = self.inner;
+        inner.notifications.start_parked();
         if inner.providers.services.len() != inner.config.services.len() {
             return Err(NodeError::Mismatch(format!(
                 "{} services configured, {} built",
@@ -197,10 +198,30 @@ impl Node {
         tracing::info!(node = %inner.config.dhaf.node_name, cluster = %inner.config.dhaf.cluster_name, services = inner.config.services.len(), "node started");
 
         let mut tasks = JoinSet::new();
-        tasks.spawn(presence(inner.clone()));
-        tasks.spawn(checks(inner.clone()));
-        tasks.spawn(leader::elect(inner.clone()));
-        shutdown.await;
+        let mut running = HashMap::new();
+        for task in [Task::Presence, Task::Checks, Task::Election] {
+            spawn_task(&mut tasks, &mut running, &inner, task, Duration::ZERO);
+        }
+        // A task that dies (a panic) would leave the node half-alive: e.g. registered and voting
+        // but never leading again, or leading while holding the leader key from everyone else.
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(done) = tasks.join_next_with_id() => {
+                    let (id, why) = match done {
+                        Ok((id, ())) => (id, "ended".to_string()),
+                        Err(e) => (e.id(), e.to_string()),
+                    };
+                    let Some(task) = running.remove(&id) else { continue };
+                    tracing::error!(?task, error = %why, "a node task died; restarting it");
+                    if task == Task::Election {
+                        inner.step_down("the election task died");
+                    }
+                    spawn_task(&mut tasks, &mut running, &inner, task, Duration::from_secs(1));
+                }
+            }
+        }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
 
@@ -218,6 +239,28 @@ impl Node {
         inner.notifications.flush(Duration::from_secs(5)).await;
         Ok(())
     }
+}
+
+/// The node's long-running tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Presence,
+    Checks,
+    Election,
+}
+
+/// Start `task` after `delay` (a restarted task must not spin if it dies at once again).
+fn spawn_task(tasks: &mut JoinSet<()>, running: &mut HashMap<tokio::task::Id, Task>, inner: &Arc<Inner>, task: Task, delay: Duration) {
+    let inner = inner.clone();
+    let handle = tasks.spawn(async move {
+        tokio::time::sleep(delay).await;
+        match task {
+            Task::Presence => presence(inner).await,
+            Task::Checks => checks(inner).await,
+            Task::Election => leader::elect(inner).await,
+        }
+    });
+    running.insert(handle.id(), task);
 }
 
 /// Keep this node registered under a live lease, and its lease deadline current.
@@ -300,9 +343,20 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
             let health = {
                 let _permit = limit.acquire().await.expect("never closed");
                 let timeout = checker.timeout();
-                match tokio::time::timeout(timeout, checker.check(ep)).await {
-                    Ok(h) => h,
-                    Err(_) => Health::unhealthy(format!("timed out after {} s", timeout.as_secs_f64())),
+                // Its own task, so a checker that panics is caught: it cannot vouch for its
+                // entry point, and keeping the last opinion would keep a dead one healthy.
+                let (checker, target) = (checker.clone(), ep.clone());
+                let mut check = tokio::spawn(async move { checker.check(&target).await });
+                match tokio::time::timeout(timeout, &mut check).await {
+                    Ok(Ok(h)) => h,
+                    Ok(Err(e)) => {
+                        tracing::error!(service = %key.0, entry_point = %key.1, error = %e, "the health checker panicked");
+                        Health::unhealthy("the health checker panicked")
+                    }
+                    Err(_) => {
+                        check.abort();
+                        Health::unhealthy(format!("timed out after {} s", timeout.as_secs_f64()))
+                    }
                 }
             };
             if hysteresis.observe(&health, svc.rise, svc.fall).is_some() {

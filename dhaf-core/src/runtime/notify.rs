@@ -1,7 +1,9 @@
 //! Delivery of notifications: one ordered queue per notifier, each retried with backoff, so a
 //! slow or broken notifier neither blocks a switch nor delays the others.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -16,25 +18,41 @@ pub(crate) const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+type Delivery = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 pub(crate) struct Notifications {
     queues: Vec<mpsc::UnboundedSender<Notification>>,
     pending: Arc<tokio::sync::Semaphore>,
+    /// Delivery tasks that could not start yet (built outside a tokio runtime): started by
+    /// [`Notifications::start_parked`], queueing in the meantime.
+    parked: Mutex<Vec<Delivery>>,
 }
 
 impl Notifications {
     pub fn start(notifiers: &[(String, Arc<dyn Notifier>)]) -> Self {
         let pending = Arc::new(tokio::sync::Semaphore::new(0));
+        let mut parked: Vec<Delivery> = Vec::new();
         let queues = notifiers
             .iter()
             .map(|(name, notifier)| {
                 let (tx, rx) = mpsc::unbounded_channel();
+                let delivery = deliver(name.clone(), notifier.clone(), rx, pending.clone());
                 if tokio::runtime::Handle::try_current().is_ok() {
-                    tokio::spawn(deliver(name.clone(), notifier.clone(), rx, pending.clone()));
+                    tokio::spawn(delivery);
+                } else {
+                    parked.push(Box::pin(delivery));
                 }
                 tx
             })
             .collect();
-        Notifications { queues, pending }
+        Notifications { queues, pending, parked: Mutex::new(parked) }
+    }
+
+    /// Start the delivery tasks that were built outside a runtime; call from within one.
+    pub fn start_parked(&self) {
+        for delivery in self.parked.lock().unwrap().drain(..) {
+            tokio::spawn(delivery);
+        }
     }
 
     pub fn send(&self, config: &Config, event: Event) {
