@@ -758,3 +758,35 @@ async fn a_switch_in_progress_does_not_hold_up_a_later_failover_of_another_servi
     .await;
     assert_eq!(slow.calls().len(), 1, "the slow switch was started once: {:?}", slow.calls());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_switch_slower_than_the_lease_succeeds_while_the_lease_is_renewed() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    c.wait_leader().await;
+    // ttl 6 s: longer than what is left of the lease when the switch starts.
+    c.provider.set_delay(Duration::from_secs(8));
+    c.down_everywhere("ep-1");
+    wait_for("the slow failover", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) })
+        .await;
+    sleep(Duration::from_secs(20)).await;
+    assert_eq!(c.provider.calls().len(), 1, "one switch, not repeated: {:?}", c.provider.calls());
+    assert!(!c.events().iter().any(|e| matches!(e, Event::SwitchFailed { .. })), "{:?}", c.events());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_switch_in_flight_is_abandoned_when_the_lease_cannot_be_renewed() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    c.wait_leader().await;
+    c.provider.set_delay(Duration::from_secs(30));
+    c.down_everywhere("ep-1");
+    // The switch starts, then the node loses the DCS: it may not keep a provider call running
+    // past its lease.
+    wait_for("the switch to start", Duration::from_secs(30), || async {
+        c.node("n1").handle.service_status("main").await.ok().and_then(|s| (s.current.as_deref() == Some("ep-2")).then_some(()))
+    })
+    .await;
+    c.dcs.set_unavailable(true);
+    sleep(Duration::from_secs(40)).await;
+    assert!(c.provider.calls().is_empty(), "the provider call must be cut at the lease deadline: {:?}", c.provider.calls());
+    assert!(c.events().iter().any(|e| matches!(e, Event::SwitchFailed { reason, .. } if reason.contains("lease"))), "{:?}", c.events());
+}

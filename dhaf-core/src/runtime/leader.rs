@@ -207,16 +207,15 @@ pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig) -> ServiceV
 }
 
 impl Leading {
-    /// Read every switcher's live state (bounded by the lease deadline).
+    /// Read every switcher's live state (while the term lasts).
     async fn read_back(&mut self) {
-        let deadline = self.inner.local.lock().unwrap().lease_deadline.unwrap_or_else(Instant::now);
         for (i, p) in self.inner.providers.services.iter().enumerate() {
-            match tokio::time::timeout_at(deadline, p.switcher.current()).await {
-                Ok(Ok(live)) => self.live[i] = Some(live.unwrap_or_default()),
-                Ok(Err(e)) => {
-                    tracing::warn!(service = %self.inner.config.services[i].name, error = %e, "cannot read the switcher's live state")
-                }
-                Err(_) => break,
+            tokio::select! {
+                live = p.switcher.current() => match live {
+                    Ok(live) => self.live[i] = Some(live.unwrap_or_default()),
+                    Err(e) => tracing::warn!(service = %self.inner.config.services[i].name, error = %e, "cannot read the switcher's live state"),
+                },
+                _ = self.inner.term_ends(self.token) => break,
             }
         }
     }
@@ -406,12 +405,13 @@ async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord) -> Outcome {
             return Outcome::NotRecorded;
         }
     }
-    let deadline = inner.local.lock().unwrap().lease_deadline.unwrap_or_else(Instant::now);
     tracing::info!(service = %svc.name, to = %ep.name, kind = %record.kind, token = %record.token, "switching");
     let switcher = inner.providers.services[i].switcher.clone();
-    match tokio::time::timeout_at(deadline, switcher.switch(ep, record.token)).await {
-        Ok(Ok(())) => Outcome::Done,
-        Ok(Err(e)) => Outcome::Failed(e.to_string()),
-        Err(_) => Outcome::Failed("the lease deadline passed before the provider answered".to_string()),
+    tokio::select! {
+        done = switcher.switch(ep, record.token) => match done {
+            Ok(()) => Outcome::Done,
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
+        _ = inner.term_ends(record.token) => Outcome::Failed("the lease could not be renewed before the provider answered".to_string()),
     }
 }

@@ -136,6 +136,22 @@ impl Inner {
         l.leader_token == Some(token) && l.lease_deadline.is_some_and(|d| now < d)
     }
 
+    /// Resolves once this node may no longer act under `token`: leadership ended, or the lease
+    /// deadline passed. Every acknowledged renewal moves the deadline, so a long provider call
+    /// under a lease that keeps being renewed is not cut short.
+    pub async fn term_ends(&self, token: FencingToken) {
+        loop {
+            let deadline = {
+                let l = self.local.lock().unwrap();
+                match l.lease_deadline {
+                    Some(d) if l.leader_token == Some(token) && Instant::now() < d => d,
+                    _ => return,
+                }
+            };
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+
     pub fn step_down(&self, why: &str) {
         let mut l = self.local.lock().unwrap();
         if let Some(token) = l.leader_token.take() {
