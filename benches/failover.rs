@@ -64,12 +64,19 @@ fn main() {
     let parts: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let want = |p: &str| parts.is_empty() || parts.iter().any(|a| a == p);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    // `cargo test --all-targets` runs this without `--bench`: a short smoke run (the fast profile,
+    // two runs per failure) shows the benchmark still works without taking minutes.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("smoke run (cargo bench runs the full measurement)");
+        rt.block_on(latency(true));
+        return;
+    }
     // Scale first: the latency part's hundred-odd nodes would leave their memory in the process.
     if want("scale") {
         rt.block_on(scale());
     }
     if want("latency") {
-        rt.block_on(latency());
+        rt.block_on(latency(false));
     }
     if parts.iter().any(|a| a == "probe") {
         rt.block_on(probe());
@@ -407,9 +414,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-async fn latency() {
-    let runs = std::env::var("DHAF_BENCH_RUNS").ok().and_then(|v| v.parse().ok());
-    let profiles = profiles(runs);
+async fn latency(smoke: bool) {
+    let runs = if smoke { Some(2) } else { std::env::var("DHAF_BENCH_RUNS").ok().and_then(|v| v.parse().ok()) };
+    let mut profiles = profiles(runs).to_vec();
+    if smoke {
+        profiles.retain(|p| p.name == "fast");
+    }
     println!("failover latency: backend fails -> switcher called (one node, embedded DCS, real web checker)");
     println!("all runs concurrent, each with its own node and backends; failure at a random point of the tact\n");
     let started = Instant::now();
