@@ -790,3 +790,44 @@ async fn a_switch_in_flight_is_abandoned_when_the_lease_cannot_be_renewed() {
     assert!(c.provider.calls().is_empty(), "the provider call must be cut at the lease deadline: {:?}", c.provider.calls());
     assert!(c.events().iter().any(|e| matches!(e, Event::SwitchFailed { reason, .. } if reason.contains("lease"))), "{:?}", c.events());
 }
+
+/// Hangs on its first delivery, then records.
+#[derive(Clone, Default)]
+struct HangsOnce {
+    calls: Arc<std::sync::Mutex<Vec<Event>>>,
+}
+
+#[dhaf_core::async_trait]
+impl Notifier for HangsOnce {
+    async fn notify(&self, n: &dhaf_core::model::Notification) -> Result<(), dhaf_core::provider::ProviderError> {
+        let first = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(n.event.clone());
+            calls.len() == 1
+        };
+        if first {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_notifier_delays_only_itself_and_not_forever() {
+    let notifier = HangsOnce::default();
+    let provider = FakeProvider::new(Some("ep-1"));
+    let checker = ScriptedChecker::new();
+    let providers = Providers {
+        services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
+        notifiers: vec![("hangs".into(), Arc::new(notifier.clone()) as Arc<dyn Notifier>)],
+    };
+    let node = Node::new(config("n1", ""), Arc::new(MemoryDcs::new("test")), providers);
+    tokio::spawn(node.run(std::future::pending()));
+    checker.down("ep-1", "connection refused");
+    wait_for("the failover", Duration::from_secs(30), || async { (provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    // The first delivery hangs; the queue moves on after the delivery timeout and retries it.
+    wait_for("the failover to be told", Duration::from_secs(300), || async {
+        notifier.calls.lock().unwrap().iter().any(|e| matches!(e, Event::Switched { kind: SwitchKind::Failover, .. })).then_some(())
+    })
+    .await;
+}

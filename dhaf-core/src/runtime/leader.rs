@@ -26,6 +26,7 @@ pub(crate) const HISTORY_LEN: usize = 50;
 pub(crate) async fn elect(inner: Arc<Inner>) {
     let node = inner.config.dhaf.node_name.clone();
     let mut watch = None;
+    let mut announced: Option<FencingToken> = None;
     loop {
         let Some(lease) = inner.lease() else {
             tokio::time::sleep(Duration::from_millis(200).min(inner.config.dhaf.heartbeat_interval)).await;
@@ -36,15 +37,17 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
         }
         match inner.dcs_call(inner.dcs.campaign(&node, lease)).await {
             Ok(Some(token)) => {
-                let fresh = {
+                // Winning back the same term (after stepping down locally while the lease
+                // survived) is no new leadership: it is announced and counted once.
+                let fresh = announced != Some(token);
+                announced = Some(token);
+                {
                     let mut l = inner.local.lock().unwrap();
-                    let fresh = l.leader_token != Some(token);
                     l.leader_token = Some(token);
                     if fresh {
                         l.metrics.leader_changes += 1;
                     }
-                    fresh
-                };
+                }
                 if fresh {
                     tracing::info!(%token, "elected leader");
                     inner.notifications.send(&inner.config, engine::leader_elected(&node, token));

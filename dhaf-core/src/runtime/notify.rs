@@ -15,6 +15,8 @@ use crate::provider::{Notifier, ProviderError};
 
 /// How many times a notification is tried before it is dropped (and logged).
 pub(crate) const ATTEMPTS: u32 = 5;
+/// The longest one delivery attempt may take.
+pub(crate) const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -85,7 +87,11 @@ async fn deliver(
     while let Some(n) = rx.recv().await {
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
-            match notifier.notify(&n).await {
+            // Bounded, so a notifier that hangs delays its own queue, not forever.
+            let sent = tokio::time::timeout(NOTIFY_TIMEOUT, notifier.notify(&n))
+                .await
+                .unwrap_or_else(|_| Err(ProviderError::transient(format!("no answer within {} s", NOTIFY_TIMEOUT.as_secs()))));
+            match sent {
                 Ok(()) => break,
                 Err(e) => {
                     let wait = match &e {
