@@ -298,6 +298,10 @@ pub struct Notification {
     pub node: String,
     /// What happened.
     pub event: Event,
+    /// The entry points of the event's service with their addresses (empty for cluster events),
+    /// so a person reads where `ep-1` is.
+    #[serde(default)]
+    pub entry_points: Vec<EntryPoint>,
     /// When (UTC).
     #[serde(with = "unix_seconds")]
     pub at: SystemTime,

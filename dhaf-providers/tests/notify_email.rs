@@ -155,6 +155,7 @@ fn down() -> Notification {
             entry_point: "ep-1".into(),
             reasons: vec!["n1: connection refused".into(), "n2: HTTP 503, expected 2XX".into()],
         },
+        entry_points: vec![dhaf_core::model::EntryPoint { name: "ep-1".into(), ip: "203.0.113.7".parse().unwrap() }],
         at: at(),
     }
 }
@@ -196,7 +197,7 @@ async fn t10_plain_with_auth_delivers_an_actionable_message() {
         "Service:",
         " main\n",
         "Entry point:",
-        " ep-1\n",
+        " ep-1 (203.0.113.7)\n",
         "When (UTC):",
         "2026-11-25T07:51:12Z",
         "Reasons:",
@@ -291,7 +292,9 @@ async fn t50_every_event_kind_arrives_with_its_own_subject() {
         Event::DcsRecovered { node: "n1".into() },
     ];
     for event in &events {
-        n.notify(&Notification { cluster: "c1".into(), node: "n1".into(), event: event.clone(), at: at() }).await.unwrap();
+        n.notify(&Notification { cluster: "c1".into(), node: "n1".into(), event: event.clone(), entry_points: Vec::new(), at: at() })
+            .await
+            .unwrap();
     }
     let inbox = server.inbox();
     let mut subjects: Vec<String> = inbox.iter().map(|m| text(m, "subject")).collect();

@@ -311,7 +311,7 @@ fn at() -> std::time::SystemTime {
 }
 
 fn note(event: Event) -> Notification {
-    Notification { cluster: "c1".into(), node: "n1".into(), event, at: at() }
+    Notification { cluster: "c1".into(), node: "n1".into(), event, entry_points: Vec::new(), at: at() }
 }
 
 fn replies(fake: &Fake, chat: i64) -> Vec<String> {

@@ -59,7 +59,14 @@ impl Notifications {
 
     pub fn send(&self, config: &Config, event: Event) {
         tracing::info!(event = %event.summary(), "notify");
-        let n = Notification { cluster: config.dhaf.cluster_name.clone(), node: config.dhaf.node_name.clone(), event, at: wall_now() };
+        let entry_points = event.service().and_then(|s| config.service(s)).map(|s| s.entry_points.clone()).unwrap_or_default();
+        let n = Notification {
+            cluster: config.dhaf.cluster_name.clone(),
+            node: config.dhaf.node_name.clone(),
+            event,
+            entry_points,
+            at: wall_now(),
+        };
         for q in &self.queues {
             if q.send(n.clone()).is_ok() {
                 self.pending.add_permits(1);

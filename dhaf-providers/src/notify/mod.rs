@@ -100,12 +100,17 @@ impl Report {
     /// Lay out `n` for people.
     pub fn of(n: &Notification) -> Report {
         let mut facts = vec![("Cluster", n.cluster.clone()), ("Reported by node", n.node.clone())];
+        // `ep-1 (10.0.0.1)`: where an entry point is, when the notification says.
+        let at = |name: &str| match n.entry_points.iter().find(|e| e.name == name) {
+            Some(e) => format!("{name} ({})", e.ip),
+            None => name.to_string(),
+        };
         if let Some(service) = n.event.service() {
             facts.push(("Service", service.to_string()));
         }
         let (severity, happened, dhaf_did, reasons, next): (Severity, String, String, Vec<String>, Option<String>) = match &n.event {
             Event::EntryPointWentDown { entry_point, reasons, .. } => {
-                facts.push(("Entry point", entry_point.clone()));
+                facts.push(("Entry point", at(entry_point)));
                 (
                     Severity::Problem,
                     format!("The majority of dhaf nodes now holds entry point {entry_point} unhealthy."),
@@ -117,7 +122,7 @@ impl Report {
                 )
             }
             Event::EntryPointCameUp { entry_point, .. } => {
-                facts.push(("Entry point", entry_point.clone()));
+                facts.push(("Entry point", at(entry_point)));
                 (
                     Severity::Recovery,
                     format!("The majority of dhaf nodes holds entry point {entry_point} healthy again."),
@@ -129,7 +134,7 @@ impl Report {
                 )
             }
             Event::Switched { from, to, kind, .. } => {
-                facts.push(("Entry points", format!("{} -> {to}", from.as_deref().unwrap_or("(none)"))));
+                facts.push(("Entry points", format!("{} -> {}", from.as_deref().map_or("(none)".to_string(), at), at(to))));
                 facts.push(("Kind", kind.to_string()));
                 let why = match kind {
                     SwitchKind::Initial => "The service had no current entry point yet.",
@@ -149,7 +154,7 @@ impl Report {
                 )
             }
             Event::SwitchFailed { to, reason, .. } => {
-                facts.push(("Entry point", to.clone()));
+                facts.push(("Entry point", at(to)));
                 (
                     Severity::Problem,
                     format!("Switching the service to {to} failed at the switcher."),
@@ -159,7 +164,7 @@ impl Report {
                 )
             }
             Event::SwitchoverPurged { entry_point, why, .. } => {
-                facts.push(("Entry point", entry_point.clone()));
+                facts.push(("Entry point", at(entry_point)));
                 (
                     Severity::Change,
                     format!("The pending switchover to {entry_point} was dropped."),
@@ -282,7 +287,13 @@ mod tests {
     }
 
     fn note(event: Event) -> Notification {
-        Notification { cluster: "c1".into(), node: "n1".into(), event, at: UNIX_EPOCH + Duration::from_secs(1_795_593_072) }
+        Notification {
+            cluster: "c1".into(),
+            node: "n1".into(),
+            event,
+            entry_points: vec![dhaf_core::model::EntryPoint { name: "ep-1".into(), ip: "10.0.0.1".parse().unwrap() }],
+            at: UNIX_EPOCH + Duration::from_secs(1_795_593_072),
+        }
     }
 
     #[test]
@@ -296,7 +307,7 @@ mod tests {
         assert_eq!(r.title, "main: entry point ep-1 is down");
         assert!(r.facts.contains(&("Cluster", "c1".into())));
         assert!(r.facts.contains(&("Service", "main".into())));
-        assert!(r.facts.contains(&("Entry point", "ep-1".into())));
+        assert!(r.facts.contains(&("Entry point", "ep-1 (10.0.0.1)".into())), "{:?}", r.facts);
         assert!(r.facts.contains(&("When (UTC)", "2026-11-25T07:51:12Z".into())));
         assert_eq!(r.reasons, vec!["n1: connection refused".to_string()]);
 
@@ -306,7 +317,7 @@ mod tests {
             to: "ep-2".into(),
             kind: SwitchKind::Failover,
         }));
-        assert!(r.facts.contains(&("Entry points", "ep-1 -> ep-2".into())));
+        assert!(r.facts.contains(&("Entry points", "ep-1 (10.0.0.1) -> ep-2".into())), "{:?}", r.facts);
         assert!(r.dhaf_did.contains("ep-2"));
 
         let r = Report::of(&note(Event::LeaderElected { node: "n2".into(), token: FencingToken(7) }));
