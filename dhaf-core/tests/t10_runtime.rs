@@ -473,8 +473,9 @@ async fn the_embedded_dcs_keeps_requests_across_restarts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_slow_provider_does_not_delay_another_services_failover() {
+/// One node leading two services, each with its own provider and checker; returns once the node
+/// leads and has settled for a few seconds.
+async fn two_services() -> [(FakeProvider, ScriptedChecker); 2] {
     let svc = |name: &str| {
         format!(
             "  - name: {name}\n    domain: {name}.test\n    entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }} ]\n    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n"
@@ -482,26 +483,32 @@ async fn a_slow_provider_does_not_delay_another_services_failover() {
     };
     let yaml = format!(
         "dhaf: {{ cluster-name: t, node-name: n1, tact-interval: 1, heartbeat-interval: 1, healthy-node-status-ttl: 60 }}\nservices:\n{}{}",
-        svc("slow"),
-        svc("fast")
+        svc("first"),
+        svc("second")
     );
-    let config = Config::parse(&yaml).unwrap();
-    let (slow, fast) = (FakeProvider::new(Some("ep-1")), FakeProvider::new(Some("ep-1")));
-    slow.set_delay(Duration::from_secs(20));
-    let checker = ScriptedChecker::new();
+    let pair = || (FakeProvider::new(Some("ep-1")), ScriptedChecker::new());
+    let services = [pair(), pair()];
     let providers = Providers {
-        services: vec![
-            ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(slow.switcher("n1")) },
-            ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(fast.switcher("n1")) },
-        ],
+        services: services
+            .iter()
+            .map(|(p, c)| ServiceProviders { checker: Arc::new(c.clone()), switcher: Arc::new(p.switcher("n1")) })
+            .collect(),
         notifiers: vec![],
     };
-    let node = Node::new(config, Arc::new(MemoryDcs::new("t")), providers);
+    let node = Node::new(Config::parse(&yaml).unwrap(), Arc::new(MemoryDcs::new("t")), providers);
     let handle = node.handle();
     tokio::spawn(node.run(std::future::pending()));
     wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
     sleep(Duration::from_secs(3)).await;
-    checker.down("ep-1", "connection refused");
+    services
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_provider_does_not_delay_another_services_failover() {
+    let [(slow, slow_checker), (fast, fast_checker)] = two_services().await;
+    slow.set_delay(Duration::from_secs(20));
+    slow_checker.down("ep-1", "connection refused");
+    fast_checker.down("ep-1", "connection refused");
     let down = Instant::now();
     wait_for("the fast service's failover", Duration::from_secs(30), || async {
         (fast.current().as_deref() == Some("ep-2")).then_some(())
@@ -516,31 +523,7 @@ async fn a_slow_provider_does_not_delay_another_services_failover() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_check_does_not_slow_another_services_detection() {
-    let svc = |name: &str| {
-        format!(
-            "  - name: {name}\n    domain: {name}.test\n    entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }} ]\n    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n"
-        )
-    };
-    let yaml = format!(
-        "dhaf: {{ cluster-name: t, node-name: n1, tact-interval: 1, heartbeat-interval: 1, healthy-node-status-ttl: 60 }}\nservices:\n{}{}",
-        svc("stuck"),
-        svc("fast")
-    );
-    let config = Config::parse(&yaml).unwrap();
-    let (stuck, fast) = (FakeProvider::new(Some("ep-1")), FakeProvider::new(Some("ep-1")));
-    let (stuck_checker, fast_checker) = (ScriptedChecker::new(), ScriptedChecker::new());
-    let providers = Providers {
-        services: vec![
-            ServiceProviders { checker: Arc::new(stuck_checker.clone()), switcher: Arc::new(stuck.switcher("n1")) },
-            ServiceProviders { checker: Arc::new(fast_checker.clone()), switcher: Arc::new(fast.switcher("n1")) },
-        ],
-        notifiers: vec![],
-    };
-    let node = Node::new(config, Arc::new(MemoryDcs::new("t")), providers);
-    let handle = node.handle();
-    tokio::spawn(node.run(std::future::pending()));
-    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
-    sleep(Duration::from_secs(3)).await;
+    let [(_stuck, stuck_checker), (fast, fast_checker)] = two_services().await;
     // Every check of the other service now hangs until the 5 s timeout (a blackholed server).
     stuck_checker.set_delay(Duration::from_secs(60));
     sleep(Duration::from_secs(1)).await;
@@ -715,32 +698,8 @@ fn a_node_built_outside_the_runtime_still_delivers_notifications() {
 
 #[tokio::test(start_paused = true)]
 async fn a_switch_in_progress_does_not_hold_up_a_later_failover_of_another_service() {
-    let svc = |name: &str| {
-        format!(
-            "  - name: {name}\n    domain: {name}.test\n    entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }} ]\n    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n"
-        )
-    };
-    let yaml = format!(
-        "dhaf: {{ cluster-name: t, node-name: n1, tact-interval: 1, heartbeat-interval: 1, healthy-node-status-ttl: 60 }}\nservices:\n{}{}",
-        svc("slow"),
-        svc("fast")
-    );
-    let config = Config::parse(&yaml).unwrap();
-    let (slow, fast) = (FakeProvider::new(Some("ep-1")), FakeProvider::new(Some("ep-1")));
+    let [(slow, slow_checker), (fast, fast_checker)] = two_services().await;
     slow.set_delay(Duration::from_secs(30));
-    let (slow_checker, fast_checker) = (ScriptedChecker::new(), ScriptedChecker::new());
-    let providers = Providers {
-        services: vec![
-            ServiceProviders { checker: Arc::new(slow_checker.clone()), switcher: Arc::new(slow.switcher("n1")) },
-            ServiceProviders { checker: Arc::new(fast_checker.clone()), switcher: Arc::new(fast.switcher("n1")) },
-        ],
-        notifiers: vec![],
-    };
-    let node = Node::new(config, Arc::new(MemoryDcs::new("t")), providers);
-    let handle = node.handle();
-    tokio::spawn(node.run(std::future::pending()));
-    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
-    sleep(Duration::from_secs(3)).await;
     slow_checker.down("ep-1", "connection refused");
     // The slow service's switch is under way (it takes 30 s) when the fast service's primary dies.
     sleep(Duration::from_secs(8)).await;
