@@ -5,6 +5,7 @@ use dhaf_core::registry::Registry;
 pub mod check;
 pub mod etcd;
 pub mod notify;
+mod script;
 pub mod switch;
 
 pub use etcd::dcs_from_config;

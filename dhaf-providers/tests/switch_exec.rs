@@ -239,7 +239,7 @@ async fn missing_or_non_executable_scripts_are_config_errors_with_their_key_path
     let text: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
     let expect = [
         format!("services[0].switcher.init: no such file: {}", missing.display()),
-        format!("services[0].switcher.switch: not executable: {}", plain.display()),
+        format!("services[0].switcher.switch: {} is not executable", plain.display()),
         "services[0].switcher.timeout: must be a whole number from 1 to 3600".to_string(),
     ];
     for e in &expect {

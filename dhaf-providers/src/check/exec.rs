@@ -18,12 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dhaf_core::config::{ConfigError, Fields, ProviderConfig};
+use dhaf_core::config::{ConfigError, ProviderConfig};
 use dhaf_core::model::{EntryPoint, Health};
 use dhaf_core::provider::{BuildContext, HealthChecker, ProviderError};
 use tokio::io::AsyncReadExt;
 
 use super::{bounded, io_reason, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
+use crate::script::{executable, exit_text, GroupGuard};
 
 /// How much of a script's stderr is kept (its tail): enough for the last line of any sane script.
 const STDERR_TAIL: usize = 16 * 1024;
@@ -59,39 +60,6 @@ pub fn factory(section: &ProviderConfig, _ctx: &BuildContext) -> Result<Arc<dyn 
     f.finish();
     let checker = ExecChecker::new(init.unwrap_or_default(), check.unwrap_or_default(), timeout);
     f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)
-}
-
-/// The required executable at `key`, checked now so a typo stops the node at start, not at the
-/// first check.
-pub(crate) fn executable(f: &Fields, key: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(f.required_string(key)?);
-    match executable_problem(&path) {
-        None => Some(path),
-        Some(problem) => {
-            f.problem(f.key(key), problem);
-            None
-        }
-    }
-}
-
-fn executable_problem(path: &Path) -> Option<String> {
-    let shown = path.display();
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(format!("no such file: {shown}")),
-        Err(e) => return Some(format!("cannot read {shown}: {}", io_reason(&e))),
-    };
-    if meta.is_dir() {
-        return Some(format!("{shown} is a directory, not an executable"));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o111 == 0 {
-            return Some(format!("{shown} is not executable (chmod +x it)"));
-        }
-    }
-    None
 }
 
 #[async_trait]
@@ -146,28 +114,11 @@ pub(crate) async fn run(program: &Path, args: &[&str], timeout: Duration) -> Res
     }
     let stderr = tail.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let line = last_line(&stderr);
-    let what = match status.code() {
-        Some(code) => format!("exit {code}"),
-        None => signal_text(&status),
-    };
+    let what = exit_text(&status);
     Err(match line {
         Some(line) => format!("{what}: {line}"),
         None => what,
     })
-}
-
-#[cfg(unix)]
-fn signal_text(status: &std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match status.signal() {
-        Some(sig) => format!("killed by signal {sig}"),
-        None => format!("{status}"),
-    }
-}
-
-#[cfg(not(unix))]
-fn signal_text(status: &std::process::ExitStatus) -> String {
-    format!("{status}")
 }
 
 async fn read_tail(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<Vec<u8>>>) {
@@ -191,31 +142,6 @@ async fn read_tail(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<Vec<
 fn last_line(stderr: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stderr);
     text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(|l| bounded(l, REASON_LINE))
-}
-
-/// Kills a script's process group when dropped, unless disarmed once the script was reaped.
-struct GroupGuard {
-    #[cfg_attr(not(unix), allow(dead_code))]
-    pgid: Option<u32>,
-}
-
-impl GroupGuard {
-    fn new(pgid: Option<u32>) -> Self {
-        GroupGuard { pgid }
-    }
-
-    fn disarm(&mut self) {
-        self.pgid = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(pid) = self.pgid.and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ fn secs(d: Duration) -> String {
 }
 
 /// The text of an I/O error without Rust's " (os error 111)" suffix, starting lowercase.
-fn io_reason(e: &std::io::Error) -> String {
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
     use std::io::ErrorKind;
     match e.kind() {
         ErrorKind::ConnectionRefused => return "connection refused".into(),

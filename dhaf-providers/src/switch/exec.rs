@@ -21,16 +21,17 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dhaf_core::config::{ConfigError, Fields, ProviderConfig};
+use dhaf_core::config::{ConfigError, ProviderConfig};
 use dhaf_core::model::{EntryPoint, FencingToken};
 use dhaf_core::provider::{BuildContext, ProviderError, Switcher};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::script::{executable, exit_text, GroupGuard};
 
 /// Keep at most this much of a script's output: enough for any sane message, bounded for a
 /// script that floods its pipes.
@@ -91,13 +92,7 @@ impl ExecSwitcher {
         if out.status.success() {
             return Ok(out);
         }
-        let why = match out.status.code() {
-            Some(code) => format!("exit {code}"),
-            None => {
-                use std::os::unix::process::ExitStatusExt;
-                format!("killed by signal {}", out.status.signal().unwrap_or(0))
-            }
-        };
+        let why = exit_text(&out.status);
         let line = last_line(&out.stderr);
         let reason = if line.is_empty() { format!("{why} (nothing on stderr)") } else { format!("{why}: {line}") };
         Err(ProviderError::transient(format!("{what} script {}: {reason}", script.display())))
@@ -159,19 +154,6 @@ impl Switcher for ExecSwitcher {
     }
 }
 
-/// A required path to an executable file, checked now so a typo stops the node at once.
-fn executable(f: &Fields, key: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(f.required_string(key)?);
-    match std::fs::metadata(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => f.problem(f.key(key), format!("no such file: {}", path.display())),
-        Err(e) => f.problem(f.key(key), format!("cannot read {}: {e}", path.display())),
-        Ok(m) if !m.is_file() => f.problem(f.key(key), format!("not a file: {}", path.display())),
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => f.problem(f.key(key), format!("not executable: {} (chmod +x it)", path.display())),
-        Ok(_) => return Some(path),
-    }
-    None
-}
-
 /// The last non-empty line, lossily decoded and shortened: the part of stderr that says why.
 fn last_line(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
@@ -205,27 +187,6 @@ enum RunError {
     TimedOut,
 }
 
-/// Kills a script's whole process group unless disarmed: on a timeout, and also when the caller
-/// drops the future (the leader's lease deadline), so no script outlives the call that started it.
-struct GroupGuard {
-    pgid: Option<u32>,
-}
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pid) = self.pgid.take().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-            // ESRCH (already gone) is the common, harmless case.
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 async fn run(program: &Path, args: &[String], env: &[(&'static str, String)], timeout: Duration) -> Result<Output, RunError> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
@@ -236,7 +197,7 @@ async fn run(program: &Path, args: &[String], env: &[(&'static str, String)], ti
         .kill_on_drop(true)
         .process_group(0);
     let mut child = cmd.spawn().map_err(RunError::Spawn)?;
-    let mut guard = GroupGuard { pgid: child.id() };
+    let mut guard = GroupGuard::new(child.id());
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     // Reading to EOF as well as waiting: a script's children that keep the pipes open count as the
@@ -244,7 +205,7 @@ async fn run(program: &Path, args: &[String], env: &[(&'static str, String)], ti
     let work = async { tokio::join!(read_capped(stdout), read_capped(stderr), child.wait()) };
     match tokio::time::timeout(timeout, work).await {
         Ok((stdout, stderr, status)) => {
-            guard.pgid = None;
+            guard.disarm();
             Ok(Output { status: status.map_err(RunError::Spawn)?, stdout, stderr })
         }
         Err(_) => {
