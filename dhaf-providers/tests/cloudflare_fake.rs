@@ -264,6 +264,9 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri:
     }
 }
 
+#[path = "support/switcher.rs"]
+mod switcher_support;
+
 const CONFIG: &str = r#"
 dhaf:
   cluster-name: c1
@@ -285,12 +288,7 @@ services:
 "#;
 
 fn build_with(settings: &str) -> Result<Arc<dyn Switcher>, ConfigError> {
-    let yaml = format!("{CONFIG}{settings}");
-    let config = Config::parse_with_env(&yaml, &|_| None).expect("the test config parses");
-    let mut registry = dhaf_providers::registry();
-    registry.checker("scripted", |s, _| s.fields().into_result(Arc::new(ScriptedChecker::new()) as _));
-    let providers = registry.build(&config, Arc::new(MemoryDcs::new("c1")))?;
-    Ok(providers.services[0].switcher.clone())
+    switcher_support::build(&format!("{CONFIG}{settings}"))
 }
 
 fn switcher(fake: &Fake, extra: &str) -> Arc<dyn Switcher> {

@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dhaf_core::config::{Config, ConfigError};
-use dhaf_core::dcs::memory::MemoryDcs;
+use dhaf_core::config::ConfigError;
 use dhaf_core::model::{EntryPoint, FencingToken};
 use dhaf_core::provider::{ProviderError, Switcher};
-use dhaf_core::testing::ScriptedChecker;
 
 /// Every test gets its own directory with its scripts and the state they keep.
 struct Scripts {
@@ -46,6 +44,9 @@ echo "$1" > "$DIR/current""#,
     }
 }
 
+#[path = "support/switcher.rs"]
+mod switcher_support;
+
 const CONFIG: &str = r#"
 dhaf:
   cluster-name: c1
@@ -65,12 +66,7 @@ services:
 "#;
 
 fn build_with(settings: &str) -> Result<Arc<dyn Switcher>, ConfigError> {
-    let yaml = format!("{CONFIG}{settings}");
-    let config = Config::parse_with_env(&yaml, &|_| None).expect("the test config parses");
-    let mut registry = dhaf_providers::registry();
-    registry.checker("scripted", |s, _| s.fields().into_result(Arc::new(ScriptedChecker::new()) as _));
-    let providers = registry.build(&config, Arc::new(MemoryDcs::new("c1")))?;
-    Ok(providers.services[0].switcher.clone())
+    switcher_support::build(&format!("{CONFIG}{settings}"))
 }
 
 fn build(init: &Path, switch: &Path, timeout: u64) -> Arc<dyn Switcher> {
