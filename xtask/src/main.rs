@@ -22,6 +22,7 @@ fn main() {
             run(cargo().args(["run", "--example", "failover", "--"]).args(&rest).envs(env));
         }
         "test" => {
+            system_tools();
             let mut env = base_env();
             env.extend(tools(&root));
             run(cargo().args(["test", "--workspace", "--all-targets"]).args(&rest).envs(env.clone()));
@@ -68,6 +69,39 @@ fn protoc() -> PathBuf {
 /// What every build needs: `protoc` for etcd-client's generated code.
 fn base_env() -> Vec<(String, String)> {
     vec![("PROTOC".into(), protoc().display().to_string())]
+}
+
+/// The fault-injection suite builds hosts from network namespaces and firewall rules: it needs
+/// `ip` (iproute2) and `iptables`, which a fresh machine may lack. As root, install them from the
+/// distribution's packages; otherwise say what is missing (that suite needs root anyway).
+fn system_tools() {
+    let missing: Vec<&str> = [("ip", "iproute2"), ("iptables", "iptables")]
+        .into_iter()
+        .filter(|(bin, _)| which(&[bin]).is_none() && !Path::new("/usr/sbin").join(bin).is_file() && !Path::new("/sbin").join(bin).is_file())
+        .map(|(_, pkg)| pkg)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    if !is_root() || which(&["apt-get"]).is_none() {
+        eprintln!("xtask: the fault-injection suite needs {} (and root); install them to run it", missing.join(", "));
+        return;
+    }
+    eprintln!("xtask: installing {} for the fault-injection suite", missing.join(", "));
+    let apt = |args: &[&str]| {
+        Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success())
+    };
+    // The package lists of a fresh machine may be empty or stale: update once, then install.
+    if !(apt(&["update", "-q"]) && apt(&[&["install", "-y", "-q"][..], &missing].concat())) {
+        fail(&format!("cannot install {} with apt-get", missing.join(", ")));
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
 }
 
 /// Fetch the tests' real far ends into `target/tools` and return the variables the tests read.
