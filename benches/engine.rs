@@ -59,6 +59,7 @@ fn view(s: usize) -> ServiceView {
         entry_points,
         current: (!s.is_multiple_of(13)).then(|| format!("ep{}", s % ENTRY_POINTS)),
         live: s.is_multiple_of(5).then(|| format!("ep{}", (s + 1) % ENTRY_POINTS)),
+        awaiting_read_back: false,
         switchover: s.is_multiple_of(19).then(|| format!("ep{}", (s + 2) % ENTRY_POINTS)),
     }
 }

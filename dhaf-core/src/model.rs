@@ -131,6 +131,23 @@ pub struct SwitchRecord {
     pub at: SystemTime,
 }
 
+/// A switch that is failing, as the leader keeps it in the DCS for status: what it tries, since
+/// when, how often, and why it fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchProgress {
+    /// The target entry point (already the desired one in the switch record).
+    pub to: String,
+    /// Why it is switched (a failover retried is still a failover).
+    pub kind: SwitchKind,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When the first attempt failed (wall clock, for people).
+    #[serde(with = "unix_seconds")]
+    pub failing_since: SystemTime,
+    /// The provider's last error.
+    pub last_error: String,
+}
+
 /// Serialize [`SystemTime`] as fractional seconds since the Unix epoch.
 pub mod unix_seconds {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -190,6 +207,27 @@ pub enum Event {
         /// The provider's error.
         reason: String,
     },
+    /// A switch keeps failing at the provider (told once, after
+    /// [`crate::engine::STILL_FAILING_AFTER`] attempts); the previous entry point stays in force.
+    SwitchStillFailing {
+        /// Service.
+        service: String,
+        /// The entry point dhaf keeps trying to switch to.
+        to: String,
+        /// Failed attempts so far.
+        attempts: u32,
+        /// The provider's last error.
+        reason: String,
+    },
+    /// A switch that had failed went through in the end.
+    SwitchRecovered {
+        /// Service.
+        service: String,
+        /// The entry point the service now points at.
+        to: String,
+        /// How many attempts had failed before.
+        attempts: u32,
+    },
     /// A pending switchover request was dropped.
     SwitchoverPurged {
         /// Service.
@@ -248,6 +286,8 @@ impl Event {
             | Event::EntryPointCameUp { service, .. }
             | Event::Switched { service, .. }
             | Event::SwitchFailed { service, .. }
+            | Event::SwitchStillFailing { service, .. }
+            | Event::SwitchRecovered { service, .. }
             | Event::SwitchoverPurged { service, .. }
             | Event::ServiceWentDown { service }
             | Event::ServiceCameUp { service } => Some(service),
@@ -270,6 +310,12 @@ impl Event {
             },
             Event::SwitchFailed { service, to, reason } => {
                 format!("{service}: switch to {to} failed: {reason}")
+            }
+            Event::SwitchStillFailing { service, to, attempts, reason } => {
+                format!("{service}: switch to {to} still failing after {attempts} attempts: {reason}")
+            }
+            Event::SwitchRecovered { service, to, attempts } => {
+                format!("{service}: switch to {to} went through after {attempts} failed attempts")
             }
             Event::SwitchoverPurged { service, entry_point, why } => {
                 format!("{service}: switchover to {entry_point} purged: {why}")

@@ -77,7 +77,9 @@ fn base_env() -> Vec<(String, String)> {
 fn system_tools() {
     let missing: Vec<&str> = [("ip", "iproute2"), ("iptables", "iptables")]
         .into_iter()
-        .filter(|(bin, _)| which(&[bin]).is_none() && !Path::new("/usr/sbin").join(bin).is_file() && !Path::new("/sbin").join(bin).is_file())
+        .filter(|(bin, _)| {
+            which(&[bin]).is_none() && !Path::new("/usr/sbin").join(bin).is_file() && !Path::new("/sbin").join(bin).is_file()
+        })
         .map(|(_, pkg)| pkg)
         .collect();
     if missing.is_empty() {
@@ -88,9 +90,8 @@ fn system_tools() {
         return;
     }
     eprintln!("xtask: installing {} for the fault-injection suite", missing.join(", "));
-    let apt = |args: &[&str]| {
-        Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success())
-    };
+    let apt =
+        |args: &[&str]| Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
     // The package lists of a fresh machine may be empty or stale: update once, then install.
     if !(apt(&["update", "-q"]) && apt(&[&["install", "-y", "-q"][..], &missing].concat())) {
         fail(&format!("cannot install {} with apt-get", missing.join(", ")));

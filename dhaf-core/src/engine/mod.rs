@@ -25,6 +25,14 @@
 //! 5. A healthy current entry point is left for a higher-priority one that has been healthy for
 //!    `failback-delay` (switching back), unless `failback: manual`.
 //! 6. If the provider's live state (read back) differs from the desired one, it is repaired.
+//! 7. A switch that failed, or whose outcome was lost, is retried (with backoff) as the kind of
+//!    switch it was, while its target is still where the service should point.
+//!
+//! Before these, a service the cluster has no record of adopts where the provider points
+//! ([`Action::Adopt`]), and waits for the first read-back of a term rather than switching blind.
+//! A switch under way ([`PendingSwitch::in_flight`]) gets no second one; the runtime reports its
+//! outcome with [`ServiceState::switch_succeeded`], [`ServiceState::switch_failed`] or
+//! [`ServiceState::switch_not_started`].
 //!
 //! Every target of a switch has a [`Verdict::Healthy`] verdict; that is the engine's central
 //! invariant, checked by property tests.
@@ -67,8 +75,12 @@ pub struct ServiceView {
     /// The entry point the service points at (the leader's record, or the provider's live state
     /// on first start); `None` when unknown.
     pub current: Option<String>,
-    /// The provider's live state, when it was just read back; `None` when not read this time.
+    /// The provider's live state, when it was just read back (`Some("")` when it points at no
+    /// configured entry point); `None` when not read this time.
     pub live: Option<String>,
+    /// The provider's live state has not been read yet in this term: a service with no record
+    /// waits for it (to adopt what the provider points at) instead of switching blind.
+    pub awaiting_read_back: bool,
     /// The pending switchover request's target.
     pub switchover: Option<String>,
 }
@@ -85,10 +97,20 @@ pub enum Action {
         /// Why.
         kind: SwitchKind,
     },
-    /// Drop the service's pending switchover request.
+    /// Record `entry_point`, where the provider already points, as the service's current entry
+    /// point, without calling the provider (a service the cluster has no record of yet).
+    Adopt {
+        /// The service.
+        service: String,
+        /// The entry point the provider points at.
+        entry_point: String,
+    },
+    /// Drop the service's pending switchover request, if it still asks for `entry_point`.
     PurgeSwitchover {
         /// The service.
         service: String,
+        /// The request's target: a newer request for another target is left alone.
+        entry_point: String,
         /// Why, for people.
         why: String,
     },
@@ -124,9 +146,59 @@ pub struct ServiceState {
     panic: bool,
     failback_since: Option<(usize, Instant)>,
     retry_at: Option<Instant>,
-    failures: u32,
+    pending: Option<PendingSwitch>,
+    // Per entry point: healthy by majority and in rotation, by the last call.
+    eligible: Vec<bool>,
 }
 
+/// A switch the engine asked for that is not known to be carried out yet: under way, failed and
+/// waiting for its retry, or recorded with its outcome unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSwitch {
+    /// The target entry point.
+    pub to: String,
+    /// Why it was asked for; a retry keeps it (a failover retried is still a failover).
+    pub kind: SwitchKind,
+    /// The runtime is carrying it out now: the service gets no second switch meanwhile.
+    pub in_flight: bool,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When the first attempt failed.
+    pub failing_since: Option<Instant>,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+}
+
+/// What the leader should make of a failed switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchRetry {
+    /// How long until it is retried.
+    pub backoff: Duration,
+    /// Failed attempts so far, this one included.
+    pub attempts: u32,
+    /// Worth telling people: the first failure, and again once it keeps failing.
+    pub tell: bool,
+}
+
+/// What was announced about one service, kept in the DCS so that a new leader tells each
+/// transition exactly once: neither again, nor never (an entry point that went down together
+/// with the old leader).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Announced {
+    /// Entry points announced down (the last verdict told was unhealthy).
+    #[serde(default)]
+    pub down: BTreeSet<String>,
+    /// Entry points announced up or first seen healthy.
+    #[serde(default)]
+    pub up: BTreeSet<String>,
+    /// Panic mode (no healthy entry point) was announced.
+    #[serde(default)]
+    pub panic: bool,
+}
+
+/// A switch still failing after this many attempts is told again (the first failure is told at
+/// once).
+pub const STILL_FAILING_AFTER: u32 = 10;
 /// The first retry of a failed switch waits this long; each further failure doubles it.
 pub const SWITCH_RETRY_BASE: Duration = Duration::from_millis(500);
 /// The longest wait between retries of a failed switch.
@@ -143,20 +215,83 @@ impl ServiceState {
         self.panic
     }
 
-    /// The switch asked for was carried out.
-    pub fn switch_succeeded(&mut self) {
-        self.failures = 0;
-        self.retry_at = None;
+    /// The switch asked for and not yet known to be carried out, if any.
+    pub fn pending_switch(&self) -> Option<&PendingSwitch> {
+        self.pending.as_ref()
     }
 
-    /// The switch asked for failed; returns how long until it is retried (exponential backoff).
-    /// Returns whether this is the first failure of a streak (worth a notification).
-    pub fn switch_failed(&mut self, now: Instant) -> (Duration, bool) {
-        let first = self.failures == 0;
-        let backoff = SWITCH_RETRY_BASE.saturating_mul(1 << self.failures.min(10)).min(SWITCH_RETRY_MAX);
-        self.failures += 1;
+    /// The switch asked for was carried out; returns how many attempts had failed before.
+    pub fn switch_succeeded(&mut self) -> u32 {
+        self.retry_at = None;
+        self.pending.take().map_or(0, |p| p.attempts)
+    }
+
+    /// The switch asked for failed at the provider: it is retried with exponential backoff, as
+    /// the same kind of switch, while its target stays the right one.
+    pub fn switch_failed(&mut self, now: Instant, error: impl Into<String>) -> SwitchRetry {
+        let p = self.pending.get_or_insert_with(|| PendingSwitch {
+            to: String::new(),
+            kind: SwitchKind::Repair,
+            in_flight: false,
+            attempts: 0,
+            failing_since: None,
+            last_error: None,
+        });
+        let backoff = SWITCH_RETRY_BASE.saturating_mul(1 << p.attempts.min(10)).min(SWITCH_RETRY_MAX);
+        p.in_flight = false;
+        p.attempts += 1;
+        p.failing_since.get_or_insert(now);
+        p.last_error = Some(error.into());
         self.retry_at = Some(now + backoff);
-        (backoff, first)
+        SwitchRetry { backoff, attempts: p.attempts, tell: p.attempts == 1 || p.attempts == STILL_FAILING_AFTER }
+    }
+
+    /// The switch asked for was not carried out, for a reason that is no failure of the provider
+    /// (the DCS could not record it, or its target stopped being eligible before it began): it
+    /// is decided again shortly, without counting an attempt.
+    pub fn switch_not_started(&mut self, now: Instant) {
+        if let Some(p) = &mut self.pending {
+            p.in_flight = false;
+        }
+        self.retry_at = Some(now + SWITCH_RETRY_BASE);
+    }
+
+    /// Whether entry point `index` may be switched to now, by the last call's verdicts (a switch
+    /// that waited for its turn checks this again before it begins).
+    pub fn eligible(&self, index: usize) -> bool {
+        self.eligible.get(index).copied().unwrap_or(false)
+    }
+
+    /// What has been announced, to keep in the DCS for the next leader.
+    pub fn announced(&self, service: &ServiceConfig) -> Announced {
+        let mut a = Announced { panic: self.panic, ..Announced::default() };
+        for (ep, v) in service.entry_points.iter().zip(&self.settled) {
+            match v {
+                Verdict::Unhealthy => a.down.insert(ep.name.clone()),
+                Verdict::Healthy => a.up.insert(ep.name.clone()),
+                Verdict::Unknown => false,
+            };
+        }
+        a
+    }
+
+    /// A state that goes on from what an earlier leader announced: the first call tells every
+    /// difference instead of learning silently.
+    pub fn resume(service: &ServiceConfig, announced: &Announced) -> ServiceState {
+        let settled = service
+            .entry_points
+            .iter()
+            .map(|ep| {
+                if announced.down.contains(&ep.name) {
+                    Verdict::Unhealthy
+                } else if announced.up.contains(&ep.name) {
+                    Verdict::Healthy
+                } else {
+                    Verdict::Unknown
+                }
+            })
+            .collect();
+        ServiceState { primed: true, settled, panic: announced.panic, ..ServiceState::default() }
     }
 }
 
@@ -183,7 +318,16 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
     let eligible = |i: usize| verdicts[i] == Verdict::Healthy && !maintenance(i);
     let ep_name = |i: usize| service.entry_points[i].name.clone();
     let best = (0..n).find(|&i| eligible(i));
-    let current = view.current.as_deref().and_then(|c| service.entry_point_index(c));
+    state.eligible.clear();
+    state.eligible.extend((0..n).map(eligible));
+    let mut current = view.current.as_deref().and_then(|c| service.entry_point_index(c));
+    // Rule 0: a service the cluster has no record of adopts what the provider points at.
+    if view.current.is_none() {
+        if let Some(l) = view.live.as_deref().and_then(|l| service.entry_point_index(l)) {
+            d.actions.push(Action::Adopt { service: name.clone(), entry_point: ep_name(l) });
+            current = Some(l);
+        }
+    }
     // A healthy entry point in maintenance still serves the service (nothing moves it away with
     // nowhere to go), so the service is only down when no entry point at all is healthy.
     let served = verdicts.contains(&Verdict::Healthy);
@@ -240,7 +384,7 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
             }
         };
         if let Some(why) = why {
-            d.actions.push(Action::PurgeSwitchover { service: name.clone(), why: why.clone() });
+            d.actions.push(Action::PurgeSwitchover { service: name.clone(), entry_point: target.clone(), why: why.clone() });
             if state.purge_told.is_none() {
                 state.purge_told = Some(target.clone());
                 d.actions.push(Action::Notify(Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }));
@@ -276,7 +420,7 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
                 }
             }
         }
-    } else {
+    } else if !view.awaiting_read_back {
         target = best.map(|b| (b, SwitchKind::Initial));
     }
     if failback_candidate.is_none() {
@@ -292,10 +436,43 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
         }
     }
 
-    if let Some((t, kind)) = target {
+    // Rule 7: a switch recorded but not carried out (it failed, or its outcome was lost) is
+    // retried as what it was, while its target is still where the service should point.
+    if let Some(p) = &state.pending {
+        let to = service.entry_point_index(&p.to);
+        match target {
+            Some((t, _)) if Some(t) == to => target = Some((t, p.kind)),
+            None if to.is_some() && to == current && eligible(to.expect("checked")) => target = Some((to.expect("checked"), p.kind)),
+            None if !p.in_flight => state.pending = None,
+            _ => {}
+        }
+    }
+
+    // One switch per service at a time: the engine decides again once the runtime reports it.
+    let in_flight = state.pending.as_ref().is_some_and(|p| p.in_flight);
+    if let (Some((t, kind)), false) = (target, in_flight) {
         match state.retry_at {
             Some(at) if now < at => d.wake_at = Some(d.wake_at.map_or(at, |w| w.min(at))),
-            _ => d.actions.push(Action::Switch { service: name.clone(), to: ep_name(t), kind }),
+            _ => {
+                let to = ep_name(t);
+                match &mut state.pending {
+                    Some(p) if p.to == to => {
+                        p.kind = kind;
+                        p.in_flight = true;
+                    }
+                    pending => {
+                        *pending = Some(PendingSwitch {
+                            to: to.clone(),
+                            kind,
+                            in_flight: true,
+                            attempts: 0,
+                            failing_since: None,
+                            last_error: None,
+                        })
+                    }
+                }
+                d.actions.push(Action::Switch { service: name.clone(), to, kind });
+            }
         }
     }
     state.verdicts = verdicts;

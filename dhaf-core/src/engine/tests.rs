@@ -67,7 +67,7 @@ fn view(alive: usize, eps: &[&str]) -> V {
             EntryPointView { votes, maintenance }
         })
         .collect();
-    V(ServiceView { alive_nodes: alive, entry_points, current: None, live: None, switchover: None })
+    V(ServiceView { alive_nodes: alive, entry_points, current: None, live: None, awaiting_read_back: false, switchover: None })
 }
 
 /// A [`ServiceView`] under construction.
@@ -83,6 +83,10 @@ impl V {
         self.0.live = Some(ep.into());
         self
     }
+    fn awaiting(mut self) -> Self {
+        self.0.awaiting_read_back = true;
+        self
+    }
     fn so(mut self, ep: &str) -> Self {
         self.0.switchover = Some(ep.into());
         self
@@ -94,6 +98,9 @@ impl V {
 
 fn sw(to: &str, kind: SwitchKind) -> Action {
     Action::Switch { service: SVC.into(), to: to.into(), kind }
+}
+fn adopt(ep: &str) -> Action {
+    Action::Adopt { service: SVC.into(), entry_point: ep.into() }
 }
 fn down(ep: &str, reasons: &[&str]) -> Action {
     Action::Notify(Event::EntryPointWentDown {
@@ -111,8 +118,8 @@ fn svc_down() -> Action {
 fn svc_up() -> Action {
     Action::Notify(Event::ServiceCameUp { service: SVC.into() })
 }
-fn purge(why: &str) -> Action {
-    Action::PurgeSwitchover { service: SVC.into(), why: why.into() }
+fn purge(ep: &str, why: &str) -> Action {
+    Action::PurgeSwitchover { service: SVC.into(), entry_point: ep.into(), why: why.into() }
 }
 fn purged(ep: &str, why: &str) -> Action {
     Action::Notify(Event::SwitchoverPurged { service: SVC.into(), entry_point: ep.into(), why: why.into() })
@@ -150,33 +157,50 @@ impl Knobs {
 }
 
 /// One step of a case's script. Times are milliseconds after the case's start.
+///
+/// A switch asked for is taken as carried out when the next step is another `D`; `Failed`,
+/// `NotStarted` and `Running` say otherwise.
 enum Step {
     /// Call `decide` at `ms` with the view; expect exactly these actions and this `wake_at`.
     D(u64, V, Vec<Action>, Option<u64>),
-    /// The last switch failed at `ms`; expect the backoff and whether it is the first failure.
+    /// The last switch failed at `ms`; expect the backoff and whether it is told.
     Failed(u64, u64, bool),
     /// The last switch was carried out.
     Succeeded,
+    /// The last switch did not begin at `ms` (not recorded, or its target went bad meanwhile).
+    NotStarted(u64),
+    /// The last switch is still under way.
+    Running,
 }
-use Step::{Failed, Succeeded, D};
+use Step::{Failed, NotStarted, Running, Succeeded, D};
 
 fn run(name: &str, k: Knobs, steps: Vec<Step>) {
     let svc = service(k.eps, k.failback, Duration::from_secs(k.delay));
     let mut state = ServiceState::default();
     let t0 = Instant::now();
     let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut unreported = false;
     for (i, step) in steps.into_iter().enumerate() {
+        if unreported && matches!(step, D(..)) {
+            state.switch_succeeded();
+        }
+        unreported = false;
         match step {
             D(ms, v, want, wake) => {
                 let got = decide(&svc, k.min_votes, &mut state, &v.0, at(ms));
+                unreported = got.actions.iter().any(|a| matches!(a, Action::Switch { .. }));
                 let want = Decision { actions: want, wake_at: wake.map(at) };
                 assert_eq!(got, want, "case {name:?}, step {i} (t = {ms} ms)");
             }
-            Failed(ms, backoff, first) => {
-                let got = state.switch_failed(at(ms));
-                assert_eq!(got, (Duration::from_millis(backoff), first), "case {name:?}, step {i}: switch_failed");
+            Failed(ms, backoff, tell) => {
+                let got = state.switch_failed(at(ms), "provider error");
+                assert_eq!((got.backoff, got.tell), (Duration::from_millis(backoff), tell), "case {name:?}, step {i}: switch_failed");
             }
-            Succeeded => state.switch_succeeded(),
+            Succeeded => {
+                state.switch_succeeded();
+            }
+            NotStarted(ms) => state.switch_not_started(at(ms)),
+            Running => {}
         }
     }
 }
@@ -470,7 +494,7 @@ fn switchover() {
                     view(3, &["+++", "---", "+++"]).cur("b").so("b"),
                     vec![
                         down("b", &["n1: refused", "n2: refused", "n3: refused"]),
-                        purge("entry point b is unhealthy"),
+                        purge("b", "entry point b is unhealthy"),
                         purged("b", "entry point b is unhealthy"),
                         sw("a", Failover),
                     ],
@@ -502,19 +526,19 @@ fn switchover() {
                     view(3, &["+++", "--+", "+++"]).cur("a").so("b"),
                     vec![
                         down("b", &["n1: refused", "n2: refused"]),
-                        purge("entry point b is unhealthy"),
+                        purge("b", "entry point b is unhealthy"),
                         purged("b", "entry point b is unhealthy"),
                     ],
                     None,
                 ),
                 // The purge failed (the request is still there): retried, not told again.
-                D(2 * S, view(3, &["+++", "--+", "+++"]).cur("a").so("b"), vec![purge("entry point b is unhealthy")], None),
+                D(2 * S, view(3, &["+++", "--+", "+++"]).cur("a").so("b"), vec![purge("b", "entry point b is unhealthy")], None),
                 D(3 * S, view(3, &["+++", "--+", "+++"]).cur("a"), vec![], None),
                 // Asked again later: a new request, told again.
                 D(
                     4 * S,
                     view(3, &["+++", "--+", "+++"]).cur("a").so("b"),
-                    vec![purge("entry point b is unhealthy"), purged("b", "entry point b is unhealthy")],
+                    vec![purge("b", "entry point b is unhealthy"), purged("b", "entry point b is unhealthy")],
                     None,
                 ),
             ],
@@ -527,7 +551,7 @@ fn switchover() {
                 D(
                     S,
                     view(3, &["+++", "M+++", "+++"]).cur("a").so("b"),
-                    vec![purge("entry point b is in maintenance"), purged("b", "entry point b is in maintenance")],
+                    vec![purge("b", "entry point b is in maintenance"), purged("b", "entry point b is in maintenance")],
                     None,
                 ),
             ],
@@ -540,7 +564,7 @@ fn switchover() {
                 D(
                     S,
                     view(3, &["+++", "+++", "M+++"]).cur("c").so("c"),
-                    vec![purge("entry point c is in maintenance"), purged("c", "entry point c is in maintenance"), sw("a", Maint)],
+                    vec![purge("c", "entry point c is in maintenance"), purged("c", "entry point c is in maintenance"), sw("a", Maint)],
                     None,
                 ),
             ],
@@ -553,7 +577,7 @@ fn switchover() {
                 D(
                     S,
                     healthy().cur("a").so("zz"),
-                    vec![purge("entry point zz is not configured"), purged("zz", "entry point zz is not configured")],
+                    vec![purge("zz", "entry point zz is not configured"), purged("zz", "entry point zz is not configured")],
                     None,
                 ),
             ],
@@ -891,13 +915,145 @@ fn switch_retry_backoff() {
 }
 
 #[test]
+fn pending_switches() {
+    let all = || view(3, &["+++", "+++", "+++"]);
+    let a_down = || view(3, &["---", "+++", "+++"]);
+    let went_down = |ep: &str| down(ep, &["n1: refused", "n2: refused", "n3: refused"]);
+    let cases = [
+        (
+            "a failover recorded but failed at the provider is retried as a failover, not a repair",
+            K,
+            vec![
+                D(0, all().cur("a"), vec![], None),
+                D(0, a_down().cur("a"), vec![went_down("a"), sw("b", Failover)], None),
+                Failed(0, 500, true),
+                // The record already names b: the retry is still the failover.
+                D(100, a_down().cur("b"), vec![], Some(500)),
+                D(500, a_down().cur("b"), vec![sw("b", Failover)], None),
+                Succeeded,
+                D(600, a_down().cur("b"), vec![], None),
+            ],
+        ),
+        (
+            "a switch under way gets no second one; the next is decided once it is over",
+            K,
+            vec![
+                D(0, all().cur("a"), vec![], None),
+                D(0, a_down().cur("a"), vec![went_down("a"), sw("b", Failover)], None),
+                Running,
+                D(S, view(3, &["---", "---", "+++"]).cur("b"), vec![went_down("b")], None),
+                Succeeded,
+                D(2 * S, view(3, &["---", "---", "+++"]).cur("b"), vec![sw("c", Failover)], None),
+            ],
+        ),
+        (
+            "a switch that did not start is decided again shortly, counting no attempt",
+            K,
+            vec![
+                D(0, all().cur("a"), vec![], None),
+                D(0, a_down().cur("a"), vec![went_down("a"), sw("b", Failover)], None),
+                NotStarted(0),
+                D(100, a_down().cur("a"), vec![], Some(500)),
+                D(500, a_down().cur("a"), vec![sw("b", Failover)], None),
+            ],
+        ),
+        (
+            "a switch whose target went bad before it started is replaced by the right one",
+            K,
+            vec![
+                D(0, all().cur("a"), vec![], None),
+                D(0, a_down().cur("a"), vec![went_down("a"), sw("b", Failover)], None),
+                NotStarted(0),
+                D(500, view(3, &["---", "---", "+++"]).cur("a"), vec![went_down("b"), sw("c", Failover)], None),
+            ],
+        ),
+        (
+            "a failed switch that is no longer wanted is forgotten",
+            K,
+            vec![
+                D(0, all().cur("a"), vec![], None),
+                D(0, a_down().cur("a"), vec![went_down("a"), sw("b", Failover)], None),
+                NotStarted(0),
+                D(500, all().cur("a"), vec![up("a")], None),
+                D(600, all().cur("a"), vec![], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn adopting_the_providers_state() {
+    let cases = [
+        (
+            "no record: wait for the term's first read-back instead of switching blind",
+            K.manual(),
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).awaiting(), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).live("b"), vec![adopt("b")], None),
+                D(2 * S, view(3, &["+++", "+++", "+++"]).cur("b"), vec![], None),
+            ],
+        ),
+        (
+            "no record, the provider points at an unhealthy entry point: adopt it, then fail over",
+            K,
+            vec![D(0, view(3, &["---", "+++", "+++"]).live("a"), vec![adopt("a"), sw("b", Failover)], None)],
+        ),
+        (
+            "no record, the provider points at nothing configured: the first healthy",
+            K,
+            vec![D(0, view(3, &["---", "+++", "+++"]).live(""), vec![sw("b", Initial)], None)],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn a_new_leader_tells_what_changed_since_the_last_announcement() {
+    let svc = service(3, Failback::Auto, Duration::ZERO);
+    let now = Instant::now();
+    // The last leader announced a down and the service in panic mode, then died.
+    let mut before = ServiceState::default();
+    decide(&svc, 1, &mut before, &view(3, &["+++", "+++", "+++"]).cur("a").0, now);
+    decide(&svc, 1, &mut before, &view(3, &["---", "---", "---"]).cur("a").0, now);
+    let announced = before.announced(&svc);
+    assert_eq!(announced.down, ["a", "b", "c"].map(String::from).into());
+    assert!(announced.panic);
+    let back = serde_json::from_str::<Announced>(&serde_json::to_string(&announced).unwrap()).unwrap();
+    // Nothing changed: the new leader says nothing again.
+    let mut same = ServiceState::resume(&svc, &back);
+    assert_eq!(decide(&svc, 1, &mut same, &view(3, &["---", "---", "---"]).cur("a").0, now).actions, vec![]);
+    // b recovered while nobody led: told once, by the new leader.
+    let mut next = ServiceState::resume(&svc, &back);
+    let d = decide(&svc, 1, &mut next, &view(3, &["---", "+++", "---"]).cur("a").0, now);
+    assert_eq!(d.actions, vec![up("b"), svc_up(), sw("b", Failover)]);
+    // And an entry point that went down with the old leader is told too.
+    let healthy = {
+        let mut s = ServiceState::default();
+        decide(&svc, 1, &mut s, &view(3, &["+++", "+++", "+++"]).cur("a").0, now);
+        s.announced(&svc)
+    };
+    let mut after_crash = ServiceState::resume(&svc, &healthy);
+    let d = decide(&svc, 1, &mut after_crash, &view(3, &["+++", "---", "+++"]).cur("a").0, now);
+    assert_eq!(d.actions, vec![down("b", &["n1: refused", "n2: refused", "n3: refused"])]);
+}
+
+#[test]
 fn retry_backoff_is_capped() {
     let mut state = ServiceState::default();
     let now = Instant::now();
-    let waits: Vec<u64> = (0..12).map(|_| state.switch_failed(now).0.as_millis() as u64).collect();
+    let retries: Vec<SwitchRetry> = (0..12).map(|_| state.switch_failed(now, "refused")).collect();
+    let waits: Vec<u64> = retries.iter().map(|r| r.backoff.as_millis() as u64).collect();
     assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000, 30000, 30000]);
-    state.switch_succeeded();
-    assert_eq!(state.switch_failed(now), (SWITCH_RETRY_BASE, true));
+    // Told at the first failure, and once more when it keeps failing.
+    let told: Vec<u32> = retries.iter().filter(|r| r.tell).map(|r| r.attempts).collect();
+    assert_eq!(told, [1, STILL_FAILING_AFTER]);
+    assert_eq!(state.switch_succeeded(), 12);
+    assert_eq!(state.switch_failed(now, "refused").backoff, SWITCH_RETRY_BASE);
 }
 
 #[test]
@@ -1015,7 +1171,7 @@ fn priming() {
             vec![D(
                 0,
                 view(3, &["+++", "---", "+++"]).cur("a").so("b"),
-                vec![purge("entry point b is unhealthy"), purged("b", "entry point b is unhealthy")],
+                vec![purge("b", "entry point b is unhealthy"), purged("b", "entry point b is unhealthy")],
                 None,
             )],
         ),
@@ -1115,6 +1271,7 @@ impl ViewSpec {
                 .collect(),
             current: self.current.map(name),
             live: self.live.map(name),
+            awaiting_read_back: false,
             switchover: self.switchover.map(name),
         }
     }
@@ -1167,10 +1324,12 @@ impl Scenario {
         for (spec, ms) in &self.prior {
             // Time never runs backwards for one state.
             last = last.max(*ms);
-            decide(&svc, self.min_votes, &mut state, &spec.build(self.n), t0 + Duration::from_millis(last));
-        }
-        if self.failed {
-            state.switch_failed(t0 + Duration::from_millis(last));
+            let d = decide(&svc, self.min_votes, &mut state, &spec.build(self.n), t0 + Duration::from_millis(last));
+            if self.failed && !switches(&d).is_empty() {
+                state.switch_failed(t0 + Duration::from_millis(last), "refused");
+            } else {
+                state.switch_succeeded();
+            }
         }
         let now = t0 + Duration::from_millis(last.max(self.now));
         (svc, state, self.view.build(self.n), now)
@@ -1236,8 +1395,21 @@ proptest! {
         prop_assert!(sws.len() <= 1, "{:?}", sws);
         for (to, kind) in sws {
             if view.current.as_deref() == Some(to) {
-                prop_assert_eq!(kind, SwitchKind::Repair);
+                // A repair, or the retry of a switch recorded but not carried out.
+                let retry = state.pending_switch().is_some_and(|p| p.to == to && p.attempts > 0);
+                prop_assert!(kind == SwitchKind::Repair || retry, "{:?} to the current {}", kind, to);
             }
+        }
+    }
+
+    /// While a switch is under way the service gets no second one, whatever the view says.
+    #[test]
+    fn no_second_switch_while_one_is_in_flight(s in scenario(), next in view_spec()) {
+        let (svc, mut state, view, now) = s.setup();
+        let first = decide(&svc, s.min_votes, &mut state, &view, now);
+        if !switches(&first).is_empty() {
+            let second = decide(&svc, s.min_votes, &mut state, &next.build(s.n), now + Duration::from_secs(60));
+            prop_assert!(switches(&second).is_empty(), "a second switch while {:?} runs: {:?}", switches(&first), switches(&second));
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Election and leading: the only place a node switches.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -10,13 +10,21 @@ use tokio::time::Instant;
 use super::{wall_now, Inner};
 use crate::config::ServiceConfig;
 use crate::dcs::{DcsError, Snapshot};
-use crate::engine::{self, Action, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
-use crate::model::{Event, FencingToken, SwitchKind, SwitchRecord};
+use crate::engine::{self, Action, Announced, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
+use crate::model::{Event, FencingToken, SwitchKind, SwitchProgress, SwitchRecord};
 
 /// The namespace of the switch history in the providers' store.
 pub(crate) const HISTORY_NS: &str = "dhaf.history";
 /// The namespace where the leader keeps which nodes it announced alive (`up`) or dead (`down`).
 pub(crate) const NODES_NS: &str = "dhaf.nodes";
+/// The namespace where the leader keeps what it announced of each service's entry points.
+pub(crate) const ANNOUNCED_NS: &str = "dhaf.announced";
+/// The namespace where the leader keeps each service's failing switch, for status.
+pub(crate) const SWITCHING_NS: &str = "dhaf.switching";
+/// The namespace where the leader keeps each service's live state as last read back, for status.
+pub(crate) const LIVE_NS: &str = "dhaf.live";
+/// The longest a read-back of a provider's live state may take.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many services may be switching at once.
 const SWITCH_CONCURRENCY: usize = 16;
 /// How many switches the history keeps per service.
@@ -28,7 +36,9 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
     let mut watch = None;
     let mut announced: Option<FencingToken> = None;
     loop {
-        let Some(lease) = inner.lease() else {
+        // Campaign only under a lease known to be live: past its deadline the node may not lead,
+        // and winning the same term again would end at once, over and over.
+        let Some(lease) = live_lease(&inner) else {
             tokio::time::sleep(Duration::from_millis(200).min(inner.config.dhaf.heartbeat_interval)).await;
             continue;
         };
@@ -75,27 +85,66 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
     }
 }
 
+/// What the leader keeps about one service during its term.
+#[derive(Default)]
+struct Slot {
+    state: ServiceState,
+    /// The provider's live state as last read back (`Some("")`: no configured entry point).
+    live: Option<String>,
+    /// `live` was read since the last decision.
+    fresh: bool,
+    /// A read-back is under way.
+    reading: bool,
+    /// Bumped when a switch of the service starts or ends: a read-back that began under another
+    /// value may have raced the switch, and is discarded rather than taken for drift.
+    epoch: u64,
+    /// The term's first read-back has answered (or failed, or timed out).
+    read_once: bool,
+    /// What is kept in the DCS of the announcements and the live state, so they are written
+    /// only when they change.
+    announced: Option<Announced>,
+    shown_live: Option<String>,
+}
+
+/// A finished switch, with what it was.
+struct Finished {
+    service: usize,
+    from: Option<String>,
+    record: SwitchRecord,
+    outcome: Outcome,
+}
+
+/// A finished read-back: the service, the slot's epoch when it began, and what it found.
+type ReadBack = (usize, u64, Result<Option<String>, String>);
+
+/// The term is over (fenced, lease lost, or another leader named): stop leading.
+struct TermOver;
+
+/// Which entry points each service may be switched to now, by the engine's latest verdicts: a
+/// switch that waited for its turn checks it again before it begins.
+type Eligibility = Arc<Mutex<Vec<Vec<bool>>>>;
+
+/// This node's lease, while its deadline has not passed.
+fn live_lease(inner: &Inner) -> Option<crate::dcs::LeaseId> {
+    let l = inner.local.lock().unwrap();
+    l.lease.filter(|_| l.lease_deadline.is_some_and(|d| Instant::now() < d))
+}
+
 struct Leading {
     inner: Arc<Inner>,
     token: FencingToken,
-    states: Vec<ServiceState>,
-    /// The provider's live state, read back and not yet fed to the engine.
-    live: Vec<Option<String>>,
-    /// A switch was recorded but not carried out: repair it.
-    unapplied: Vec<bool>,
+    slots: Vec<Slot>,
     cluster: ClusterState,
     /// Bounds the switches in flight at once.
     limit: Arc<tokio::sync::Semaphore>,
     /// Switches under way; the leader keeps deciding while they run.
-    running: JoinSet<Switching>,
+    running: JoinSet<Finished>,
     /// What each running switch is, so a switcher that panics is still a failed switch.
     which: HashMap<tokio::task::Id, (usize, Option<String>, SwitchRecord)>,
-    /// Whether a service has a switch under way (it gets no second one meanwhile).
-    switching: Vec<bool>,
+    /// Read-backs under way, each bounded, so a slow provider delays no decision.
+    reading: JoinSet<ReadBack>,
+    eligible: Eligibility,
 }
-
-/// A finished switch: the service, where it came from, the record and how it went.
-type Switching = (usize, Option<String>, SwitchRecord, Outcome);
 
 /// Lead under `token` until the term ends (lease lost, fenced, stepped down).
 async fn lead(inner: Arc<Inner>, token: FencingToken) {
@@ -104,18 +153,30 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
     let mut me = Leading {
         inner: inner.clone(),
         token,
-        states: vec![ServiceState::default(); n],
-        live: vec![None; n],
-        unapplied: vec![false; n],
+        slots: (0..n).map(|_| Slot::default()).collect(),
         cluster: ClusterState::default(),
         limit: Arc::new(tokio::sync::Semaphore::new(SWITCH_CONCURRENCY)),
         running: JoinSet::new(),
         which: HashMap::new(),
-        switching: vec![false; n],
+        reading: JoinSet::new(),
+        eligible: Arc::new(Mutex::new(vec![Vec::new(); n])),
     };
     // What earlier leaders announced, so a node that died with its leader is still announced.
     if let Ok(known) = inner.dcs_call(inner.dcs.kv_list(NODES_NS)).await {
         me.cluster = ClusterState::with_known(known.into_iter().filter(|(_, v)| v == "up").map(|(k, _)| k).collect());
+    }
+    // The same for each service's entry points and panic mode.
+    if let Ok(known) = inner.dcs_call(inner.dcs.kv_list(ANNOUNCED_NS)).await {
+        for (name, value) in known {
+            let Some(i) = config.services.iter().position(|s| s.name == name) else { continue };
+            match serde_json::from_str::<Announced>(&value) {
+                Ok(a) => {
+                    me.slots[i].state = ServiceState::resume(&config.services[i], &a);
+                    me.slots[i].announced = Some(a);
+                }
+                Err(e) => tracing::warn!(service = %name, error = %e, "cannot read what the last leader announced; learning it anew"),
+            }
+        }
     }
     // Background work only the leader does (a bot's long polling), dropped with the term.
     let mut background = JoinSet::new();
@@ -134,7 +195,9 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             break;
         }
         if Instant::now() >= next_reconcile {
-            me.read_back().await;
+            for i in 0..n {
+                me.read_back(i);
+            }
             next_reconcile = Instant::now() + config.dhaf.reconcile_interval;
         }
         let snapshot = match inner.dcs_call(inner.dcs.snapshot()).await {
@@ -151,13 +214,13 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
         }
         let wake = match me.round(&snapshot).await {
             Ok(wake) => wake,
-            Err(()) => break,
+            Err(TermOver) => break,
         };
         let mut until = (Instant::now() + config.dhaf.tact_interval).min(next_reconcile);
         if let Some(w) = wake {
             until = until.min(w.max(Instant::now() + Duration::from_millis(10)));
         }
-        // A finished switch wakes the leader too: it decides again at once (a failure backs off).
+        // A finished switch or read-back wakes the leader too: it decides again at once.
         let mut over = false;
         tokio::select! {
             alive = async {
@@ -168,6 +231,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             } => if !alive { watch = None },
             _ = tokio::time::sleep_until(until) => {}
             Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
+            Some(read) = me.reading.join_next(), if !me.reading.is_empty() => me.read(read),
         }
         if over {
             break;
@@ -180,6 +244,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
     while let Some(done) = me.running.join_next_with_id().await {
         let _ = me.finish(done).await;
     }
+    me.reading.abort_all();
     background.abort_all();
 }
 
@@ -205,26 +270,66 @@ pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig) -> ServiceV
             .collect(),
         current: snapshot.records.get(&svc.name).map(|r| r.entry_point.clone()),
         live: None,
+        awaiting_read_back: false,
         switchover: snapshot.switchovers.get(&svc.name).map(|r| r.entry_point.clone()),
     }
 }
 
 impl Leading {
-    /// Read every switcher's live state (while the term lasts).
-    async fn read_back(&mut self) {
-        for (i, p) in self.inner.providers.services.iter().enumerate() {
-            tokio::select! {
-                live = p.switcher.current() => match live {
-                    Ok(live) => self.live[i] = Some(live.unwrap_or_default()),
-                    Err(e) => tracing::warn!(service = %self.inner.config.services[i].name, error = %e, "cannot read the switcher's live state"),
+    /// Read service `i`'s live state in the background, bounded by [`READ_BACK_TIMEOUT`] and by
+    /// the term; one read at a time per service.
+    fn read_back(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if slot.reading {
+            return;
+        }
+        slot.reading = true;
+        let (inner, token, epoch) = (self.inner.clone(), self.token, slot.epoch);
+        self.reading.spawn(async move {
+            let switcher = inner.providers.services[i].switcher.clone();
+            let read = tokio::select! {
+                live = tokio::time::timeout(READ_BACK_TIMEOUT, switcher.current()) => match live {
+                    Ok(Ok(live)) => Ok(live),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {} s", READ_BACK_TIMEOUT.as_secs())),
                 },
-                _ = self.inner.term_ends(self.token) => break,
+                _ = inner.term_ends(token) => Err("the term ended".to_string()),
+            };
+            (i, epoch, read)
+        });
+    }
+
+    /// Take in a finished read-back.
+    fn read(&mut self, done: Result<ReadBack, tokio::task::JoinError>) {
+        let (i, epoch, read) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                // A switcher that panics reading is a failed read of one service; which one is
+                // not known here, so every service is free to read again.
+                tracing::error!(error = %e, "a read-back panicked");
+                self.slots.iter_mut().for_each(|s| s.reading = false);
+                return;
             }
+        };
+        let slot = &mut self.slots[i];
+        slot.reading = false;
+        slot.read_once = true;
+        if epoch != slot.epoch {
+            // A switch started or ended meanwhile: what was read may predate it. Read again.
+            self.read_back(i);
+            return;
+        }
+        match read {
+            Ok(live) => {
+                slot.live = Some(live.unwrap_or_default());
+                slot.fresh = true;
+            }
+            Err(e) => tracing::warn!(service = %self.inner.config.services[i].name, error = %e, "cannot read the switcher's live state"),
         }
     }
 
-    /// Decide and act on every service once. `Err` when the term is over.
-    async fn round(&mut self, snapshot: &Snapshot) -> Result<Option<Instant>, ()> {
+    /// Decide and act on every service once.
+    async fn round(&mut self, snapshot: &Snapshot) -> Result<Option<Instant>, TermOver> {
         let inner = self.inner.clone();
         let config = inner.config.clone();
         let alive: BTreeSet<String> = snapshot.alive.clone();
@@ -241,38 +346,37 @@ impl Leading {
         let mut switches = Vec::new();
         for (i, svc) in config.services.iter().enumerate() {
             let mut view = service_view(snapshot, svc);
-            // First term on a service without a record: adopt what the provider points at.
-            if view.current.is_none() {
-                if let Some(live) = self.live[i].clone().filter(|l| svc.entry_point_index(l).is_some()) {
-                    let record = self.record(&live, SwitchKind::Initial);
-                    match inner.dcs_call(inner.dcs.record_switch(&svc.name, &record)).await {
-                        Ok(()) => view.current = Some(live),
-                        Err(DcsError::Fenced(_)) => return Err(()),
-                        Err(_) => continue,
-                    }
-                }
+            let slot = &mut self.slots[i];
+            view.awaiting_read_back = !slot.read_once;
+            // A fresh read is judged once; a service without a record keeps being offered what
+            // the provider points at until it is adopted.
+            if slot.fresh || view.current.is_none() {
+                view.live = slot.live.clone();
             }
-            view.live = self.live[i].take();
-            if self.unapplied[i] {
-                view.live = Some(String::new());
-            }
+            slot.fresh = false;
             let now = Instant::now();
-            let decision = engine::decide(svc, config.dhaf.min_votes, &mut self.states[i], &view, now.into_std());
+            let decision = engine::decide(svc, config.dhaf.min_votes, &mut slot.state, &view, now.into_std());
+            self.eligible.lock().unwrap()[i] = (0..svc.entry_points.len()).map(|e| slot.state.eligible(e)).collect();
             if let Some(w) = decision.wake_at {
                 let w = Instant::from_std(w);
                 wake = Some(wake.map_or(w, |x| x.min(w)));
             }
             for action in decision.actions {
-                // One switch per service at a time; the engine asks again once it is over.
-                if matches!(action, Action::Switch { .. }) && self.switching[i] {
-                    continue;
-                }
                 match action {
                     Action::Notify(event) => inner.notifications.send(&config, event),
-                    Action::PurgeSwitchover { service, why } => {
-                        tracing::info!(%service, why, "purging switchover");
+                    Action::Adopt { service, entry_point } => {
+                        let record = self.record(&entry_point, SwitchKind::Initial);
+                        match inner.dcs_call(inner.dcs.record_switch(&service, &record)).await {
+                            Ok(()) => tracing::info!(%service, %entry_point, "adopted what the provider points at"),
+                            Err(DcsError::Fenced(_)) => return Err(TermOver),
+                            // Not recorded: the next round offers it again.
+                            Err(e) => tracing::warn!(%service, error = %e, "cannot record the adopted entry point"),
+                        }
+                    }
+                    Action::PurgeSwitchover { service, entry_point, why } => {
+                        tracing::info!(%service, %entry_point, why, "purging switchover");
                         match inner.dcs_call(inner.dcs.purge_switchover(&service, Some(self.token))).await {
-                            Err(DcsError::Fenced(_)) => return Err(()),
+                            Err(DcsError::Fenced(_)) => return Err(TermOver),
                             Err(e) => tracing::warn!(error = %e, "cannot purge switchover"),
                             Ok(()) => {}
                         }
@@ -280,47 +384,64 @@ impl Leading {
                     Action::Switch { to, kind, .. } => switches.push((i, view.current.clone(), to, kind)),
                 }
             }
+            self.keep_announced(i).await;
+            self.keep_live(i).await;
         }
         // Services switch concurrently, and in the background: one slow provider call must not
         // delay another service's failover, even one decided while it runs.
         for (i, from, to, kind) in switches {
             let record = self.record(&to, kind);
-            let (inner, limit) = (inner.clone(), self.limit.clone());
+            let (inner, limit, eligible) = (inner.clone(), self.limit.clone(), self.eligible.clone());
             let task = self.running.spawn({
                 let (from, record) = (from.clone(), record.clone());
                 async move {
                     let _permit = limit.acquire_owned().await.expect("never closed");
-                    let outcome = carry_out(&inner, i, &record).await;
-                    (i, from, record, outcome)
+                    let outcome = carry_out(&inner, i, &record, &eligible).await;
+                    Finished { service: i, from, record, outcome }
                 }
             });
             self.which.insert(task.id(), (i, from, record));
-            self.switching[i] = true;
+            self.slots[i].epoch += 1;
         }
         Ok(wake)
     }
 
-    /// Take in a finished switch. `Err` when the term is over.
-    async fn finish(&mut self, done: Result<(tokio::task::Id, Switching), tokio::task::JoinError>) -> Result<(), ()> {
-        let (i, from, record, outcome) = match done {
+    /// Keep what was announced about service `i` in the DCS when it changed, so the next leader
+    /// tells each transition exactly once.
+    async fn keep_announced(&mut self, i: usize) {
+        let svc = &self.inner.config.services[i];
+        let now = self.slots[i].state.announced(svc);
+        if self.slots[i].announced.as_ref() == Some(&now) {
+            return;
+        }
+        let value = serde_json::to_string(&now).expect("plain data");
+        if self.inner.dcs_call(self.inner.dcs.kv_put(ANNOUNCED_NS, &svc.name, &value)).await.is_ok() {
+            self.slots[i].announced = Some(now);
+        }
+    }
+
+    /// Take in a finished switch.
+    async fn finish(&mut self, done: Result<(tokio::task::Id, Finished), tokio::task::JoinError>) -> Result<(), TermOver> {
+        let Finished { service: i, from, record, outcome } = match done {
             Ok((id, done)) => {
                 self.which.remove(&id);
                 done
             }
             Err(e) => {
-                let Some((i, from, record)) = self.which.remove(&e.id()) else { return Ok(()) };
-                (i, from, record, Outcome::Failed(format!("the switcher panicked: {e}")))
+                let Some((service, from, record)) = self.which.remove(&e.id()) else { return Ok(()) };
+                Finished { service, from, record, outcome: Outcome::Failed(format!("the switcher panicked: {e}")) }
             }
         };
-        self.switching[i] = false;
+        self.slots[i].epoch += 1;
         match outcome {
             Outcome::Done => self.switched(i, from, &record).await,
             // The next round's decision waits out the backoff.
-            Outcome::Failed(reason) => {
-                self.failed(i, &record, reason);
+            Outcome::Failed(reason) => self.failed(i, &record, reason).await,
+            Outcome::NotStarted(why) => {
+                tracing::info!(service = %self.inner.config.services[i].name, to = %record.entry_point, why, "switch not started");
+                self.slots[i].state.switch_not_started(Instant::now().into_std());
             }
-            Outcome::NotRecorded => {}
-            Outcome::TermOver => return Err(()),
+            Outcome::TermOver => return Err(TermOver),
         }
         Ok(())
     }
@@ -338,31 +459,60 @@ impl Leading {
     async fn switched(&mut self, i: usize, from: Option<String>, record: &SwitchRecord) {
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
-        self.states[i].switch_succeeded();
-        self.unapplied[i] = false;
+        let attempts = self.slots[i].state.switch_succeeded();
+        self.slots[i].live = Some(record.entry_point.clone());
         inner.local.lock().unwrap().metrics.switches += 1;
         let from = if record.kind == SwitchKind::Repair { None } else { from };
         let event = Event::Switched { service: svc.name.clone(), from, to: record.entry_point.clone(), kind: record.kind };
-        tracing::info!(summary = %event.summary(), "switched");
+        tracing::info!(summary = %event.summary(), attempts = attempts + 1, "switched");
         inner.notifications.send(&inner.config, event);
+        if attempts > 0 {
+            inner
+                .notifications
+                .send(&inner.config, Event::SwitchRecovered { service: svc.name.clone(), to: record.entry_point.clone(), attempts });
+            let _ = inner.dcs_call(inner.dcs.kv_delete(SWITCHING_NS, &svc.name)).await;
+        }
+        self.keep_live(i).await;
         self.append_history(&svc.name, record).await;
     }
 
-    /// A failed switch: back off, tell people once per streak; returns when to retry.
-    fn failed(&mut self, i: usize, record: &SwitchRecord, reason: String) -> Instant {
-        let inner = &self.inner;
+    /// A failed switch: back off, keep its progress in the DCS for status, tell people at the
+    /// first failure and once more if it keeps failing, and read the provider back at once.
+    async fn failed(&mut self, i: usize, record: &SwitchRecord, reason: String) {
+        let inner = self.inner.clone();
         let svc = &inner.config.services[i];
-        let now = Instant::now();
-        self.unapplied[i] = true;
-        let (backoff, first) = self.states[i].switch_failed(now.into_std());
+        let retry = self.slots[i].state.switch_failed(Instant::now().into_std(), reason.clone());
         inner.local.lock().unwrap().metrics.switch_failures += 1;
-        tracing::error!(service = %svc.name, to = %record.entry_point, %reason, retry_in = ?backoff, "switch failed");
-        if first {
-            inner
-                .notifications
-                .send(&inner.config, Event::SwitchFailed { service: svc.name.clone(), to: record.entry_point.clone(), reason });
+        tracing::error!(service = %svc.name, to = %record.entry_point, %reason, attempts = retry.attempts, retry_in = ?retry.backoff, "switch failed");
+        if retry.tell {
+            let (service, to) = (svc.name.clone(), record.entry_point.clone());
+            let event = if retry.attempts == 1 {
+                Event::SwitchFailed { service, to, reason: reason.clone() }
+            } else {
+                Event::SwitchStillFailing { service, to, attempts: retry.attempts, reason: reason.clone() }
+            };
+            inner.notifications.send(&inner.config, event);
         }
-        now + backoff
+        if let Some(p) = self.slots[i].state.pending_switch() {
+            let since = p.failing_since.map_or(wall_now(), |t| wall_now() - Instant::now().into_std().saturating_duration_since(t));
+            let progress =
+                SwitchProgress { to: p.to.clone(), kind: p.kind, attempts: p.attempts, failing_since: since, last_error: reason };
+            let value = serde_json::to_string(&progress).expect("plain data");
+            let _ = inner.dcs_call(inner.dcs.kv_put(SWITCHING_NS, &svc.name, &value)).await;
+        }
+        self.read_back(i);
+    }
+
+    /// Keep the provider's live state in the DCS for status, when it changed.
+    async fn keep_live(&mut self, i: usize) {
+        let slot = &self.slots[i];
+        if slot.live.is_none() || slot.live == slot.shown_live {
+            return;
+        }
+        let (name, live) = (&self.inner.config.services[i].name, slot.live.clone().unwrap_or_default());
+        if self.inner.dcs_call(self.inner.dcs.kv_put(LIVE_NS, name, &live)).await.is_ok() {
+            self.slots[i].shown_live = Some(live);
+        }
     }
 
     async fn append_history(&self, service: &str, record: &SwitchRecord) {
@@ -384,16 +534,23 @@ enum Outcome {
     Done,
     /// Recorded, but the provider failed (or the lease deadline came first).
     Failed(String),
-    /// The DCS could not record it: nothing was switched; the next round tries again.
-    NotRecorded,
+    /// Nothing was switched, for a reason that is no provider failure (the DCS could not record
+    /// it, or its target stopped being eligible while it waited): the engine decides again.
+    NotStarted(&'static str),
     /// The term is over (fenced, or the lease may have expired): nothing was switched.
     TermOver,
 }
 
 /// Record the switch fenced by its term, then carry it out before the lease deadline.
-async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord) -> Outcome {
+async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord, eligible: &Eligibility) -> Outcome {
     let svc = &inner.config.services[i];
-    let Some(ep) = svc.entry_points.iter().find(|e| e.name == record.entry_point) else { return Outcome::NotRecorded };
+    let Some(e) = svc.entry_point_index(&record.entry_point) else { return Outcome::NotStarted("the target is not configured") };
+    let ep = &svc.entry_points[e];
+    let still_eligible = || eligible.lock().unwrap()[i].get(e).copied().unwrap_or(false);
+    // It may have waited for a permit while the target went bad.
+    if !still_eligible() {
+        return Outcome::NotStarted("the target is no longer healthy and in rotation");
+    }
     if !inner.may_lead(record.token, Instant::now()) {
         return Outcome::TermOver;
     }
@@ -403,18 +560,36 @@ async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord) -> Outcome {
             inner.step_down("fenced: another term began");
             return Outcome::TermOver;
         }
+        // No answer in time: the record may have been written or not. Read it back at once
+        // rather than leave the switch to the next reconcile.
+        Err(DcsError::Unavailable(e)) => {
+            let landed = match inner.dcs_call(inner.dcs.snapshot()).await {
+                Ok(s) => s.records.get(&svc.name).is_some_and(|r| r.token == record.token && r.entry_point == record.entry_point),
+                Err(_) => false,
+            };
+            if !landed {
+                tracing::warn!(service = %svc.name, error = %e, "cannot record the switch; not switching");
+                return Outcome::NotStarted("the dcs could not record it");
+            }
+        }
         Err(e) => {
             tracing::warn!(service = %svc.name, error = %e, "cannot record the switch; not switching");
-            return Outcome::NotRecorded;
+            return Outcome::NotStarted("the dcs could not record it");
         }
+    }
+    // No provider call starts after the lease deadline, however late the record's answer came.
+    if !inner.may_lead(record.token, Instant::now()) {
+        return Outcome::Failed("the lease deadline passed before the provider call could start".to_string());
     }
     tracing::info!(service = %svc.name, to = %ep.name, kind = %record.kind, token = %record.token, "switching");
     let switcher = inner.providers.services[i].switcher.clone();
     tokio::select! {
+        // Polled first: a deadline already past wins over starting the call.
+        biased;
+        _ = inner.term_ends(record.token) => Outcome::Failed("the lease could not be renewed before the provider answered".to_string()),
         done = switcher.switch(ep, record.token) => match done {
             Ok(()) => Outcome::Done,
             Err(e) => Outcome::Failed(e.to_string()),
         },
-        _ = inner.term_ends(record.token) => Outcome::Failed("the lease could not be renewed before the provider answered".to_string()),
     }
 }

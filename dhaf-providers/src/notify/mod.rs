@@ -163,6 +163,26 @@ impl Report {
                     Some("Check the switcher's credentials and its API (DNS provider, script).".into()),
                 )
             }
+            Event::SwitchStillFailing { to, attempts, reason, .. } => {
+                facts.push(("Entry point", at(to)));
+                (
+                    Severity::Problem,
+                    format!("Switching the service to {to} keeps failing ({attempts} attempts)."),
+                    "Keeps retrying with backoff; the previous entry point stays in force until it succeeds.".into(),
+                    vec![reason.clone()],
+                    Some("Check the switcher's credentials and its API (DNS provider, script); `dhaf-cli status-service` shows the last error.".into()),
+                )
+            }
+            Event::SwitchRecovered { to, attempts, .. } => {
+                facts.push(("Entry point", at(to)));
+                (
+                    Severity::Change,
+                    format!("The switch to {to} went through after {attempts} failed attempts."),
+                    format!("Pointed the service's public entry at {to}."),
+                    Vec::new(),
+                    None,
+                )
+            }
             Event::SwitchoverPurged { entry_point, why, .. } => {
                 facts.push(("Entry point", at(entry_point)));
                 (
