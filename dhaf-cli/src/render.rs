@@ -85,13 +85,34 @@ fn votes(ep: &Value) -> String {
 pub fn service(v: &Value) -> String {
     let mut out = format!("Service: {} ({})\n", s(&v["name"]), s(&v["domain"]));
     out += &format!("Current entry point: {}\n", s(&v["current"]));
+    match v["live"].as_str() {
+        Some(live) if Some(live) != v["current"].as_str() => {
+            out += &format!("Provider points at: {}\n", if live.is_empty() { "no configured entry point" } else { live })
+        }
+        _ => {}
+    }
+    if !v["switching"].is_null() {
+        let p = &v["switching"];
+        out += &format!(
+            "Switching: to {} ({}), failing since {} ({} attempts): {}\n",
+            s(&p["to"]),
+            s(&p["kind"]),
+            when(&p["failing_since"]),
+            s(&p["attempts"]),
+            s(&p["last_error"])
+        );
+    }
     if !v["last_switch"].is_null() {
         let l = &v["last_switch"];
         out += &format!("Last switch: {} to {} by {} at {}\n", s(&l["kind"]), s(&l["entry_point"]), s(&l["node"]), when(&l["at"]));
     }
     out += &format!(
         "Switchover: {}\n",
-        if v["switchover"].is_null() { "none".into() } else { format!("to {} (pending)", s(&v["switchover"])) }
+        match v["switchover"].as_str() {
+            None => "none".into(),
+            Some(to) if Some(to) == v["current"].as_str() && v["switching"].is_null() => format!("to {to} (in force, pinned)"),
+            Some(to) => format!("to {to} (pending)"),
+        }
     );
     if v["panic"] == true {
         out += "Panic mode: YES - no entry point is healthy; dhaf leaves the service as it is\n";
@@ -121,10 +142,14 @@ pub fn services(v: &Value) -> String {
         .map(|svc| {
             let eps = list(&svc["entry_points"]);
             let healthy = eps.iter().filter(|e| e["verdict"] == "healthy").count();
+            let current = match (svc["current"].as_str(), svc["live"].as_str()) {
+                (Some(c), Some(l)) if c != l => format!("{c} (switching; live {})", if l.is_empty() { "none" } else { l }),
+                _ => s(&svc["current"]),
+            };
             vec![
                 s(&svc["name"]),
                 s(&svc["domain"]),
-                s(&svc["current"]),
+                current,
                 format!("{healthy}/{}", eps.len()),
                 s(&svc["switchover"]),
                 if svc["panic"] == true { "PANIC".into() } else { "-".into() },

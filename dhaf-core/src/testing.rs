@@ -82,6 +82,7 @@ struct FakeState {
     calls: Vec<SwitchCall>,
     failures_left: u32,
     delay: Duration,
+    read_delay: Duration,
 }
 
 /// The far end every node's [`RecordingSwitcher`] talks to.
@@ -127,6 +128,11 @@ impl FakeProvider {
     pub fn set_delay(&self, delay: Duration) {
         self.state.lock().unwrap().delay = delay;
     }
+
+    /// Every read-back (`current`) takes `delay`.
+    pub fn set_read_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().read_delay = delay;
+    }
 }
 
 /// One node's switcher to a [`FakeProvider`].
@@ -138,6 +144,10 @@ pub struct RecordingSwitcher {
 #[async_trait]
 impl Switcher for RecordingSwitcher {
     async fn current(&self) -> Result<Option<String>, ProviderError> {
+        let delay = self.provider.state.lock().unwrap().read_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         Ok(self.provider.current())
     }
 

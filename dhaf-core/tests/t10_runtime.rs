@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use dhaf_core::config::Config;
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::model::{Event, SwitchKind};
+use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Snapshot, Watch};
+use dhaf_core::engine::STILL_FAILING_AFTER;
+use dhaf_core::model::{Event, FencingToken, Opinion, SwitchKind, SwitchRecord};
 use dhaf_core::provider::Notifier;
 use dhaf_core::registry::{Providers, ServiceProviders};
 use dhaf_core::runtime::{Node, NodeHandle};
@@ -789,4 +791,308 @@ async fn a_hanging_notifier_delays_only_itself_and_not_forever() {
         notifier.calls.lock().unwrap().iter().any(|e| matches!(e, Event::Switched { kind: SwitchKind::Failover, .. })).then_some(())
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Never mislead, never stall: a DCS whose answers can be delayed, lost or refused per call.
+
+/// Faults of one [`FaultyDcs`], switched on and off by the test.
+#[derive(Default)]
+struct DcsFaults {
+    /// Keep-alives fail (the DCS unreachable for renewals) while the lease itself lives on.
+    keep_alive_fails: bool,
+    /// The next `record_switch` is written, but its answer is lost (a timeout).
+    lose_next_record_answer: bool,
+    /// `record_switch` answers only after this long (written at the end).
+    record_delay: Duration,
+    /// Called when `record_switch` begins (e.g. to break something meanwhile).
+    on_record: Option<Box<dyn FnMut() + Send>>,
+    /// `record_switch` answers only once this node's lease deadline has passed (at most 1.9 s).
+    hold_record_past_deadline: Option<NodeHandle>,
+    /// How many records were answered after the deadline that way.
+    answered_past_deadline: usize,
+    campaigns: usize,
+}
+
+/// One node's handle to a [`MemoryDcs`] with per-call faults.
+#[derive(Clone)]
+struct FaultyDcs {
+    inner: MemoryDcs,
+    faults: Arc<std::sync::Mutex<DcsFaults>>,
+}
+
+impl FaultyDcs {
+    fn new(inner: MemoryDcs) -> Self {
+        FaultyDcs { inner, faults: Arc::default() }
+    }
+    fn set(&self, f: impl FnOnce(&mut DcsFaults)) {
+        f(&mut self.faults.lock().unwrap());
+    }
+    fn campaigns(&self) -> usize {
+        self.faults.lock().unwrap().campaigns
+    }
+}
+
+#[async_trait::async_trait]
+impl Dcs for FaultyDcs {
+    async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
+        self.inner.register(node, ttl).await
+    }
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
+        if self.faults.lock().unwrap().keep_alive_fails {
+            return Err(DcsError::Unavailable("keep-alive refused".into()));
+        }
+        self.inner.keep_alive(lease).await
+    }
+    async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
+        self.inner.revoke(lease).await
+    }
+    async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
+        self.faults.lock().unwrap().campaigns += 1;
+        self.inner.campaign(node, lease).await
+    }
+    async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
+        self.inner.resign(token).await
+    }
+    async fn publish_opinion(&self, node: &str, lease: LeaseId, service: &str, ep: &str, opinion: &Opinion) -> Result<(), DcsError> {
+        self.inner.publish_opinion(node, lease, service, ep, opinion).await
+    }
+    async fn snapshot(&self) -> Result<Snapshot, DcsError> {
+        self.inner.snapshot().await
+    }
+    async fn watch(&self) -> Result<Watch, DcsError> {
+        self.inner.watch().await
+    }
+    async fn request_switchover(&self, service: &str, ep: &str) -> Result<(), DcsError> {
+        self.inner.request_switchover(service, ep).await
+    }
+    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
+        self.inner.purge_switchover(service, guard).await
+    }
+    async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
+        self.inner.set_maintenance(service, ep, on).await
+    }
+    async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
+        let (delay, lose) = {
+            let mut f = self.faults.lock().unwrap();
+            if let Some(hook) = f.on_record.as_mut() {
+                hook();
+            }
+            (f.record_delay, std::mem::take(&mut f.lose_next_record_answer))
+        };
+        sleep(delay).await;
+        let hold = self.faults.lock().unwrap().hold_record_past_deadline.clone();
+        if let Some(node) = hold {
+            let start = Instant::now();
+            while node.holds_lease() && start.elapsed() < Duration::from_millis(1900) {
+                sleep(Duration::from_millis(10)).await;
+            }
+            if !node.holds_lease() {
+                self.faults.lock().unwrap().answered_past_deadline += 1;
+            }
+        }
+        self.inner.record_switch(service, record).await?;
+        if lose {
+            return Err(DcsError::Unavailable("no answer within 2 s".into()));
+        }
+        Ok(())
+    }
+    async fn decommission(&self, node: &str) -> Result<(), DcsError> {
+        self.inner.decommission(node).await
+    }
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>, DcsError> {
+        self.inner.kv_get(ns, key).await
+    }
+    async fn kv_put(&self, ns: &str, key: &str, value: &str) -> Result<(), DcsError> {
+        self.inner.kv_put(ns, key, value).await
+    }
+    async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), DcsError> {
+        self.inner.kv_delete(ns, key).await
+    }
+    async fn kv_list(&self, ns: &str) -> Result<Vec<(String, String)>, DcsError> {
+        self.inner.kv_list(ns).await
+    }
+}
+
+/// A lone node `n1` over `dcs`, with the fake provider pointing at `current`; waits until it leads.
+async fn lone_over(dcs: FaultyDcs, current: Option<&str>, extra: &str) -> (FakeProvider, ScriptedChecker, NodeHandle, RecordingNotifier) {
+    let (provider, checker, notifier) = (FakeProvider::new(current), ScriptedChecker::new(), RecordingNotifier::new());
+    let providers = Providers {
+        services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
+        notifiers: vec![("rec".into(), Arc::new(notifier.clone()) as Arc<dyn Notifier>)],
+    };
+    let node = Node::new(config("n1", extra), Arc::new(dcs), providers);
+    let handle = node.handle();
+    tokio::spawn(node.run(std::future::pending()));
+    wait_for("a leader", Duration::from_secs(30), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(3)).await;
+    (provider, checker, handle, notifier)
+}
+
+fn switched(events: &[Event]) -> Vec<(String, SwitchKind)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Switched { to, kind, .. } => Some((to.clone(), *kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_to_the_switch_record_is_resolved_at_once_and_told_as_a_failover() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let (provider, checker, _handle, notifier) = lone_over(dcs.clone(), Some("ep-1"), "").await;
+    dcs.set(|f| f.lose_next_record_answer = true);
+    checker.down("ep-1", "connection refused");
+    let down = Instant::now();
+    wait_for("the failover", Duration::from_secs(60), || async { (provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    // fall 2 x tact 1 s and a DCS round trip, not the next reconcile (20 s here).
+    assert!(down.elapsed() < Duration::from_secs(6), "the failover waited {:?}", down.elapsed());
+    sleep(Duration::from_secs(30)).await;
+    assert_eq!(switched(&notifier.events()), [("ep-2".to_string(), SwitchKind::Failover)], "{:?}", notifier.events());
+    assert_eq!(provider.calls().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_answered_after_the_lease_deadline_starts_no_provider_call() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let (provider, checker, handle, _notifier) = lone_over(dcs.clone(), Some("ep-1"), "    fall: 1\n").await;
+    // Renewals fail from now on; the primary goes down so that the switch is recorded shortly
+    // before the lease deadline (ttl 6 s less the margin), and the record's answer is held
+    // until the deadline has passed (within the DCS call's 2 s timeout).
+    dcs.set(|f| {
+        f.keep_alive_fails = true;
+        f.hold_record_past_deadline = Some(handle.clone());
+    });
+    sleep(Duration::from_millis(2900)).await;
+    checker.down("ep-1", "connection refused");
+    sleep(Duration::from_secs(20)).await;
+    assert_eq!(dcs.faults.lock().unwrap().answered_past_deadline, 1, "the scenario did not arise");
+    assert!(provider.calls().is_empty(), "a provider call started after the lease deadline: {:?}", provider.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_past_its_deadline_does_not_spin_the_election() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let (_provider, _checker, handle, notifier) = lone_over(dcs.clone(), Some("ep-1"), "").await;
+    let before = dcs.campaigns();
+    // Renewals fail, but the lease lives on until its TTL: between the local deadline and the
+    // expiry the node may not lead, and must not campaign in a loop meanwhile.
+    dcs.set(|f| f.keep_alive_fails = true);
+    sleep(Duration::from_secs(10)).await;
+    assert!(!handle.is_leader());
+    let campaigns = dcs.campaigns() - before;
+    assert!(campaigns <= 12, "{campaigns} campaigns in 10 s");
+    let elected = notifier.events().iter().filter(|e| matches!(e, Event::LeaderElected { .. })).count();
+    assert_eq!(elected, 1, "{:?}", notifier.events());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_that_goes_down_while_its_switch_is_recorded_is_not_switched_to() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let (provider, checker, _handle, _notifier) = lone_over(dcs.clone(), Some("ep-1"), "    fall: 1\n").await;
+    let c2 = checker.clone();
+    let mut first = true;
+    dcs.set(move |f| {
+        f.record_delay = Duration::from_millis(1500);
+        f.on_record = Some(Box::new(move || {
+            if std::mem::take(&mut first) {
+                c2.down("ep-2", "connection refused");
+            }
+        }))
+    });
+    checker.down("ep-1", "connection refused");
+    wait_for("the failover to ep-3", Duration::from_secs(60), || async { (provider.current().as_deref() == Some("ep-3")).then_some(()) })
+        .await;
+    let to: Vec<String> = provider.calls().into_iter().map(|c| c.to).collect();
+    assert_eq!(to, ["ep-3"], "switched to an entry point that had gone down");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_read_back_delays_no_failover_even_at_the_start_of_a_term() {
+    let [(slow, _slow_checker), (fast, fast_checker)] = two_services().await;
+    slow.set_read_delay(Duration::from_secs(3600));
+    fast_checker.down("ep-1", "connection refused");
+    let down = Instant::now();
+    wait_for("the fast service's failover", Duration::from_secs(60), || async {
+        (fast.current().as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    assert!(down.elapsed() < Duration::from_secs(5), "a read-back of another service delayed the failover: {:?}", down.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_that_went_down_with_the_old_leader_is_told_by_the_new_one() {
+    let mut c = Cluster::new(3, Some("ep-1"), "");
+    let first = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    // The leader dies, and meanwhile every entry point goes down.
+    c.crash(&first);
+    for ep in ["ep-1", "ep-2", "ep-3"] {
+        c.down_everywhere(ep);
+    }
+    wait_for("a new leader", Duration::from_secs(30), || async { c.leader().await.filter(|l| *l != first) }).await;
+    sleep(Duration::from_secs(10)).await;
+    let panics = c.events().iter().filter(|e| matches!(e, Event::ServiceWentDown { .. })).count();
+    assert_eq!(panics, 1, "{:?}", c.events());
+    let downs = c.events().iter().filter(|e| matches!(e, Event::EntryPointWentDown { .. })).count();
+    assert_eq!(downs, 3, "{:?}", c.events());
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_failed_first_check_after_a_restart_does_not_drop_a_pinned_switchover() {
+    let dcs = MemoryDcs::new("test");
+    dcs.request_switchover("main", "ep-2").await.unwrap();
+    let (provider, checker, handle) = {
+        let (provider, checker) = (FakeProvider::new(Some("ep-2")), ScriptedChecker::new());
+        // The node's very first check of ep-2 fails (a blip), every later one passes.
+        checker.down("ep-2", "connection reset");
+        let providers = Providers {
+            services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
+            notifiers: vec![],
+        };
+        let node = Node::new(config("n1", ""), Arc::new(dcs.client("n1")), providers);
+        let handle = node.handle();
+        tokio::spawn(node.run(std::future::pending()));
+        (provider, checker, handle)
+    };
+    sleep(Duration::from_millis(500)).await;
+    checker.up("ep-2");
+    sleep(Duration::from_secs(10)).await;
+    assert!(handle.is_leader());
+    let status = handle.service_status("main").await.unwrap();
+    assert_eq!(status.switchover.as_deref(), Some("ep-2"), "the pinned switchover was purged: {status:?}");
+    assert_eq!(provider.current().as_deref(), Some("ep-2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_switch_that_keeps_failing_is_shown_and_told_as_failing_never_as_done() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let (provider, checker, handle, notifier) = lone_over(dcs.clone(), Some("ep-1"), "").await;
+    provider.fail_next(1000);
+    checker.down("ep-1", "connection refused");
+    sleep(Duration::from_secs(200)).await;
+    let status = handle.service_status("main").await.unwrap();
+    assert_eq!(status.current.as_deref(), Some("ep-2"), "the desired entry point");
+    assert_eq!(status.live.as_deref(), Some("ep-1"), "the provider still points at ep-1");
+    let switching = status.switching.expect("a failing switch is shown");
+    assert_eq!((switching.to.as_str(), switching.kind), ("ep-2", SwitchKind::Failover));
+    assert!(switching.attempts >= STILL_FAILING_AFTER, "{switching:?}");
+    assert!(switching.last_error.contains("502"), "{switching:?}");
+    let events = notifier.events();
+    assert!(switched(&events).is_empty(), "a failing switch was told as done: {events:?}");
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::SwitchFailed { .. })).count(), 1, "{events:?}");
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::SwitchStillFailing { .. })).count(), 1, "{events:?}");
+    // It recovers: told once, as the failover it was, and status is clean again.
+    provider.fail_next(0);
+    wait_for("the failover", Duration::from_secs(60), || async { (provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    sleep(Duration::from_secs(2)).await;
+    let events = notifier.events();
+    assert_eq!(switched(&events), [("ep-2".to_string(), SwitchKind::Failover)]);
+    assert!(events.iter().any(|e| matches!(e, Event::SwitchRecovered { attempts, .. } if *attempts >= STILL_FAILING_AFTER)), "{events:?}");
+    let status = handle.service_status("main").await.unwrap();
+    assert_eq!((status.live.as_deref(), status.switching), (Some("ep-2"), None));
+    let history = handle.history("main").await.unwrap();
+    assert_eq!(history.last().map(|r| r.kind), Some(SwitchKind::Failover));
 }

@@ -345,10 +345,13 @@ async fn metrics(State(h): State<NodeHandle>) -> Response {
     if let Ok(status) = h.status().await {
         let mut verdicts = Vec::new();
         let mut current = Vec::new();
+        let mut desired = Vec::new();
+        let mut failing = Vec::new();
         let mut maintenance = Vec::new();
         let mut panic = Vec::new();
         for s in &status.services {
             panic.push((labels(&[("service", &s.name)]), u64::from(s.panic)));
+            failing.push((labels(&[("service", &s.name)]), s.switching.as_ref().map_or(0, |p| u64::from(p.attempts))));
             for ep in &s.entry_points {
                 for v in [Verdict::Healthy, Verdict::Unhealthy, Verdict::Unknown] {
                     let name = match v {
@@ -360,12 +363,22 @@ async fn metrics(State(h): State<NodeHandle>) -> Response {
                     verdicts.push((l, u64::from(ep.verdict == v)));
                 }
                 let l = labels(&[("service", &s.name), ("entry_point", &ep.name)]);
-                current.push((l.clone(), u64::from(ep.current)));
+                // Where the provider points, as read back; the desired one until it is read.
+                let live = if s.live.is_some() { ep.live } else { ep.current };
+                current.push((l.clone(), u64::from(live)));
+                desired.push((l.clone(), u64::from(ep.current)));
                 maintenance.push((l, u64::from(ep.maintenance)));
             }
         }
         metric("dhaf_entry_point_verdict", "gauge", "The majority's verdict of each entry point (1 for the verdict it has).", &verdicts);
-        metric("dhaf_entry_point_current", "gauge", "1 for the entry point each service points at.", &current);
+        metric("dhaf_entry_point_current", "gauge", "1 for the entry point each service's provider points at (as read back).", &current);
+        metric("dhaf_entry_point_desired", "gauge", "1 for the entry point each service should point at (the leader's record).", &desired);
+        metric(
+            "dhaf_switch_failing_attempts",
+            "gauge",
+            "Failed attempts of a switch that keeps failing; 0 when none is failing.",
+            &failing,
+        );
         metric("dhaf_entry_point_maintenance", "gauge", "1 while an entry point is in maintenance.", &maintenance);
         metric("dhaf_service_panic", "gauge", "1 while a service has no healthy entry point.", &panic);
     }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::leader::{service_view, HISTORY_NS};
+use super::leader::{service_view, HISTORY_NS, LIVE_NS, SWITCHING_NS};
 use super::Inner;
 use crate::config::{Config, ServiceConfig};
 use crate::dcs::{DcsError, Leader, Snapshot};
 use crate::engine::{self, ServiceState, Verdict};
-use crate::model::SwitchRecord;
+use crate::model::{SwitchProgress, SwitchRecord};
 
 /// Counters since the node started, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -153,8 +153,10 @@ pub struct EntryPointStatus {
     pub verdict: Verdict,
     /// Out of rotation.
     pub maintenance: bool,
-    /// Whether the service points here.
+    /// Whether this is the desired entry point (the leader's record).
     pub current: bool,
+    /// Whether the provider was last read back pointing here (`false` when not read yet).
+    pub live: bool,
     /// Each alive node's opinion.
     pub votes: Vec<VoteStatus>,
 }
@@ -166,9 +168,14 @@ pub struct ServiceStatus {
     pub name: String,
     /// Domain.
     pub domain: String,
-    /// The entry point it points at.
+    /// The desired entry point: where the leader last recorded the service should point.
     pub current: Option<String>,
-    /// The last switch.
+    /// Where the provider was last read back pointing (`""`: at no configured entry point);
+    /// `None` when not read yet. It differs from `current` while a switch is failing.
+    pub live: Option<String>,
+    /// A switch that keeps failing: its target, attempts, since when and the last error.
+    pub switching: Option<SwitchProgress>,
+    /// The last switch recorded.
     pub last_switch: Option<SwitchRecord>,
     /// The pending switchover request's target.
     pub switchover: Option<String>,
@@ -176,6 +183,13 @@ pub struct ServiceStatus {
     pub panic: bool,
     /// Entry points, by priority.
     pub entry_points: Vec<EntryPointStatus>,
+}
+
+/// What status reads beside the snapshot.
+#[derive(Default)]
+struct Extras {
+    live: std::collections::BTreeMap<String, String>,
+    switching: std::collections::BTreeMap<String, SwitchProgress>,
 }
 
 /// One past switch.
@@ -237,6 +251,7 @@ impl NodeHandle {
             Err(e) => (Snapshot::default(), Some(e.to_string())),
         };
         let config = &self.inner.config;
+        let extras = self.extras().await;
         let leader_name = snap.leader.as_ref().map(|l| l.node.clone());
         let names: BTreeSet<&String> = snap.members.iter().chain(&snap.alive).collect();
         Ok(NodeStatus {
@@ -248,21 +263,36 @@ impl NodeHandle {
                 .map(|n| NodeInfo { name: n.clone(), alive: snap.alive.contains(n), leader: leader_name.as_ref() == Some(n) })
                 .collect(),
             dcs_error: error.or_else(|| self.inner.local.lock().unwrap().dcs_error.clone()),
-            services: config.services.iter().map(|s| self.service_from(&snap, s)).collect(),
+            services: config.services.iter().map(|s| self.service_from(&snap, &extras, s)).collect(),
         })
     }
 
-    fn service_from(&self, snap: &Snapshot, svc: &ServiceConfig) -> ServiceStatus {
+    /// What the leader keeps beside the snapshot for status: each service's live state and its
+    /// failing switch. Unreadable values are left out (status never fails for them).
+    async fn extras(&self) -> Extras {
+        let list = |ns| async move { self.inner.dcs_call(self.inner.dcs.kv_list(ns)).await.unwrap_or_default() };
+        Extras {
+            live: list(LIVE_NS).await.into_iter().collect(),
+            switching: list(SWITCHING_NS).await.into_iter().filter_map(|(k, v)| Some((k, serde_json::from_str(&v).ok()?))).collect(),
+        }
+    }
+
+    fn service_from(&self, snap: &Snapshot, extras: &Extras, svc: &ServiceConfig) -> ServiceStatus {
         let view = service_view(snap, svc);
         // The engine on a scratch state gives the verdicts and panic mode exactly as the leader sees them.
         let mut scratch = ServiceState::default();
         engine::decide(svc, self.inner.config.dhaf.min_votes, &mut scratch, &view, std::time::Instant::now());
         let record = snap.records.get(&svc.name).cloned();
         let current = record.as_ref().map(|r| r.entry_point.clone());
+        let live = extras.live.get(&svc.name).cloned();
+        // A failing switch is shown only while it is still the desired one.
+        let switching = extras.switching.get(&svc.name).filter(|p| current.as_deref() == Some(p.to.as_str())).cloned();
         ServiceStatus {
             name: svc.name.clone(),
             domain: svc.domain.clone(),
             current: current.clone(),
+            live: live.clone(),
+            switching,
             last_switch: record,
             switchover: view.switchover.clone(),
             panic: scratch.in_panic(),
@@ -278,6 +308,7 @@ impl NodeHandle {
                     verdict: scratch.verdicts()[i],
                     maintenance: v.maintenance,
                     current: current.as_deref() == Some(ep.name.as_str()),
+                    live: live.as_deref() == Some(ep.name.as_str()),
                     votes: v
                         .votes
                         .iter()
@@ -296,7 +327,8 @@ impl NodeHandle {
     pub async fn service_status(&self, service: &str) -> Result<ServiceStatus, CommandError> {
         let svc = self.service(service)?;
         let snap = self.snapshot().await?;
-        Ok(self.service_from(&snap, svc))
+        let extras = self.extras().await;
+        Ok(self.service_from(&snap, &extras, svc))
     }
 
     /// Entry points a switchover may target: healthy by majority, not in maintenance.

@@ -577,6 +577,11 @@ async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord, eligible: &El
             return Outcome::NotStarted("the dcs could not record it");
         }
     }
+    // The target may have gone bad while the record was written: the record is corrected by
+    // the engine's next decision, the provider is not pointed at a dead entry point meanwhile.
+    if !still_eligible() {
+        return Outcome::NotStarted("the target went bad while the switch was recorded");
+    }
     // No provider call starts after the lease deadline, however late the record's answer came.
     if !inner.may_lead(record.token, Instant::now()) {
         return Outcome::Failed("the lease deadline passed before the provider call could start".to_string());
