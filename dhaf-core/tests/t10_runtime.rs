@@ -1096,3 +1096,31 @@ async fn a_switch_that_keeps_failing_is_shown_and_told_as_failing_never_as_done(
     let history = handle.history("main").await.unwrap();
     assert_eq!(history.last().map(|r| r.kind), Some(SwitchKind::Failover));
 }
+
+/// A switcher whose `init` never answers (a provider API that hangs).
+struct HangingInit;
+
+#[async_trait::async_trait]
+impl dhaf_core::provider::Switcher for HangingInit {
+    async fn init(&self) -> Result<(), dhaf_core::provider::ProviderError> {
+        std::future::pending().await
+    }
+    async fn current(&self) -> Result<Option<String>, dhaf_core::provider::ProviderError> {
+        Ok(None)
+    }
+    async fn switch(&self, _: &dhaf_core::model::EntryPoint, _: FencingToken) -> Result<(), dhaf_core::provider::ProviderError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_init_that_hangs_fails_the_start_naming_it() {
+    let providers = Providers {
+        services: vec![ServiceProviders { checker: Arc::new(ScriptedChecker::new()), switcher: Arc::new(HangingInit) }],
+        notifiers: vec![],
+    };
+    let node = Node::new(config("n1", ""), Arc::new(MemoryDcs::new("test")), providers);
+    let err = tokio::time::timeout(Duration::from_secs(600), node.run(std::future::pending())).await.expect("the start is bounded").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("service main: switcher") && text.contains("no answer within"), "{text}");
+}

@@ -204,12 +204,11 @@ impl Node {
                 inner.providers.services.len()
             )));
         }
+        // Each provider's start is bounded: one that hangs cannot keep the node from starting
+        // silently; it fails naming the provider.
         for (svc, p) in inner.config.services.iter().zip(&inner.providers.services) {
-            p.checker
-                .init()
-                .await
-                .map_err(|error| NodeError::ProviderInit { what: format!("service {}: health checker", svc.name), error })?;
-            p.switcher.init().await.map_err(|error| NodeError::ProviderInit { what: format!("service {}: switcher", svc.name), error })?;
+            bounded_init(format!("service {}: health checker", svc.name), p.checker.init()).await?;
+            bounded_init(format!("service {}: switcher", svc.name), p.switcher.init()).await?;
         }
         tracing::info!(node = %inner.config.dhaf.node_name, cluster = %inner.config.dhaf.cluster_name, services = inner.config.services.len(), "node started");
 
@@ -254,6 +253,19 @@ impl Node {
         }
         inner.notifications.flush(Duration::from_secs(5)).await;
         Ok(())
+    }
+}
+
+/// The longest a provider's `init` may take.
+const PROVIDER_INIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn bounded_init(what: String, init: impl Future<Output = Result<(), ProviderError>>) -> Result<(), NodeError> {
+    match tokio::time::timeout(PROVIDER_INIT_TIMEOUT, init).await {
+        Ok(res) => res.map_err(|error| NodeError::ProviderInit { what, error }),
+        Err(_) => Err(NodeError::ProviderInit {
+            what,
+            error: ProviderError::transient(format!("no answer within {} s", PROVIDER_INIT_TIMEOUT.as_secs())),
+        }),
     }
 }
 
