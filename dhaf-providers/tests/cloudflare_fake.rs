@@ -696,6 +696,7 @@ async fn the_token_stays_out_of_debug_output() {
         node: "n1".into(),
         service: Some(config.services[0].clone()),
         store: dhaf_core::provider::ProviderStore::new(Arc::new(MemoryDcs::new("c1")), "t"),
+        base_dir: ".".into(),
     };
     let sw = dhaf_providers::switch::cloudflare::CloudflareSwitcher::from_config(&config.services[0].switcher, &ctx).unwrap();
     let shown = format!("{sw:?}");
