@@ -256,6 +256,22 @@ async fn assert_failed_over_cleanly(lab: &mut Lab) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_cold_start_without_a_record_creates_exactly_one() {
+    let _serial = SERIAL.lock().await;
+    // The three nodes start at the same moment over a zone without the service's record.
+    let mut lab = Lab::start(Options { empty_zone: true, ..cloudflare() }).await;
+    let (leader, term) = lab.leader().await;
+    assert_no_write_for(&mut lab, Duration::from_secs(4), "after the record was created").await;
+    let all = lab.cloudflare().writes();
+    assert_eq!(all.iter().filter(|w| w.created).count(), 1, "exactly one create: {all:?}");
+    assert_eq!(lab.writes(), vec![Write { node: leader, entry_point: "ep-1".into(), token: term }]);
+    // One record, and failover still works through it.
+    lab.kill_backend("b1");
+    lab.wait_entry("ep-2", SWITCH_BOUND).await;
+    assert_eq!(lab.cloudflare().content().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudflare_backend_killed_one_write_with_the_term_in_its_comment() {
     let _serial = SERIAL.lock().await;
     let mut lab = Lab::start(cloudflare()).await;

@@ -76,6 +76,10 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// `notifiers[]`.
     pub notifiers: Vec<ProviderConfig>,
+    /// The directory relative paths in the config (operators' scripts) are resolved against: the
+    /// config file's own directory when loaded from a file, else the working directory.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// `dhaf.*`: the node and its cluster.
@@ -254,10 +258,13 @@ impl ProviderConfig {
 }
 
 impl Config {
-    /// Read and parse a config file.
+    /// Read and parse a config file; relative paths in it are resolved against its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::at("", format!("cannot read {}: {e}", path.display())))?;
-        Config::parse(&text)
+        let mut config = Config::parse(&text)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        config.base_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Ok(config)
     }
 
     /// Parse a config from YAML text, reporting every problem with its key path.
@@ -305,6 +312,7 @@ impl Config {
                 etcd: etcd.flatten(),
                 services: services.into_iter().flatten().collect(),
                 notifiers: notifiers.into_iter().flatten().collect(),
+                base_dir: std::env::current_dir().unwrap_or_default(),
             }),
             _ => Err(ConfigError { problems }),
         }

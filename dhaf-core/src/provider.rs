@@ -5,6 +5,7 @@
 //! per cluster. Built-in providers live in `dhaf-providers`; an embedder implements these traits
 //! and registers a factory in the [`crate::registry::Registry`] under a `type` name.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +109,8 @@ pub struct BuildContext {
     pub service: Option<ServiceConfig>,
     /// The provider's own namespace in the DCS (e.g. a Telegram bot's subscribers).
     pub store: ProviderStore,
+    /// What relative paths in the section are resolved against ([`crate::config::Config::base_dir`]).
+    pub base_dir: PathBuf,
 }
 
 impl BuildContext {

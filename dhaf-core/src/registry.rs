@@ -107,6 +107,7 @@ impl Registry {
             node: config.dhaf.node_name.clone(),
             service: service.cloned(),
             store: ProviderStore::new(dcs.clone(), ns),
+            base_dir: config.base_dir.clone(),
         };
         for s in &config.services {
             let checker = build_one(&self.checkers, &s.health_checker, &ctx(Some(s), format!("checker.{}", s.name)), &mut problems);

@@ -88,8 +88,8 @@ struct Seen {
 
 #[derive(Default)]
 struct OverlayState {
-    /// The record as a stateful API would hold it, written over Prism's example record.
-    record: Option<Value>,
+    /// The records as a stateful API would hold them, each written over Prism's example record.
+    records: Vec<Value>,
     /// A zone id to answer with instead of Prism's, to make the next request break the contract.
     zone_id: Option<String>,
     seen: Vec<Seen>,
@@ -157,7 +157,7 @@ async fn forward(State(o): State<Overlay>, method: Method, uri: Uri, headers: He
             let (name, kind) = (query_param(&uri, "name"), query_param(&uri, "type"));
             let example = answer["result"][0].clone();
             let matching: Vec<Value> = s
-                .record
+                .records
                 .iter()
                 .filter(|r| Some(r["name"].as_str().unwrap_or_default()) == name.as_deref())
                 .filter(|r| kind.as_deref().is_none_or(|k| r["type"] == k))
@@ -175,20 +175,21 @@ async fn forward(State(o): State<Overlay>, method: Method, uri: Uri, headers: He
             let mut record = json!({"id": answer["result"]["id"].clone()});
             merge(&mut record, &sent);
             merge(&mut answer["result"], &record);
-            s.record = Some(record);
+            s.records.push(record);
         }
-        ("PATCH", ["zones", _, "dns_records", _]) => {
-            if let Some(record) = s.record.as_mut() {
+        ("PATCH", ["zones", _, "dns_records", id]) => {
+            if let Some(record) = s.records.iter_mut().find(|r| r["id"] == *id) {
                 merge(record, &sent);
                 let record = record.clone();
                 merge(&mut answer["result"], &record);
             }
         }
-        ("GET", ["zones", _, "dns_records", _]) => {
-            if let Some(record) = s.record.clone() {
+        ("GET", ["zones", _, "dns_records", id]) => {
+            if let Some(record) = s.records.iter().find(|r| r["id"] == *id).cloned() {
                 merge(&mut answer["result"], &record);
             }
         }
+        ("DELETE", ["zones", _, "dns_records", id]) => s.records.retain(|r| r["id"] != *id),
         _ => {}
     }
     axum::Json(answer).into_response()
@@ -239,9 +240,12 @@ async fn start_up_and_switching_speak_cloudflares_contract() {
     let prism = Prism::start();
     let (url, state) = start_overlay(&prism).await;
 
-    // Start-up with no record: verify the token, find the zone, list A and AAAA, create the record.
+    // Start-up with no record: verify the token, find the zone, list A and AAAA; the leader's
+    // first switch creates the record.
     let sw = switcher(&url);
     sw.init().await.expect("start-up against the contract");
+    assert_eq!(sw.current().await.unwrap(), None);
+    sw.switch(&ep("ep-1", "198.51.100.4"), FencingToken(4)).await.expect("create the record");
     assert_eq!(sw.current().await.unwrap().as_deref(), Some("ep-1"));
     // Switch within IPv4, then to IPv6 (PATCH with a type), and read back each time.
     sw.switch(&ep("ep-2", "203.0.113.7"), FencingToken(5)).await.expect("switch to ep-2");
@@ -251,16 +255,24 @@ async fn start_up_and_switching_speak_cloudflares_contract() {
     let other = switcher(&url);
     other.init().await.expect("start-up with the record present");
     other.switch(&ep("ep-1", "198.51.100.4"), FencingToken(7)).await.expect("switch back to IPv4");
+    // Duplicates dhaf made are deleted by the next switch.
+    for id in ["0123456789abcdef0123456789abcde1", "0123456789abcdef0123456789abcde2"] {
+        let dup = json!({"id": id, "type": "A", "name": "www.example.com", "content": "198.51.100.4", "comment": "dhaf term-2"});
+        state.lock().unwrap().records.push(dup);
+    }
+    other.switch(&ep("ep-2", "203.0.113.7"), FencingToken(8)).await.expect("switch deleting duplicates");
+    assert_eq!(state.lock().unwrap().records.len(), 1);
 
     let seen = state.lock().unwrap().seen.clone();
     assert_all_accepted(&seen);
     let requests: Vec<&str> = seen.iter().map(|s| s.request.as_str()).collect();
-    for op in ["GET /user/tokens/verify", "GET /zones?name=example.com", "GET /zones/", "POST /zones/", "PATCH /zones/"] {
+    for op in ["GET /user/tokens/verify", "GET /zones?name=example.com", "GET /zones/", "POST /zones/", "PATCH /zones/", "DELETE /zones/"] {
         assert!(requests.iter().any(|r| r.starts_with(op)), "no {op} went through Prism: {requests:#?}");
     }
     assert!(requests.iter().any(|r| r.contains("type=AAAA")), "{requests:#?}");
     assert_eq!(requests.iter().filter(|r| r.starts_with("POST")).count(), 1, "{requests:#?}");
-    assert_eq!(requests.iter().filter(|r| r.starts_with("PATCH")).count(), 3, "{requests:#?}");
+    assert_eq!(requests.iter().filter(|r| r.starts_with("PATCH")).count(), 4, "{requests:#?}");
+    assert_eq!(requests.iter().filter(|r| r.starts_with("DELETE")).count(), 2, "{requests:#?}");
 }
 
 #[tokio::test]

@@ -95,6 +95,10 @@ impl Fake {
     }
 
     fn add_record(&self, kind: &str, name: &str, content: &str, proxied: bool) -> String {
+        self.add_commented(kind, name, content, proxied, None)
+    }
+
+    fn add_commented(&self, kind: &str, name: &str, content: &str, proxied: bool, comment: Option<&str>) -> String {
         self.with(|s| {
             let id = format!("rec{:029}", s.next_id);
             s.next_id += 1;
@@ -104,7 +108,7 @@ impl Fake {
                 name: name.into(),
                 content: content.into(),
                 proxied,
-                comment: None,
+                comment: comment.map(str::to_string),
             });
             id
         })
@@ -133,6 +137,16 @@ impl Fake {
 
     fn log(&self) -> Vec<String> {
         self.with(|s| s.log.clone())
+    }
+
+    /// The records named `name`, in the order they were made.
+    fn records(&self, name: &str) -> Vec<FakeRecord> {
+        self.with(|s| s.records.iter().filter(|r| r.name == name).cloned().collect())
+    }
+
+    /// Requests that changed something (or tried to).
+    fn writes(&self) -> usize {
+        self.count("POST ") + self.count("PATCH ") + self.count("DELETE ")
     }
 }
 
@@ -235,6 +249,13 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri:
             s.records.push(rec.clone());
             envelope(200, rec.json())
         }
+        ("DELETE", ["zones", zone, "dns_records", id]) if *zone == ZONE_ID => {
+            let Some(at) = s.records.iter().position(|r| r.id == *id) else {
+                return failure(404, 81044, "Record does not exist.");
+            };
+            s.records.remove(at);
+            envelope(200, json!({"id": id}))
+        }
         (m @ ("GET" | "PATCH"), ["zones", zone, "dns_records", id]) if *zone == ZONE_ID => {
             let ignore = s.ignore_patches;
             let Some(rec) = s.records.iter_mut().find(|r| r.id == *id) else {
@@ -333,32 +354,122 @@ async fn start_up_finds_the_record_and_switching_changes_it_with_the_token_in_th
 }
 
 #[tokio::test]
-async fn a_missing_record_is_created_proxied_at_the_first_entry_point() {
+async fn start_up_with_no_record_creates_nothing_and_only_the_leaders_switch_creates_one() {
     let fake = Fake::start().await;
-    let sw = switcher(&fake, "");
-    sw.init().await.unwrap();
+    // Three nodes start at the same moment over a zone without the record.
+    let nodes: Vec<_> = (0..3).map(|_| switcher(&fake, "")).collect();
+    let (a, b, c) = tokio::join!(nodes[0].init(), nodes[1].init(), nodes[2].init());
+    for r in [a, b, c] {
+        r.expect("a missing record does not stop a node");
+    }
+    assert_eq!(fake.writes(), 0, "start-up only reads: {:#?}", fake.log());
+    for sw in &nodes {
+        assert_eq!(sw.current().await.unwrap(), None, "no record points at no entry point");
+    }
+    assert_eq!(fake.writes(), 0);
+
+    // The elected leader's first switch creates it, proxied, with its term.
+    nodes[1].switch(&ep("ep-1", "192.0.2.1"), FencingToken(3)).await.unwrap();
     let rec = fake.record("www.foo.com");
     assert_eq!((rec.kind.as_str(), rec.content.as_str(), rec.proxied), ("A", "192.0.2.1", true));
-    assert_eq!(sw.current().await.unwrap().as_deref(), Some("ep-1"));
-    assert_eq!(fake.count("POST "), 1);
-    // A second node starting finds it and creates nothing.
+    assert_eq!(rec.comment.as_deref(), Some("dhaf term-3"));
+    assert_eq!((fake.count("POST "), fake.writes()), (1, 1), "one create, nothing else: {:#?}", fake.log());
+    for sw in &nodes {
+        assert_eq!(sw.current().await.unwrap().as_deref(), Some("ep-1"));
+    }
+    // A node restarting now finds it and writes nothing.
     switcher(&fake, "").init().await.unwrap();
-    assert_eq!(fake.count("POST "), 1);
+    assert_eq!(fake.writes(), 1);
 }
 
 #[tokio::test]
-async fn several_records_are_refused_even_across_pages() {
+async fn duplicates_dhaf_made_are_deleted_by_the_leaders_switch() {
     let fake = Fake::start().await;
     fake.with(|s| s.page_size = 1);
-    fake.add_record("A", "www.foo.com", "192.0.2.1", true);
-    fake.add_record("A", "www.foo.com", "192.0.2.2", true);
+    // What earlier versions left behind: every node created one at start; one was switched since.
+    let old = fake.add_commented("A", "www.foo.com", "192.0.2.1", true, Some("dhaf: created at start"));
+    let newest = fake.add_commented("A", "www.foo.com", "192.0.2.2", true, Some("dhaf term-4"));
+    let older = fake.add_commented("A", "www.foo.com", "192.0.2.1", true, Some("dhaf term-2"));
+    let other = fake.add_record("A", "api.foo.com", "192.0.2.1", true);
+
     let sw = switcher(&fake, "");
-    let err = sw.init().await.unwrap_err();
-    let t = text(&err);
-    assert!(t.contains("www.foo.com has 2 address records (A 192.0.2.1, A 192.0.2.2)"), "{t}");
-    assert!(t.contains("keep exactly one proxied"), "{t}");
+    sw.init().await.expect("left-overs do not stop a node");
+    assert_eq!(fake.writes(), 0, "start-up only reads");
+    assert_eq!(sw.current().await.unwrap(), None, "several addresses are no single entry point, so the leader repairs");
+    assert_eq!(fake.writes(), 0, "the read-back writes nothing");
+
+    sw.switch(&ep("ep-2", "192.0.2.2"), FencingToken(5)).await.unwrap();
+    let left = fake.records("www.foo.com");
+    assert_eq!(left.len(), 1, "{:#?}", fake.log());
+    assert_eq!(left[0].id, newest, "the record of the newest term is kept");
+    assert_eq!((left[0].content.as_str(), left[0].comment.as_deref()), ("192.0.2.2", Some("dhaf term-5")));
+    let deleted: Vec<String> = fake.log().into_iter().filter(|l| l.starts_with("DELETE ")).collect();
+    assert_eq!(deleted.len(), 2, "{deleted:#?}");
+    assert!(deleted.iter().any(|l| l.ends_with(&old)) && deleted.iter().any(|l| l.ends_with(&older)), "{deleted:#?}");
+    assert_eq!(fake.records("api.foo.com")[0].id, other, "other names are left alone");
+    assert_eq!(sw.current().await.unwrap().as_deref(), Some("ep-2"));
+}
+
+#[tokio::test]
+async fn records_dhaf_did_not_make_are_refused_at_every_read_and_switch_until_removed() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(move || sink.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = Fake::start().await;
+    fake.with(|s| s.page_size = 1);
+    let mine = fake.add_commented("A", "www.foo.com", "192.0.2.1", true, Some("dhaf term-3"));
+    let theirs = fake.add_record("A", "www.foo.com", "192.0.2.2", true);
+    let sw = switcher(&fake, "");
+    sw.init().await.expect("a node still starts, to check and vote");
+    for _ in 0..2 {
+        let t = text(&sw.current().await.unwrap_err());
+        assert!(t.contains(&format!("www.foo.com has 2 address records ({mine} A 192.0.2.1, {theirs} A 192.0.2.2)")), "{t}");
+        assert!(t.contains(&format!("dhaf did not make 1 of them ({theirs} A 192.0.2.2)")), "{t}");
+        assert!(t.contains("delete the extra records"), "{t}");
+    }
+    let err = sw.switch(&ep("ep-2", "192.0.2.2"), FencingToken(4)).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Permanent(_)), "{err:?}");
+    assert!(text(&err).contains(&theirs), "{err}");
     assert!(fake.count("GET /zones/") >= 2, "page 2 was read: {:#?}", fake.log());
-    assert_eq!(fake.count("POST "), 0);
+    assert_eq!(fake.writes(), 0, "nothing touched: {:#?}", fake.log());
+    assert_eq!(fake.records("www.foo.com").len(), 2);
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let loud = logs.lines().filter(|l| l.contains("ERROR") && l.contains("dhaf did not make")).count();
+    assert!(loud >= 4, "every read and switch logs it at ERROR (start, 2 reads, 1 switch):\n{logs}");
+
+    // Removed by hand: the next switch goes through.
+    fake.with(|s| s.records.retain(|r| r.id != theirs));
+    sw.switch(&ep("ep-2", "192.0.2.2"), FencingToken(4)).await.unwrap();
+    assert_eq!(fake.record("www.foo.com").content, "192.0.2.2");
+}
+
+#[tokio::test]
+async fn a_record_a_newer_term_wrote_is_never_overwritten() {
+    let fake = Fake::start().await;
+    fake.add_commented("A", "www.foo.com", "192.0.2.2", true, Some("dhaf term-9"));
+    let sw = switcher(&fake, "");
+    sw.init().await.unwrap();
+    let err = sw.switch(&ep("ep-1", "192.0.2.1"), FencingToken(7)).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Permanent(_)), "a deposed leader must not retry: {err:?}");
+    let id = fake.record("www.foo.com").id;
+    assert!(text(&err).contains(&format!("record {id} of www.foo.com was written by term-9, newer than this leader's term-7")), "{err}");
+    assert_eq!(fake.writes(), 0);
+    assert_eq!(fake.record("www.foo.com").content, "192.0.2.2");
+
+    // Nor are duplicates deleted beside a newer term's record.
+    fake.add_commented("A", "www.foo.com", "192.0.2.1", true, Some("dhaf term-5"));
+    let t = text(&sw.switch(&ep("ep-1", "192.0.2.1"), FencingToken(8)).await.unwrap_err());
+    assert!(t.contains("written by term-9, newer than this leader's term-8"), "{t}");
+    assert_eq!(fake.writes(), 0);
+
+    // The same term and later ones may write.
+    sw.switch(&ep("ep-1", "192.0.2.1"), FencingToken(9)).await.unwrap();
+    let rec = fake.records("www.foo.com");
+    assert_eq!(rec.len(), 1);
+    assert_eq!((rec[0].content.as_str(), rec[0].comment.as_deref()), ("192.0.2.1", Some("dhaf term-9")));
 }
 
 #[tokio::test]
@@ -558,22 +669,22 @@ async fn a_slow_api_times_out() {
 async fn the_request_budget_is_never_exceeded() {
     let fake = Fake::start().await;
     fake.add_record("A", "www.foo.com", "192.0.2.1", true);
-    let sw = switcher(&fake, "      request-budget: 6\n");
-    sw.init().await.unwrap(); // verify, zones, records: 3 requests
-    sw.current().await.unwrap(); // 1
-    sw.current().await.unwrap(); // 1
+    let sw = switcher(&fake, "      request-budget: 8\n");
+    sw.init().await.unwrap(); // verify, zones, the A and AAAA lists: 4 requests
+    sw.current().await.unwrap(); // the two lists
+    sw.current().await.unwrap(); // the two lists
     let before = fake.log().len();
     let err = sw.switch(&ep("ep-2", "192.0.2.2"), FencingToken(2)).await.unwrap_err();
     let t = text(&err);
-    assert!(t.contains("the budget of 6 Cloudflare requests per 5 minutes is spent"), "{t}");
+    assert!(t.contains("the budget of 8 Cloudflare requests per 5 minutes is spent"), "{t}");
     match err {
         ProviderError::Transient { retry_after: Some(after), .. } => assert!(after <= Duration::from_secs(300)),
         other => panic!("a spent budget is transient with a retry-after: {other:?}"),
     }
-    assert_eq!(fake.log().len(), 6, "{:#?}", fake.log());
+    assert_eq!(fake.log().len(), 8, "{:#?}", fake.log());
     assert!(fake.log().len() - before <= 1);
     assert!(sw.current().await.is_err(), "still spent");
-    assert_eq!(fake.log().len(), 6);
+    assert_eq!(fake.log().len(), 8);
 }
 
 #[tokio::test]
@@ -585,6 +696,7 @@ async fn the_token_stays_out_of_debug_output() {
         node: "n1".into(),
         service: Some(config.services[0].clone()),
         store: dhaf_core::provider::ProviderStore::new(Arc::new(MemoryDcs::new("c1")), "t"),
+        base_dir: ".".into(),
     };
     let sw = dhaf_providers::switch::cloudflare::CloudflareSwitcher::from_config(&config.services[0].switcher, &ctx).unwrap();
     let shown = format!("{sw:?}");
@@ -678,7 +790,7 @@ async fn a_running_node_repairs_drift_and_fails_over_through_the_record() {
     // The leader reads the record back; it already points at the first entry point, so nothing
     // is written.
     let start = Instant::now();
-    while fake.count("GET /zones/0123456789abcdef0123456789abcdef/dns_records/") < 2 {
+    while fake.count("GET /zones/0123456789abcdef0123456789abcdef/dns_records?") < 3 {
         assert!(start.elapsed() < Duration::from_secs(60), "the leader never read the record back: {:#?}", fake.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

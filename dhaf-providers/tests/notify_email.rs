@@ -131,6 +131,7 @@ fn try_notifier(yaml: &str) -> Result<Arc<EmailNotifier>, dhaf_core::config::Con
         node: "n1".into(),
         service: None,
         store: ProviderStore::new(Arc::new(MemoryDcs::new("c1")), "notifier.mail"),
+        base_dir: ".".into(),
     };
     EmailNotifier::from_config(&section, &ctx)
 }

@@ -263,7 +263,7 @@ fn try_notifier(yaml: &str, dcs: &Arc<MemoryDcs>) -> Result<Arc<TelegramNotifier
         path: "notifiers[1]".into(),
         settings: serde_yaml::from_str(yaml).unwrap(),
     };
-    let ctx = BuildContext { cluster: "c1".into(), node: "n1".into(), service: None, store: store(dcs) };
+    let ctx = BuildContext { cluster: "c1".into(), node: "n1".into(), service: None, store: store(dcs), base_dir: ".".into() };
     TelegramNotifier::from_config(&section, &ctx)
 }
 

@@ -1,5 +1,6 @@
 //! A stateful fake of Cloudflare's DNS API, just what the `cloudflare` switcher calls: token
-//! verification, the zone by name, records listed by name and type, read, created and patched.
+//! verification, the zone by name, records listed by name and type, read, created, patched and
+//! deleted.
 //! Every record write is logged with the peer it came from and the term in its `comment`
 //! (`dhaf term-<n>`). Faults on demand: a delay before each answer, error answers (429 or 5xx) for
 //! the next N writes, and a PATCH that is applied but whose answer is lost (the connection is
@@ -30,6 +31,8 @@ pub struct CfWrite {
     pub content: String,
     /// The term from the record's comment; `None` when the comment had none.
     pub token: Option<i64>,
+    /// Whether the write created a record (a POST).
+    pub created: bool,
 }
 
 #[derive(Default)]
@@ -52,15 +55,17 @@ pub struct FakeCloudflare {
 
 impl FakeCloudflare {
     /// Listen on `ip` (an address of the root namespace the nodes can reach), with one proxied
-    /// A record `name` -> `content`.
-    pub async fn start(ip: &str, name: &str, content: &str) -> FakeCloudflare {
+    /// A record `name` -> `content`, or with no record at all.
+    pub async fn start(ip: &str, name: &str, content: Option<&str>) -> FakeCloudflare {
         let listener = TcpListener::bind((ip, 0)).await.expect("bind the fake Cloudflare");
         let addr = listener.local_addr().unwrap();
         let mut state = State::default();
-        state.records.insert(
-            "rec-0".into(),
-            json!({"id": "rec-0", "type": "A", "name": name, "content": content, "proxied": true, "ttl": 1, "comment": null}),
-        );
+        if let Some(content) = content {
+            state.records.insert(
+                "rec-0".into(),
+                json!({"id": "rec-0", "type": "A", "name": name, "content": content, "proxied": true, "ttl": 1, "comment": null}),
+            );
+        }
         state.next_id = 1;
         let fake = FakeCloudflare { state: Arc::new(Mutex::new(state)), addr };
         let f = fake.clone();
@@ -219,12 +224,16 @@ impl FakeCloudflare {
                 s.next_id += 1;
                 let mut r = body.clone();
                 r["id"] = json!(id);
-                s.writes.push(write_of(peer, &r));
+                s.writes.push(CfWrite { created: true, ..write_of(peer, &r) });
                 s.records.insert(id, r.clone());
                 ok(r)
             }
             ("GET", ["zones", ZONE_ID, "dns_records", id]) => match s.records.get(*id) {
                 Some(r) => ok(r.clone()),
+                None => err(404, 81044, "Record does not exist."),
+            },
+            ("DELETE", ["zones", ZONE_ID, "dns_records", id]) => match s.records.remove(*id) {
+                Some(_) => ok(json!({"id": id})),
                 None => err(404, 81044, "Record does not exist."),
             },
             ("PATCH", ["zones", ZONE_ID, "dns_records", id]) => {
@@ -254,5 +263,5 @@ fn write_of(peer: &str, record: &Value) -> CfWrite {
         .and_then(|c| c.strip_prefix("dhaf "))
         .map(|t| t.trim().trim_start_matches("term-"))
         .and_then(|t| t.parse().ok());
-    CfWrite { peer: peer.to_string(), content: record["content"].as_str().unwrap_or("").to_string(), token }
+    CfWrite { peer: peer.to_string(), content: record["content"].as_str().unwrap_or("").to_string(), token, created: false }
 }

@@ -7,6 +7,10 @@
 //! | `init` | executable run once when the node starts, without arguments; non-zero exit stops the node | required |
 //! | `check` | executable run per check with arguments `[entry point name, entry point ip]` | required |
 //! | `timeout` | seconds a script may run before it is killed, 1–86400 | `5` |
+//! | `env` | variables for the scripts, `NAME: value` | none |
+//!
+//! Paths are absolute or relative to the config file's directory. Scripts get a clean environment
+//! (see [`crate::script`]): `PATH`, `HOME`, `LANG`, `DHAF_SERVICE`, `DHAF_DOMAIN` and `env:`.
 //!
 //! A script runs in its own process group, so a hung script is killed together with whatever it
 //! started (a `sleep`, a `curl`), also when the runtime abandons the check. The last non-empty line
@@ -24,7 +28,7 @@ use dhaf_core::provider::{BuildContext, HealthChecker, ProviderError};
 use tokio::io::AsyncReadExt;
 
 use super::{bounded, io_reason, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
-use crate::script::{executable, exit_text, GroupGuard};
+use crate::script::{command, env_setting, executable, exit_text, GroupGuard, ScriptEnv};
 
 /// How much of a script's stderr is kept (its tail): enough for the last line of any sane script.
 const STDERR_TAIL: usize = 16 * 1024;
@@ -42,37 +46,47 @@ pub struct ExecChecker {
     init: PathBuf,
     check: PathBuf,
     timeout: Duration,
+    /// `DHAF_SERVICE` and `DHAF_DOMAIN`.
+    dhaf_env: Vec<(&'static str, String)>,
+    /// `env:`.
+    env: ScriptEnv,
 }
 
 impl ExecChecker {
     /// A checker running `check` per entry point (after `init` once), each bounded by `timeout`.
     pub fn new(init: impl Into<PathBuf>, check: impl Into<PathBuf>, timeout: Duration) -> Self {
-        ExecChecker { init: init.into(), check: check.into(), timeout }
+        ExecChecker { init: init.into(), check: check.into(), timeout, dhaf_env: Vec::new(), env: ScriptEnv::default() }
     }
 }
 
 /// Build an [`ExecChecker`] from a `health-checker` section of type `exec`.
-pub fn factory(section: &ProviderConfig, _ctx: &BuildContext) -> Result<Arc<dyn HealthChecker>, ConfigError> {
+pub fn factory(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<dyn HealthChecker>, ConfigError> {
     let f = section.fields();
-    let init = executable(&f, "init");
-    let check = executable(&f, "check");
+    let init = executable(&f, "init", &ctx.base_dir);
+    let check = executable(&f, "check", &ctx.base_dir);
     let timeout = f.seconds("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
+    let env = env_setting(&f);
     f.finish();
-    let checker = ExecChecker::new(init.unwrap_or_default(), check.unwrap_or_default(), timeout);
+    let svc = ctx.service();
+    let mut checker = ExecChecker::new(init.unwrap_or_default(), check.unwrap_or_default(), timeout);
+    checker.dhaf_env = vec![("DHAF_SERVICE", svc.name.clone()), ("DHAF_DOMAIN", svc.domain.clone())];
+    checker.env = env;
     f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)
 }
 
 #[async_trait]
 impl HealthChecker for ExecChecker {
     async fn init(&self) -> Result<(), ProviderError> {
-        run(&self.init, &[], self.timeout)
+        run(command(&self.init, &self.dhaf_env, &self.env), &self.init, self.timeout)
             .await
             .map_err(|reason| ProviderError::permanent(format!("init script {}: {reason}", self.init.display())))
     }
 
     async fn check(&self, entry_point: &EntryPoint) -> Health {
         let ip = entry_point.ip.to_string();
-        match run(&self.check, &[&entry_point.name, &ip], self.timeout).await {
+        let mut cmd = command(&self.check, &self.dhaf_env, &self.env);
+        cmd.args([&entry_point.name, &ip]);
+        match run(cmd, &self.check, self.timeout).await {
             Ok(()) => Health::Healthy,
             Err(reason) => Health::unhealthy(reason),
         }
@@ -83,10 +97,9 @@ impl HealthChecker for ExecChecker {
     }
 }
 
-/// Run `program` with `args`; `Err` is the reason it did not succeed.
-pub(crate) async fn run(program: &Path, args: &[&str], timeout: Duration) -> Result<(), String> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+/// Run `cmd` (the script `program`); `Err` is the reason it did not succeed.
+pub(crate) async fn run(mut cmd: tokio::process::Command, program: &Path, timeout: Duration) -> Result<(), String> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {}", program.display(), io_reason(&e)))?;

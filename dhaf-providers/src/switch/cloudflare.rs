@@ -10,17 +10,24 @@
 //!   request-budget: 1200         # requests per 5 minutes this switcher allows itself (default 1200)
 //! ```
 //!
-//! Start-up ([`Switcher::init`]) verifies the token (`GET /user/tokens/verify`), finds the zone
-//! (exactly one, active, not paused) and the service domain's record: `A`, or `AAAA` when entry
-//! points are IPv6. It refuses several records (round-robin would defeat failover) and an unproxied
-//! one (resolvers would cache the old address for the record's TTL); a missing record is created,
-//! proxied, pointing at the highest-priority entry point.
+//! Start-up ([`Switcher::init`]) only verifies and reads, on every node: the token
+//! (`GET /user/tokens/verify`), the zone (exactly one, active, not paused) and the service domain's
+//! records (`A`, or `AAAA` when entry points are IPv6). It writes nothing: a missing record is fine
+//! (`current()` says "none" and the elected leader creates it), and an unproxied one is refused
+//! (resolvers would cache the old address for the record's TTL).
 //!
-//! [`Switcher::switch`] PATCHes the record's `content` (and `type` when moving between IPv4 and IPv6)
-//! and writes `dhaf <term>` in its `comment`, so every change in the zone's audit log traces to a
-//! leader term; then it reads the record back and fails unless it shows the new address.
-//! [`Switcher::current`] reads the record itself, so the leader's periodic read-back notices an edit
-//! made behind dhaf's back (or a deleted record) and repairs it.
+//! Every write is the leader's, in [`Switcher::switch`], under its fencing token: it creates the
+//! record when there is none, PATCHes its `content` (and `type` when moving between IPv4 and IPv6)
+//! and writes `dhaf term-N` in its `comment`, so every change in the zone's audit log traces to a
+//! leader term; then it reads the record back and fails unless it shows the new address. A record
+//! whose comment names a newer term than the caller's is never overwritten: a newer leader wrote it.
+//!
+//! Several records for the domain would spread visitors over all of them. Duplicates dhaf made
+//! itself (their comment says so) are left-overs: [`Switcher::current`] reports "none" so the
+//! leader repairs, and the repairing switch deletes all but the newest. Records dhaf did not make
+//! are never touched: every read and switch fails with an error naming them, until someone
+//! deletes them. [`Switcher::current`] reads the records themselves, so the leader's periodic
+//! read-back notices an edit made behind dhaf's back (or a deleted record) and repairs it.
 //!
 //! Failures: a `success: false` envelope shows Cloudflare's `errors[].message`; 429 carries its
 //! `retry-after`; 5xx, timeouts and connection errors are transient. A call retries at most twice,
@@ -90,12 +97,12 @@ impl Budget {
     }
 }
 
-/// Where the record lives, found at start and kept while it stays valid.
-#[derive(Debug, Clone, Default)]
-struct Located {
-    zone_id: Option<String>,
-    record_id: Option<String>,
-}
+/// The comment of records dhaf creates or switches: `dhaf term-N`.
+const COMMENT_PREFIX: &str = "dhaf term-";
+
+/// The comment earlier versions gave the record they created at start, on every node; such
+/// records are dhaf's own left-overs too.
+const LEGACY_COMMENT: &str = "dhaf: created at start";
 
 /// A DNS record as the API returns it (only what dhaf reads).
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +115,53 @@ struct Record {
     content: String,
     #[serde(default)]
     proxied: Option<bool>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+impl Record {
+    /// Whether dhaf wrote this record (its comment says so).
+    fn made_by_dhaf(&self) -> bool {
+        self.comment.as_deref().is_some_and(|c| c.starts_with(COMMENT_PREFIX) || c == LEGACY_COMMENT)
+    }
+
+    /// The leader term in the comment, for records a leader wrote.
+    fn term(&self) -> Option<i64> {
+        self.comment.as_deref()?.strip_prefix(COMMENT_PREFIX)?.trim().parse().ok()
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {} {}", self.id, self.kind, self.content)
+    }
+}
+
+/// What the records named like the service's domain amount to.
+#[derive(Debug)]
+enum Found {
+    /// None yet: the leader creates it.
+    Missing,
+    /// Exactly one: the record dhaf uses.
+    One(Record),
+    /// Several, all made by dhaf: it keeps the one of the newest term and may delete the rest.
+    Leftovers { keep: Record, extra: Vec<Record> },
+    /// Several, and some of them dhaf did not make: it touches none of them.
+    Foreign { all: Vec<Record> },
+}
+
+impl Found {
+    fn of(mut records: Vec<Record>) -> Found {
+        if records.len() <= 1 {
+            return records.pop().map_or(Found::Missing, Found::One);
+        }
+        if !records.iter().all(Record::made_by_dhaf) {
+            return Found::Foreign { all: records };
+        }
+        // The newest term's record is the one the last leader switched; ties go to the lowest id,
+        // so every node picks the same.
+        records.sort_by(|a, b| b.term().cmp(&a.term()).then_with(|| a.id.cmp(&b.id)));
+        let keep = records.remove(0);
+        Found::Leftovers { keep, extra: records }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,7 +250,8 @@ pub struct CloudflareSwitcher {
     timeout: Duration,
     http: reqwest::Client,
     budget: Mutex<Budget>,
-    located: Mutex<Located>,
+    /// The zone's id, found once.
+    zone_id: Mutex<Option<String>>,
 }
 
 impl CloudflareSwitcher {
@@ -238,7 +293,7 @@ impl CloudflareSwitcher {
             timeout,
             http,
             budget: Mutex::new(Budget { limit, sent: VecDeque::new() }),
-            located: Mutex::new(Located::default()),
+            zone_id: Mutex::new(None),
         })
     }
 
@@ -317,6 +372,8 @@ impl CloudflareSwitcher {
         }
         match envelope {
             Some(env) if status.is_success() && env.success == Some(true) => Ok(env),
+            // Cloudflare documents its DELETE answer as `{"result": {"id": …}}`, without `success`.
+            Some(env) if status.is_success() && *method == Method::DELETE && env.success.is_none() => Ok(env),
             _ => {
                 let kind = if status == StatusCode::NOT_FOUND { FailureKind::NotFound } else { FailureKind::Other };
                 Err(Failure { kind, error: ProviderError::permanent(format!("{what}: HTTP {}: {}", status.as_u16(), reason())) })
@@ -366,7 +423,7 @@ impl CloudflareSwitcher {
     }
 
     async fn zone_id(&self) -> Result<String, ProviderError> {
-        if let Some(id) = self.located.lock().unwrap().zone_id.clone() {
+        if let Some(id) = self.zone_id.lock().unwrap().clone() {
             return Ok(id);
         }
         let env = self.call(Method::GET, "/zones", &[("name", self.zone.clone())], None).await?;
@@ -393,7 +450,7 @@ impl CloudflareSwitcher {
                 self.zone
             )));
         }
-        self.located.lock().unwrap().zone_id = Some(zone.id.clone());
+        *self.zone_id.lock().unwrap() = Some(zone.id.clone());
         Ok(zone.id)
     }
 
@@ -444,22 +501,28 @@ impl CloudflareSwitcher {
         Ok(records)
     }
 
-    /// The one record of the service, if there is one; several are refused.
-    async fn find_record(&self, zone_id: &str) -> Result<Option<Record>, ProviderError> {
-        let mut records = self.list_records(zone_id).await?;
-        if records.len() > 1 {
-            let list: Vec<String> = records.iter().map(|r| format!("{} {}", r.kind, r.content)).collect();
-            return Err(ProviderError::permanent(format!(
-                "{} has {} address records ({}): keep exactly one proxied A or AAAA record and delete the others, \
-                 or visitors are spread over all of them and failover cannot work",
-                self.domain,
-                records.len(),
-                list.join(", ")
-            )));
-        }
-        let record = records.pop();
-        self.located.lock().unwrap().record_id = record.as_ref().map(|r| r.id.clone());
-        Ok(record)
+    /// The service's records, read now.
+    async fn found(&self, zone_id: &str) -> Result<Found, ProviderError> {
+        Ok(Found::of(self.list_records(zone_id).await?))
+    }
+
+    /// The error for records dhaf did not make beside others, logged loudly: it stays until
+    /// someone deletes them, and dhaf must not pick one of them.
+    fn refuse_foreign(&self, all: &[Record]) -> ProviderError {
+        let foreign: Vec<String> = all.iter().filter(|r| !r.made_by_dhaf()).map(Record::describe).collect();
+        let listed: Vec<String> = all.iter().map(Record::describe).collect();
+        let message = format!(
+            "{} has {} address records ({}), and dhaf did not make {} of them ({}): delete the extra records in Cloudflare \
+             so exactly one proxied A or AAAA record is left; dhaf deletes only duplicates it made itself, \
+             and until then visitors are spread over all of them and failover cannot work",
+            self.domain,
+            all.len(),
+            listed.join(", "),
+            foreign.len(),
+            foreign.join(", ")
+        );
+        tracing::error!(service = %self.service, domain = %self.domain, "{message}");
+        ProviderError::permanent(message)
     }
 
     async fn create_record(&self, zone_id: &str, ep: &EntryPoint, comment: &str) -> Result<Record, ProviderError> {
@@ -474,9 +537,26 @@ impl CloudflareSwitcher {
         });
         let env = self.call(Method::POST, &path, &[], Some(&body)).await?;
         let record: Record = parse(&env.result, &format!("POST {path}"))?;
-        self.located.lock().unwrap().record_id = Some(record.id.clone());
         tracing::info!(service = %self.service, domain = %self.domain, to = %ep.name, "created the dns record");
         Ok(record)
+    }
+
+    async fn delete_record(&self, zone_id: &str, record: &Record) -> Result<(), ProviderError> {
+        let path = format!("/zones/{zone_id}/dns_records/{}", record.id);
+        // Cloudflare's API document requires a JSON body on DELETE, even an empty one.
+        match self.call(Method::DELETE, &path, &[], Some(&json!({}))).await {
+            // Already gone (a retried call whose first answer was lost): what we wanted.
+            Ok(_) => {}
+            Err(f) if f.kind == FailureKind::NotFound => {}
+            Err(f) => return Err(f.error),
+        }
+        tracing::info!(
+            service = %self.service,
+            domain = %self.domain,
+            record = %record.describe(),
+            "deleted a duplicate dns record dhaf had made"
+        );
+        Ok(())
     }
 
     /// Read the record by id; `None` when it was deleted.
@@ -490,18 +570,15 @@ impl CloudflareSwitcher {
         }
     }
 
-    /// The live record: by id when known, else looked up by name (it may have been recreated).
-    async fn live_record(&self) -> Result<Option<Record>, ProviderError> {
-        let zone_id = self.zone_id().await?;
-        let known = self.located.lock().unwrap().record_id.clone();
-        if let Some(id) = known {
-            if let Some(record) = self.read_record(&zone_id, &id).await? {
-                return Ok(Some(record));
-            }
-            tracing::warn!(service = %self.service, domain = %self.domain, "the dns record was deleted behind dhaf's back");
-            self.located.lock().unwrap().record_id = None;
+    /// Refuse to write over a record a newer leader wrote: this caller's term is over.
+    fn fence(&self, records: &[&Record], token: FencingToken) -> Result<(), ProviderError> {
+        match records.iter().filter_map(|r| Some((r, r.term()?))).find(|(_, term)| *term > token.0) {
+            Some((r, term)) => Err(ProviderError::permanent(format!(
+                "record {} of {} was written by term-{term}, newer than this leader's {token}: not overwritten",
+                r.id, self.domain
+            ))),
+            None => Ok(()),
         }
-        self.find_record(&zone_id).await
     }
 
     fn entry_point_of(&self, record: &Record) -> Option<String> {
@@ -515,49 +592,90 @@ impl Switcher for CloudflareSwitcher {
     async fn init(&self) -> Result<(), ProviderError> {
         self.verify_token().await?;
         let zone_id = self.zone_id().await?;
-        let record = match self.find_record(&zone_id).await? {
-            Some(r) => r,
-            None => {
-                let first = self.entry_points.first().ok_or_else(|| ProviderError::permanent("the service has no entry point"))?;
-                self.create_record(&zone_id, first, "dhaf: created at start").await?
+        let points_at = match self.found(&zone_id).await? {
+            Found::Missing => "(no record yet; the leader creates it)".to_string(),
+            Found::One(record) => {
+                if record.proxied != Some(true) {
+                    return Err(ProviderError::permanent(format!(
+                        "the {} record of {} ({}) is not proxied: turn on the proxy (orange cloud) for it in Cloudflare, \
+                         or resolvers keep the old address for its TTL after every switch",
+                        record.kind, self.domain, record.content
+                    )));
+                }
+                record.content
+            }
+            // Not a reason to stop this node: the leader cleans its own left-overs, and foreign
+            // records are reported at every read-back until someone removes them.
+            Found::Leftovers { keep, extra } => {
+                tracing::warn!(
+                    service = %self.service,
+                    domain = %self.domain,
+                    duplicates = extra.len(),
+                    "duplicate dns records dhaf made; the leader deletes them at its next switch"
+                );
+                keep.content
+            }
+            Found::Foreign { all } => {
+                self.refuse_foreign(&all);
+                "(several records)".to_string()
             }
         };
-        if record.proxied != Some(true) {
-            return Err(ProviderError::permanent(format!(
-                "the {} record of {} ({}) is not proxied: turn on the proxy (orange cloud) for it in Cloudflare, \
-                 or resolvers keep the old address for its TTL after every switch",
-                record.kind, self.domain, record.content
-            )));
-        }
-        tracing::info!(
-            service = %self.service,
-            domain = %self.domain,
-            points_at = %record.content,
-            entry_point = self.entry_point_of(&record).as_deref().unwrap_or("(none)"),
-            "cloudflare switcher ready"
-        );
+        tracing::info!(service = %self.service, domain = %self.domain, %points_at, "cloudflare switcher ready");
         Ok(())
     }
 
     async fn current(&self) -> Result<Option<String>, ProviderError> {
-        Ok(self.live_record().await?.and_then(|r| self.entry_point_of(&r)))
+        let zone_id = self.zone_id().await?;
+        match self.found(&zone_id).await? {
+            Found::Missing => Ok(None),
+            Found::One(record) => Ok(self.entry_point_of(&record)),
+            // Several addresses are not one entry point: "none" makes the leader repair, and its
+            // switch deletes the duplicates.
+            Found::Leftovers { extra, .. } => {
+                tracing::warn!(
+                    service = %self.service,
+                    domain = %self.domain,
+                    duplicates = extra.len(),
+                    "duplicate dns records dhaf made; the leader deletes them at its next switch"
+                );
+                Ok(None)
+            }
+            Found::Foreign { all } => Err(self.refuse_foreign(&all)),
+        }
     }
 
     async fn switch(&self, to: &EntryPoint, token: FencingToken) -> Result<(), ProviderError> {
         let zone_id = self.zone_id().await?;
         let comment = format!("dhaf {token}");
         let want_type = record_type(to.ip);
-        let record = match self.live_record().await? {
-            Some(r) => r,
-            // Deleted behind dhaf's back: recreate it where it should point.
-            None => self.create_record(&zone_id, to, &comment).await?,
+        let record = match self.found(&zone_id).await? {
+            Found::Foreign { all } => return Err(self.refuse_foreign(&all)),
+            // None yet (first start, or deleted behind dhaf's back): create it where it should point.
+            Found::Missing => self.create_record(&zone_id, to, &comment).await?,
+            Found::One(record) => {
+                self.fence(&[&record], token)?;
+                record
+            }
+            Found::Leftovers { keep, extra } => {
+                self.fence(&extra.iter().chain([&keep]).collect::<Vec<_>>(), token)?;
+                for r in &extra {
+                    self.delete_record(&zone_id, r).await?;
+                }
+                keep
+            }
         };
-        let path = format!("/zones/{zone_id}/dns_records/{}", record.id);
-        let mut body = json!({ "content": to.ip.to_string(), "comment": comment });
-        if record.kind != want_type {
-            body["type"] = json!(want_type);
+        // A record just created (or already right, in this term) needs no second write.
+        let done = record.content.parse::<IpAddr>().ok() == Some(to.ip)
+            && record.kind == want_type
+            && record.comment.as_deref() == Some(comment.as_str());
+        if !done {
+            let path = format!("/zones/{zone_id}/dns_records/{}", record.id);
+            let mut body = json!({ "content": to.ip.to_string(), "comment": comment });
+            if record.kind != want_type {
+                body["type"] = json!(want_type);
+            }
+            self.call(Method::PATCH, &path, &[], Some(&body)).await?;
         }
-        self.call(Method::PATCH, &path, &[], Some(&body)).await?;
         let back = self
             .read_record(&zone_id, &record.id)
             .await?

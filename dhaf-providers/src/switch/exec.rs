@@ -14,6 +14,10 @@
 //! name and IP as arguments; both scripts get `DHAF_SERVICE`, `DHAF_DOMAIN`, and `switch` also gets
 //! `DHAF_FENCING_TOKEN` (the leader term, a number) so it can record which term made the change.
 //!
+//! Paths are absolute or relative to the config file's directory. Scripts get a clean environment
+//! (see [`crate::script`]): `PATH`, `HOME`, `LANG`, the `DHAF_*` variables above and what `env:`
+//! names (`env: { ZONE_FILE: /var/dns/zone }`), nothing else of the node's.
+//!
 //! A non-zero exit or an overrun is a failed switch whose reason is the script's last stderr line;
 //! the leader retries it with backoff. Each script runs in its own process group and the whole group
 //! is killed on a timeout (or when the caller gives up), so a hung script and whatever it started do
@@ -31,7 +35,7 @@ use dhaf_core::model::{EntryPoint, FencingToken};
 use dhaf_core::provider::{BuildContext, ProviderError, Switcher};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::script::{executable, exit_text, GroupGuard};
+use crate::script::{command, env_setting, executable, exit_text, GroupGuard, ScriptEnv};
 
 /// Keep at most this much of a script's output: enough for any sane message, bounded for a
 /// script that floods its pipes.
@@ -49,15 +53,18 @@ pub struct ExecSwitcher {
     init: PathBuf,
     switch: PathBuf,
     timeout: Duration,
+    /// `env:`.
+    env: ScriptEnv,
 }
 
 impl ExecSwitcher {
     /// Build from the service's `switcher` section; checks that both scripts exist and are executable.
     pub fn from_config(section: &ProviderConfig, ctx: &BuildContext) -> Result<Self, ConfigError> {
         let f = section.fields();
-        let init = executable(&f, "init");
-        let switch = executable(&f, "switch");
+        let init = executable(&f, "init", &ctx.base_dir);
+        let switch = executable(&f, "switch", &ctx.base_dir);
         let timeout = f.seconds("timeout", 10, 1, 3600);
+        let env = env_setting(&f);
         f.finish();
         let svc = ctx.service();
         f.into_result(ExecSwitcher {
@@ -67,6 +74,7 @@ impl ExecSwitcher {
             init: init.unwrap_or_default(),
             switch: switch.unwrap_or_default(),
             timeout,
+            env,
         })
     }
 
@@ -76,7 +84,9 @@ impl ExecSwitcher {
 
     /// Run `script`; `Ok` only for exit status 0.
     async fn run_ok(&self, what: &str, script: &Path, args: &[String], env: &[(&'static str, String)]) -> Result<Output, ProviderError> {
-        let out = match run(script, args, env, self.timeout).await {
+        let mut cmd = command(script, env, &self.env);
+        cmd.args(args);
+        let out = match run(cmd, self.timeout).await {
             Ok(out) => out,
             Err(RunError::Spawn(e)) => {
                 return Err(ProviderError::permanent(format!("{what} script {}: cannot run it: {e}", script.display())))
@@ -187,15 +197,8 @@ enum RunError {
     TimedOut,
 }
 
-async fn run(program: &Path, args: &[String], env: &[(&'static str, String)], timeout: Duration) -> Result<Output, RunError> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
+async fn run(mut cmd: tokio::process::Command, timeout: Duration) -> Result<Output, RunError> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
     let mut child = cmd.spawn().map_err(RunError::Spawn)?;
     let mut guard = GroupGuard::new(child.id());
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -245,6 +248,7 @@ mod tests {
             init: "/x/init".into(),
             switch: "/x/switch".into(),
             timeout: Duration::from_secs(1),
+            env: ScriptEnv::default(),
         }
     }
 

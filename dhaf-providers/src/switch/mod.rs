@@ -1,6 +1,6 @@
 //! Switchers: point a service's public entry at one of its entry points.
 //!
-//! - [`cloudflare`]: a proxied DNS record in a Cloudflare zone.
+//! - [`cloudflare`]: a proxied DNS record in a Cloudflare zone, created and written by the leader only.
 //! - [`exec`]: the operator's own scripts (`init` tells the live state, `switch` changes it).
 //!
 //! Every switcher answers [`dhaf_core::provider::Switcher::current`] from the far end itself, never
