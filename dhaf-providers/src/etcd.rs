@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dhaf_core::config::{Config, EtcdConfig, EtcdTls};
-use dhaf_core::dcs::keys::{encode, Keys};
+use dhaf_core::dcs::keys::{encode, Keys, RawEntry};
 use dhaf_core::dcs::memory::MemoryDcs;
 use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Snapshot, SwitchoverRequest, Watch};
 use dhaf_core::model::{FencingToken, Opinion, SwitchRecord};
@@ -447,18 +447,10 @@ impl Dcs for EtcdDcs {
 
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         let kvs = self.range(self.keys.prefix().to_string()).await?;
-        let leader = self.keys.leader();
-        let mut entries = Vec::with_capacity(kvs.len());
-        let mut leader_revision = None;
-        for kv in &kvs {
-            let key = utf8("a key under the cluster prefix", kv.key())?;
-            let value = utf8(key, kv.value())?;
-            if key == leader {
-                leader_revision = Some(kv.mod_revision());
-            }
-            entries.push((key, value));
-        }
-        self.keys.decode(entries, leader_revision)
+        // A key that is not text cannot be one of ours; it is read as best it can be, so an
+        // unreadable value under it is named rather than failing the snapshot.
+        let keys: Vec<_> = kvs.iter().map(|kv| String::from_utf8_lossy(kv.key())).collect();
+        Ok(self.keys.decode(kvs.iter().zip(&keys).map(|(kv, key)| RawEntry { key, value: kv.value(), mod_revision: kv.mod_revision() })))
     }
 
     async fn watch(&self) -> Result<Watch, DcsError> {

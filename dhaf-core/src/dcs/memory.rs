@@ -13,14 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::keys::{encode, Keys};
+use super::keys::{encode, Keys, RawEntry};
 use super::{Dcs, DcsError, LeaseId, Snapshot, SwitchoverRequest, Watch, WatchSender};
 use crate::model::{FencingToken, Opinion, SwitchRecord};
 
@@ -79,7 +79,7 @@ impl MemoryDcs {
     pub fn with_state_file(cluster: &str, path: &Path) -> Result<Self, DcsError> {
         let dcs = MemoryDcs::new(cluster);
         {
-            let mut store = dcs.shared.store.lock().unwrap();
+            let mut store = lock(&dcs.shared.store);
             if path.exists() {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| DcsError::Unavailable(format!("cannot read state file {}: {e}", path.display())))?;
@@ -100,7 +100,7 @@ impl MemoryDcs {
 
     /// Change the injected faults.
     pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
-        f(&mut self.shared.faults.lock().unwrap());
+        f(&mut lock(&self.shared.faults));
     }
 
     /// Make the whole store (un)available.
@@ -124,14 +124,21 @@ impl MemoryDcs {
         self.set_faults(|f| f.latency = latency);
     }
 
+    /// Put `value` at `key` (relative to the cluster's prefix) beneath the [`Dcs`] contract, as a
+    /// newer version of dhaf or a hand edit would leave it.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn raw_put(&self, key: &str, value: &str) {
+        self.with_store(|s, k| put(s, format!("{}{key}", k.prefix()), value.to_string(), None));
+    }
+
     /// How many writes the store has taken (its revision).
     pub fn revision(&self) -> i64 {
-        self.shared.store.lock().unwrap().revision
+        lock(&self.shared.store).revision
     }
 
     async fn enter(&self) -> Result<(), DcsError> {
         let (latency, down) = {
-            let f = self.shared.faults.lock().unwrap();
+            let f = lock(&self.shared.faults);
             let cut = self.node.as_ref().is_some_and(|n| f.cut_off.contains(n));
             (f.latency, f.unavailable || cut)
         };
@@ -146,7 +153,7 @@ impl MemoryDcs {
 
     /// Run `f` on the store after expiring leases; notify watchers and persist if it wrote.
     fn with_store<T>(&self, f: impl FnOnce(&mut Store, &Keys) -> T) -> T {
-        let mut store = self.shared.store.lock().unwrap();
+        let mut store = lock(&self.shared.store);
         let before = store.revision;
         expire(&mut store, Instant::now());
         let out = f(&mut store, &self.shared.keys);
@@ -159,6 +166,13 @@ impl MemoryDcs {
         }
         out
     }
+}
+
+/// Lock `m` even if a panic poisoned it. Nothing read from the store can panic any more, but a
+/// store that panicked on every call after one bad moment would stop every node at once; each
+/// change to the store is made whole or not at all, so what a panic leaves behind is consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn expire(store: &mut Store, now: Instant) {
@@ -220,7 +234,7 @@ fn spawn_reaper(shared: Weak<Shared>) {
         loop {
             let next = {
                 let Some(shared) = shared.upgrade() else { return };
-                let mut store = shared.store.lock().unwrap();
+                let mut store = lock(&shared.store);
                 let before = store.revision;
                 expire(&mut store, Instant::now());
                 if store.revision != before {
@@ -236,6 +250,14 @@ fn spawn_reaper(shared: Weak<Shared>) {
 
 fn leader_of(store: &Store, keys: &Keys) -> Option<(String, i64, Option<LeaseId>)> {
     store.kv.get(&keys.leader()).map(|e| (e.value.clone(), e.mod_revision, e.lease))
+}
+
+#[cfg(any(test, feature = "testing"))]
+#[async_trait]
+impl super::conformance::RawPut for MemoryDcs {
+    async fn raw_put(&self, key: &str, value: &str) {
+        MemoryDcs::raw_put(self, key, value);
+    }
 }
 
 #[async_trait]
@@ -319,15 +341,19 @@ impl Dcs for MemoryDcs {
 
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         self.enter().await?;
-        self.with_store(|s, k| {
-            let leader_rev = leader_of(s, k).map(|(_, rev, _)| rev);
-            k.decode(
-                s.kv.range(k.prefix().to_string()..)
-                    .take_while(|(key, _)| key.starts_with(k.prefix()))
-                    .map(|(key, e)| (key.as_str(), e.value.as_str())),
-                leader_rev,
-            )
-        })
+        // Copied out and decoded outside the lock: reading values is the caller's business and
+        // must not hold up (or, by a bug, poison) the store.
+        let entries: Vec<(String, Entry)> = self.with_store(|s, k| {
+            s.kv.range(k.prefix().to_string()..)
+                .take_while(|(key, _)| key.starts_with(k.prefix()))
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect()
+        });
+        Ok(self.shared.keys.decode(entries.iter().map(|(key, e)| RawEntry {
+            key,
+            value: e.value.as_bytes(),
+            mod_revision: e.mod_revision,
+        })))
     }
 
     async fn watch(&self) -> Result<Watch, DcsError> {

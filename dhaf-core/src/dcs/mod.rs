@@ -57,6 +57,10 @@ pub struct Snapshot {
     pub maintenance: BTreeMap<String, BTreeSet<String>>,
     /// The desired entry point of each service, as the leader recorded it.
     pub records: BTreeMap<String, SwitchRecord>,
+    /// Values that could not be read and were left out, by full key: why. Each affects only what
+    /// it describes (one opinion, one service's record or request); the rest is read as usual.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, String>,
 }
 
 /// A DCS call failed.

@@ -3,7 +3,7 @@
 //! Status is read fresh from the DCS, so every node answers alike, leader or not. Commands are
 //! validated against the cluster's current view before anything is written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -125,6 +125,8 @@ pub struct NodeStatus {
     pub nodes: Vec<NodeInfo>,
     /// This node's last DCS error, while the DCS is unreachable.
     pub dcs_error: Option<String>,
+    /// Values in the DCS this node cannot read and leaves out, by key: why.
+    pub dcs_skipped: BTreeMap<String, String>,
     /// Every service.
     pub services: Vec<ServiceStatus>,
 }
@@ -226,7 +228,7 @@ impl NodeHandle {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, CommandError> {
-        Ok(self.inner.dcs_call(self.inner.dcs.snapshot()).await?)
+        Ok(self.inner.snapshot().await?)
     }
 
     /// The whole cluster's status. When the DCS cannot be read, the status says so in
@@ -248,6 +250,7 @@ impl NodeHandle {
                 .map(|n| NodeInfo { name: n.clone(), alive: snap.alive.contains(n), leader: leader_name.as_ref() == Some(n) })
                 .collect(),
             dcs_error: error.or_else(|| self.inner.local.lock().unwrap().dcs_error.clone()),
+            dcs_skipped: snap.skipped.clone(),
             services: config.services.iter().map(|s| self.service_from(&snap, s)).collect(),
         })
     }

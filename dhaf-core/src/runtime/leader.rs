@@ -137,7 +137,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             me.read_back().await;
             next_reconcile = Instant::now() + config.dhaf.reconcile_interval;
         }
-        let snapshot = match inner.dcs_call(inner.dcs.snapshot()).await {
+        let snapshot = match inner.snapshot().await {
             Ok(s) => s,
             Err(_) => {
                 // Without the DCS nothing is decided: the last switch stays in force.

@@ -26,7 +26,7 @@ mod handle;
 mod leader;
 mod notify;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::dcs::{Dcs, DcsError, LeaseId};
+use crate::dcs::{Dcs, DcsError, LeaseId, Snapshot};
 use crate::engine::hysteresis::Hysteresis;
 use crate::model::{Event, FencingToken, Health, Opinion};
 use crate::provider::ProviderError;
@@ -73,6 +73,8 @@ pub(crate) struct Local {
     pub opinions: HashMap<(String, String), Opinion>,
     pub last_check: HashMap<(String, String), Health>,
     pub metrics: Metrics,
+    /// The unreadable DCS values already logged, by key: why.
+    pub skipped: BTreeMap<String, String>,
 }
 
 pub(crate) struct Inner {
@@ -103,6 +105,25 @@ impl Inner {
             Err(_) => {}
         }
         res
+    }
+
+    /// Read a snapshot; a value it had to leave out is logged once, not on every read.
+    pub async fn snapshot(&self) -> Result<Snapshot, DcsError> {
+        let snap = self.dcs_call(self.dcs.snapshot()).await?;
+        let mut l = self.local.lock().unwrap();
+        if l.skipped != snap.skipped {
+            for (key, why) in &snap.skipped {
+                if l.skipped.get(key) != Some(why) {
+                    tracing::warn!(key, why, "ignoring a dcs value this node cannot read: it counts for nothing");
+                }
+            }
+            for key in l.skipped.keys().filter(|k| !snap.skipped.contains_key(*k)) {
+                tracing::info!(key, "a dcs value left out before is readable again or gone");
+            }
+            l.skipped = snap.skipped.clone();
+        }
+        drop(l);
+        Ok(snap)
     }
 
     fn dcs_trouble(&self, error: &str) {
