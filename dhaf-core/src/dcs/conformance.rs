@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Dcs, DcsError};
+use super::{Dcs, DcsError, Purge};
 use crate::model::{FencingToken, Opinion, SwitchKind, SwitchRecord};
 
 /// Writes beneath the [`Dcs`] contract, for tests: any value at any key, as a newer version of
@@ -54,6 +54,7 @@ where
         ("revoke", |d, _| Box::pin(revoke(d))),
         ("fencing", |d, _| Box::pin(fencing(d))),
         ("switchover_and_maintenance", |d, _| Box::pin(switchover_and_maintenance(d))),
+        ("purge_names_its_request", |d, _| Box::pin(purge_names_its_request(d))),
         ("decommission", |d, _| Box::pin(decommission(d))),
         ("provider_store", |d, _| Box::pin(provider_store(d))),
         ("watch", |d, _| Box::pin(watch(d))),
@@ -170,10 +171,29 @@ pub async fn fencing(dcs: Arc<dyn Dcs>) {
     let snap = dcs.snapshot().await.unwrap();
     assert_eq!((snap.records["svc"].entry_point.as_str(), snap.records["svc"].token), ("ep3", t2));
     dcs.request_switchover("svc", "ep1").await.unwrap();
-    assert_eq!(dcs.purge_switchover("svc", Some(t1)).await, Err(DcsError::Fenced(t1)));
+    let revision = dcs.snapshot().await.unwrap().switchovers["svc"].revision;
+    assert_eq!(dcs.purge_switchover("svc", Purge::Fenced { token: t1, revision }).await, Err(DcsError::Fenced(t1)));
     assert!(dcs.snapshot().await.unwrap().switchovers.contains_key("svc"));
-    dcs.purge_switchover("svc", Some(t2)).await.unwrap();
+    dcs.purge_switchover("svc", Purge::Fenced { token: t2, revision }).await.unwrap();
     assert!(!dcs.snapshot().await.unwrap().switchovers.contains_key("svc"));
+}
+
+/// The leader's purge drops only the request it decided on: an operator's newer request that
+/// landed meanwhile stays.
+pub async fn purge_names_its_request(dcs: Arc<dyn Dcs>) {
+    let lease = dcs.register("n1", TTL * 10).await.unwrap();
+    let token = dcs.campaign("n1", lease).await.unwrap().unwrap();
+    dcs.request_switchover("svc", "ep2").await.unwrap();
+    let a = dcs.snapshot().await.unwrap().switchovers["svc"].clone();
+    dcs.request_switchover("svc", "ep3").await.unwrap();
+    let b = dcs.snapshot().await.unwrap().switchovers["svc"].clone();
+    assert_ne!(a.revision, b.revision, "each request has its own revision");
+    dcs.purge_switchover("svc", Purge::Fenced { token, revision: a.revision }).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().switchovers.get("svc"), Some(&b), "the newer request must survive the purge of the older");
+    dcs.purge_switchover("svc", Purge::Fenced { token, revision: b.revision }).await.unwrap();
+    assert!(dcs.snapshot().await.unwrap().switchovers.is_empty());
+    // Purging a request that is gone is done already.
+    dcs.purge_switchover("svc", Purge::Fenced { token, revision: b.revision }).await.unwrap();
 }
 
 /// Switchover requests and maintenance flags are stored and shown.
@@ -186,7 +206,7 @@ pub async fn switchover_and_maintenance(dcs: Arc<dyn Dcs>) {
     let snap = dcs.snapshot().await.unwrap();
     assert_eq!(snap.switchovers["svc"].entry_point, "ep3", "a new request replaces the pending one");
     assert_eq!(snap.maintenance["svc"].iter().collect::<Vec<_>>(), ["ep1"]);
-    dcs.purge_switchover("svc", None).await.unwrap();
+    dcs.purge_switchover("svc", Purge::Any).await.unwrap();
     dcs.set_maintenance("svc", "ep1", false).await.unwrap();
     let snap = dcs.snapshot().await.unwrap();
     assert!(snap.switchovers.is_empty());

@@ -119,7 +119,7 @@ impl Keys {
                 },
                 ["switchovers", service] => match parse::<SwitchoverRequest>(value) {
                     Ok(request) => {
-                        s.switchovers.insert(service.to_string(), request);
+                        s.switchovers.insert(service.to_string(), SwitchoverRequest { revision: mod_revision, ..request });
                     }
                     Err(why) => skip(why),
                 },

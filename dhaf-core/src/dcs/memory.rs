@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::keys::{encode, Keys, RawEntry};
-use super::{Dcs, DcsError, LeaseId, Snapshot, SwitchoverRequest, Watch, WatchSender};
+use super::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch, WatchSender};
 use crate::model::{FencingToken, Opinion, SwitchRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -365,19 +365,25 @@ impl Dcs for MemoryDcs {
 
     async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
         self.enter().await?;
-        self.with_store(|s, k| put(s, k.switchover(service), encode(&SwitchoverRequest { entry_point: entry_point.into() }), None));
+        self.with_store(|s, k| {
+            put(s, k.switchover(service), encode(&SwitchoverRequest { entry_point: entry_point.into(), revision: 0 }), None)
+        });
         Ok(())
     }
 
-    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
+    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.enter().await?;
         self.with_store(|s, k| {
-            if let Some(token) = guard {
+            let key = k.switchover(service);
+            if let Purge::Fenced { token, revision } = purge {
                 if !matches!(leader_of(s, k), Some((_, rev, _)) if rev == token.0) {
                     return Err(DcsError::Fenced(token));
                 }
+                if s.kv.get(&key).is_none_or(|e| e.mod_revision != revision) {
+                    return Ok(());
+                }
             }
-            delete(s, &k.switchover(service));
+            delete(s, &key);
             Ok(())
         })
     }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::leader::{service_view, HISTORY_NS};
 use super::Inner;
 use crate::config::{Config, ServiceConfig};
-use crate::dcs::{DcsError, Leader, Snapshot};
+use crate::dcs::{DcsError, Leader, Purge, Snapshot};
 use crate::engine::{self, ServiceState, Verdict};
 use crate::model::SwitchRecord;
 
@@ -328,7 +328,7 @@ impl NodeHandle {
     /// Drop `service`'s pending switchover; automatic rules (failback) apply again.
     pub async fn switchover_purge(&self, service: &str) -> Result<(), CommandError> {
         self.service(service)?;
-        Ok(self.inner.dcs_call(self.inner.dcs.purge_switchover(service, None)).await?)
+        Ok(self.inner.dcs_call(self.inner.dcs.purge_switchover(service, Purge::Any)).await?)
     }
 
     /// Take an entry point out of rotation (`on`), or put it back.

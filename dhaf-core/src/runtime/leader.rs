@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{wall_now, Inner};
 use crate::config::ServiceConfig;
-use crate::dcs::{DcsError, Snapshot};
+use crate::dcs::{DcsError, Purge, Snapshot};
 use crate::engine::{self, Action, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
 use crate::model::{Event, FencingToken, SwitchKind, SwitchRecord};
 
@@ -271,7 +271,9 @@ impl Leading {
                     Action::Notify(event) => inner.notifications.send(&config, event),
                     Action::PurgeSwitchover { service, why } => {
                         tracing::info!(%service, why, "purging switchover");
-                        match inner.dcs_call(inner.dcs.purge_switchover(&service, Some(self.token))).await {
+                        // Only the request this decision was about: a newer one stays.
+                        let revision = snapshot.switchovers.get(&service).map_or(0, |r| r.revision);
+                        match inner.dcs_call(inner.dcs.purge_switchover(&service, Purge::Fenced { token: self.token, revision })).await {
                             Err(DcsError::Fenced(_)) => return Err(()),
                             Err(e) => tracing::warn!(error = %e, "cannot purge switchover"),
                             Ok(()) => {}
