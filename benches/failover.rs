@@ -562,6 +562,10 @@ impl Dcs for CountingDcs {
         self.write();
         self.inner.publish_opinion(node, lease, service, ep, opinion).await
     }
+    async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
+        self.write();
+        self.inner.withdraw_opinion(node, service, ep).await
+    }
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         self.inner.snapshot().await
     }

@@ -294,6 +294,47 @@ async fn losing_the_dcs_never_switches_and_is_told_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_node_whose_writes_are_refused_stops_voting_its_stale_opinion_and_says_so_once() {
+    let c = Cluster::new(3, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(5)).await;
+    let others: Vec<String> = c.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != leader).collect();
+    let (stuck, third) = (others[0].as_str(), others[1].as_str());
+    // The DCS refuses this node's writes; its keep-alives and reads still pass.
+    c.dcs.refuse_writes(stuck, true);
+    // ep-2 dies for the leader and the stuck node; the third node still reaches it. The stuck
+    // node cannot publish what it sees, so its old "healthy" must not count.
+    c.node(&leader).checker.down("ep-2", "connection refused");
+    c.node(stuck).checker.down("ep-2", "connection refused");
+    sleep(Duration::from_secs(10)).await;
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(30), || async { c.provider.current().filter(|ep| ep != "ep-1") }).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-3"), "ep-2 is down for two of three nodes: {:?}", c.switches());
+    let status = c.node(third).handle.service_status("main").await.unwrap();
+    let ep2 = &status.entry_points[1];
+    assert_ne!(ep2.verdict, dhaf_core::engine::Verdict::Healthy, "a stale opinion decided the verdict: {:?}", ep2.votes);
+    assert!(ep2.votes.iter().all(|v| v.node != stuck), "the stuck node's stale vote still counts: {:?}", ep2.votes);
+    let told = |c: &Cluster| {
+        let events = c.events();
+        let lost = events.iter().filter(|e| matches!(e, Event::DcsUnavailable { node, .. } if node == stuck)).count();
+        let back = events.iter().filter(|e| matches!(e, Event::DcsRecovered { node } if node == stuck)).count();
+        (lost, back)
+    };
+    assert_eq!(told(&c), (1, 0), "{:?}", c.events());
+    let reason = c.events().into_iter().find_map(|e| match e {
+        Event::DcsUnavailable { reason, .. } => Some(reason),
+        _ => None,
+    });
+    assert!(reason.is_some_and(|r| r.contains("writes refused")), "the notification names what fails");
+    // Writes pass again: recovery is told once, and the node's opinion counts again.
+    c.dcs.refuse_writes(stuck, false);
+    sleep(Duration::from_secs(30)).await;
+    assert_eq!(told(&c), (1, 1), "{:?}", c.events());
+    let status = c.node(third).handle.service_status("main").await.unwrap();
+    assert!(status.entry_points[1].votes.iter().any(|v| v.node == stuck && !v.healthy), "{:?}", status.entry_points[1].votes);
+}
+
+#[tokio::test(start_paused = true)]
 async fn switchover_pins_the_target_and_purge_switches_back() {
     let c = Cluster::new(2, Some("ep-1"), "");
     c.wait_leader().await;

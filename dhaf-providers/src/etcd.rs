@@ -445,6 +445,10 @@ impl Dcs for EtcdDcs {
         self.put(self.keys.opinion(node, service, entry_point), encode(opinion), Some(lease)).await
     }
 
+    async fn withdraw_opinion(&self, node: &str, service: &str, entry_point: &str) -> Result<(), DcsError> {
+        self.delete(self.keys.opinion(node, service, entry_point)).await.map(drop)
+    }
+
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         let kvs = self.range(self.keys.prefix().to_string()).await?;
         // A key that is not text cannot be one of ours; it is read as best it can be, so an

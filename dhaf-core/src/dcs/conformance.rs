@@ -52,6 +52,7 @@ where
         ("lease_expiry", |d, _| Box::pin(lease_expiry(d))),
         ("keep_alive", |d, _| Box::pin(keep_alive(d))),
         ("revoke", |d, _| Box::pin(revoke(d))),
+        ("withdraw_opinion", |d, _| Box::pin(withdraw_opinion(d))),
         ("fencing", |d, _| Box::pin(fencing(d))),
         ("switchover_and_maintenance", |d, _| Box::pin(switchover_and_maintenance(d))),
         ("purge_names_its_request", |d, _| Box::pin(purge_names_its_request(d))),
@@ -150,6 +151,18 @@ pub async fn revoke(dcs: Arc<dyn Dcs>) {
     assert_eq!(snap.alive.iter().collect::<Vec<_>>(), ["n2"]);
     assert!(snap.leader.is_none());
     assert_eq!(snap.opinions.keys().collect::<Vec<_>>(), ["n2"]);
+}
+
+/// A withdrawn opinion no longer counts; the node's other opinions do.
+pub async fn withdraw_opinion(dcs: Arc<dyn Dcs>) {
+    let lease = dcs.register("n1", TTL * 10).await.unwrap();
+    dcs.publish_opinion("n1", lease, "svc", "ep1", &Opinion::healthy()).await.unwrap();
+    dcs.publish_opinion("n1", lease, "svc", "ep2", &Opinion::healthy()).await.unwrap();
+    dcs.withdraw_opinion("n1", "svc", "ep1").await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.opinions["n1"]["svc"].keys().collect::<Vec<_>>(), ["ep2"]);
+    dcs.withdraw_opinion("n1", "svc", "ep1").await.expect("withdrawing what is gone is done");
+    assert!(snap.alive.contains("n1"), "withdrawing an opinion keeps the node alive");
 }
 
 fn record(ep: &str, token: FencingToken) -> SwitchRecord {

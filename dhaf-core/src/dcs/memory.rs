@@ -5,7 +5,8 @@
 //! time are exact. Several [`MemoryDcs`] handles share one store; [`MemoryDcs::client`] gives a
 //! handle that acts as one node, so faults can cut that node off alone.
 //!
-//! Faults ([`Faults`]): the whole store unavailable, every call slow, one node cut off.
+//! Faults ([`Faults`]): the whole store unavailable, every call slow, one node cut off, writes
+//! refused while everything else passes (etcd's NOSPACE alarm).
 //!
 //! With a state file, the entries not bound to a lease (members, switchover requests,
 //! maintenance, switch records, providers' data) are written there on every change and read back
@@ -54,6 +55,12 @@ pub struct Faults {
     pub latency: Duration,
     /// Calls made by these nodes' handles fail with [`DcsError::Unavailable`].
     pub cut_off: BTreeSet<String>,
+    /// Calls that store a value (puts, lease grants, campaigns) fail with
+    /// [`DcsError::Unavailable`], while reads, deletes, keep-alives and revokes pass: etcd under
+    /// its NOSPACE alarm ("database space exceeded").
+    pub writes_refused: bool,
+    /// The same, for calls made by these nodes' handles only.
+    pub writes_refused_for: BTreeSet<String>,
 }
 
 struct Shared {
@@ -119,6 +126,17 @@ impl MemoryDcs {
         });
     }
 
+    /// Refuse node `node`'s writes (see [`Faults::writes_refused`]), or accept them again.
+    pub fn refuse_writes(&self, node: &str, on: bool) {
+        self.set_faults(|f| {
+            if on {
+                f.writes_refused_for.insert(node.to_string());
+            } else {
+                f.writes_refused_for.remove(node);
+            }
+        });
+    }
+
     /// Make every call take `latency` first.
     pub fn set_latency(&self, latency: Duration) {
         self.set_faults(|f| f.latency = latency);
@@ -136,17 +154,30 @@ impl MemoryDcs {
         lock(&self.shared.store).revision
     }
 
+    /// Pass the injected faults for a call that reads, deletes or renews.
     async fn enter(&self) -> Result<(), DcsError> {
-        let (latency, down) = {
+        self.enter_as(false).await
+    }
+
+    /// Pass the injected faults for a call that stores a value.
+    async fn enter_write(&self) -> Result<(), DcsError> {
+        self.enter_as(true).await
+    }
+
+    async fn enter_as(&self, write: bool) -> Result<(), DcsError> {
+        let (latency, down, refused) = {
             let f = lock(&self.shared.faults);
-            let cut = self.node.as_ref().is_some_and(|n| f.cut_off.contains(n));
-            (f.latency, f.unavailable || cut)
+            let mine = |set: &BTreeSet<String>| self.node.as_ref().is_some_and(|n| set.contains(n));
+            (f.latency, f.unavailable || mine(&f.cut_off), write && (f.writes_refused || mine(&f.writes_refused_for)))
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
         if down {
             return Err(DcsError::Unavailable("injected fault: dcs unreachable".into()));
+        }
+        if refused {
+            return Err(DcsError::Unavailable("injected fault: writes refused, database space exceeded".into()));
         }
         Ok(())
     }
@@ -263,7 +294,7 @@ impl super::conformance::RawPut for MemoryDcs {
 #[async_trait]
 impl Dcs for MemoryDcs {
     async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
-        self.enter().await?;
+        self.enter_write().await?;
         Ok(self.with_store(|s, k| {
             s.next_lease += 1;
             let id = s.next_lease;
@@ -296,7 +327,7 @@ impl Dcs for MemoryDcs {
     }
 
     async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
-        self.enter().await?;
+        self.enter_write().await?;
         self.with_store(|s, k| {
             if !s.leases.contains_key(&lease) {
                 return Err(DcsError::LeaseExpired(lease));
@@ -329,7 +360,7 @@ impl Dcs for MemoryDcs {
         entry_point: &str,
         opinion: &Opinion,
     ) -> Result<(), DcsError> {
-        self.enter().await?;
+        self.enter_write().await?;
         self.with_store(|s, k| {
             if !s.leases.contains_key(&lease) {
                 return Err(DcsError::LeaseExpired(lease));
@@ -337,6 +368,12 @@ impl Dcs for MemoryDcs {
             put(s, k.opinion(node, service, entry_point), encode(opinion), Some(lease));
             Ok(())
         })
+    }
+
+    async fn withdraw_opinion(&self, node: &str, service: &str, entry_point: &str) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| delete(s, &k.opinion(node, service, entry_point)));
+        Ok(())
     }
 
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
@@ -364,7 +401,7 @@ impl Dcs for MemoryDcs {
     }
 
     async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
-        self.enter().await?;
+        self.enter_write().await?;
         self.with_store(|s, k| {
             put(s, k.switchover(service), encode(&SwitchoverRequest { entry_point: entry_point.into(), revision: 0 }), None)
         });
@@ -389,7 +426,7 @@ impl Dcs for MemoryDcs {
     }
 
     async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), DcsError> {
-        self.enter().await?;
+        self.enter_as(on).await?;
         self.with_store(|s, k| {
             let key = k.maintenance(service, entry_point);
             if on {
@@ -404,7 +441,7 @@ impl Dcs for MemoryDcs {
     }
 
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
-        self.enter().await?;
+        self.enter_write().await?;
         self.with_store(|s, k| {
             if !matches!(leader_of(s, k), Some((_, rev, _)) if rev == record.token.0) {
                 return Err(DcsError::Fenced(record.token));
@@ -433,7 +470,7 @@ impl Dcs for MemoryDcs {
     }
 
     async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), DcsError> {
-        self.enter().await?;
+        self.enter_write().await?;
         self.with_store(|s, k| put(s, k.kv(namespace, key), value.to_string(), None));
         Ok(())
     }

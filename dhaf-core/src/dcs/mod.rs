@@ -182,6 +182,11 @@ pub trait Dcs: Send + Sync {
         opinion: &Opinion,
     ) -> Result<(), DcsError>;
 
+    /// Take back `node`'s published opinion of an entry point (none is `Ok`): a node that cannot
+    /// publish a changed opinion must not go on being counted with the old one. A delete, so it
+    /// passes where writes are refused (etcd's NOSPACE alarm).
+    async fn withdraw_opinion(&self, node: &str, service: &str, entry_point: &str) -> Result<(), DcsError>;
+
     /// Read everything in one consistent look.
     async fn snapshot(&self) -> Result<Snapshot, DcsError>;
 

@@ -152,6 +152,10 @@ impl Dcs for PausableDcs {
         self.counts.add("publish_opinion");
         gated!(self, self.inner.publish_opinion(node, lease, service, ep, opinion))
     }
+    async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
+        self.counts.add("withdraw_opinion");
+        gated!(self, self.inner.withdraw_opinion(node, service, ep))
+    }
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         self.counts.add("snapshot");
         gated!(self, self.inner.snapshot())
