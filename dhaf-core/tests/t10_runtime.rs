@@ -537,6 +537,62 @@ async fn the_embedded_dcs_keeps_requests_across_restarts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A fresh directory for a state file.
+fn state_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dhaf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_embedded_dcs_refuses_a_change_it_cannot_save() {
+    use dhaf_core::dcs::{Dcs, DcsError};
+    let dir = state_dir("unsaved");
+    let file = dir.join("state.json");
+    let dcs = MemoryDcs::with_state_file("c", &file).unwrap();
+    dcs.request_switchover("main", "ep-2").await.unwrap();
+    // The directory is replaced by a plain file: nobody, root included, can save there now.
+    let moved = dir.with_extension("moved");
+    let _ = std::fs::remove_dir_all(&moved);
+    std::fs::rename(&dir, &moved).unwrap();
+    std::fs::write(&dir, "").unwrap();
+    let err = dcs.request_switchover("main", "ep-3").await.unwrap_err();
+    assert!(matches!(&err, DcsError::Unavailable(m) if m.contains(&file.display().to_string())), "the error names the file: {err}");
+    assert!(dcs.set_maintenance("main", "ep-1", true).await.is_err(), "an unsaved maintenance flag must be refused");
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.switchovers["main"].entry_point, "ep-2", "a refused change is not kept");
+    assert!(snap.maintenance.is_empty(), "a refused change is not kept");
+    // Once the file can be written again, a change is saved and survives a restart.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&moved, &dir).unwrap();
+    dcs.request_switchover("main", "ep-3").await.unwrap();
+    drop(dcs);
+    let dcs = MemoryDcs::with_state_file("c", &file).unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().switchovers["main"].entry_point, "ep-3");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_embedded_dcs_does_not_start_on_a_state_file_it_cannot_write_or_read() {
+    let dir = state_dir("unwritable");
+    std::fs::write(dir.join("plain"), "").unwrap();
+    let under_a_file = dir.join("plain").join("state.json");
+    let err = MemoryDcs::with_state_file("c", &under_a_file).err().expect("a state file that cannot be written is refused at start");
+    assert!(err.to_string().contains(&under_a_file.display().to_string()), "the error names the file: {err}");
+    // A file cut short (a crash mid-write on an earlier version) is named as such.
+    let empty = dir.join("state.json");
+    std::fs::write(&empty, "").unwrap();
+    let err = MemoryDcs::with_state_file("c", &empty).err().expect("an empty state file is refused");
+    let msg = err.to_string();
+    assert!(msg.contains(&empty.display().to_string()) && msg.contains("empty"), "{msg}");
+    std::fs::write(&empty, r#"{"/c/switchovers/main":{"value":"{\"entry_point\":"#).unwrap();
+    let msg = MemoryDcs::with_state_file("c", &empty).err().expect("a truncated state file is refused").to_string();
+    assert!(msg.contains(&empty.display().to_string()) && msg.contains("cut short"), "{msg}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// One node leading two services, each with its own provider and checker; returns once the node
 /// leads and has settled for a few seconds.
 async fn two_services() -> [(FakeProvider, ScriptedChecker); 2] {
