@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use dhaf::core::async_trait;
 use dhaf::core::config::Config;
-use dhaf::core::dcs::{Dcs, DcsError, LeaseId, Snapshot, Watch};
+use dhaf::core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, Watch};
 use dhaf::core::engine::Verdict;
 use dhaf::core::model::{EntryPoint, FencingToken, Opinion, SwitchRecord};
 use dhaf::core::provider::{ProviderError, Switcher};
@@ -562,6 +562,10 @@ impl Dcs for CountingDcs {
         self.write();
         self.inner.publish_opinion(node, lease, service, ep, opinion).await
     }
+    async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
+        self.write();
+        self.inner.withdraw_opinion(node, service, ep).await
+    }
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         self.inner.snapshot().await
     }
@@ -572,9 +576,9 @@ impl Dcs for CountingDcs {
         self.write();
         self.inner.request_switchover(service, ep).await
     }
-    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
+    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.write();
-        self.inner.purge_switchover(service, guard).await
+        self.inner.purge_switchover(service, purge).await
     }
     async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
         self.write();

@@ -160,10 +160,14 @@ pub mod unix_seconds {
         s.serialize_f64(secs)
     }
 
-    /// Deserialize.
+    /// Deserialize. A time the clock cannot hold (`1e300`) is an error, never a panic: it is
+    /// read from the DCS, where anyone may have written anything.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let secs = f64::deserialize(d)?;
-        Ok(UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0)))
+        Duration::try_from_secs_f64(secs.max(0.0))
+            .ok()
+            .and_then(|since| UNIX_EPOCH.checked_add(since))
+            .ok_or_else(|| serde::de::Error::custom(format!("time {secs} s since 1970 is out of range")))
     }
 }
 

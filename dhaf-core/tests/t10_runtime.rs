@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dhaf_core::config::Config;
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Snapshot, Watch};
+use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, Watch};
 use dhaf_core::engine::STILL_FAILING_AFTER;
 use dhaf_core::model::{Event, FencingToken, Opinion, SwitchKind, SwitchRecord};
 use dhaf_core::provider::Notifier;
@@ -296,6 +296,47 @@ async fn losing_the_dcs_never_switches_and_is_told_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_node_whose_writes_are_refused_stops_voting_its_stale_opinion_and_says_so_once() {
+    let c = Cluster::new(3, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(5)).await;
+    let others: Vec<String> = c.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != leader).collect();
+    let (stuck, third) = (others[0].as_str(), others[1].as_str());
+    // The DCS refuses this node's writes; its keep-alives and reads still pass.
+    c.dcs.refuse_writes(stuck, true);
+    // ep-2 dies for the leader and the stuck node; the third node still reaches it. The stuck
+    // node cannot publish what it sees, so its old "healthy" must not count.
+    c.node(&leader).checker.down("ep-2", "connection refused");
+    c.node(stuck).checker.down("ep-2", "connection refused");
+    sleep(Duration::from_secs(10)).await;
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(30), || async { c.provider.current().filter(|ep| ep != "ep-1") }).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-3"), "ep-2 is down for two of three nodes: {:?}", c.switches());
+    let status = c.node(third).handle.service_status("main").await.unwrap();
+    let ep2 = &status.entry_points[1];
+    assert_ne!(ep2.verdict, dhaf_core::engine::Verdict::Healthy, "a stale opinion decided the verdict: {:?}", ep2.votes);
+    assert!(ep2.votes.iter().all(|v| v.node != stuck), "the stuck node's stale vote still counts: {:?}", ep2.votes);
+    let told = |c: &Cluster| {
+        let events = c.events();
+        let lost = events.iter().filter(|e| matches!(e, Event::DcsUnavailable { node, .. } if node == stuck)).count();
+        let back = events.iter().filter(|e| matches!(e, Event::DcsRecovered { node } if node == stuck)).count();
+        (lost, back)
+    };
+    assert_eq!(told(&c), (1, 0), "{:?}", c.events());
+    let reason = c.events().into_iter().find_map(|e| match e {
+        Event::DcsUnavailable { reason, .. } => Some(reason),
+        _ => None,
+    });
+    assert!(reason.is_some_and(|r| r.contains("writes refused")), "the notification names what fails");
+    // Writes pass again: recovery is told once, and the node's opinion counts again.
+    c.dcs.refuse_writes(stuck, false);
+    sleep(Duration::from_secs(30)).await;
+    assert_eq!(told(&c), (1, 1), "{:?}", c.events());
+    let status = c.node(third).handle.service_status("main").await.unwrap();
+    assert!(status.entry_points[1].votes.iter().any(|v| v.node == stuck && !v.healthy), "{:?}", status.entry_points[1].votes);
+}
+
+#[tokio::test(start_paused = true)]
 async fn switchover_pins_the_target_and_purge_switches_back() {
     let c = Cluster::new(2, Some("ep-1"), "");
     c.wait_leader().await;
@@ -449,8 +490,31 @@ async fn history_keeps_the_switches() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn unreadable_values_in_the_dcs_do_not_stop_a_failover() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    // A record of a service no longer configured with a time out of range, a request a newer
+    // version wrote, an opinion edited by hand.
+    c.dcs.raw_put("records/retired", r#"{"entry_point":"ep-1","kind":"failover","token":1,"node":"n1","at":1e300}"#);
+    c.dcs.raw_put("switchovers/main", r#"{"target":{"name":"ep-3"}}"#);
+    c.dcs.raw_put("opinions/n1/retired/ep-1", "{healthy");
+    sleep(Duration::from_secs(3)).await;
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    let status = c.node("n1").handle.status().await.unwrap();
+    let skipped: Vec<&str> = status.dcs_skipped.keys().map(|k| k.as_str()).collect();
+    assert_eq!(skipped, ["/test/opinions/n1/retired/ep-1", "/test/records/retired", "/test/switchovers/main"]);
+    assert!(status.dcs_error.is_none(), "an unreadable value is not an unreachable dcs: {:?}", status.dcs_error);
+}
+
+#[tokio::test(start_paused = true)]
 async fn memory_dcs_passes_the_conformance_suite() {
-    dhaf_core::dcs::conformance::run_all(|cluster| async move { MemoryDcs::new(&cluster) }).await;
+    dhaf_core::dcs::conformance::run_all(|cluster| async move {
+        let dcs = MemoryDcs::new(&cluster);
+        (dcs.clone(), dcs)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -472,6 +536,62 @@ async fn the_embedded_dcs_keeps_requests_across_restarts() {
     assert_eq!(snap.switchovers["main"].entry_point, "ep-2");
     assert!(snap.alive.is_empty(), "presence is not kept across restarts");
     assert_eq!(dcs.kv_get("notifier.tg", "chat-1").await.unwrap().as_deref(), Some("{}"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A fresh directory for a state file.
+fn state_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dhaf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_embedded_dcs_refuses_a_change_it_cannot_save() {
+    use dhaf_core::dcs::{Dcs, DcsError};
+    let dir = state_dir("unsaved");
+    let file = dir.join("state.json");
+    let dcs = MemoryDcs::with_state_file("c", &file).unwrap();
+    dcs.request_switchover("main", "ep-2").await.unwrap();
+    // The directory is replaced by a plain file: nobody, root included, can save there now.
+    let moved = dir.with_extension("moved");
+    let _ = std::fs::remove_dir_all(&moved);
+    std::fs::rename(&dir, &moved).unwrap();
+    std::fs::write(&dir, "").unwrap();
+    let err = dcs.request_switchover("main", "ep-3").await.unwrap_err();
+    assert!(matches!(&err, DcsError::Unavailable(m) if m.contains(&file.display().to_string())), "the error names the file: {err}");
+    assert!(dcs.set_maintenance("main", "ep-1", true).await.is_err(), "an unsaved maintenance flag must be refused");
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.switchovers["main"].entry_point, "ep-2", "a refused change is not kept");
+    assert!(snap.maintenance.is_empty(), "a refused change is not kept");
+    // Once the file can be written again, a change is saved and survives a restart.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&moved, &dir).unwrap();
+    dcs.request_switchover("main", "ep-3").await.unwrap();
+    drop(dcs);
+    let dcs = MemoryDcs::with_state_file("c", &file).unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().switchovers["main"].entry_point, "ep-3");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_embedded_dcs_does_not_start_on_a_state_file_it_cannot_write_or_read() {
+    let dir = state_dir("unwritable");
+    std::fs::write(dir.join("plain"), "").unwrap();
+    let under_a_file = dir.join("plain").join("state.json");
+    let err = MemoryDcs::with_state_file("c", &under_a_file).err().expect("a state file that cannot be written is refused at start");
+    assert!(err.to_string().contains(&under_a_file.display().to_string()), "the error names the file: {err}");
+    // A file cut short (a crash mid-write on an earlier version) is named as such.
+    let empty = dir.join("state.json");
+    std::fs::write(&empty, "").unwrap();
+    let err = MemoryDcs::with_state_file("c", &empty).err().expect("an empty state file is refused");
+    let msg = err.to_string();
+    assert!(msg.contains(&empty.display().to_string()) && msg.contains("empty"), "{msg}");
+    std::fs::write(&empty, r#"{"/c/switchovers/main":{"value":"{\"entry_point\":"#).unwrap();
+    let msg = MemoryDcs::with_state_file("c", &empty).err().expect("a truncated state file is refused").to_string();
+    assert!(msg.contains(&empty.display().to_string()) && msg.contains("cut short"), "{msg}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -866,8 +986,11 @@ impl Dcs for FaultyDcs {
     async fn request_switchover(&self, service: &str, ep: &str) -> Result<(), DcsError> {
         self.inner.request_switchover(service, ep).await
     }
-    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
-        self.inner.purge_switchover(service, guard).await
+    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
+        self.inner.purge_switchover(service, purge).await
+    }
+    async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
+        self.inner.withdraw_opinion(node, service, ep).await
     }
     async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
         self.inner.set_maintenance(service, ep, on).await

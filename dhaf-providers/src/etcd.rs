@@ -53,9 +53,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dhaf_core::config::{Config, EtcdConfig, EtcdTls};
-use dhaf_core::dcs::keys::{encode, Keys};
+use dhaf_core::dcs::keys::{encode, Keys, RawEntry};
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Snapshot, SwitchoverRequest, Watch};
+use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
 use dhaf_core::model::{FencingToken, Opinion, SwitchRecord};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, PutOptions, TlsOptions, Txn, TxnOp,
@@ -445,20 +445,16 @@ impl Dcs for EtcdDcs {
         self.put(self.keys.opinion(node, service, entry_point), encode(opinion), Some(lease)).await
     }
 
+    async fn withdraw_opinion(&self, node: &str, service: &str, entry_point: &str) -> Result<(), DcsError> {
+        self.delete(self.keys.opinion(node, service, entry_point)).await.map(drop)
+    }
+
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         let kvs = self.range(self.keys.prefix().to_string()).await?;
-        let leader = self.keys.leader();
-        let mut entries = Vec::with_capacity(kvs.len());
-        let mut leader_revision = None;
-        for kv in &kvs {
-            let key = utf8("a key under the cluster prefix", kv.key())?;
-            let value = utf8(key, kv.value())?;
-            if key == leader {
-                leader_revision = Some(kv.mod_revision());
-            }
-            entries.push((key, value));
-        }
-        self.keys.decode(entries, leader_revision)
+        // A key that is not text cannot be one of ours; it is read as best it can be, so an
+        // unreadable value under it is named rather than failing the snapshot.
+        let keys: Vec<_> = kvs.iter().map(|kv| String::from_utf8_lossy(kv.key())).collect();
+        Ok(self.keys.decode(kvs.iter().zip(&keys).map(|(kv, key)| RawEntry { key, value: kv.value(), mod_revision: kv.mod_revision() })))
     }
 
     async fn watch(&self) -> Result<Watch, DcsError> {
@@ -499,15 +495,33 @@ impl Dcs for EtcdDcs {
     }
 
     async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
-        let value = encode(&SwitchoverRequest { entry_point: entry_point.into() });
+        let value = encode(&SwitchoverRequest { entry_point: entry_point.into(), revision: 0 });
         self.put(self.keys.switchover(service), value, None).await
     }
 
-    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
+    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         let key = self.keys.switchover(service);
-        match guard {
-            Some(token) => self.fenced(token, vec![TxnOp::delete(key, None)]).await,
-            None => self.delete(key).await.map(drop),
+        let (token, revision) = match purge {
+            Purge::Any => return self.delete(key).await.map(drop),
+            Purge::Fenced { token, revision } => (token, revision),
+        };
+        // A compare-and-delete: only the request the leader means, only in its term. When the
+        // compare fails, the leader key read back tells a term that is over from a request that
+        // was replaced or is gone (nothing to do).
+        let leader = self.keys.leader();
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(leader.clone(), CompareOp::Equal, token.0),
+                Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
+            ])
+            .and_then([TxnOp::delete(key, None)])
+            .or_else([TxnOp::get(leader, None)]);
+        let resp = self.txn(txn).await?.map_err(other)?;
+        let leads = resp.succeeded() || read_kvs(&resp).first().is_some_and(|kv| kv.mod_revision() == token.0);
+        if leads {
+            Ok(())
+        } else {
+            Err(DcsError::Fenced(token))
         }
     }
 

@@ -5,10 +5,13 @@
 //! clock, so the suite runs in paused time against [`super::memory::MemoryDcs`] and in real time
 //! against etcd (whose shortest lease is about a second and a half).
 //!
+//! Some checks write values beneath the contract (garbage, a newer version's format), as a hand
+//! edit would: each implementation hands the suite a [`RawPut`] for its store beside the DCS.
+//!
 //! ```ignore
 //! #[tokio::test]
 //! async fn conformance() {
-//!     dhaf_core::dcs::conformance::run_all(|cluster| async move { my_dcs(&cluster) }).await;
+//!     dhaf_core::dcs::conformance::run_all(|cluster| async move { (my_dcs(&cluster), my_raw_store(&cluster)) }).await;
 //! }
 //! ```
 
@@ -16,37 +19,53 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Dcs, DcsError};
+use async_trait::async_trait;
+
+use super::{Dcs, DcsError, Purge};
 use crate::model::{FencingToken, Opinion, SwitchKind, SwitchRecord};
 
-type Check = fn(Arc<dyn Dcs>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Writes beneath the [`Dcs`] contract, for tests: any value at any key, as a newer version of
+/// dhaf or an operator's hand edit would leave it.
+#[async_trait]
+pub trait RawPut: Send + Sync {
+    /// Put `value` at `key`, a key relative to the cluster's prefix (`records/web`), bound to no
+    /// lease. Panics if the store refuses.
+    async fn raw_put(&self, key: &str, value: &str);
+}
+
+type Check = fn(Arc<dyn Dcs>, Arc<dyn RawPut>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 const TTL: Duration = Duration::from_secs(2);
 
-/// Run every check, each against a fresh cluster from `make(cluster_name)`.
-pub async fn run_all<F, Fut, D>(make: F)
+/// Run every check, each against a fresh cluster from `make(cluster_name)`: the DCS and a raw
+/// writer to the same store.
+pub async fn run_all<F, Fut, D, R>(make: F)
 where
     F: Fn(String) -> Fut,
-    Fut: Future<Output = D>,
+    Fut: Future<Output = (D, R)>,
     D: Dcs + 'static,
+    R: RawPut + 'static,
 {
     let checks: Vec<(&str, Check)> = vec![
-        ("presence", |d| Box::pin(presence(d))),
-        ("election", |d| Box::pin(election(d))),
-        ("lease_expiry", |d| Box::pin(lease_expiry(d))),
-        ("keep_alive", |d| Box::pin(keep_alive(d))),
-        ("revoke", |d| Box::pin(revoke(d))),
-        ("fencing", |d| Box::pin(fencing(d))),
-        ("switchover_and_maintenance", |d| Box::pin(switchover_and_maintenance(d))),
-        ("decommission", |d| Box::pin(decommission(d))),
-        ("provider_store", |d| Box::pin(provider_store(d))),
-        ("watch", |d| Box::pin(watch(d))),
+        ("presence", |d, _| Box::pin(presence(d))),
+        ("election", |d, _| Box::pin(election(d))),
+        ("lease_expiry", |d, _| Box::pin(lease_expiry(d))),
+        ("keep_alive", |d, _| Box::pin(keep_alive(d))),
+        ("revoke", |d, _| Box::pin(revoke(d))),
+        ("withdraw_opinion", |d, _| Box::pin(withdraw_opinion(d))),
+        ("fencing", |d, _| Box::pin(fencing(d))),
+        ("switchover_and_maintenance", |d, _| Box::pin(switchover_and_maintenance(d))),
+        ("purge_names_its_request", |d, _| Box::pin(purge_names_its_request(d))),
+        ("decommission", |d, _| Box::pin(decommission(d))),
+        ("provider_store", |d, _| Box::pin(provider_store(d))),
+        ("watch", |d, _| Box::pin(watch(d))),
+        ("unreadable_values", |d, r| Box::pin(unreadable_values(d, r))),
     ];
     let unique = std::process::id();
     for (name, check) in checks {
-        let dcs: Arc<dyn Dcs> = Arc::new(make(format!("conf-{unique}-{name}")).await);
+        let (dcs, raw) = make(format!("conf-{unique}-{name}")).await;
         tracing::info!(check = name, "dcs conformance");
-        check(dcs).await;
+        check(Arc::new(dcs), Arc::new(raw)).await;
     }
 }
 
@@ -134,6 +153,18 @@ pub async fn revoke(dcs: Arc<dyn Dcs>) {
     assert_eq!(snap.opinions.keys().collect::<Vec<_>>(), ["n2"]);
 }
 
+/// A withdrawn opinion no longer counts; the node's other opinions do.
+pub async fn withdraw_opinion(dcs: Arc<dyn Dcs>) {
+    let lease = dcs.register("n1", TTL * 10).await.unwrap();
+    dcs.publish_opinion("n1", lease, "svc", "ep1", &Opinion::healthy()).await.unwrap();
+    dcs.publish_opinion("n1", lease, "svc", "ep2", &Opinion::healthy()).await.unwrap();
+    dcs.withdraw_opinion("n1", "svc", "ep1").await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.opinions["n1"]["svc"].keys().collect::<Vec<_>>(), ["ep2"]);
+    dcs.withdraw_opinion("n1", "svc", "ep1").await.expect("withdrawing what is gone is done");
+    assert!(snap.alive.contains("n1"), "withdrawing an opinion keeps the node alive");
+}
+
 fn record(ep: &str, token: FencingToken) -> SwitchRecord {
     SwitchRecord { entry_point: ep.into(), kind: SwitchKind::Failover, token, node: "n1".into(), at: std::time::SystemTime::now() }
 }
@@ -153,10 +184,29 @@ pub async fn fencing(dcs: Arc<dyn Dcs>) {
     let snap = dcs.snapshot().await.unwrap();
     assert_eq!((snap.records["svc"].entry_point.as_str(), snap.records["svc"].token), ("ep3", t2));
     dcs.request_switchover("svc", "ep1").await.unwrap();
-    assert_eq!(dcs.purge_switchover("svc", Some(t1)).await, Err(DcsError::Fenced(t1)));
+    let revision = dcs.snapshot().await.unwrap().switchovers["svc"].revision;
+    assert_eq!(dcs.purge_switchover("svc", Purge::Fenced { token: t1, revision }).await, Err(DcsError::Fenced(t1)));
     assert!(dcs.snapshot().await.unwrap().switchovers.contains_key("svc"));
-    dcs.purge_switchover("svc", Some(t2)).await.unwrap();
+    dcs.purge_switchover("svc", Purge::Fenced { token: t2, revision }).await.unwrap();
     assert!(!dcs.snapshot().await.unwrap().switchovers.contains_key("svc"));
+}
+
+/// The leader's purge drops only the request it decided on: an operator's newer request that
+/// landed meanwhile stays.
+pub async fn purge_names_its_request(dcs: Arc<dyn Dcs>) {
+    let lease = dcs.register("n1", TTL * 10).await.unwrap();
+    let token = dcs.campaign("n1", lease).await.unwrap().unwrap();
+    dcs.request_switchover("svc", "ep2").await.unwrap();
+    let a = dcs.snapshot().await.unwrap().switchovers["svc"].clone();
+    dcs.request_switchover("svc", "ep3").await.unwrap();
+    let b = dcs.snapshot().await.unwrap().switchovers["svc"].clone();
+    assert_ne!(a.revision, b.revision, "each request has its own revision");
+    dcs.purge_switchover("svc", Purge::Fenced { token, revision: a.revision }).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().switchovers.get("svc"), Some(&b), "the newer request must survive the purge of the older");
+    dcs.purge_switchover("svc", Purge::Fenced { token, revision: b.revision }).await.unwrap();
+    assert!(dcs.snapshot().await.unwrap().switchovers.is_empty());
+    // Purging a request that is gone is done already.
+    dcs.purge_switchover("svc", Purge::Fenced { token, revision: b.revision }).await.unwrap();
 }
 
 /// Switchover requests and maintenance flags are stored and shown.
@@ -169,7 +219,7 @@ pub async fn switchover_and_maintenance(dcs: Arc<dyn Dcs>) {
     let snap = dcs.snapshot().await.unwrap();
     assert_eq!(snap.switchovers["svc"].entry_point, "ep3", "a new request replaces the pending one");
     assert_eq!(snap.maintenance["svc"].iter().collect::<Vec<_>>(), ["ep1"]);
-    dcs.purge_switchover("svc", None).await.unwrap();
+    dcs.purge_switchover("svc", Purge::Any).await.unwrap();
     dcs.set_maintenance("svc", "ep1", false).await.unwrap();
     let snap = dcs.snapshot().await.unwrap();
     assert!(snap.switchovers.is_empty());
@@ -207,4 +257,47 @@ pub async fn watch(dcs: Arc<dyn Dcs>) {
     dcs.publish_opinion("n1", lease, "svc", "ep1", &Opinion::healthy()).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), w.changed()).await;
     assert_eq!(got, Ok(true), "a watch must signal an opinion change");
+}
+
+/// A value the node cannot read (garbage, a newer version's format, a time out of range, a
+/// service no longer configured) is left out and named; every other value is still read.
+pub async fn unreadable_values(dcs: Arc<dyn Dcs>, raw: Arc<dyn RawPut>) {
+    let l1 = dcs.register("n1", TTL * 10).await.unwrap();
+    let l2 = dcs.register("n2", TTL * 10).await.unwrap();
+    let token = dcs.campaign("n1", l1).await.unwrap().unwrap();
+    dcs.publish_opinion("n1", l1, "svc", "ep1", &Opinion::healthy()).await.unwrap();
+    dcs.publish_opinion("n2", l2, "svc", "ep1", &Opinion::unhealthy("refused")).await.unwrap();
+    dcs.record_switch("svc", &record("ep1", token)).await.unwrap();
+    dcs.request_switchover("svc", "ep2").await.unwrap();
+    let bad = [
+        ("opinions/n2/svc/ep2", "not json"),
+        ("opinions/n1/svc/ep2", r#"{"healthy":"maybe"}"#),
+        ("records/newer", r#"{"entry_point":"ep1","kind":"teleport","token":1,"node":"n1","at":1.0}"#),
+        ("records/far-future", r#"{"entry_point":"ep1","kind":"failover","token":1,"node":"n1","at":1e300}"#),
+        ("switchovers/retired", r#"{"target":"ep2"}"#),
+    ];
+    for (key, value) in bad {
+        raw.raw_put(key, value).await;
+    }
+    let snap = dcs.snapshot().await.expect("an unreadable value must not fail the whole snapshot");
+    assert_eq!(snap.alive.iter().collect::<Vec<_>>(), ["n1", "n2"]);
+    assert_eq!(snap.leader.as_ref().map(|l| (l.node.as_str(), l.token)), Some(("n1", token)));
+    assert_eq!(snap.opinions["n1"]["svc"].keys().collect::<Vec<_>>(), ["ep1"], "only the readable opinion counts");
+    assert_eq!(snap.opinions["n2"]["svc"]["ep1"], Opinion::unhealthy("refused"));
+    assert!(!snap.opinions["n2"]["svc"].contains_key("ep2"));
+    assert_eq!(snap.records.keys().collect::<Vec<_>>(), ["svc"]);
+    assert_eq!(snap.records["svc"].entry_point, "ep1");
+    assert_eq!(snap.switchovers.keys().collect::<Vec<_>>(), ["svc"]);
+    assert_eq!(snap.switchovers["svc"].entry_point, "ep2");
+    // Each unreadable value is named with why, under its full key.
+    assert_eq!(snap.skipped.len(), bad.len(), "{:?}", snap.skipped);
+    for (key, _) in bad {
+        let why = snap.skipped.iter().find(|(k, _)| k.ends_with(&format!("/{key}"))).map(|(_, why)| why);
+        assert!(why.is_some_and(|w| !w.is_empty()), "{key} is not named: {:?}", snap.skipped);
+    }
+    // Reading them did no harm: the store still answers, and a good value replaces a bad one.
+    dcs.record_switch("far-future", &record("ep2", token)).await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.records["far-future"].entry_point, "ep2");
+    assert_eq!(snap.skipped.len(), bad.len() - 1, "{:?}", snap.skipped);
 }

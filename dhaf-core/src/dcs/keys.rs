@@ -15,7 +15,7 @@
 
 use serde::de::DeserializeOwned;
 
-use super::{DcsError, Leader, Snapshot, SwitchoverRequest};
+use super::{Leader, Snapshot, SwitchoverRequest};
 use crate::model::{FencingToken, Opinion, SwitchRecord};
 
 /// Builds and parses the keys of one cluster.
@@ -85,18 +85,26 @@ impl Keys {
         format!("{}kv/{namespace}/", self.root)
     }
 
-    /// Decode a snapshot from every `(key, value)` under [`Keys::prefix`], and the leader key's
-    /// revision (its fencing token) if there is a leader.
-    pub fn decode<'a>(
-        &self,
-        entries: impl IntoIterator<Item = (&'a str, &'a str)>,
-        leader_revision: Option<i64>,
-    ) -> Result<Snapshot, DcsError> {
+    /// Decode a snapshot from every entry under [`Keys::prefix`].
+    ///
+    /// A value that cannot be read is left out and named in [`Snapshot::skipped`]: it affects
+    /// only what it describes (one opinion, one record, one request), never the whole snapshot.
+    pub fn decode<'a>(&self, entries: impl IntoIterator<Item = RawEntry<'a>>) -> Snapshot {
         let mut s = Snapshot::default();
         let mut opinions = Vec::new();
-        for (key, value) in entries {
+        for RawEntry { key, value, mod_revision } in entries {
             let Some(rel) = key.strip_prefix(&self.root) else { continue };
             let parts: Vec<&str> = rel.split('/').collect();
+            let value = match std::str::from_utf8(value) {
+                Ok(v) => v,
+                Err(e) => {
+                    s.skipped.insert(key.to_string(), format!("not utf-8 text: {e}"));
+                    continue;
+                }
+            };
+            let mut skip = |why: String| {
+                s.skipped.insert(key.to_string(), why);
+            };
             match parts.as_slice() {
                 ["alive", node] => {
                     s.alive.insert(node.to_string());
@@ -104,23 +112,26 @@ impl Keys {
                 ["members", node] => {
                     s.members.insert(node.to_string());
                 }
-                ["leader"] => {
-                    if let Some(rev) = leader_revision {
-                        s.leader = Some(Leader { node: value.to_string(), token: FencingToken(rev) });
+                ["leader"] => s.leader = Some(Leader { node: value.to_string(), token: FencingToken(mod_revision) }),
+                ["opinions", node, service, ep] => match parse::<Opinion>(value) {
+                    Ok(opinion) => opinions.push((node.to_string(), service.to_string(), ep.to_string(), opinion)),
+                    Err(why) => skip(why),
+                },
+                ["switchovers", service] => match parse::<SwitchoverRequest>(value) {
+                    Ok(request) => {
+                        s.switchovers.insert(service.to_string(), SwitchoverRequest { revision: mod_revision, ..request });
                     }
-                }
-                ["opinions", node, service, ep] => {
-                    opinions.push((node.to_string(), service.to_string(), ep.to_string(), parse::<Opinion>(key, value)?))
-                }
-                ["switchovers", service] => {
-                    s.switchovers.insert(service.to_string(), parse::<SwitchoverRequest>(key, value)?);
-                }
+                    Err(why) => skip(why),
+                },
                 ["maintenance", service, ep] => {
                     s.maintenance.entry(service.to_string()).or_default().insert(ep.to_string());
                 }
-                ["records", service] => {
-                    s.records.insert(service.to_string(), parse::<SwitchRecord>(key, value)?);
-                }
+                ["records", service] => match parse::<SwitchRecord>(value) {
+                    Ok(record) => {
+                        s.records.insert(service.to_string(), record);
+                    }
+                    Err(why) => skip(why),
+                },
                 _ => {}
             }
         }
@@ -130,8 +141,19 @@ impl Keys {
             }
         }
         s.members.extend(s.alive.iter().cloned());
-        Ok(s)
+        s
     }
+}
+
+/// One stored entry as an implementation read it, for [`Keys::decode`].
+#[derive(Debug, Clone, Copy)]
+pub struct RawEntry<'a> {
+    /// The full key.
+    pub key: &'a str,
+    /// The value as stored.
+    pub value: &'a [u8],
+    /// The revision that last wrote it (for the leader key, the fencing token).
+    pub mod_revision: i64,
 }
 
 /// Encode a value stored as JSON.
@@ -139,6 +161,6 @@ pub fn encode<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes")
 }
 
-fn parse<T: DeserializeOwned>(key: &str, value: &str) -> Result<T, DcsError> {
-    serde_json::from_str(value).map_err(|e| DcsError::Corrupt { key: key.to_string(), message: e.to_string() })
+fn parse<T: DeserializeOwned>(value: &str) -> Result<T, String> {
+    serde_json::from_str(value).map_err(|e| format!("unreadable value: {e}"))
 }

@@ -5,23 +5,26 @@
 //! time are exact. Several [`MemoryDcs`] handles share one store; [`MemoryDcs::client`] gives a
 //! handle that acts as one node, so faults can cut that node off alone.
 //!
-//! Faults ([`Faults`]): the whole store unavailable, every call slow, one node cut off.
+//! Faults ([`Faults`]): the whole store unavailable, every call slow, one node cut off, writes
+//! refused while everything else passes (etcd's NOSPACE alarm).
 //!
 //! With a state file, the entries not bound to a lease (members, switchover requests,
 //! maintenance, switch records, providers' data) are written there on every change and read back
-//! at start, so a single node keeps them across restarts.
+//! at start, so a single node keeps them across restarts. A change to them is acknowledged only
+//! once it is on disk (a temporary file, synced, renamed over the state file, the directory
+//! synced); a change that cannot be saved is undone and the call fails, naming the file.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::keys::{encode, Keys};
-use super::{Dcs, DcsError, LeaseId, Snapshot, SwitchoverRequest, Watch, WatchSender};
+use super::keys::{encode, Keys, RawEntry};
+use super::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch, WatchSender};
 use crate::model::{FencingToken, Opinion, SwitchRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +57,12 @@ pub struct Faults {
     pub latency: Duration,
     /// Calls made by these nodes' handles fail with [`DcsError::Unavailable`].
     pub cut_off: BTreeSet<String>,
+    /// Calls that store a value (puts, lease grants, campaigns) fail with
+    /// [`DcsError::Unavailable`], while reads, deletes, keep-alives and revokes pass: etcd under
+    /// its NOSPACE alarm ("database space exceeded").
+    pub writes_refused: bool,
+    /// The same, for calls made by these nodes' handles only.
+    pub writes_refused_for: BTreeSet<String>,
 }
 
 struct Shared {
@@ -75,19 +84,34 @@ impl MemoryDcs {
         MemoryDcs { shared: Arc::new(Shared { keys: Keys::new(cluster), store: Mutex::default(), faults: Mutex::default() }), node: None }
     }
 
-    /// A store kept in `path`: read now if it exists, written on every change.
+    /// A store kept in `path`: read now if it exists, written on every change. Fails, naming
+    /// the file, if it cannot be read whole or cannot be written: better not to start than to
+    /// acknowledge requests that a restart would lose.
     pub fn with_state_file(cluster: &str, path: &Path) -> Result<Self, DcsError> {
         let dcs = MemoryDcs::new(cluster);
         {
-            let mut store = dcs.shared.store.lock().unwrap();
+            let mut store = lock(&dcs.shared.store);
             if path.exists() {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| DcsError::Unavailable(format!("cannot read state file {}: {e}", path.display())))?;
-                let kv: BTreeMap<String, Entry> = serde_json::from_str(&text)
-                    .map_err(|e| DcsError::Corrupt { key: path.display().to_string(), message: e.to_string() })?;
+                    .map_err(|e| DcsError::Unavailable(format!("cannot read the state file {}: {e}", path.display())))?;
+                let kv: BTreeMap<String, Entry> = serde_json::from_str(&text).map_err(|e| {
+                    let what = if text.trim().is_empty() {
+                        "is empty".to_string()
+                    } else if e.is_eof() {
+                        format!("is cut short ({e})")
+                    } else {
+                        format!("is not a state file ({e})")
+                    };
+                    DcsError::Corrupt {
+                        key: path.display().to_string(),
+                        message: format!("the state file {what}; restore it from a backup, or remove it to start without saved requests"),
+                    }
+                })?;
                 store.revision = kv.values().map(|e| e.mod_revision).max().unwrap_or(0);
                 store.kv = kv;
             }
+            // Writing it now proves it can be written, before anything is acknowledged.
+            save(path, &store.kv).map_err(|e| unsaved(path, &e))?;
             store.state_file = Some(path.to_path_buf());
         }
         Ok(dcs)
@@ -100,7 +124,7 @@ impl MemoryDcs {
 
     /// Change the injected faults.
     pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
-        f(&mut self.shared.faults.lock().unwrap());
+        f(&mut lock(&self.shared.faults));
     }
 
     /// Make the whole store (un)available.
@@ -119,21 +143,51 @@ impl MemoryDcs {
         });
     }
 
+    /// Refuse node `node`'s writes (see [`Faults::writes_refused`]), or accept them again.
+    pub fn refuse_writes(&self, node: &str, on: bool) {
+        self.set_faults(|f| {
+            if on {
+                f.writes_refused_for.insert(node.to_string());
+            } else {
+                f.writes_refused_for.remove(node);
+            }
+        });
+    }
+
     /// Make every call take `latency` first.
     pub fn set_latency(&self, latency: Duration) {
         self.set_faults(|f| f.latency = latency);
     }
 
-    /// How many writes the store has taken (its revision).
-    pub fn revision(&self) -> i64 {
-        self.shared.store.lock().unwrap().revision
+    /// Put `value` at `key` (relative to the cluster's prefix) beneath the [`Dcs`] contract, as a
+    /// newer version of dhaf or a hand edit would leave it.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn raw_put(&self, key: &str, value: &str) {
+        if let Err(e) = self.with_store(|s, k| put(s, format!("{}{key}", k.prefix()), value.to_string(), None)) {
+            panic!("raw put of {key}: {e}");
+        }
     }
 
+    /// How many writes the store has taken (its revision).
+    pub fn revision(&self) -> i64 {
+        lock(&self.shared.store).revision
+    }
+
+    /// Pass the injected faults for a call that reads, deletes or renews.
     async fn enter(&self) -> Result<(), DcsError> {
-        let (latency, down) = {
-            let f = self.shared.faults.lock().unwrap();
-            let cut = self.node.as_ref().is_some_and(|n| f.cut_off.contains(n));
-            (f.latency, f.unavailable || cut)
+        self.enter_as(false).await
+    }
+
+    /// Pass the injected faults for a call that stores a value.
+    async fn enter_write(&self) -> Result<(), DcsError> {
+        self.enter_as(true).await
+    }
+
+    async fn enter_as(&self, write: bool) -> Result<(), DcsError> {
+        let (latency, down, refused) = {
+            let f = lock(&self.shared.faults);
+            let mine = |set: &BTreeSet<String>| self.node.as_ref().is_some_and(|n| set.contains(n));
+            (f.latency, f.unavailable || mine(&f.cut_off), write && (f.writes_refused || mine(&f.writes_refused_for)))
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -141,24 +195,50 @@ impl MemoryDcs {
         if down {
             return Err(DcsError::Unavailable("injected fault: dcs unreachable".into()));
         }
+        if refused {
+            return Err(DcsError::Unavailable("injected fault: writes refused, database space exceeded".into()));
+        }
         Ok(())
     }
 
-    /// Run `f` on the store after expiring leases; notify watchers and persist if it wrote.
-    fn with_store<T>(&self, f: impl FnOnce(&mut Store, &Keys) -> T) -> T {
-        let mut store = self.shared.store.lock().unwrap();
-        let before = store.revision;
+    /// Run `f` on the store after expiring leases; save and notify watchers if it wrote.
+    ///
+    /// With a state file, a durable change that cannot be saved is undone whole (the call's other
+    /// changes with it) and the call fails: nobody has seen it, and nothing unsaved is
+    /// acknowledged. The store stays locked while it saves, so no other call sees the change
+    /// before it is durable; that costs a sync per durable change, rare next to the reads.
+    fn with_store<T>(&self, f: impl FnOnce(&mut Store, &Keys) -> T) -> Result<T, DcsError> {
+        let mut store = lock(&self.shared.store);
+        let at_entry = store.revision;
         expire(&mut store, Instant::now());
+        let before = store.revision;
+        let undo = store.state_file.is_some().then(|| (store.kv.clone(), store.leases.clone()));
         let out = f(&mut store, &self.shared.keys);
-        if store.revision != before {
-            changed(&mut store);
+        if std::mem::take(&mut store.durable_dirty) {
+            if let (Some(path), Some((kv, leases))) = (store.state_file.clone(), undo) {
+                if let Err(e) = save(&path, &store.kv) {
+                    (store.kv, store.leases, store.revision) = (kv, leases, before);
+                    tracing::error!(path = %path.display(), error = %e, "cannot save the embedded dcs state file: the change is refused");
+                    return Err(unsaved(&path, &e));
+                }
+            }
+        }
+        if store.revision != at_entry {
+            store.watchers.retain(|w| w.notify());
         }
         if !store.reaper && !store.leases.is_empty() {
             store.reaper = true;
             spawn_reaper(Arc::downgrade(&self.shared));
         }
-        out
+        Ok(out)
     }
+}
+
+/// Lock `m` even if a panic poisoned it. Nothing read from the store can panic any more, but a
+/// store that panicked on every call after one bad moment would stop every node at once; each
+/// change to the store is made whole or not at all, so what a panic leaves behind is consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn expire(store: &mut Store, now: Instant) {
@@ -180,21 +260,27 @@ fn revoke_lease(store: &mut Store, id: LeaseId) -> bool {
     true
 }
 
-fn changed(store: &mut Store) {
-    store.watchers.retain(|w| w.notify());
-    // Only durable entries go to the file: opinions and presence change far more often and are
-    // worthless after a restart.
-    if !std::mem::take(&mut store.durable_dirty) {
-        return;
-    }
-    if let Some(path) = &store.state_file {
-        let durable: BTreeMap<&String, &Entry> = store.kv.iter().filter(|(_, e)| e.lease.is_none()).collect();
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::write(&tmp, encode(&durable)).and_then(|_| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            tracing::error!(path = %path.display(), error = %e, "cannot write the embedded dcs state file");
-        }
-    }
+/// Save the durable entries to `path` so that a crash at any moment leaves either the old file
+/// or the new one, whole: a temporary file beside it, synced, renamed over it, the directory
+/// synced so the rename itself survives. Only durable entries go to the file: opinions and
+/// presence change far more often and are worthless after a restart.
+fn save(path: &Path, kv: &BTreeMap<String, Entry>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let durable: BTreeMap<&String, &Entry> = kv.iter().filter(|(_, e)| e.lease.is_none()).collect();
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(encode(&durable).as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn unsaved(path: &Path, e: &std::io::Error) -> DcsError {
+    DcsError::Unavailable(format!("cannot save the state file {}: {e}", path.display()))
 }
 
 fn put(store: &mut Store, key: String, value: String, lease: Option<LeaseId>) {
@@ -220,11 +306,12 @@ fn spawn_reaper(shared: Weak<Shared>) {
         loop {
             let next = {
                 let Some(shared) = shared.upgrade() else { return };
-                let mut store = shared.store.lock().unwrap();
+                let mut store = lock(&shared.store);
                 let before = store.revision;
                 expire(&mut store, Instant::now());
+                // Only leases expire here: nothing durable changes, nothing to save.
                 if store.revision != before {
-                    changed(&mut store);
+                    store.watchers.retain(|w| w.notify());
                 }
                 store.leases.values().map(|(d, _)| *d).min()
             };
@@ -238,11 +325,19 @@ fn leader_of(store: &Store, keys: &Keys) -> Option<(String, i64, Option<LeaseId>
     store.kv.get(&keys.leader()).map(|e| (e.value.clone(), e.mod_revision, e.lease))
 }
 
+#[cfg(any(test, feature = "testing"))]
+#[async_trait]
+impl super::conformance::RawPut for MemoryDcs {
+    async fn raw_put(&self, key: &str, value: &str) {
+        MemoryDcs::raw_put(self, key, value);
+    }
+}
+
 #[async_trait]
 impl Dcs for MemoryDcs {
     async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
-        self.enter().await?;
-        Ok(self.with_store(|s, k| {
+        self.enter_write().await?;
+        self.with_store(|s, k| {
             s.next_lease += 1;
             let id = s.next_lease;
             s.leases.insert(id, (Instant::now() + ttl, ttl));
@@ -251,7 +346,7 @@ impl Dcs for MemoryDcs {
                 put(s, k.member(node), String::new(), None);
             }
             id
-        }))
+        })
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
@@ -262,19 +357,19 @@ impl Dcs for MemoryDcs {
                 Ok(())
             }
             None => Err(DcsError::LeaseExpired(lease)),
-        })
+        })?
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
         self.enter().await?;
         self.with_store(|s, _| {
             revoke_lease(s, lease);
-        });
+        })?;
         Ok(())
     }
 
     async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
-        self.enter().await?;
+        self.enter_write().await?;
         self.with_store(|s, k| {
             if !s.leases.contains_key(&lease) {
                 return Err(DcsError::LeaseExpired(lease));
@@ -286,7 +381,7 @@ impl Dcs for MemoryDcs {
                     Ok(Some(FencingToken(s.revision)))
                 }
             }
-        })
+        })?
     }
 
     async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
@@ -295,7 +390,7 @@ impl Dcs for MemoryDcs {
             if matches!(leader_of(s, k), Some((_, rev, _)) if rev == token.0) {
                 delete(s, &k.leader());
             }
-        });
+        })?;
         Ok(())
     }
 
@@ -307,57 +402,73 @@ impl Dcs for MemoryDcs {
         entry_point: &str,
         opinion: &Opinion,
     ) -> Result<(), DcsError> {
-        self.enter().await?;
+        self.enter_write().await?;
         self.with_store(|s, k| {
             if !s.leases.contains_key(&lease) {
                 return Err(DcsError::LeaseExpired(lease));
             }
             put(s, k.opinion(node, service, entry_point), encode(opinion), Some(lease));
             Ok(())
-        })
+        })?
+    }
+
+    async fn withdraw_opinion(&self, node: &str, service: &str, entry_point: &str) -> Result<(), DcsError> {
+        self.enter().await?;
+        self.with_store(|s, k| delete(s, &k.opinion(node, service, entry_point)))?;
+        Ok(())
     }
 
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         self.enter().await?;
-        self.with_store(|s, k| {
-            let leader_rev = leader_of(s, k).map(|(_, rev, _)| rev);
-            k.decode(
-                s.kv.range(k.prefix().to_string()..)
-                    .take_while(|(key, _)| key.starts_with(k.prefix()))
-                    .map(|(key, e)| (key.as_str(), e.value.as_str())),
-                leader_rev,
-            )
-        })
+        // Copied out and decoded outside the lock: reading values is the caller's business and
+        // must not hold up (or, by a bug, poison) the store.
+        let entries: Vec<(String, Entry)> = self.with_store(|s, k| {
+            s.kv.range(k.prefix().to_string()..)
+                .take_while(|(key, _)| key.starts_with(k.prefix()))
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect()
+        })?;
+        Ok(self.shared.keys.decode(entries.iter().map(|(key, e)| RawEntry {
+            key,
+            value: e.value.as_bytes(),
+            mod_revision: e.mod_revision,
+        })))
     }
 
     async fn watch(&self) -> Result<Watch, DcsError> {
         self.enter().await?;
         let (tx, watch) = Watch::channel();
-        self.with_store(|s, _| s.watchers.push(tx));
+        self.with_store(|s, _| s.watchers.push(tx))?;
         Ok(watch)
     }
 
     async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
-        self.enter().await?;
-        self.with_store(|s, k| put(s, k.switchover(service), encode(&SwitchoverRequest { entry_point: entry_point.into() }), None));
+        self.enter_write().await?;
+        self.with_store(|s, k| {
+            put(s, k.switchover(service), encode(&SwitchoverRequest { entry_point: entry_point.into(), revision: 0 }), None)
+        })?;
         Ok(())
     }
 
-    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
+    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.enter().await?;
         self.with_store(|s, k| {
-            if let Some(token) = guard {
+            let key = k.switchover(service);
+            if let Purge::Fenced { token, revision } = purge {
                 if !matches!(leader_of(s, k), Some((_, rev, _)) if rev == token.0) {
                     return Err(DcsError::Fenced(token));
                 }
+                if s.kv.get(&key).is_none_or(|e| e.mod_revision != revision) {
+                    return Ok(());
+                }
             }
-            delete(s, &k.switchover(service));
+            delete(s, &key);
             Ok(())
-        })
+        })?
     }
 
     async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), DcsError> {
-        self.enter().await?;
+        self.enter_as(on).await?;
         self.with_store(|s, k| {
             let key = k.maintenance(service, entry_point);
             if on {
@@ -367,19 +478,19 @@ impl Dcs for MemoryDcs {
             } else {
                 delete(s, &key);
             }
-        });
+        })?;
         Ok(())
     }
 
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
-        self.enter().await?;
+        self.enter_write().await?;
         self.with_store(|s, k| {
             if !matches!(leader_of(s, k), Some((_, rev, _)) if rev == record.token.0) {
                 return Err(DcsError::Fenced(record.token));
             }
             put(s, k.record(service), encode(record), None);
             Ok(())
-        })
+        })?
     }
 
     async fn decommission(&self, node: &str) -> Result<(), DcsError> {
@@ -392,34 +503,34 @@ impl Dcs for MemoryDcs {
                 return Err(DcsError::UnknownNode(node.into()));
             }
             Ok(())
-        })
+        })?
     }
 
     async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>, DcsError> {
         self.enter().await?;
-        Ok(self.with_store(|s, k| s.kv.get(&k.kv(namespace, key)).map(|e| e.value.clone())))
+        self.with_store(|s, k| s.kv.get(&k.kv(namespace, key)).map(|e| e.value.clone()))
     }
 
     async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), DcsError> {
-        self.enter().await?;
-        self.with_store(|s, k| put(s, k.kv(namespace, key), value.to_string(), None));
+        self.enter_write().await?;
+        self.with_store(|s, k| put(s, k.kv(namespace, key), value.to_string(), None))?;
         Ok(())
     }
 
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError> {
         self.enter().await?;
-        self.with_store(|s, k| delete(s, &k.kv(namespace, key)));
+        self.with_store(|s, k| delete(s, &k.kv(namespace, key)))?;
         Ok(())
     }
 
     async fn kv_list(&self, namespace: &str) -> Result<Vec<(String, String)>, DcsError> {
         self.enter().await?;
-        Ok(self.with_store(|s, k| {
+        self.with_store(|s, k| {
             let prefix = k.kv_prefix(namespace);
             s.kv.range(prefix.clone()..)
                 .take_while(|(key, _)| key.starts_with(&prefix))
                 .map(|(key, e)| (key[prefix.len()..].to_string(), e.value.clone()))
                 .collect()
-        }))
+        })
     }
 }

@@ -38,6 +38,30 @@ pub struct Leader {
 pub struct SwitchoverRequest {
     /// The target entry point.
     pub entry_point: String,
+    /// The DCS revision that wrote the request, which tells two requests for the same target
+    /// apart. Filled in when read; not part of the stored value.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// Which pending switchover request a purge drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purge {
+    /// An operator's purge: whatever request is pending.
+    Any,
+    /// The leader's purge of the request it decided on: only that one (by its
+    /// [`SwitchoverRequest::revision`]), so a newer request that landed meanwhile stays; and
+    /// only while `token`'s term leads ([`DcsError::Fenced`] otherwise).
+    Fenced {
+        /// The leader's term.
+        token: FencingToken,
+        /// The revision of the request it means.
+        revision: i64,
+    },
 }
 
 /// Everything the cluster knows, read in one consistent look.
@@ -57,6 +81,10 @@ pub struct Snapshot {
     pub maintenance: BTreeMap<String, BTreeSet<String>>,
     /// The desired entry point of each service, as the leader recorded it.
     pub records: BTreeMap<String, SwitchRecord>,
+    /// Values that could not be read and were left out, by full key: why. Each affects only what
+    /// it describes (one opinion, one service's record or request); the rest is read as usual.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, String>,
 }
 
 /// A DCS call failed.
@@ -154,6 +182,11 @@ pub trait Dcs: Send + Sync {
         opinion: &Opinion,
     ) -> Result<(), DcsError>;
 
+    /// Take back `node`'s published opinion of an entry point (none is `Ok`): a node that cannot
+    /// publish a changed opinion must not go on being counted with the old one. A delete, so it
+    /// passes where writes are refused (etcd's NOSPACE alarm).
+    async fn withdraw_opinion(&self, node: &str, service: &str, entry_point: &str) -> Result<(), DcsError>;
+
     /// Read everything in one consistent look.
     async fn snapshot(&self) -> Result<Snapshot, DcsError>;
 
@@ -163,9 +196,9 @@ pub trait Dcs: Send + Sync {
     /// Ask for a switchover of `service` to `entry_point` (replaces a pending one).
     async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError>;
 
-    /// Drop the pending switchover of `service`. With `guard`, only while that term leads (the
-    /// leader's purge); without, unconditionally (an operator's).
-    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError>;
+    /// Drop the pending switchover of `service`, as [`Purge`] says: any (an operator's), or only
+    /// the request the leader means while its term leads. A request already gone is `Ok`.
+    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError>;
 
     /// Put an entry point into maintenance or take it out.
     async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), DcsError>;

@@ -3,7 +3,7 @@
 //! Status is read fresh from the DCS, so every node answers alike, leader or not. Commands are
 //! validated against the cluster's current view before anything is written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::leader::{service_view, HISTORY_NS, LIVE_NS, SWITCHING_NS};
 use super::Inner;
 use crate::config::{Config, ServiceConfig};
-use crate::dcs::{DcsError, Leader, Snapshot};
+use crate::dcs::{DcsError, Leader, Purge, Snapshot};
 use crate::engine::{self, ServiceState, Verdict};
 use crate::model::{SwitchProgress, SwitchRecord};
 
@@ -125,6 +125,8 @@ pub struct NodeStatus {
     pub nodes: Vec<NodeInfo>,
     /// This node's last DCS error, while the DCS is unreachable.
     pub dcs_error: Option<String>,
+    /// Values in the DCS this node cannot read and leaves out, by key: why.
+    pub dcs_skipped: BTreeMap<String, String>,
     /// Every service.
     pub services: Vec<ServiceStatus>,
 }
@@ -240,7 +242,7 @@ impl NodeHandle {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, CommandError> {
-        Ok(self.inner.dcs_call(self.inner.dcs.snapshot()).await?)
+        Ok(self.inner.snapshot().await?)
     }
 
     /// The whole cluster's status. When the DCS cannot be read, the status says so in
@@ -263,6 +265,7 @@ impl NodeHandle {
                 .map(|n| NodeInfo { name: n.clone(), alive: snap.alive.contains(n), leader: leader_name.as_ref() == Some(n) })
                 .collect(),
             dcs_error: error.or_else(|| self.inner.local.lock().unwrap().dcs_error.clone()),
+            dcs_skipped: snap.skipped.clone(),
             services: config.services.iter().map(|s| self.service_from(&snap, &extras, s)).collect(),
         })
     }
@@ -357,7 +360,7 @@ impl NodeHandle {
     /// Drop `service`'s pending switchover; automatic rules (failback) apply again.
     pub async fn switchover_purge(&self, service: &str) -> Result<(), CommandError> {
         self.service(service)?;
-        Ok(self.inner.dcs_call(self.inner.dcs.purge_switchover(service, None)).await?)
+        Ok(self.inner.dcs_call(self.inner.dcs.purge_switchover(service, Purge::Any)).await?)
     }
 
     /// Take an entry point out of rotation (`on`), or put it back.

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{wall_now, Inner};
 use crate::config::ServiceConfig;
-use crate::dcs::{DcsError, Snapshot};
+use crate::dcs::{DcsError, Purge, Snapshot};
 use crate::engine::{self, Action, Announced, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
 use crate::model::{Event, FencingToken, SwitchKind, SwitchProgress, SwitchRecord};
 
@@ -200,7 +200,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             }
             next_reconcile = Instant::now() + config.dhaf.reconcile_interval;
         }
-        let snapshot = match inner.dcs_call(inner.dcs.snapshot()).await {
+        let snapshot = match inner.snapshot().await {
             Ok(s) => s,
             Err(_) => {
                 // Without the DCS nothing is decided: the last switch stays in force.
@@ -375,7 +375,9 @@ impl Leading {
                     }
                     Action::PurgeSwitchover { service, entry_point, why } => {
                         tracing::info!(%service, %entry_point, why, "purging switchover");
-                        match inner.dcs_call(inner.dcs.purge_switchover(&service, Some(self.token))).await {
+                        // Only the request this decision was about: a newer one stays.
+                        let revision = snapshot.switchovers.get(&service).filter(|r| r.entry_point == entry_point).map_or(0, |r| r.revision);
+                        match inner.dcs_call(inner.dcs.purge_switchover(&service, Purge::Fenced { token: self.token, revision })).await {
                             Err(DcsError::Fenced(_)) => return Err(TermOver),
                             Err(e) => tracing::warn!(error = %e, "cannot purge switchover"),
                             Ok(()) => {}

@@ -26,7 +26,7 @@ mod handle;
 mod leader;
 mod notify;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::dcs::{Dcs, DcsError, LeaseId};
+use crate::dcs::{Dcs, DcsError, LeaseId, Snapshot};
 use crate::engine::hysteresis::Hysteresis;
 use crate::model::{Event, FencingToken, Health, Opinion};
 use crate::provider::ProviderError;
@@ -68,11 +68,16 @@ pub(crate) struct Local {
     /// After this instant the lease may have expired: the node must not act as leader.
     pub lease_deadline: Option<Instant>,
     pub leader_token: Option<FencingToken>,
+    /// The DCS trouble told to the operators, until its recovery is told.
     pub dcs_error: Option<String>,
+    /// When a DCS call last failed for want of the DCS.
+    pub dcs_failed_at: Option<Instant>,
     /// This node's own opinions: (service, entry point) → opinion.
     pub opinions: HashMap<(String, String), Opinion>,
     pub last_check: HashMap<(String, String), Health>,
     pub metrics: Metrics,
+    /// The unreadable DCS values already logged, by key: why.
+    pub skipped: BTreeMap<String, String>,
 }
 
 pub(crate) struct Inner {
@@ -105,10 +110,43 @@ impl Inner {
         res
     }
 
+    /// Read a snapshot; a value it had to leave out is logged once, not on every read.
+    pub async fn snapshot(&self) -> Result<Snapshot, DcsError> {
+        let snap = self.dcs_call(self.dcs.snapshot()).await?;
+        let mut l = self.local.lock().unwrap();
+        if l.skipped != snap.skipped {
+            for (key, why) in &snap.skipped {
+                if l.skipped.get(key) != Some(why) {
+                    tracing::warn!(key, why, "ignoring a dcs value this node cannot read: it counts for nothing");
+                }
+            }
+            for key in l.skipped.keys().filter(|k| !snap.skipped.contains_key(*k)) {
+                tracing::info!(key, "a dcs value left out before is readable again or gone");
+            }
+            l.skipped = snap.skipped.clone();
+        }
+        drop(l);
+        Ok(snap)
+    }
+
+    /// How long no DCS call may fail before the DCS counts as recovered.
+    ///
+    /// A DCS may refuse only some calls: under etcd's NOSPACE alarm writes fail while keep-alives
+    /// and reads pass. Telling on every change of the last call's outcome flooded operators (59
+    /// "unavailable" and 58 "recovered" in a minute). A failing write is retried every tact
+    /// (an opinion not yet published) or every round (a switch not yet recorded), so a few tacts
+    /// without any failure mean the writes pass again.
+    fn dcs_quiet(&self) -> Duration {
+        let dhaf = &self.config.dhaf;
+        3 * dhaf.tact_interval.max(dhaf.heartbeat_interval).max(self.dcs_timeout())
+    }
+
+    /// A call failed for want of the DCS: told once, with what failed, until recovery is told.
     fn dcs_trouble(&self, error: &str) {
         let first = {
             let mut l = self.local.lock().unwrap();
             l.metrics.dcs_errors += 1;
+            l.dcs_failed_at = Some(Instant::now());
             l.dcs_error.replace(error.to_string()).is_none()
         };
         if first {
@@ -118,12 +156,36 @@ impl Inner {
         }
     }
 
+    /// A call succeeded: recovery is told once no call has failed for a while, not on the first
+    /// success, which may be a read passing while writes still fail.
     fn dcs_ok(&self) {
-        let was = self.local.lock().unwrap().dcs_error.take();
-        if was.is_some() {
+        let recovered = {
+            let mut l = self.local.lock().unwrap();
+            let quiet = l.dcs_failed_at.is_none_or(|at| at.elapsed() >= self.dcs_quiet());
+            l.dcs_error.is_some() && quiet && l.dcs_error.take().is_some()
+        };
+        if recovered {
             tracing::info!("the dcs is reachable again");
             self.notifications.send(&self.config, Event::DcsRecovered { node: self.config.dhaf.node_name.clone() });
         }
+    }
+
+    /// Give up this node's presence (revoke its lease): it abstains on everything and leads
+    /// nothing until it registers again.
+    async fn withdraw(&self, why: &str) -> Result<(), DcsError> {
+        let Some(lease) = self.lease() else { return Ok(()) };
+        self.dcs_call(self.dcs.revoke(lease)).await?;
+        tracing::warn!(lease, why, "withdrew from the cluster: revoked the lease");
+        {
+            let mut l = self.local.lock().unwrap();
+            if l.lease == Some(lease) {
+                l.lease = None;
+                l.lease_deadline = None;
+            }
+        }
+        self.step_down(why);
+        self.lease_epoch.send_modify(|e| *e += 1);
+        Ok(())
     }
 
     pub fn lease(&self) -> Option<LeaseId> {
@@ -409,7 +471,10 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
                 match inner.dcs_call(inner.dcs.publish_opinion(&config.dhaf.node_name, lease, &key.0, &key.1, &op)).await {
                     Ok(()) => published = Some((lease, op)),
                     Err(e) => {
-                        tracing::debug!(error = %e, service = %key.0, entry_point = %key.1, "cannot publish opinion; retrying next tact")
+                        tracing::debug!(error = %e, service = %key.0, entry_point = %key.1, "cannot publish opinion; retrying next tact");
+                        if published.as_ref().is_some_and(|(l, _)| *l == lease) && withdraw_stale(&inner, &key).await {
+                            published = None;
+                        }
                     }
                 }
             }
@@ -418,6 +483,35 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
         tokio::select! {
             _ = tokio::time::sleep_until(next_check) => {}
             _ = epoch.changed() => {}
+        }
+    }
+}
+
+/// This node could not publish its changed opinion of `key`: the one published before is stale
+/// and must not go on counting as its vote (a node's own trouble is no evidence about an entry
+/// point). Returns whether it no longer counts.
+///
+/// The opinion is deleted first: a delete passes where writes are refused (etcd's NOSPACE alarm),
+/// and costs only this one vote. If even that fails while the DCS answers, the node withdraws
+/// altogether by revoking its lease, so it abstains everywhere instead of voting stale; it
+/// registers again once it can write. If the DCS does not answer at all, the revoke fails too,
+/// and the lease expires on its own, the opinions with it.
+async fn withdraw_stale(inner: &Inner, key: &(String, String)) -> bool {
+    let node = &inner.config.dhaf.node_name;
+    match inner.dcs_call(inner.dcs.withdraw_opinion(node, &key.0, &key.1)).await {
+        Ok(()) => {
+            tracing::warn!(service = %key.0, entry_point = %key.1, "withdrew the stale opinion this node cannot update");
+            true
+        }
+        Err(e) => {
+            let why = format!("cannot update or withdraw the opinion of {} {}: {e}", key.0, key.1);
+            match inner.withdraw(&why).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(service = %key.0, entry_point = %key.1, error = %e, "cannot withdraw a stale opinion; it vanishes with the lease");
+                    false
+                }
+            }
         }
     }
 }

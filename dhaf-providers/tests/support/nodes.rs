@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dhaf_core::async_trait;
 use dhaf_core::config::Config;
-use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Snapshot, Watch};
+use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, Watch};
 use dhaf_core::model::{EntryPoint, Event, FencingToken, Opinion, SwitchRecord};
 use dhaf_core::provider::{ProviderError, Switcher};
 use dhaf_core::registry::{Providers, ServiceProviders};
@@ -152,6 +152,10 @@ impl Dcs for PausableDcs {
         self.counts.add("publish_opinion");
         gated!(self, self.inner.publish_opinion(node, lease, service, ep, opinion))
     }
+    async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
+        self.counts.add("withdraw_opinion");
+        gated!(self, self.inner.withdraw_opinion(node, service, ep))
+    }
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         self.counts.add("snapshot");
         gated!(self, self.inner.snapshot())
@@ -164,9 +168,9 @@ impl Dcs for PausableDcs {
         self.counts.add("request_switchover");
         gated!(self, self.inner.request_switchover(service, ep))
     }
-    async fn purge_switchover(&self, service: &str, guard: Option<FencingToken>) -> Result<(), DcsError> {
+    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.counts.add("purge_switchover");
-        gated!(self, self.inner.purge_switchover(service, guard))
+        gated!(self, self.inner.purge_switchover(service, purge))
     }
     async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
         self.counts.add("set_maintenance");
