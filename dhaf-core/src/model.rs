@@ -19,12 +19,24 @@ pub enum Health {
         /// What went wrong, for people ("connection refused", "HTTP 503, expected 2XX").
         reason: String,
     },
+    /// The check could not run for a reason of this node's own (out of file descriptors or
+    /// memory, cannot spawn the script): no evidence about the entry point, so the node abstains
+    /// instead of voting it down.
+    Abstain {
+        /// What is wrong on this node, for people.
+        reason: String,
+    },
 }
 
 impl Health {
     /// An unhealthy result with the given reason.
     pub fn unhealthy(reason: impl Into<String>) -> Self {
         Health::Unhealthy { reason: reason.into() }
+    }
+
+    /// A check that could not run for a local reason.
+    pub fn abstain(reason: impl Into<String>) -> Self {
+        Health::Abstain { reason: reason.into() }
     }
 
     /// Whether this is [`Health::Healthy`].
@@ -36,7 +48,7 @@ impl Health {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Health::Healthy => None,
-            Health::Unhealthy { reason } => Some(reason),
+            Health::Unhealthy { reason } | Health::Abstain { reason } => Some(reason),
         }
     }
 }

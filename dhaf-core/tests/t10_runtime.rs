@@ -1243,7 +1243,35 @@ async fn a_provider_init_that_hangs_fails_the_start_naming_it() {
         notifiers: vec![],
     };
     let node = Node::new(config("n1", ""), Arc::new(MemoryDcs::new("test")), providers);
-    let err = tokio::time::timeout(Duration::from_secs(600), node.run(std::future::pending())).await.expect("the start is bounded").unwrap_err();
+    let err =
+        tokio::time::timeout(Duration::from_secs(600), node.run(std::future::pending())).await.expect("the start is bounded").unwrap_err();
     let text = err.to_string();
     assert!(text.contains("service main: switcher") && text.contains("no answer within"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_cannot_check_abstains_instead_of_voting_the_entry_points_down() {
+    let c = Cluster::new(3, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    // n1 runs out of file descriptors: none of its checks can run.
+    for ep in ["ep-1", "ep-2", "ep-3"] {
+        c.node("n1").checker.set(ep, dhaf_core::model::Health::abstain("cannot open a socket on this node: too many open files"));
+    }
+    sleep(Duration::from_secs(10)).await;
+    let status = c.node("n2").handle.service_status("main").await.unwrap();
+    for ep in &status.entry_points {
+        assert!(ep.votes.iter().all(|v| v.node != "n1"), "n1's stale or local-trouble vote still counts: {ep:?}");
+        assert_eq!(ep.verdict, dhaf_core::engine::Verdict::Healthy, "{ep:?}");
+    }
+    // Meanwhile the primary really goes down: the two nodes that can see decide.
+    for n in ["n2", "n3"] {
+        c.node(n).checker.down("ep-1", "connection refused");
+    }
+    wait_for("the failover", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    assert!(
+        !c.events().iter().any(|e| matches!(e, Event::EntryPointWentDown { entry_point, .. } if entry_point != "ep-1")),
+        "{:?}",
+        c.events()
+    );
 }

@@ -376,7 +376,8 @@ impl Leading {
                     Action::PurgeSwitchover { service, entry_point, why } => {
                         tracing::info!(%service, %entry_point, why, "purging switchover");
                         // Only the request this decision was about: a newer one stays.
-                        let revision = snapshot.switchovers.get(&service).filter(|r| r.entry_point == entry_point).map_or(0, |r| r.revision);
+                        let revision =
+                            snapshot.switchovers.get(&service).filter(|r| r.entry_point == entry_point).map_or(0, |r| r.revision);
                         match inner.dcs_call(inner.dcs.purge_switchover(&service, Purge::Fenced { token: self.token, revision })).await {
                             Err(DcsError::Fenced(_)) => return Err(TermOver),
                             Err(e) => tracing::warn!(error = %e, "cannot purge switchover"),

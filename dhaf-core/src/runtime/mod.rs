@@ -424,6 +424,7 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
     let key = (svc.name.clone(), ep.name.clone());
     let checker = inner.providers.services[si].checker.clone();
     let mut hysteresis = Hysteresis::default();
+    let mut abstaining = false;
     // What is published, and under which lease; anything else is (re)published.
     let mut published: Option<(LeaseId, Opinion)> = None;
     let mut epoch = inner.lease_epoch.subscribe();
@@ -449,7 +450,19 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
                     }
                 }
             };
-            if hysteresis.observe(&health, svc.rise, svc.fall).is_some() {
+            // A check that could not run here is no evidence about the entry point: the node
+            // abstains (its published opinion is withdrawn) until it can check again.
+            let local_trouble = matches!(health, Health::Abstain { .. });
+            if local_trouble != abstaining {
+                abstaining = local_trouble;
+                match health.reason() {
+                    Some(reason) if abstaining => {
+                        tracing::warn!(service = %key.0, entry_point = %key.1, reason, "cannot check from this node: abstaining")
+                    }
+                    _ => tracing::info!(service = %key.0, entry_point = %key.1, "can check again: voting again"),
+                }
+            }
+            if !abstaining && hysteresis.observe(&health, svc.rise, svc.fall).is_some() {
                 tracing::info!(service = %key.0, entry_point = %key.1, healthy = health.is_healthy(), reason = health.reason().unwrap_or(""), "opinion changed");
             }
             {
@@ -458,15 +471,20 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
                 if !health.is_healthy() {
                     l.metrics.checks_failed += 1;
                 }
-                if let Some(op) = hysteresis.current() {
-                    l.opinions.insert(key.clone(), op);
-                }
+                match hysteresis.current() {
+                    Some(op) if !abstaining => l.opinions.insert(key.clone(), op),
+                    _ => l.opinions.remove(&key),
+                };
                 l.last_check.insert(key.clone(), health);
             }
             // The tact counts from the end of the check, as in the original.
             next_check = Instant::now() + config.dhaf.tact_interval;
         }
-        if let (Some(lease), Some(op)) = (inner.lease(), hysteresis.current()) {
+        if abstaining && published.is_some() {
+            if inner.dcs_call(inner.dcs.withdraw_opinion(&config.dhaf.node_name, &key.0, &key.1)).await.is_ok() {
+                published = None;
+            }
+        } else if let (Some(lease), Some(op), false) = (inner.lease(), hysteresis.current(), abstaining) {
             if published.as_ref() != Some(&(lease, op.clone())) {
                 match inner.dcs_call(inner.dcs.publish_opinion(&config.dhaf.node_name, lease, &key.0, &key.1, &op)).await {
                     Ok(()) => published = Some((lease, op)),

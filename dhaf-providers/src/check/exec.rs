@@ -27,7 +27,7 @@ use dhaf_core::model::{EntryPoint, Health};
 use dhaf_core::provider::{BuildContext, HealthChecker, ProviderError};
 use tokio::io::AsyncReadExt;
 
-use super::{bounded, io_reason, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
+use super::{bounded, io_reason, local_trouble, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
 use crate::script::{command, env_setting, executable, exit_text, GroupGuard, ScriptEnv};
 
 /// How much of a script's stderr is kept (its tail): enough for the last line of any sane script.
@@ -79,7 +79,7 @@ impl HealthChecker for ExecChecker {
     async fn init(&self) -> Result<(), ProviderError> {
         run(command(&self.init, &self.dhaf_env, &self.env), &self.init, self.timeout)
             .await
-            .map_err(|reason| ProviderError::permanent(format!("init script {}: {reason}", self.init.display())))
+            .map_err(|f| ProviderError::permanent(format!("init script {}: {}", self.init.display(), f.reason())))
     }
 
     async fn check(&self, entry_point: &EntryPoint) -> Health {
@@ -88,7 +88,10 @@ impl HealthChecker for ExecChecker {
         cmd.args([&entry_point.name, &ip]);
         match run(cmd, &self.check, self.timeout).await {
             Ok(()) => Health::Healthy,
-            Err(reason) => Health::unhealthy(reason),
+            // This node could not start the script (no descriptors, processes or memory left):
+            // that says nothing about the entry point.
+            Err(ScriptFailure::CannotStart(reason)) => Health::abstain(reason),
+            Err(ScriptFailure::Failed(reason)) => Health::unhealthy(reason),
         }
     }
 
@@ -97,12 +100,37 @@ impl HealthChecker for ExecChecker {
     }
 }
 
-/// Run `cmd` (the script `program`); `Err` is the reason it did not succeed.
-pub(crate) async fn run(mut cmd: tokio::process::Command, program: &Path, timeout: Duration) -> Result<(), String> {
+/// Why a script did not succeed.
+#[derive(Debug)]
+pub(crate) enum ScriptFailure {
+    /// It could not be started on this node for a reason of the node's own.
+    CannotStart(String),
+    /// It ran and failed, or could not be run as configured, or timed out.
+    Failed(String),
+}
+
+impl ScriptFailure {
+    /// The reason, for people.
+    pub(crate) fn reason(&self) -> &str {
+        match self {
+            ScriptFailure::CannotStart(r) | ScriptFailure::Failed(r) => r,
+        }
+    }
+}
+
+/// Run `cmd` (the script `program`); `Err` says why it did not succeed.
+pub(crate) async fn run(mut cmd: tokio::process::Command, program: &Path, timeout: Duration) -> Result<(), ScriptFailure> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {}", program.display(), io_reason(&e)))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        let reason = format!("cannot run {}: {}", program.display(), io_reason(&e));
+        if local_trouble(&e) {
+            ScriptFailure::CannotStart(reason)
+        } else {
+            ScriptFailure::Failed(reason)
+        }
+    })?;
     let mut group = GroupGuard::new(child.id());
 
     let tail = Arc::new(Mutex::new(Vec::new()));
@@ -110,12 +138,12 @@ pub(crate) async fn run(mut cmd: tokio::process::Command, program: &Path, timeou
 
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => status,
-        Ok(Err(e)) => return Err(format!("cannot wait for {}: {}", program.display(), io_reason(&e))),
+        Ok(Err(e)) => return Err(ScriptFailure::Failed(format!("cannot wait for {}: {}", program.display(), io_reason(&e)))),
         Err(_) => {
             drop(group); // kills the whole group while the leader is not yet reaped
             let _ = child.kill().await;
             reader.abort();
-            return Err(format!("timed out after {} (killed)", secs(timeout)));
+            return Err(ScriptFailure::Failed(format!("timed out after {} (killed)", secs(timeout))));
         }
     };
     // Reaped: the group id may be reused from now on, so it must not be signalled any more.
@@ -128,10 +156,10 @@ pub(crate) async fn run(mut cmd: tokio::process::Command, program: &Path, timeou
     let stderr = tail.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let line = last_line(&stderr);
     let what = exit_text(&status);
-    Err(match line {
+    Err(ScriptFailure::Failed(match line {
         Some(line) => format!("{what}: {line}"),
         None => what,
-    })
+    }))
 }
 
 async fn read_tail(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<Vec<u8>>>) {

@@ -53,6 +53,20 @@ fn secs(d: Duration) -> String {
 }
 
 /// The text of an I/O error without Rust's " (os error 111)" suffix, starting lowercase.
+/// Whether an I/O error is this node's own trouble rather than anything about the far end: out
+/// of file descriptors (EMFILE, ENFILE), memory (ENOMEM, ENOBUFS) or processes (EAGAIN from
+/// fork). A check failing so is no evidence about the entry point (the node abstains).
+pub(crate) fn local_trouble(e: &std::io::Error) -> bool {
+    // Linux's errno values; other systems classify by kind only.
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const EAGAIN: i32 = 11;
+    const ENOBUFS: i32 = 105;
+    e.kind() == std::io::ErrorKind::OutOfMemory
+        || (cfg!(target_os = "linux") && matches!(e.raw_os_error(), Some(ENOMEM | ENFILE | EMFILE | EAGAIN | ENOBUFS)))
+}
+
 pub(crate) fn io_reason(e: &std::io::Error) -> String {
     use std::io::ErrorKind;
     match e.kind() {

@@ -16,7 +16,7 @@ use dhaf_core::config::{ConfigError, ProviderConfig};
 use dhaf_core::model::{EntryPoint, Health};
 use dhaf_core::provider::{BuildContext, HealthChecker};
 
-use super::{io_reason, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
+use super::{io_reason, local_trouble, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
 
 /// Checks that an entry point accepts TCP connections on a port.
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ impl HealthChecker for TcpChecker {
         let addr = SocketAddr::new(entry_point.ip, self.port);
         match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_stream)) => Health::Healthy,
+            // No socket to be had on this node: nothing learnt about the entry point.
+            Ok(Err(e)) if local_trouble(&e) => Health::abstain(format!("cannot open a socket on this node: {}", io_reason(&e))),
             Ok(Err(e)) => Health::unhealthy(io_reason(&e)),
             Err(_) => Health::unhealthy(format!("timed out after {}", secs(self.timeout))),
         }

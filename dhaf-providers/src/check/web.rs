@@ -40,7 +40,7 @@ use dhaf_core::provider::{BuildContext, HealthChecker};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, HOST, LOCATION};
 use reqwest::{Method, Url};
 
-use super::{bounded, io_reason, lowercase_first, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
+use super::{bounded, io_reason, local_trouble, lowercase_first, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
 
 /// Redirects followed at most with `follow-redirects: true`.
 const MAX_REDIRECTS: usize = 10;
@@ -464,7 +464,10 @@ impl HealthChecker for WebChecker {
 }
 
 fn failed(e: &reqwest::Error, t: &Target) -> Attempt {
-    if e.is_timeout() {
+    if let Some(local) = local_io(e) {
+        // No socket to be had on this node: nothing learnt about the entry point.
+        Attempt::Done(Health::abstain(format!("cannot open a connection on this node: {}", io_reason(local))))
+    } else if e.is_timeout() {
         Attempt::TimedOut
     } else {
         Attempt::Done(Health::unhealthy(reason(e, &t.server_name)))
@@ -490,6 +493,18 @@ fn deepest(e: &(dyn StdError + 'static)) -> String {
 }
 
 /// A failed request, in words: TLS problems first (they name the certificate), then the socket's.
+/// The I/O error in `e`'s chain that is this node's own trouble, if any.
+fn local_io(e: &reqwest::Error) -> Option<&std::io::Error> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(i) = err.downcast_ref::<std::io::Error>().filter(|i| local_trouble(i)) {
+            return Some(i);
+        }
+        cur = next(err);
+    }
+    None
+}
+
 pub(crate) fn reason(e: &reqwest::Error, server_name: &str) -> String {
     // The OS's own error says most ("connection refused"); wrapped I/O errors are a fallback.
     let (mut os_io, mut wrapped_io) = (None, None);
