@@ -125,15 +125,16 @@ services:
       type: exec
       init: {scripts}/current.sh
       switch: {scripts}/switch.sh
+      env: {{ DHAF_EXAMPLE_STATE_DIR: "{state}" }}
 "#,
-            scripts = scripts.display()
+            scripts = scripts.display(),
+            state = dir.display()
         ),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dhaf-node"))
         .args(exec_start_args(&unit, &config))
         .env("DHAF_API_TOKEN", "api-token-for-tests")
-        .env("DHAF_EXAMPLE_STATE_DIR", &dir)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

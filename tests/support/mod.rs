@@ -36,6 +36,17 @@ pub fn build(yaml: &str) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// Build the config file at `path` as `dhaf-node --config path --check` does: relative script
+/// paths are taken from the file's directory.
+pub fn build_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut config = Config::parse_with_env(&text, &env)?;
+    config.base_dir = std::path::absolute(path.parent().expect("a file in a directory")).unwrap();
+    let dcs = Arc::new(MemoryDcs::new(&config.dhaf.cluster_name));
+    dhaf::providers::registry().build(&config, dcs)?;
+    Ok(config)
+}
+
 /// The problem at `path`, if any.
 pub fn problem_at<'a>(err: &'a ConfigError, path: &str) -> Option<&'a ConfigProblem> {
     err.problems.iter().find(|p| p.path == path)
