@@ -70,12 +70,17 @@ enum Command {
         node: String,
     },
     /// Take an entry point out of rotation; traffic moves away if it is current.
+    ///
+    /// The last healthy entry point in rotation is refused unless --force is given.
     MaintenanceOn {
         /// The entry point.
         entry_point: String,
         /// The service's name.
         #[arg(long, short)]
         service: String,
+        /// Even if it is the last healthy entry point in rotation (nothing is left to fail over to).
+        #[arg(long)]
+        force: bool,
     },
     /// Put an entry point back in rotation.
     MaintenanceOff {
@@ -171,11 +176,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 format!("Node {node} decommissioned.\n")
             })
         }
-        Command::MaintenanceOn { entry_point, service } => show(
+        Command::MaintenanceOn { entry_point, service, force } => show(
             &api()?.change(
                 Method::POST,
                 &format!("/api/v1/services/{}/entry-points/{}/maintenance", seg(&service), seg(&entry_point)),
-                None,
+                Some(json!({ "force": force })),
             )?,
             &|_| format!("Entry point {entry_point} of {service} is in maintenance: out of rotation until maintenance-off.\n"),
         ),

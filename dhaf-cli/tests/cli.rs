@@ -373,3 +373,26 @@ fn t60_help_version_completions() {
     assert!(done.stdout.contains("dhaf-cli") && done.stdout.contains("switchover-to"), "{}", done.stdout);
     cli(&["completions", "tcsh"]).failed(2, "tcsh");
 }
+
+#[test]
+fn t35_maintenance_of_the_last_healthy_entry_point_needs_force() {
+    let r = start();
+    r.checker.down("ep3", "connection refused");
+    r.wait_json("ep3 down", &["status-service", "--service", "main", "--json"], |v| ep(v, "ep3")["verdict"] == "unhealthy");
+    r.cli(&["maintenance-on", "ep1", "--service", "main"]).ok();
+    r.wait_maintenance("ep1");
+    let done = r.cli(&["maintenance-on", "ep2", "--service", "main"]).failed(1, "last_healthy_entry_point");
+    assert!(done.stderr.contains("--force"), "the refusal says how to insist: {}", done.stderr);
+    let out = r.cli(&["status-services"]).ok().stdout;
+    let line = out.lines().find(|l| l.starts_with("main")).unwrap_or_else(|| panic!("{out}"));
+    assert!(!line.contains("DEGRADED"), "{out}");
+
+    r.cli(&["maintenance-on", "ep2", "--service", "main", "--force"]).ok();
+    r.wait_maintenance("ep2");
+    let out = r.cli(&["status-services"]).ok().stdout;
+    let line = out.lines().find(|l| l.starts_with("main")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("DEGRADED"), "{out}");
+    let out = r.cli(&["status-service", "--service", "main"]).ok().stdout;
+    assert!(out.contains("Degraded:") && out.contains("maintenance"), "{out}");
+    assert_eq!(r.provider.current().as_deref(), Some("ep2"));
+}
