@@ -59,10 +59,15 @@ enum Command {
         service: String,
     },
     /// Drop a service's switchover; automatic rules (failback) apply again.
+    ///
+    /// Without --service: the node's only service; with several, name one or give --all.
     SwitchoverPurge {
         /// The service's name.
         #[arg(long, short)]
-        service: String,
+        service: Option<String>,
+        /// Every service's switchover.
+        #[arg(long, conflicts_with = "service")]
+        all: bool,
     },
     /// Forget a dead node (a live one is refused: stop it first).
     NodeDecommission {
@@ -70,12 +75,17 @@ enum Command {
         node: String,
     },
     /// Take an entry point out of rotation; traffic moves away if it is current.
+    ///
+    /// The last healthy entry point in rotation is refused unless --force is given.
     MaintenanceOn {
         /// The entry point.
         entry_point: String,
         /// The service's name.
         #[arg(long, short)]
         service: String,
+        /// Even if it is the last healthy entry point in rotation (nothing is left to fail over to).
+        #[arg(long)]
+        force: bool,
     },
     /// Put an entry point back in rotation.
     MaintenanceOff {
@@ -161,21 +171,30 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 format!("Switchover of {service} to {entry_point} requested: the leader switches to it and keeps it there while it is healthy.\n")
             },
         ),
-        Command::SwitchoverPurge { service } => {
-            show(&api()?.change(Method::DELETE, &format!("/api/v1/services/{}/switchover", seg(&service)), None)?, &|_| {
-                format!("Switchover of {service} purged: automatic rules apply again.\n")
-            })
+        Command::SwitchoverPurge { service, all } => {
+            let api = api()?;
+            let services = match service {
+                Some(s) => vec![s],
+                None => purge_targets(&api, all)?,
+            };
+            let mut answers = Vec::new();
+            for service in &services {
+                answers.push(api.change(Method::DELETE, &format!("/api/v1/services/{}/switchover", seg(service)), None)?);
+            }
+            // One service answers as before; several answer as a list.
+            let answer = if answers.len() == 1 { answers.remove(0) } else { Value::Array(answers) };
+            show(&answer, &|_| services.iter().map(|s| format!("Switchover of {s} purged: automatic rules apply again.\n")).collect())
         }
         Command::NodeDecommission { node } => {
             show(&api()?.change(Method::DELETE, &format!("/api/v1/nodes/{}", seg(&node)), None)?, &|_| {
                 format!("Node {node} decommissioned.\n")
             })
         }
-        Command::MaintenanceOn { entry_point, service } => show(
+        Command::MaintenanceOn { entry_point, service, force } => show(
             &api()?.change(
                 Method::POST,
                 &format!("/api/v1/services/{}/entry-points/{}/maintenance", seg(&service), seg(&entry_point)),
-                None,
+                Some(json!({ "force": force })),
             )?,
             &|_| format!("Entry point {entry_point} of {service} is in maintenance: out of rotation until maintenance-off.\n"),
         ),
@@ -191,6 +210,52 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The services `switchover-purge` without `--service` means: the node's only one, or with
+/// `--all` every one; several without `--all` is a usage error that names them.
+fn purge_targets(api: &Api, all: bool) -> Result<Vec<String>, CliError> {
+    let listed = api.get("/api/v1/services")?;
+    let names: Vec<String> = listed.as_array().into_iter().flatten().filter_map(|s| s["name"].as_str().map(String::from)).collect();
+    match names.len() {
+        1 => Ok(names),
+        _ if all => Ok(names),
+        0 => Err(CliError::Usage("the node has no services".into())),
+        _ => Err(CliError::Usage(format!(
+            "the node has {} services ({}): name one with --service NAME, or purge every one with --all",
+            names.len(),
+            names.join(", ")
+        ))),
+    }
+}
+
+/// The long options as the original dhaf's README writes some of them, with one dash
+/// (`-config FILE`): rewritten to clap's `--config FILE` before parsing. Only words that name a
+/// long option of dhaf-cli are touched, so short options (`-c FILE`) keep their meaning.
+pub fn accept_single_dash_long_options(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let command = Cli::command();
+    let longs: std::collections::BTreeSet<String> = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .filter_map(|a| a.get_long())
+        .map(String::from)
+        .collect();
+    let mut past_separator = false;
+    args.into_iter()
+        .map(|arg| {
+            let Some(text) = arg.to_str() else { return arg };
+            if past_separator || text == "--" {
+                past_separator = true;
+                return arg;
+            }
+            match text.strip_prefix('-') {
+                Some(rest) if !rest.starts_with('-') && rest.len() > 1 && longs.contains(rest.split('=').next().unwrap_or(rest)) => {
+                    format!("-{text}").into()
+                }
+                _ => arg,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +263,15 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn single_dash_long_options_become_double_dash() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let got = accept_single_dash_long_options(args(&["dhaf-cli", "node-decommission", "n3", "-config", "c.dhaf", "-json"]));
+        assert_eq!(got, args(&["dhaf-cli", "node-decommission", "n3", "--config", "c.dhaf", "--json"]));
+        let got = accept_single_dash_long_options(args(&["dhaf-cli", "-c", "x", "-config=y", "-nope", "--", "-config"]));
+        assert_eq!(got, args(&["dhaf-cli", "-c", "x", "--config=y", "-nope", "--", "-config"]));
     }
 
     #[test]

@@ -131,6 +131,9 @@ impl Api {
         match err.and_then(|e| Some((e["code"].as_str()?, e["message"].as_str()?))) {
             Some((code, message)) => {
                 let mut message = message.to_string();
+                if code == "last_healthy_entry_point" {
+                    message.push_str("; add --force to take it out of rotation anyway");
+                }
                 if code == "unauthorized" {
                     message.push_str(&format!(
                         "; dhaf-cli sends dhaf.web-api.token from {} (or $DHAF_API_TOKEN), which must match the node's",

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(cli::accept_single_dash_long_options(std::env::args_os()));
     let json = cli.json();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

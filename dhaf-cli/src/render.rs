@@ -117,6 +117,9 @@ pub fn service(v: &Value) -> String {
     if v["panic"] == true {
         out += "Panic mode: YES - no entry point is healthy; dhaf leaves the service as it is\n";
     }
+    if v["degraded"] == true {
+        out += "Degraded: YES - every healthy entry point is in maintenance; there is nothing to fail over to\n";
+    }
     out += "\n";
     let rows: Vec<Vec<String>> = list(&v["entry_points"])
         .iter()
@@ -152,11 +155,15 @@ pub fn services(v: &Value) -> String {
                 current,
                 format!("{healthy}/{}", eps.len()),
                 s(&svc["switchover"]),
-                if svc["panic"] == true { "PANIC".into() } else { "-".into() },
+                match (svc["panic"] == true, svc["degraded"] == true) {
+                    (true, _) => "PANIC".into(),
+                    (_, true) => "DEGRADED".into(),
+                    _ => "-".into(),
+                },
             ]
         })
         .collect();
-    table(&["SERVICE", "DOMAIN", "CURRENT", "HEALTHY", "SWITCHOVER", "PANIC"], &rows)
+    table(&["SERVICE", "DOMAIN", "CURRENT", "HEALTHY", "SWITCHOVER", "TROUBLE"], &rows)
 }
 
 /// `switchover-candidates`.

@@ -55,8 +55,25 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
+/// A second service, for commands that must tell services apart.
+const SECOND_SERVICE: &str = "  - name: backup
+    domain: backup.example.com
+    rise: 1
+    fall: 1
+    entry-points:
+      - name: b1
+        ip: 10.0.1.1
+      - name: b2
+        ip: 10.0.1.2
+    switcher:
+      type: fake
+    health-checker:
+      type: scripted
+";
+
 struct Running {
     _rt: tokio::runtime::Runtime,
+    dcs: MemoryDcs,
     port: u16,
     config: PathBuf,
     dir: PathBuf,
@@ -66,27 +83,39 @@ struct Running {
 }
 
 fn start() -> Running {
+    start_with(1)
+}
+
+/// A node with `services` services: `main`, then `backup`.
+fn start_with(services: usize) -> Running {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let yaml = config_yaml(port, TOKEN);
+    let mut yaml = config_yaml(port, TOKEN);
+    if services > 1 {
+        yaml.push_str(SECOND_SERVICE);
+    }
     let dir = scratch_dir();
     let config = dir.join("node.yaml");
     std::fs::write(&config, &yaml).unwrap();
 
     let checker = ScriptedChecker::new();
     let provider = FakeProvider::new(None);
-    let providers = Providers {
+    let mut providers = Providers {
         services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
         notifiers: vec![],
     };
+    if services > 1 {
+        let backup = FakeProvider::new(None);
+        providers.services.push(ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(backup.switcher("n1")) });
+    }
     let dcs = MemoryDcs::new("test");
     let node = Node::new(Config::parse(&yaml).unwrap(), Arc::new(dcs.client("n1")), providers);
     let handle = node.handle();
     let app = dhaf_node::api::router(handle.clone());
     rt.spawn(node.run(std::future::pending()));
     rt.spawn(async move { axum::serve(listener, app).await });
-    let r = Running { _rt: rt, port, config, dir, checker, provider, handle };
+    let r = Running { _rt: rt, dcs, port, config, dir, checker, provider, handle };
     r.wait_for("the node to lead and point main at ep1", |r| r.handle.is_leader() && r.provider.current().as_deref() == Some("ep1"));
     r
 }
@@ -372,4 +401,134 @@ fn t60_help_version_completions() {
     let done = cli(&["completions", "bash"]).ok();
     assert!(done.stdout.contains("dhaf-cli") && done.stdout.contains("switchover-to"), "{}", done.stdout);
     cli(&["completions", "tcsh"]).failed(2, "tcsh");
+}
+
+#[test]
+fn t35_maintenance_of_the_last_healthy_entry_point_needs_force() {
+    let r = start();
+    r.checker.down("ep3", "connection refused");
+    r.wait_json("ep3 down", &["status-service", "--service", "main", "--json"], |v| ep(v, "ep3")["verdict"] == "unhealthy");
+    r.cli(&["maintenance-on", "ep1", "--service", "main"]).ok();
+    r.wait_maintenance("ep1");
+    let done = r.cli(&["maintenance-on", "ep2", "--service", "main"]).failed(1, "last_healthy_entry_point");
+    assert!(done.stderr.contains("--force"), "the refusal says how to insist: {}", done.stderr);
+    let out = r.cli(&["status-services"]).ok().stdout;
+    let line = out.lines().find(|l| l.starts_with("main")).unwrap_or_else(|| panic!("{out}"));
+    assert!(!line.contains("DEGRADED"), "{out}");
+
+    r.cli(&["maintenance-on", "ep2", "--service", "main", "--force"]).ok();
+    r.wait_maintenance("ep2");
+    let out = r.cli(&["status-services"]).ok().stdout;
+    let line = out.lines().find(|l| l.starts_with("main")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("DEGRADED"), "{out}");
+    let out = r.cli(&["status-service", "--service", "main"]).ok().stdout;
+    assert!(out.contains("Degraded:") && out.contains("maintenance"), "{out}");
+    assert_eq!(r.provider.current().as_deref(), Some("ep2"));
+}
+
+#[test]
+fn t25_switchover_purge_without_service() {
+    // One service: it is the one meant.
+    let r = start();
+    r.cli(&["switchover-to", "ep2", "--service", "main"]).ok();
+    r.wait_json("switchover pending", &["status-service", "--service", "main", "--json"], |v| v["switchover"] == "ep2");
+    let out = r.cli(&["switchover-purge"]).ok().stdout;
+    assert!(out.contains("main"), "{out}");
+    r.wait_json("switchover purged", &["status-service", "--service", "main", "--json"], |v| v["switchover"].is_null());
+    drop(r);
+
+    // Several: the CLI names them and says how to pick, and --all purges every one.
+    let r = start_with(2);
+    r.cli(&["switchover-to", "ep2", "--service", "main"]).ok();
+    r.cli(&["switchover-to", "b2", "--service", "backup"]).ok();
+    let done = r.cli(&["switchover-purge"]).failed(2, "--service");
+    assert!(done.stderr.contains("main") && done.stderr.contains("backup") && done.stderr.contains("--all"), "{}", done.stderr);
+    let v = r.cli(&["status-services", "--json"]).ok().json();
+    assert!(v.as_array().unwrap().iter().all(|s| !s["switchover"].is_null()), "nothing was purged: {v}");
+    let out = r.cli(&["switchover-purge", "--all"]).ok().stdout;
+    assert!(out.contains("main") && out.contains("backup"), "{out}");
+    r.wait_json("every switchover purged", &["status-services", "--json"], |v| {
+        v.as_array().unwrap().iter().all(|s| s["switchover"].is_null())
+    });
+    r.cli(&["switchover-purge", "--all", "--service", "main"]).failed(2, "--all");
+}
+
+/// The original dhaf's README, section "Available CLI commands" (and the quick start's status
+/// line), verbatim: every line must keep working as written there.
+const ORIGINAL_README_CLI: &str = r#"
+10. After the dhaf cluster is fully initialized, you can see its status via CLI:
+```shell
+./dhaf.cli status-services --config config-n1.dhaf
+```
+# Available CLI commands:
+- `./dhaf.cli status-dhaf --config <config_file>` - show dhaf cluster status information.
+- `./dhaf.cli status-service --service <service_name> --config <config_file>` - show service status information.
+- `./dhaf.cli status-service --config <config_file>` - show all services status information.
+- `./dhaf.cli switchover-candidates --service <service_name> --config <config_file>` - show suitable entry points for switchover.
+- `./dhaf.cli switchover-to <ep> --service <service_name> --config <config_file>` - switchover to the `<ep>` entry point.
+- `./dhaf.cli switchover-purge --config <config_file>` - purge the switchover requirement.
+- `./dhaf.cli node-decommission <node_name> -config <config_file>` - decommission the dhaf node `<node_name>`.
+- `./dhaf.cli help` - display more information on a specific command.
+- `./dhaf.cli version` - display version information.
+"#;
+
+#[test]
+fn t70_the_original_readme_command_lines_work_as_written() {
+    let r = start();
+    // The original's configs are `.dhaf` YAML files, named relative to the working directory.
+    std::fs::copy(&r.config, r.dir.join("config-n1.dhaf")).unwrap();
+    // A member that stopped, for node-decommission.
+    let n3 = r.dcs.client("node-3");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use dhaf_core::dcs::Dcs;
+        let lease = n3.register("node-3", Duration::from_secs(4)).await.unwrap();
+        n3.revoke(lease).await.unwrap();
+    });
+
+    let lines: Vec<String> = ORIGINAL_README_CLI
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches("- `");
+            let cmd = l.strip_prefix("./dhaf.cli ")?;
+            Some(cmd.split('`').next().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    for line in &lines {
+        let line = line
+            .replace("<config_file>", "config-n1.dhaf")
+            .replace("<service_name>", "main")
+            .replace("<ep>", "ep2")
+            .replace("<node_name>", "node-3");
+        let Output { status, stdout, stderr } = Command::new(env!("CARGO_BIN_EXE_dhaf-cli"))
+            .args(line.split_whitespace())
+            .current_dir(&r.dir)
+            .env_remove("DHAF_API_TOKEN")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr));
+        assert_eq!(status.code(), Some(0), "dhaf-cli {line}\nstdout: {stdout}\nstderr: {stderr}");
+        assert!(!stdout.trim().is_empty(), "dhaf-cli {line} printed nothing");
+        if line.starts_with("status-service --config") {
+            assert!(stdout.contains("Service: main"), "dhaf-cli {line}: {stdout}");
+        }
+    }
+    // What the lines asked for happened.
+    let v = r.cli(&["status-dhaf", "--json"]).ok().json();
+    assert!(v["nodes"].as_array().unwrap().iter().all(|n| n["name"] != "node-3"), "node-3 decommissioned: {v}");
+    assert!(r.cli(&["status-service", "--service", "main", "--json"]).ok().json()["switchover"].is_null());
+}
+
+#[test]
+fn t75_single_dash_long_options_as_the_original_writes_them() {
+    let r = start();
+    let config = r.config.to_str().unwrap();
+    let v = cli(&["status-service", "-service", "main", "-config", config, "-json"]).ok().json();
+    assert_eq!(v["name"], "main");
+    cli(&["status-dhaf", &format!("-config={config}")]).ok();
+    // Short options keep their meaning.
+    cli(&["status-service", "-s", "main", "-c", config]).ok();
+    // A single-dash word that is no long option is left to the parser, which refuses it.
+    cli(&["status-dhaf", "-conf", config]).failed(2, "");
 }

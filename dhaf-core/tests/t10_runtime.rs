@@ -408,12 +408,12 @@ async fn maintenance_moves_traffic_away_and_back() {
     let c = Cluster::new(1, Some("ep-1"), "");
     c.wait_leader().await;
     let h = &c.node("n1").handle;
-    h.set_maintenance("main", "ep-1", true).await.unwrap();
+    h.set_maintenance("main", "ep-1", true, false).await.unwrap();
     wait_for("moving off maintenance", Duration::from_secs(30), || async {
         (c.provider.current().as_deref() == Some("ep-2")).then_some(())
     })
     .await;
-    h.set_maintenance("main", "ep-1", false).await.unwrap();
+    h.set_maintenance("main", "ep-1", false, false).await.unwrap();
     wait_for("moving back", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-1")).then_some(()) }).await;
 }
 

@@ -14,6 +14,7 @@
 //! | `method_not_allowed` | 405 | the route exists, the method does not |
 //! | `unknown_service`, `unknown_entry_point`, `unknown_node` | 404 | the name is not in the config / cluster |
 //! | `node_alive`, `target_in_maintenance` | 409 | the cluster's state forbids it now |
+//! | `last_healthy_entry_point` | 409 | maintenance would leave no healthy entry point in rotation (send `{"force": true}` to insist) |
 //! | `payload_too_large` | 413 | the body is over [`BODY_LIMIT`] bytes |
 //! | `unhealthy_target` | 422 | a switchover to an entry point the majority holds unhealthy |
 //! | `dcs_unavailable` | 503 | the node cannot reach the DCS |
@@ -80,7 +81,7 @@ impl From<CommandError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             CommandError::Unhealthy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            CommandError::InMaintenance { .. } | CommandError::NodeAlive(_) => StatusCode::CONFLICT,
+            CommandError::InMaintenance { .. } | CommandError::LastHealthy { .. } | CommandError::NodeAlive(_) => StatusCode::CONFLICT,
             CommandError::Dcs(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -286,17 +287,34 @@ async fn switchover_purge(State(h): State<NodeHandle>, _: Authorized, Param(serv
     ok(json!({ "service": service, "switchover": null, "message": "switchover purged; automatic rules apply again" }))
 }
 
-async fn maintenance_on(State(h): State<NodeHandle>, _: Authorized, Param((service, ep)): Param<(String, String)>) -> ApiResult {
-    maintenance(h, service, ep, true).await
+/// The optional body of `POST .../maintenance`; no body means no force.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn maintenance_on(
+    State(h): State<NodeHandle>,
+    _: Authorized,
+    Param((service, ep)): Param<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body: MaintenanceBody = match body {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => MaintenanceBody::default(),
+        other => parse_body(other)?,
+    };
+    maintenance(h, service, ep, true, body.force).await
 }
 
 async fn maintenance_off(State(h): State<NodeHandle>, _: Authorized, Param((service, ep)): Param<(String, String)>) -> ApiResult {
-    maintenance(h, service, ep, false).await
+    maintenance(h, service, ep, false, false).await
 }
 
-async fn maintenance(h: NodeHandle, service: String, ep: String, on: bool) -> ApiResult {
-    h.set_maintenance(&service, &ep, on).await?;
-    tracing::info!(service = %service, entry_point = %ep, on, "api: maintenance changed");
+async fn maintenance(h: NodeHandle, service: String, ep: String, on: bool, force: bool) -> ApiResult {
+    h.set_maintenance(&service, &ep, on, force).await?;
+    tracing::info!(service = %service, entry_point = %ep, on, force, "api: maintenance changed");
     let message = if on { "entry point taken out of rotation" } else { "entry point back in rotation" };
     ok(json!({ "service": service, "entry_point": ep, "maintenance": on, "message": message }))
 }

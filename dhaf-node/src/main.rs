@@ -20,6 +20,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let shutdown = shutdown();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)
@@ -35,7 +36,7 @@ async fn main() -> ExitCode {
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match dhaf_node::run(prepared, shutdown(), |_| {}).await {
+    match dhaf_node::run(prepared, shutdown, |_| {}).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "node stopped");
@@ -44,17 +45,34 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown() {
+/// Ctrl-C (SIGINT) or SIGTERM. SIGHUP, whose default action would kill the node without
+/// resigning or revoking its lease, is answered with a warning instead.
+///
+/// The handlers are installed at once, not when the future is first polled (after the
+/// providers' init), so no signal finds the default action in place.
+fn shutdown() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler = |kind| signal(kind).expect("signal handler");
+        (handler(SignalKind::interrupt()), handler(SignalKind::terminate()), handler(SignalKind::hangup()))
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut int, mut term, mut hup) = signals;
+            loop {
+                tokio::select! {
+                    _ = int.recv() => break,
+                    _ = term.recv() => break,
+                    _ = hup.recv() => {
+                        tracing::warn!("configuration reload is not supported yet; restart the node to apply changes");
+                    }
+                }
+            }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutdown requested");
 }

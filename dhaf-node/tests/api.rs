@@ -439,3 +439,44 @@ async fn t80_openapi_matches_the_router() {
     let (status, text) = r.send(Method::GET, "/api/v1/services/%FF%FE", None, None).await;
     assert_error(&(status, serde_json::from_str(&text).unwrap()), 400, "bad_request");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t55_maintenance_refuses_to_take_the_last_healthy_entry_point_out_of_rotation() {
+    let r = start(Some(TOKEN)).await;
+    let on = |ep: &str| format!("/api/v1/services/main/entry-points/{ep}/maintenance");
+    r.checker.down("ep3", "connection refused");
+    r.wait_json("ep3 unhealthy", "/api/v1/services/main", |v| ep(v, "ep3")["verdict"] == "unhealthy").await;
+    let (s, body) = r.admin(Method::POST, &on("ep1"), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    r.wait_for("traffic to leave ep1", |r| r.provider.current().as_deref() == Some("ep2")).await;
+    r.wait_json("ep1 in maintenance", "/api/v1/services/main", |v| ep(v, "ep1")["maintenance"] == true).await;
+
+    // ep2 is the only healthy entry point left in rotation: taking it out is refused, by name.
+    let got = r.admin(Method::POST, &on("ep2"), None).await;
+    assert_error(&got, 409, "last_healthy_entry_point");
+    let message = got.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ep2") && message.contains("force"), "{message}");
+    let got = r.admin(Method::POST, &on("ep2"), Some(json!({"force": false}))).await;
+    assert_error(&got, 409, "last_healthy_entry_point");
+    let (_, main) = r.get("/api/v1/services/main").await;
+    assert_eq!(ep(&main, "ep2")["maintenance"], false, "{main}");
+    assert_eq!(main["degraded"], false, "{main}");
+    // A bad body is refused as such, not taken for consent.
+    assert_error(&r.admin(Method::POST, &on("ep2"), Some(json!({"forse": true}))).await, 400, "bad_request");
+
+    // Forced: accepted, and the service says it is degraded (served from an entry point in maintenance).
+    let (s, body) = r.admin(Method::POST, &on("ep2"), Some(json!({"force": true}))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let main = r.wait_json("ep2 in maintenance", "/api/v1/services/main", |v| ep(v, "ep2")["maintenance"] == true).await;
+    assert_eq!(main["degraded"], true, "{main}");
+    assert_eq!(main["panic"], false, "{main}");
+    assert_eq!(r.provider.current().as_deref(), Some("ep2"), "nowhere to go: traffic stays");
+
+    // Back in rotation: no longer degraded.
+    let (s, _) = r.admin(Method::DELETE, &on("ep1"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    r.wait_json("not degraded", "/api/v1/services/main", |v| v["degraded"] == false).await;
+    // An entry point that is already unhealthy may go into maintenance: it takes nothing out of rotation.
+    let (s, body) = r.admin(Method::POST, &on("ep3"), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}

@@ -65,6 +65,17 @@ pub enum CommandError {
         /// The entry point asked for.
         entry_point: String,
     },
+    /// Maintenance would take the last healthy entry point out of rotation.
+    #[error(
+        "entry point '{entry_point}' is the last healthy entry point of '{service}' in rotation; taking it out would leave \
+         no entry point to fail over to (force it to do so anyway)"
+    )]
+    LastHealthy {
+        /// The service.
+        service: String,
+        /// The entry point asked for.
+        entry_point: String,
+    },
     /// Only a dead node can be decommissioned.
     #[error("node '{0}' is alive; stop it first, only a dead node can be decommissioned")]
     NodeAlive(String),
@@ -84,6 +95,7 @@ impl CommandError {
             CommandError::UnknownEntryPoint { .. } => "unknown_entry_point",
             CommandError::Unhealthy { .. } => "unhealthy_target",
             CommandError::InMaintenance { .. } => "target_in_maintenance",
+            CommandError::LastHealthy { .. } => "last_healthy_entry_point",
             CommandError::NodeAlive(_) => "node_alive",
             CommandError::UnknownNode(_) => "unknown_node",
             CommandError::Dcs(_) => "dcs_unavailable",
@@ -183,6 +195,9 @@ pub struct ServiceStatus {
     pub switchover: Option<String>,
     /// No healthy entry point: dhaf holds still.
     pub panic: bool,
+    /// Served only by entry points in maintenance: no healthy entry point is left in rotation,
+    /// so there is nothing to fail over to.
+    pub degraded: bool,
     /// Entry points, by priority.
     pub entry_points: Vec<EntryPointStatus>,
 }
@@ -290,6 +305,10 @@ impl NodeHandle {
         let live = extras.live.get(&svc.name).cloned();
         // A failing switch is shown only while it is still the desired one.
         let switching = extras.switching.get(&svc.name).filter(|p| current.as_deref() == Some(p.to.as_str())).cloned();
+        let healthy = |i: usize| scratch.verdicts()[i] == Verdict::Healthy;
+        let in_maintenance = |i: usize| view.entry_points.get(i).is_some_and(|e| e.maintenance);
+        let degraded = (0..svc.entry_points.len()).any(|i| healthy(i) && in_maintenance(i))
+            && !(0..svc.entry_points.len()).any(|i| healthy(i) && !in_maintenance(i));
         ServiceStatus {
             name: svc.name.clone(),
             domain: svc.domain.clone(),
@@ -299,6 +318,7 @@ impl NodeHandle {
             last_switch: record,
             switchover: view.switchover.clone(),
             panic: scratch.in_panic(),
+            degraded,
             entry_points: svc
                 .entry_points
                 .iter()
@@ -364,10 +384,21 @@ impl NodeHandle {
     }
 
     /// Take an entry point out of rotation (`on`), or put it back.
-    pub async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), CommandError> {
+    ///
+    /// Taking out the last entry point that is healthy and in rotation is refused unless
+    /// `force`d: the service would keep running on it with nothing to fail over to.
+    pub async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool, force: bool) -> Result<(), CommandError> {
         let svc = self.service(service)?;
         if svc.entry_point_index(entry_point).is_none() {
             return Err(CommandError::UnknownEntryPoint { service: service.into(), entry_point: entry_point.into() });
+        }
+        if on && !force {
+            let status = self.service_status(service).await?;
+            let in_rotation = |e: &&EntryPointStatus| e.verdict == Verdict::Healthy && !e.maintenance;
+            let mut left = status.entry_points.iter().filter(in_rotation);
+            if left.next().is_some_and(|e| e.name == entry_point) && left.next().is_none() {
+                return Err(CommandError::LastHealthy { service: service.into(), entry_point: entry_point.into() });
+            }
         }
         Ok(self.inner.dcs_call(self.inner.dcs.set_maintenance(service, entry_point, on)).await?)
     }
