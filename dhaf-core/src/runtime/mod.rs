@@ -69,6 +69,10 @@ pub(crate) struct Local {
     pub lease_deadline: Option<Instant>,
     pub leader_token: Option<FencingToken>,
     pub dcs_error: Option<String>,
+    /// When the current DCS trouble began (wall clock, for people).
+    pub dcs_error_since: Option<SystemTime>,
+    /// The last snapshot read from the DCS and when, shown (marked stale) while the DCS is away.
+    pub last_snapshot: Option<(crate::dcs::Snapshot, SystemTime)>,
     /// This node's own opinions: (service, entry point) → opinion.
     pub opinions: HashMap<(String, String), Opinion>,
     pub last_check: HashMap<(String, String), Health>,
@@ -109,6 +113,7 @@ impl Inner {
         let first = {
             let mut l = self.local.lock().unwrap();
             l.metrics.dcs_errors += 1;
+            l.dcs_error_since.get_or_insert_with(wall_now);
             l.dcs_error.replace(error.to_string()).is_none()
         };
         if first {
@@ -119,7 +124,11 @@ impl Inner {
     }
 
     fn dcs_ok(&self) {
-        let was = self.local.lock().unwrap().dcs_error.take();
+        let was = {
+            let mut l = self.local.lock().unwrap();
+            l.dcs_error_since = None;
+            l.dcs_error.take()
+        };
         if was.is_some() {
             tracing::info!("the dcs is reachable again");
             self.notifications.send(&self.config, Event::DcsRecovered { node: self.config.dhaf.node_name.clone() });
