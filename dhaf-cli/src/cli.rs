@@ -11,7 +11,8 @@ use crate::render;
 
 /// Look at and manage a dhaf cluster through one of its nodes.
 ///
-/// Exit codes: 0 done, 1 refused by the node, 2 usage or config error, 3 node unreachable.
+/// Exit codes: 0 done, 1 refused by the node, 2 usage or config error, 3 node unreachable,
+/// 4 the node cannot reach the DCS (a status shows its last known state).
 #[derive(Debug, Parser)]
 #[command(name = "dhaf-cli", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
@@ -151,12 +152,26 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dhaf-cli", &mut std::io::stdout());
         }
-        Command::StatusDhaf => show(&api()?.get("/api/v1/status")?, &render::cluster),
-        Command::StatusService { service: Some(s) } => show(&api()?.get(&format!("/api/v1/services/{}", seg(&s)))?, &render::service),
-        Command::StatusService { service: None } => show(&api()?.get("/api/v1/services")?, &|v| {
-            v.as_array().map(|a| a.iter().map(render::service).collect::<Vec<_>>().join("\n")).unwrap_or_default()
-        }),
-        Command::StatusServices => show(&api()?.get("/api/v1/services")?, &render::services),
+        Command::StatusDhaf => {
+            let v = api()?.get("/api/v1/status")?;
+            show(&v, &render::cluster);
+            stale(&v)?;
+        }
+        Command::StatusService { service: Some(s) } => {
+            let v = api()?.get(&format!("/api/v1/services/{}", seg(&s)))?;
+            show(&v, &render::service);
+            stale(&v)?;
+        }
+        Command::StatusService { service: None } => {
+            let v = api()?.get("/api/v1/services")?;
+            show(&v, &|v| v.as_array().map(|a| a.iter().map(render::service).collect::<Vec<_>>().join("\n")).unwrap_or_default());
+            stale(&v)?;
+        }
+        Command::StatusServices => {
+            let v = api()?.get("/api/v1/services")?;
+            show(&v, &render::services);
+            stale(&v)?;
+        }
         Command::SwitchoverCandidates { service } => {
             show(&api()?.get(&format!("/api/v1/services/{}/candidates", seg(&service)))?, &render::candidates)
         }
@@ -208,6 +223,23 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         ),
     }
     Ok(())
+}
+
+/// A status the node could not read fresh from the DCS is shown, then told as exit code 4, so a
+/// script never takes the last known state for the current one.
+fn stale(v: &Value) -> Result<(), CliError> {
+    let one = |v: &Value| v["stale"] == true;
+    let is_stale = match v.as_array() {
+        Some(all) => all.iter().any(one),
+        None => one(v),
+    };
+    if !is_stale {
+        return Ok(());
+    }
+    let why = v["dcs_error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default();
+    Err(CliError::DcsUnreachable(format!(
+        "the node cannot reach the DCS{why}: this is its last known state; the last switch stays in force and nothing is switched until the DCS is back"
+    )))
 }
 
 /// The services `switchover-purge` without `--service` means: the node's only one, or with

@@ -25,6 +25,8 @@ pub enum CliError {
     },
     /// Nothing usable answered (exit 3).
     Unreachable(String),
+    /// The node answered, but cannot reach the DCS: what it showed is its last known state (exit 4).
+    DcsUnreachable(String),
 }
 
 impl CliError {
@@ -34,6 +36,7 @@ impl CliError {
             CliError::Refused { .. } => 1,
             CliError::Usage(_) => 2,
             CliError::Unreachable(_) => 3,
+            CliError::DcsUnreachable(_) => 4,
         }
     }
 }
@@ -41,7 +44,7 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Usage(m) | CliError::Unreachable(m) => f.write_str(m.trim_end()),
+            CliError::Usage(m) | CliError::Unreachable(m) | CliError::DcsUnreachable(m) => f.write_str(m.trim_end()),
             CliError::Refused { status, code, message } => write!(f, "the node refused ({code}, HTTP {status}): {message}"),
         }
     }

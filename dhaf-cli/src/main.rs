@@ -6,7 +6,8 @@
 //!
 //! Exit codes scripts can rely on: 0 done, 1 the node refused (its error code and message are
 //! printed; with `--json` also as `{"error": {"code", "message"}}` on stdout), 2 usage or config
-//! error, 3 the node could not be reached.
+//! error, 3 the node could not be reached, 4 the node cannot reach the DCS (a status command
+//! still prints the node's last known state, marked stale).
 
 mod cli;
 mod client;

@@ -44,18 +44,37 @@ fn list(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
+/// How old a stale state is, in words.
+fn age(v: &Value) -> String {
+    match v["snapshot_age_secs"].as_u64() {
+        Some(secs) => format!("{secs} s old"),
+        None => "nothing was read yet".into(),
+    }
+}
+
 /// `status-dhaf`.
 pub fn cluster(v: &Value) -> String {
+    let stale = v["stale"] == true;
     let mut out = format!("Cluster: {}\n", s(&v["cluster"]));
-    out += &match v["leader"].is_null() {
-        true => "Leader:  none (an election is due)\n".to_string(),
-        false => format!("Leader:  {} (term {})\n", s(&v["leader"]["node"]), s(&v["leader"]["token"])),
+    out += &match (v["leader"].is_null(), stale) {
+        (true, false) => "Leader:  none (an election is due)\n".to_string(),
+        (false, false) => format!("Leader:  {} (term {})\n", s(&v["leader"]["node"]), s(&v["leader"]["token"])),
+        (true, true) => "Leader:  unknown (the DCS is unreachable)\n".to_string(),
+        (false, true) => format!(
+            "Leader:  unknown (the DCS is unreachable); last known: {} (term {})\n",
+            s(&v["leader"]["node"]),
+            s(&v["leader"]["token"])
+        ),
     };
     out += &format!("Answered by: {}\n", s(&v["node"]));
     if !v["dcs_error"].is_null() {
-        out += &format!("DCS:     UNREACHABLE: {} (the last switch stays in force)\n", s(&v["dcs_error"]));
+        let since = if v["dcs_error_since"].is_null() { String::new() } else { format!(" since {} UTC", when(&v["dcs_error_since"])) };
+        out += &format!("DCS:     unreachable ({}){since}; the last switch stays in force\n", s(&v["dcs_error"]));
     } else {
         out += "DCS:     ok\n";
+    }
+    if stale {
+        out += &format!("Shown:   the last known state ({}); nodes and leader may have changed since\n", age(v));
     }
     out += "\n";
     let rows: Vec<Vec<String>> = list(&v["nodes"])
@@ -84,6 +103,9 @@ fn votes(ep: &Value) -> String {
 /// `status-service`: one service in detail.
 pub fn service(v: &Value) -> String {
     let mut out = format!("Service: {} ({})\n", s(&v["name"]), s(&v["domain"]));
+    if v["stale"] == true {
+        out += &format!("Stale:   the DCS is unreachable; this is the last known state ({})\n", age(v));
+    }
     out += &format!("Current entry point: {}\n", s(&v["current"]));
     match v["live"].as_str() {
         Some(live) if Some(live) != v["current"].as_str() => {
@@ -163,7 +185,11 @@ pub fn services(v: &Value) -> String {
             ]
         })
         .collect();
-    table(&["SERVICE", "DOMAIN", "CURRENT", "HEALTHY", "SWITCHOVER", "TROUBLE"], &rows)
+    let mut out = table(&["SERVICE", "DOMAIN", "CURRENT", "HEALTHY", "SWITCHOVER", "TROUBLE"], &rows);
+    if let Some(stale) = list(v).iter().find(|svc| svc["stale"] == true) {
+        out += &format!("\nThe DCS is unreachable: this is the last known state ({}).\n", age(stale));
+    }
+    out
 }
 
 /// `switchover-candidates`.

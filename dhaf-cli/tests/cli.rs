@@ -532,3 +532,33 @@ fn t75_single_dash_long_options_as_the_original_writes_them() {
     // A single-dash word that is no long option is left to the parser, which refuses it.
     cli(&["status-dhaf", "-conf", config]).failed(2, "");
 }
+
+#[test]
+fn t80_lost_dcs_is_said_and_exits_4() {
+    let r = start();
+    r.wait_json("every verdict", &["status-service", "--service", "main", "--json"], |v| ep(v, "ep2")["verdict"] == "healthy");
+    r.dcs.set_unavailable(true);
+    r.wait_for("the node to notice", |r| r.cli(&["status-dhaf"]).code != 0);
+
+    let done = r.cli(&["status-dhaf"]);
+    assert_eq!(done.code, 4, "stdout: {}\nstderr: {}", done.stdout, done.stderr);
+    let dcs = done.stdout.lines().find(|l| l.starts_with("DCS:")).unwrap_or_else(|| panic!("{}", done.stdout));
+    assert!(dcs.contains("unreachable") && dcs.contains("since 20"), "{dcs}");
+    assert!(!done.stdout.contains("an election is due"), "{}", done.stdout);
+    assert!(done.stdout.contains("last known"), "{}", done.stdout);
+    assert!(done.stderr.contains("DCS"), "{}", done.stderr);
+
+    // The services as last known, not emptied.
+    let done = r.cli(&["status-services"]);
+    assert_eq!(done.code, 4, "stdout: {}\nstderr: {}", done.stdout, done.stderr);
+    let line = done.stdout.lines().find(|l| l.starts_with("main")).unwrap_or_else(|| panic!("{}", done.stdout));
+    assert!(line.contains("ep1") && line.contains("3/3"), "{}", done.stdout);
+    assert!(done.stdout.contains("stale") || done.stdout.contains("last known"), "{}", done.stdout);
+    let done = r.cli(&["status-service", "--service", "main", "--json"]);
+    assert_eq!(done.code, 4);
+    assert_eq!(done.json()["stale"], true);
+
+    r.dcs.set_unavailable(false);
+    r.wait_for("the dcs back", |r| r.cli(&["status-dhaf"]).code == 0);
+    assert!(r.cli(&["status-services"]).ok().stdout.lines().any(|l| l.starts_with("main") && l.contains("ep1")));
+}

@@ -329,13 +329,19 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// Leadership counts only while the node may act on it: a leader whose lease deadline passed
+/// (the DCS is away) may already have been replaced.
+fn leads(h: &NodeHandle) -> bool {
+    h.is_leader() && h.holds_lease()
+}
+
 async fn healthz(State(h): State<NodeHandle>) -> Response {
     let registered = h.holds_lease();
     let body = json!({
         "status": if registered { "ok" } else { "unavailable" },
         "node": h.config().dhaf.node_name,
         "registered": registered,
-        "leader": h.is_leader(),
+        "leader": leads(&h),
     });
     let status = if registered { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
@@ -357,10 +363,17 @@ async fn metrics(State(h): State<NodeHandle>) -> Response {
     metric("dhaf_switch_failures_total", "counter", "Switches that failed at the provider.", &one(m.switch_failures));
     metric("dhaf_leader_changes_total", "counter", "Times this node became the leader.", &one(m.leader_changes));
     metric("dhaf_dcs_errors_total", "counter", "DCS calls that failed for want of the DCS.", &one(m.dcs_errors));
-    metric("dhaf_is_leader", "gauge", "1 while this node is the cluster leader.", &one(u64::from(h.is_leader())));
+    metric("dhaf_is_leader", "gauge", "1 while this node is the cluster leader.", &one(u64::from(leads(&h))));
     metric("dhaf_registered", "gauge", "1 while this node holds a live lease in the DCS.", &one(u64::from(h.holds_lease())));
-    // Verdicts come from the DCS; without it they are left out rather than guessed.
+    // Verdicts come from the DCS; without it they are the last known ones, and
+    // dhaf_dcs_reachable says so.
     if let Ok(status) = h.status().await {
+        metric(
+            "dhaf_dcs_reachable",
+            "gauge",
+            "0 while this node cannot read the DCS (the other values are then the last known).",
+            &one(u64::from(!status.stale)),
+        );
         let mut verdicts = Vec::new();
         let mut current = Vec::new();
         let mut desired = Vec::new();

@@ -188,22 +188,50 @@ async fn t10_status_services_candidates_healthz() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t15_healthz_is_503_without_a_lease() {
+async fn t15_without_the_dcs_status_is_the_last_known_one_marked_stale() {
     let r = start(Some(TOKEN)).await;
+    r.wait_json("every verdict", "/api/v1/services/main", |v| ep(v, "ep3")["verdict"] == "healthy").await;
+    let (_, fresh) = r.get("/api/v1/status").await;
+    assert_eq!(fresh["stale"], false, "{fresh}");
+    assert_eq!(fresh["dcs_error_since"], Value::Null, "{fresh}");
     r.dcs.set_unavailable(true);
-    // The lease lapses (TTL 4 s) while the DCS is away; the node notices and drops it.
+
+    // At once: the status says the DCS is lost, since when, and shows the last known state as stale.
+    let status = r.wait_json("the dcs error", "/api/v1/status", |v| !v["dcs_error"].is_null()).await;
+    assert!(status["dcs_error"].as_str().unwrap().contains("dcs unreachable"), "{status}");
+    let since = status["dcs_error_since"].clone();
+    assert!(since.as_f64().is_some_and(|t| t > 1.6e9), "{status}");
+    assert_eq!(status["stale"], true, "{status}");
+    assert!(status["snapshot_age_secs"].as_u64().is_some(), "{status}");
+    let main = &status["services"][0];
+    assert_eq!(main["current"], "ep1", "the last known state, not an empty one: {status}");
+    assert_eq!(ep(main, "ep1")["verdict"], "healthy", "{status}");
+    assert_eq!(main["stale"], true, "{status}");
+    let (s, main) = r.get("/api/v1/services/main").await;
+    assert_eq!(s, StatusCode::OK, "{main}");
+    assert_eq!((main["current"].as_str(), main["stale"].as_bool()), (Some("ep1"), Some(true)), "{main}");
+    let metrics = r.text("/metrics").await;
+    assert!(metrics.contains("dhaf_entry_point_current{service=\"main\",entry_point=\"ep1\"} 1"), "{metrics}");
+    assert!(metrics.contains("dhaf_dcs_reachable 0"), "{metrics}");
+    // Changes still need the DCS, and say so.
+    assert_error(&r.admin(Method::DELETE, "/api/v1/services/main/switchover", None).await, 503, "dcs_unavailable");
+
+    // The lease lapses (TTL 4 s) while the DCS is away: healthz stops claiming the lease and the
+    // leadership as soon as the node may no longer act on them.
     for _ in 0..200 {
         let (s, body) = r.get("/healthz").await;
         if s == StatusCode::SERVICE_UNAVAILABLE {
             assert_eq!(body["status"], "unavailable");
-            // The status still answers, and says the DCS is lost.
-            let (s, status) = r.get("/api/v1/status").await;
-            assert_eq!(s, StatusCode::OK);
-            assert!(status["dcs_error"].as_str().is_some_and(|e| e.contains("dcs unavailable")), "{status}");
-            assert!(status["leader"].is_null(), "{status}");
-            assert_error(&r.get("/api/v1/services/main").await, 503, "dcs_unavailable");
+            assert_eq!(body["leader"], false, "{body}");
+            let (_, status) = r.get("/api/v1/status").await;
+            assert!(status["snapshot_age_secs"].as_u64().is_some_and(|a| a >= 1), "{status}");
+            assert_eq!(status["dcs_error_since"], since, "when the trouble began stays put");
             let metrics = r.text("/metrics").await;
             assert!(metrics.contains("dhaf_dcs_errors_total"), "{metrics}");
+            assert!(metrics.contains("dhaf_is_leader 0"), "{metrics}");
+            r.dcs.set_unavailable(false);
+            let back = r.wait_json("the dcs back", "/api/v1/status", |v| v["dcs_error"].is_null()).await;
+            assert_eq!((back["stale"].as_bool(), &back["dcs_error_since"]), (Some(false), &Value::Null), "{back}");
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

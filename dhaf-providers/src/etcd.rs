@@ -180,7 +180,7 @@ impl EtcdDcs {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
                 self.rotate(generation);
-                return Err(format!("{endpoint}: {e}"));
+                return Err(format!("{endpoint}: {}", human(&e)));
             }
             Err(_) => {
                 self.rotate(generation);
@@ -222,7 +222,7 @@ impl EtcdDcs {
             let mut guard = RotateOnDrop { conn: &self.conn, generation, armed: true };
             let until = deadline.min(Instant::now() + ATTEMPT_TIMEOUT);
             match tokio::time::timeout_at(until, f(client)).await {
-                Ok(Err(e)) if unreachable(&e) => last = e.to_string(),
+                Ok(Err(e)) if unreachable(&e) => last = human(&e),
                 Ok(res) => {
                     guard.armed = false;
                     return Ok(res);
@@ -234,7 +234,7 @@ impl EtcdDcs {
                 break;
             }
         }
-        Err(DcsError::Unavailable(format!("etcd: {last}")))
+        Err(DcsError::Unavailable(format!("etcd: no member could serve the request (no quorum, or all members down); last: {last}")))
     }
 
     /// A transaction.
@@ -342,7 +342,58 @@ fn lease_gone(e: &etcd_client::Error) -> bool {
 
 /// Any other etcd error: the call failed; nothing more specific can be said.
 fn other(e: etcd_client::Error) -> DcsError {
-    DcsError::Unavailable(format!("etcd: {e}"))
+    DcsError::Unavailable(format!("etcd: {}", human(&e)))
+}
+
+/// etcd's error in words for people. etcd-client's own text carries tonic's debug dump
+/// (`code: '...', source: tonic::transport::Error(Transport, ConnectError(...))`), which an
+/// operator reading `status-dhaf` or a notification cannot use.
+fn human(e: &etcd_client::Error) -> String {
+    use etcd_client::Error as E;
+    match e {
+        E::GRpcStatus(status) => {
+            let message = status.message();
+            // etcd's words for a member that is cut off from the majority.
+            let no_quorum = ["no leader", "request timed out", "leader changed", "not capable"];
+            if no_quorum.iter().any(|m| message.contains(m)) {
+                return format!("no quorum (the member says: {message})");
+            }
+            // The innermost cause of a failed connection says what happened ("Connection refused").
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+            let mut root = None;
+            while let Some(c) = cause {
+                root = Some(c);
+                cause = c.source();
+            }
+            let root = root.map(plain_io_error);
+            match (i32::from(status.code()), root) {
+                (14, Some(root)) => format!("cannot connect ({root})"),
+                (14, None) => format!("unavailable ({message})"),
+                (4, _) => "no answer in time".into(),
+                (7 | 16, _) => format!("refused: {message}"),
+                (8, _) => format!("out of space or over a limit: {message}"),
+                (_, Some(root)) => format!("{message} ({root})"),
+                (_, None) => message.to_string(),
+            }
+        }
+        E::TransportError(t) => {
+            let mut cur: &(dyn std::error::Error + 'static) = t;
+            while let Some(next) = cur.source() {
+                cur = next;
+            }
+            format!("cannot connect ({})", plain_io_error(cur))
+        }
+        E::IoError(io) => plain_io_error(io),
+        other => other.to_string(),
+    }
+}
+
+/// An I/O error without its `(os error 111)` suffix, lowercase: "connection refused".
+fn plain_io_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }
 
 fn utf8<'a>(what: &str, bytes: &'a [u8]) -> Result<&'a str, DcsError> {

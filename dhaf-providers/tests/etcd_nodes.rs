@@ -250,3 +250,29 @@ async fn t60_stopped_node_decommissioned_leaves_the_members() {
     assert!(matches!(n1.decommission("n3").await, Err(CommandError::UnknownNode(_))));
     cluster.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t55_etcd_quorum_lost_is_told_in_words_with_the_last_known_state() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (mut etcd, mut cluster) = start("t55").await;
+    // A monitoring scrape reads every node's status (the leader keeps its own snapshots anyway).
+    for n in &cluster.nodes {
+        assert!(!n.handle.status().await.unwrap().stale);
+    }
+    etcd.kill(0);
+    etcd.kill(1);
+    // Past the lease TTL: every node has met the lost quorum on several calls.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for n in &cluster.nodes {
+        let status = n.handle.status().await.expect("status answers without the dcs");
+        let error = status.dcs_error.clone().unwrap_or_else(|| panic!("{} does not say the dcs is lost", n.name));
+        for debug in ["Status {", "code:", "tonic", "transport::Error", "(Unhealthy)", "Error(", "source:"] {
+            assert!(!error.contains(debug), "{}: Rust debug text in a message for people: {error}", n.name);
+        }
+        assert!(error.contains("quorum") || error.contains("no etcd member"), "{}: {error}", n.name);
+        assert!(status.dcs_error_since.is_some() && status.stale, "{}: {status:?}", n.name);
+        assert_eq!(status.services[0].current.as_deref(), Some(ep(0, 0).as_str()), "{}: the last known state: {status:?}", n.name);
+        assert!(!n.handle.is_leader() || !n.handle.holds_lease(), "{} claims to lead without the dcs", n.name);
+    }
+    cluster.stop_all().await;
+}

@@ -139,6 +139,12 @@ pub struct NodeStatus {
     pub dcs_error: Option<String>,
     /// Values in the DCS this node cannot read and leaves out, by key: why.
     pub dcs_skipped: BTreeMap<String, String>,
+    /// When the DCS became unreachable (Unix seconds), while it is.
+    pub dcs_error_since: Option<f64>,
+    /// The DCS could not be read: leader, nodes and services are the last known ones.
+    pub stale: bool,
+    /// How old the stale state is, in seconds (none if nothing was ever read).
+    pub snapshot_age_secs: Option<u64>,
     /// Every service.
     pub services: Vec<ServiceStatus>,
 }
@@ -195,6 +201,10 @@ pub struct ServiceStatus {
     pub switchover: Option<String>,
     /// No healthy entry point: dhaf holds still.
     pub panic: bool,
+    /// The DCS could not be read: this is the last known state of the service.
+    pub stale: bool,
+    /// How old the stale state is, in seconds (none if nothing was ever read).
+    pub snapshot_age_secs: Option<u64>,
     /// Served only by entry points in maintenance: no healthy entry point is left in rotation,
     /// so there is nothing to fail over to.
     pub degraded: bool,
@@ -211,6 +221,16 @@ struct Extras {
 
 /// One past switch.
 pub type HistoryEntry = SwitchRecord;
+
+/// Why a status is not fresh, and how old it is.
+struct Stale {
+    age: Option<u64>,
+    error: String,
+}
+
+fn unix_secs(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
 
 /// Status and commands of a running [`super::Node`].
 #[derive(Clone)]
@@ -257,15 +277,31 @@ impl NodeHandle {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, CommandError> {
-        Ok(self.inner.snapshot().await?)
+        let snap = self.inner.snapshot().await?;
+        self.inner.local.lock().unwrap().last_snapshot = Some((snap.clone(), super::wall_now()));
+        Ok(snap)
+    }
+
+    /// A fresh snapshot, or while the DCS cannot be read the last one with its age (in
+    /// seconds; none if nothing was ever read) and why.
+    async fn snapshot_for_status(&self) -> (Snapshot, Option<Stale>) {
+        match self.snapshot().await {
+            Ok(s) => (s, None),
+            Err(e) => {
+                let last = self.inner.local.lock().unwrap().last_snapshot.clone();
+                let age = last.as_ref().map(|(_, at)| at.elapsed().map_or(0, |d| d.as_secs()));
+                (last.map(|(s, _)| s).unwrap_or_default(), Some(Stale { age, error: e.to_string() }))
+            }
+        }
     }
 
     /// The whole cluster's status. When the DCS cannot be read, the status says so in
-    /// `dcs_error` and shows only what this node knows (no leader, no votes).
+    /// `dcs_error` (since `dcs_error_since`) and shows the last known state, marked `stale`.
     pub async fn status(&self) -> Result<NodeStatus, CommandError> {
-        let (snap, error) = match self.snapshot().await {
-            Ok(s) => (s, None),
-            Err(e) => (Snapshot::default(), Some(e.to_string())),
+        let (snap, stale) = self.snapshot_for_status().await;
+        let (error, since) = {
+            let l = self.inner.local.lock().unwrap();
+            (l.dcs_error.clone(), l.dcs_error_since.map(unix_secs))
         };
         let config = &self.inner.config;
         let extras = self.extras().await;
@@ -279,9 +315,12 @@ impl NodeHandle {
                 .into_iter()
                 .map(|n| NodeInfo { name: n.clone(), alive: snap.alive.contains(n), leader: leader_name.as_ref() == Some(n) })
                 .collect(),
-            dcs_error: error.or_else(|| self.inner.local.lock().unwrap().dcs_error.clone()),
+            dcs_error: stale.as_ref().map(|s| s.error.clone()).or(error),
+            dcs_error_since: since,
+            stale: stale.is_some(),
+            snapshot_age_secs: stale.as_ref().and_then(|s| s.age),
             dcs_skipped: snap.skipped.clone(),
-            services: config.services.iter().map(|s| self.service_from(&snap, &extras, s)).collect(),
+            services: config.services.iter().map(|s| self.service_from(&snap, &extras, s, stale.as_ref())).collect(),
         })
     }
 
@@ -295,7 +334,7 @@ impl NodeHandle {
         }
     }
 
-    fn service_from(&self, snap: &Snapshot, extras: &Extras, svc: &ServiceConfig) -> ServiceStatus {
+    fn service_from(&self, snap: &Snapshot, extras: &Extras, svc: &ServiceConfig, stale: Option<&Stale>) -> ServiceStatus {
         let view = service_view(snap, svc);
         // The engine on a scratch state gives the verdicts and panic mode exactly as the leader sees them.
         let mut scratch = ServiceState::default();
@@ -318,6 +357,8 @@ impl NodeHandle {
             last_switch: record,
             switchover: view.switchover.clone(),
             panic: scratch.in_panic(),
+            stale: stale.is_some(),
+            snapshot_age_secs: stale.and_then(|s| s.age),
             degraded,
             entry_points: svc
                 .entry_points
@@ -346,23 +387,31 @@ impl NodeHandle {
         }
     }
 
-    /// One service's status.
+    /// One service's status; while the DCS cannot be read, the last known one, marked `stale`.
     pub async fn service_status(&self, service: &str) -> Result<ServiceStatus, CommandError> {
+        let svc = self.service(service)?;
+        let (snap, stale) = self.snapshot_for_status().await;
+        let extras = self.extras().await;
+        Ok(self.service_from(&snap, &extras, svc, stale.as_ref()))
+    }
+
+    /// One service's status read fresh from the DCS, for commands that act on it.
+    async fn service_status_fresh(&self, service: &str) -> Result<ServiceStatus, CommandError> {
         let svc = self.service(service)?;
         let snap = self.snapshot().await?;
         let extras = self.extras().await;
-        Ok(self.service_from(&snap, &extras, svc))
+        Ok(self.service_from(&snap, &extras, svc, None))
     }
 
     /// Entry points a switchover may target: healthy by majority, not in maintenance.
     pub async fn switchover_candidates(&self, service: &str) -> Result<Vec<EntryPointStatus>, CommandError> {
-        let status = self.service_status(service).await?;
+        let status = self.service_status_fresh(service).await?;
         Ok(status.entry_points.into_iter().filter(|e| e.verdict == Verdict::Healthy && !e.maintenance).collect())
     }
 
     /// Ask the leader to switch `service` over to `entry_point` and keep it there while healthy.
     pub async fn switchover_to(&self, service: &str, entry_point: &str) -> Result<(), CommandError> {
-        let status = self.service_status(service).await?;
+        let status = self.service_status_fresh(service).await?;
         let ep = status
             .entry_points
             .iter()
@@ -393,7 +442,7 @@ impl NodeHandle {
             return Err(CommandError::UnknownEntryPoint { service: service.into(), entry_point: entry_point.into() });
         }
         if on && !force {
-            let status = self.service_status(service).await?;
+            let status = self.service_status_fresh(service).await?;
             let in_rotation = |e: &&EntryPointStatus| e.verdict == Verdict::Healthy && !e.maintenance;
             let mut left = status.entry_points.iter().filter(in_rotation);
             if left.next().is_some_and(|e| e.name == entry_point) && left.next().is_none() {

@@ -72,6 +72,10 @@ pub(crate) struct Local {
     pub dcs_error: Option<String>,
     /// When a DCS call last failed for want of the DCS.
     pub dcs_failed_at: Option<Instant>,
+    /// When the current DCS trouble began (wall clock, for people).
+    pub dcs_error_since: Option<SystemTime>,
+    /// The last snapshot read from the DCS and when, shown (marked stale) while the DCS is away.
+    pub last_snapshot: Option<(crate::dcs::Snapshot, SystemTime)>,
     /// This node's own opinions: (service, entry point) → opinion.
     pub opinions: HashMap<(String, String), Opinion>,
     pub last_check: HashMap<(String, String), Health>,
@@ -147,6 +151,7 @@ impl Inner {
             let mut l = self.local.lock().unwrap();
             l.metrics.dcs_errors += 1;
             l.dcs_failed_at = Some(Instant::now());
+            l.dcs_error_since.get_or_insert_with(wall_now);
             l.dcs_error.replace(error.to_string()).is_none()
         };
         if first {
@@ -162,7 +167,11 @@ impl Inner {
         let recovered = {
             let mut l = self.local.lock().unwrap();
             let quiet = l.dcs_failed_at.is_none_or(|at| at.elapsed() >= self.dcs_quiet());
-            l.dcs_error.is_some() && quiet && l.dcs_error.take().is_some()
+            let recovered = l.dcs_error.is_some() && quiet && l.dcs_error.take().is_some();
+            if recovered {
+                l.dcs_error_since = None;
+            }
+            recovered
         };
         if recovered {
             tracing::info!("the dcs is reachable again");
