@@ -276,15 +276,13 @@ impl NodeHandle {
         self.inner.config.service(name).ok_or_else(|| CommandError::UnknownService(name.into()))
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, CommandError> {
-        let snap = self.inner.snapshot().await?;
-        self.inner.local.lock().unwrap().last_snapshot = Some((snap.clone(), super::wall_now()));
-        Ok(snap)
+    async fn snapshot(&self) -> Result<Arc<Snapshot>, CommandError> {
+        Ok(self.inner.snapshot().await?)
     }
 
     /// A fresh snapshot, or while the DCS cannot be read the last one with its age (in
     /// seconds; none if nothing was ever read) and why.
-    async fn snapshot_for_status(&self) -> (Snapshot, Option<Stale>) {
+    async fn snapshot_for_status(&self) -> (Arc<Snapshot>, Option<Stale>) {
         match self.snapshot().await {
             Ok(s) => (s, None),
             Err(e) => {

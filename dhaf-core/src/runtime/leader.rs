@@ -201,11 +201,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             next_reconcile = Instant::now() + config.dhaf.reconcile_interval;
         }
         let snapshot = match inner.snapshot().await {
-            Ok(s) => {
-                // Kept for the status API, which shows it (marked stale) if the DCS goes away.
-                inner.local.lock().unwrap().last_snapshot = Some((s.clone(), super::wall_now()));
-                s
-            }
+            Ok(s) => s,
             Err(_) => {
                 // Without the DCS nothing is decided: the last switch stays in force.
                 tokio::time::sleep(Duration::from_millis(500)).await;

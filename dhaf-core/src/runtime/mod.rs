@@ -75,7 +75,7 @@ pub(crate) struct Local {
     /// When the current DCS trouble began (wall clock, for people).
     pub dcs_error_since: Option<SystemTime>,
     /// The last snapshot read from the DCS and when, shown (marked stale) while the DCS is away.
-    pub last_snapshot: Option<(crate::dcs::Snapshot, SystemTime)>,
+    pub last_snapshot: Option<(Arc<Snapshot>, SystemTime)>,
     /// This node's own opinions: (service, entry point) → opinion.
     pub opinions: HashMap<(String, String), Opinion>,
     pub last_check: HashMap<(String, String), Health>,
@@ -115,9 +115,12 @@ impl Inner {
     }
 
     /// Read a snapshot; a value it had to leave out is logged once, not on every read.
-    pub async fn snapshot(&self) -> Result<Snapshot, DcsError> {
-        let snap = self.dcs_call(self.dcs.snapshot()).await?;
+    /// Read a snapshot, keeping it (shared, not copied) as the last known state that status
+    /// shows, marked stale, while the DCS is away.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, DcsError> {
+        let snap = Arc::new(self.dcs_call(self.dcs.snapshot()).await?);
         let mut l = self.local.lock().unwrap();
+        l.last_snapshot = Some((snap.clone(), wall_now()));
         if l.skipped != snap.skipped {
             for (key, why) in &snap.skipped {
                 if l.skipped.get(key) != Some(why) {
