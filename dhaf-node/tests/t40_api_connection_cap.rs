@@ -6,22 +6,15 @@
 //! idle connections come from another process, as they would from another host.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dhaf_node::ApiLimits;
 
+mod support;
+
 const IDLE_CONNECTIONS: usize = 300;
 const DESCRIPTOR_LIMIT: u64 = 256;
-
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_beyond_the_cap_starve_neither_the_checks_nor_the_api() {
@@ -43,36 +36,7 @@ async fn idle_connections_beyond_the_cap_starve_neither_the_checks_nor_the_api()
             }
         }
     });
-    let entry = dir.join("entry");
-    std::fs::write(&entry, "ep-1\n").unwrap();
-    let init = script(&dir, "init", &format!("cat '{}'", entry.display()));
-    let switch = script(&dir, "switch", &format!("echo \"$1\" > '{}'", entry.display()));
-    let config = dir.join("node.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "dhaf:
-  cluster-name: cap
-  node-name: node-1
-  tact-interval: 1
-  heartbeat-interval: 1
-  healthy-node-status-ttl: 5
-  web-api: {{ host: 127.0.0.1, port: 0 }}
-services:
-  - name: site
-    domain: site.test
-    rise: 1
-    fall: 1
-    entry-points:
-      - {{ name: ep-1, ip: 127.0.0.1 }}
-    health-checker: {{ type: tcp, port: {backend_port}, timeout: 1 }}
-    switcher: {{ type: exec, init: {}, switch: {} }}
-",
-            init.display(),
-            switch.display()
-        ),
-    )
-    .unwrap();
+    let config = support::tcp_site(&dir, "cap", backend_port, "    rise: 1\n    fall: 1\n");
 
     let prepared = dhaf_node::prepare(&config, &dhaf_providers::registry()).expect("valid config");
     let handle = prepared.node.handle();

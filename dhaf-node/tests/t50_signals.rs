@@ -2,17 +2,11 @@
 //! terminal) is answered with a warning, not death; SIGINT and SIGTERM stop the node cleanly,
 //! resigning and revoking its lease.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
+mod support;
 
 /// The log without terminal colours.
 fn plain(text: &str) -> String {
@@ -47,34 +41,7 @@ impl Node {
         // Accepted connections sit in the queue; a tcp check needs no more. Leaked on purpose:
         // it lives as long as the test process.
         std::mem::forget(backend);
-        let entry = dir.join("entry");
-        std::fs::write(&entry, "ep-1\n").unwrap();
-        let init = script(&dir, "init", &format!("cat '{}'", entry.display()));
-        let switch = script(&dir, "switch", &format!("echo \"$1\" > '{}'", entry.display()));
-        let config = dir.join("node.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "dhaf:
-  cluster-name: signals
-  node-name: node-1
-  tact-interval: 1
-  heartbeat-interval: 1
-  healthy-node-status-ttl: 5
-  web-api: {{ host: 127.0.0.1, port: 0 }}
-services:
-  - name: site
-    domain: site.test
-    entry-points:
-      - {{ name: ep-1, ip: 127.0.0.1 }}
-    health-checker: {{ type: tcp, port: {port}, timeout: 1 }}
-    switcher: {{ type: exec, init: {}, switch: {} }}
-",
-                init.display(),
-                switch.display()
-            ),
-        )
-        .unwrap();
+        let config = support::tcp_site(&dir, "signals", port, "");
         let log = dir.join("node.log");
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_dhaf-node"))

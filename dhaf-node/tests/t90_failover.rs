@@ -3,12 +3,14 @@
 //! is stopped, then started again: the public entry must follow, and the binary must stop cleanly
 //! on SIGTERM.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+mod support;
 
 async fn backend(listener: TcpListener) {
     loop {
@@ -19,14 +21,6 @@ async fn backend(listener: TcpListener) {
             let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
         });
     }
-}
-
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 async fn wait_for_entry(entry: &Path, want: &str, node: &mut Child, limit: Duration) {
@@ -57,8 +51,8 @@ async fn the_node_binary_fails_over_and_back_between_real_backends() {
     let entry = dir.join("entry");
     let log = dir.join("switches.log");
     std::fs::write(&entry, "ep-1\n").unwrap();
-    let init = script(&dir, "init", &format!("cat '{}'", entry.display()));
-    let switch = script(
+    let init = support::script(&dir, "init", &format!("cat '{}'", entry.display()));
+    let switch = support::script(
         &dir,
         "switch",
         &format!("echo \"$1\" > '{e}'; echo \"$1 $2 $DHAF_FENCING_TOKEN\" >> '{l}'", e = entry.display(), l = log.display()),
