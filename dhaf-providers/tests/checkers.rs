@@ -582,13 +582,9 @@ async fn tcp_timeout_is_honoured() {
 // ---------------------------------------------------------------------------------------------
 // exec.
 
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
+#[path = "support/script.rs"]
+mod script_support;
+use script_support::script;
 
 fn exec_yaml(init: &Path, check: &Path, extra: &str) -> String {
     format!("type: exec\ninit: {}\ncheck: {}\n{extra}", init.display(), check.display())

@@ -4,7 +4,6 @@
 //! One test per binary would be needed to change the process environment safely; the secrets are
 //! set once, before anything else runs, by [`node_env`].
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
@@ -27,11 +26,9 @@ fn node_env() {
     });
 }
 
-fn script(dir: &Path, name: &str, body: &str) {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
+#[path = "support/script.rs"]
+mod script_support;
+use script_support::script;
 
 /// A config file in `dir` whose service uses the exec checker and switcher with `checker` and
 /// `switcher` settings.

@@ -25,11 +25,7 @@ impl Scripts {
 
     /// Write an executable shell script; `$DIR` in the body is this test's directory.
     fn script(&self, name: &str, body: &str) -> PathBuf {
-        let path = self.path(name);
-        let text = format!("#!/bin/sh\nDIR='{}'\n{body}\n", self.dir.path().display());
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path
+        script_support::script(self.dir.path(), name, &format!("DIR='{}'\n{body}", self.dir.path().display()))
     }
 
     /// A pair that keeps the "live" entry point in a file: `switch` writes it, `init` prints it.
@@ -44,6 +40,8 @@ echo "$1" > "$DIR/current""#,
     }
 }
 
+#[path = "support/script.rs"]
+mod script_support;
 #[path = "support/switcher.rs"]
 mod switcher_support;
 
