@@ -268,8 +268,7 @@ impl NodeHandle {
     /// [`NodeHandle::is_registered`], this turns false while the DCS is unreachable, before the
     /// node learns that its lease is gone.
     pub fn holds_lease(&self) -> bool {
-        let l = self.inner.local.lock().unwrap();
-        l.lease.is_some() && l.lease_deadline.is_some_and(|d| tokio::time::Instant::now() < d)
+        self.inner.live_lease().is_some()
     }
 
     fn service(&self, name: &str) -> Result<&ServiceConfig, CommandError> {

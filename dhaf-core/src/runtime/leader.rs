@@ -38,7 +38,7 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
     loop {
         // Campaign only under a lease known to be live: past its deadline the node may not lead,
         // and winning the same term again would end at once, over and over.
-        let Some(lease) = live_lease(&inner) else {
+        let Some(lease) = inner.live_lease() else {
             tokio::time::sleep(Duration::from_millis(200).min(inner.config.dhaf.heartbeat_interval)).await;
             continue;
         };
@@ -106,16 +106,19 @@ struct Slot {
     shown_live: Option<String>,
 }
 
-/// A finished switch, with what it was.
-struct Finished {
+/// A switch under way: what it is, kept beside its task so that a switcher that panics is
+/// still a failed switch of a known service.
+struct Switching {
     service: usize,
     from: Option<String>,
     record: SwitchRecord,
-    outcome: Outcome,
 }
 
-/// A finished read-back: the service, the slot's epoch when it began, and what it found.
-type ReadBack = (usize, u64, Result<Option<String>, String>);
+/// A read-back under way: its service, and the slot's epoch when it began.
+struct Reading {
+    service: usize,
+    epoch: u64,
+}
 
 /// The term is over (fenced, lease lost, or another leader named): stop leading.
 struct TermOver;
@@ -123,12 +126,6 @@ struct TermOver;
 /// Which entry points each service may be switched to now, by the engine's latest verdicts: a
 /// switch that waited for its turn checks it again before it begins.
 type Eligibility = Arc<Mutex<Vec<Vec<bool>>>>;
-
-/// This node's lease, while its deadline has not passed.
-fn live_lease(inner: &Inner) -> Option<crate::dcs::LeaseId> {
-    let l = inner.local.lock().unwrap();
-    l.lease.filter(|_| l.lease_deadline.is_some_and(|d| Instant::now() < d))
-}
 
 struct Leading {
     inner: Arc<Inner>,
@@ -138,11 +135,11 @@ struct Leading {
     /// Bounds the switches in flight at once.
     limit: Arc<tokio::sync::Semaphore>,
     /// Switches under way; the leader keeps deciding while they run.
-    running: JoinSet<Finished>,
-    /// What each running switch is, so a switcher that panics is still a failed switch.
-    which: HashMap<tokio::task::Id, (usize, Option<String>, SwitchRecord)>,
+    running: JoinSet<Outcome>,
+    switching: HashMap<tokio::task::Id, Switching>,
     /// Read-backs under way, each bounded, so a slow provider delays no decision.
-    reading: JoinSet<ReadBack>,
+    reading: JoinSet<Result<Option<String>, String>>,
+    reads: HashMap<tokio::task::Id, Reading>,
     eligible: Eligibility,
 }
 
@@ -157,8 +154,9 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
         cluster: ClusterState::default(),
         limit: Arc::new(tokio::sync::Semaphore::new(SWITCH_CONCURRENCY)),
         running: JoinSet::new(),
-        which: HashMap::new(),
+        switching: HashMap::new(),
         reading: JoinSet::new(),
+        reads: HashMap::new(),
         eligible: Arc::new(Mutex::new(vec![Vec::new(); n])),
     };
     // What earlier leaders announced, so a node that died with its leader is still announced.
@@ -231,7 +229,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             } => if !alive { watch = None },
             _ = tokio::time::sleep_until(until) => {}
             Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
-            Some(read) = me.reading.join_next(), if !me.reading.is_empty() => me.read(read),
+            Some(read) = me.reading.join_next_with_id(), if !me.reading.is_empty() => me.read(read),
         }
         if over {
             break;
@@ -284,33 +282,30 @@ impl Leading {
             return;
         }
         slot.reading = true;
-        let (inner, token, epoch) = (self.inner.clone(), self.token, slot.epoch);
-        self.reading.spawn(async move {
+        let reading = Reading { service: i, epoch: slot.epoch };
+        let (inner, token) = (self.inner.clone(), self.token);
+        let task = self.reading.spawn(async move {
             let switcher = inner.providers.services[i].switcher.clone();
-            let read = tokio::select! {
+            tokio::select! {
                 live = tokio::time::timeout(READ_BACK_TIMEOUT, switcher.current()) => match live {
                     Ok(Ok(live)) => Ok(live),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("no answer within {} s", READ_BACK_TIMEOUT.as_secs())),
                 },
                 _ = inner.term_ends(token) => Err("the term ended".to_string()),
-            };
-            (i, epoch, read)
+            }
         });
+        self.reads.insert(task.id(), reading);
     }
 
     /// Take in a finished read-back.
-    fn read(&mut self, done: Result<ReadBack, tokio::task::JoinError>) {
-        let (i, epoch, read) = match done {
-            Ok(done) => done,
-            Err(e) => {
-                // A switcher that panics reading is a failed read of one service; which one is
-                // not known here, so every service is free to read again.
-                tracing::error!(error = %e, "a read-back panicked");
-                self.slots.iter_mut().for_each(|s| s.reading = false);
-                return;
-            }
+    fn read(&mut self, done: Result<(tokio::task::Id, Result<Option<String>, String>), tokio::task::JoinError>) {
+        let (id, read) = match done {
+            Ok((id, read)) => (id, read),
+            // A switcher that panics reading is a failed read.
+            Err(e) => (e.id(), Err(format!("the switcher panicked: {e}"))),
         };
+        let Some(Reading { service: i, epoch }) = self.reads.remove(&id) else { return };
         let slot = &mut self.slots[i];
         slot.reading = false;
         slot.read_once = true;
@@ -396,14 +391,13 @@ impl Leading {
             let record = self.record(&to, kind);
             let (inner, limit, eligible) = (inner.clone(), self.limit.clone(), self.eligible.clone());
             let task = self.running.spawn({
-                let (from, record) = (from.clone(), record.clone());
+                let record = record.clone();
                 async move {
                     let _permit = limit.acquire_owned().await.expect("never closed");
-                    let outcome = carry_out(&inner, i, &record, &eligible).await;
-                    Finished { service: i, from, record, outcome }
+                    carry_out(&inner, i, &record, &eligible).await
                 }
             });
-            self.which.insert(task.id(), (i, from, record));
+            self.switching.insert(task.id(), Switching { service: i, from, record });
             self.slots[i].epoch += 1;
         }
         Ok(wake)
@@ -424,17 +418,12 @@ impl Leading {
     }
 
     /// Take in a finished switch.
-    async fn finish(&mut self, done: Result<(tokio::task::Id, Finished), tokio::task::JoinError>) -> Result<(), TermOver> {
-        let Finished { service: i, from, record, outcome } = match done {
-            Ok((id, done)) => {
-                self.which.remove(&id);
-                done
-            }
-            Err(e) => {
-                let Some((service, from, record)) = self.which.remove(&e.id()) else { return Ok(()) };
-                Finished { service, from, record, outcome: Outcome::Failed(format!("the switcher panicked: {e}")) }
-            }
+    async fn finish(&mut self, done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) -> Result<(), TermOver> {
+        let (id, outcome) = match done {
+            Ok((id, outcome)) => (id, outcome),
+            Err(e) => (e.id(), Outcome::Failed(format!("the switcher panicked: {e}"))),
         };
+        let Some(Switching { service: i, from, record }) = self.switching.remove(&id) else { return Ok(()) };
         self.slots[i].epoch += 1;
         match outcome {
             Outcome::Done => self.switched(i, from, &record).await,

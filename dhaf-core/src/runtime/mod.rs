@@ -114,9 +114,9 @@ impl Inner {
         res
     }
 
-    /// Read a snapshot; a value it had to leave out is logged once, not on every read.
-    /// Read a snapshot, keeping it (shared, not copied) as the last known state that status
-    /// shows, marked stale, while the DCS is away.
+    /// Read a snapshot; a value it had to leave out is logged once, not on every read. The
+    /// snapshot is kept (shared, not copied) as the last known state that
+    /// status shows, marked stale, while the DCS is away.
     pub async fn snapshot(&self) -> Result<Arc<Snapshot>, DcsError> {
         let snap = Arc::new(self.dcs_call(self.dcs.snapshot()).await?);
         let mut l = self.local.lock().unwrap();
@@ -170,7 +170,7 @@ impl Inner {
         let recovered = {
             let mut l = self.local.lock().unwrap();
             let quiet = l.dcs_failed_at.is_none_or(|at| at.elapsed() >= self.dcs_quiet());
-            let recovered = l.dcs_error.is_some() && quiet && l.dcs_error.take().is_some();
+            let recovered = quiet && l.dcs_error.take().is_some();
             if recovered {
                 l.dcs_error_since = None;
             }
@@ -202,6 +202,12 @@ impl Inner {
 
     pub fn lease(&self) -> Option<LeaseId> {
         self.local.lock().unwrap().lease
+    }
+
+    /// This node's lease while it is known to be live: its deadline has not passed.
+    pub fn live_lease(&self) -> Option<LeaseId> {
+        let l = self.local.lock().unwrap();
+        l.lease.filter(|_| l.lease_deadline.is_some_and(|d| Instant::now() < d))
     }
 
     /// Whether this node may still act under `token` at `now`.
@@ -493,7 +499,7 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
             next_check = Instant::now() + config.dhaf.tact_interval;
         }
         if abstaining && published.is_some() {
-            if inner.dcs_call(inner.dcs.withdraw_opinion(&config.dhaf.node_name, &key.0, &key.1)).await.is_ok() {
+            if withdraw_stale(&inner, &key).await {
                 published = None;
             }
         } else if let (Some(lease), Some(op), false) = (inner.lease(), hysteresis.current(), abstaining) {
@@ -517,9 +523,9 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
     }
 }
 
-/// This node could not publish its changed opinion of `key`: the one published before is stale
-/// and must not go on counting as its vote (a node's own trouble is no evidence about an entry
-/// point). Returns whether it no longer counts.
+/// This node's published opinion of `key` is stale (it could not publish a changed one, or it
+/// cannot check at all) and must not go on counting as its vote: a node's own trouble is no
+/// evidence about an entry point. Returns whether it no longer counts.
 ///
 /// The opinion is deleted first: a delete passes where writes are refused (etcd's NOSPACE alarm),
 /// and costs only this one vote. If even that fails while the DCS answers, the node withdraws
@@ -530,7 +536,7 @@ async fn withdraw_stale(inner: &Inner, key: &(String, String)) -> bool {
     let node = &inner.config.dhaf.node_name;
     match inner.dcs_call(inner.dcs.withdraw_opinion(node, &key.0, &key.1)).await {
         Ok(()) => {
-            tracing::warn!(service = %key.0, entry_point = %key.1, "withdrew the stale opinion this node cannot update");
+            tracing::warn!(service = %key.0, entry_point = %key.1, "withdrew this node's stale opinion");
             true
         }
         Err(e) => {
