@@ -599,6 +599,12 @@ fn the_embedded_dcs_does_not_start_on_a_state_file_it_cannot_write_or_read() {
 /// One node leading two services, each with its own provider and checker; returns once the node
 /// leads and has settled for a few seconds.
 async fn two_services() -> [(FakeProvider, ScriptedChecker); 2] {
+    two_services_reading_first_in(Duration::ZERO).await
+}
+
+/// [`two_services`] where reading the first service's provider back takes `read_delay`, from the
+/// node's start (so from the start of its first term).
+async fn two_services_reading_first_in(read_delay: Duration) -> [(FakeProvider, ScriptedChecker); 2] {
     let svc = |name: &str| {
         format!(
             "  - name: {name}\n    domain: {name}.test\n    entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }} ]\n    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n"
@@ -611,6 +617,7 @@ async fn two_services() -> [(FakeProvider, ScriptedChecker); 2] {
     );
     let pair = || (FakeProvider::new(Some("ep-1")), ScriptedChecker::new());
     let services = [pair(), pair()];
+    services[0].0.set_read_delay(read_delay);
     let providers = Providers {
         services: services
             .iter()
@@ -1135,8 +1142,8 @@ async fn a_target_that_goes_down_while_its_switch_is_recorded_is_not_switched_to
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_read_back_delays_no_failover_even_at_the_start_of_a_term() {
-    let [(slow, _slow_checker), (fast, fast_checker)] = two_services().await;
-    slow.set_read_delay(Duration::from_secs(3600));
+    // The first service's provider answers reads only after an hour, from the term's start on.
+    let [_slow, (fast, fast_checker)] = two_services_reading_first_in(Duration::from_secs(3600)).await;
     fast_checker.down("ep-1", "connection refused");
     let down = Instant::now();
     wait_for("the fast service's failover", Duration::from_secs(60), || async {
