@@ -126,7 +126,10 @@ pub fn service(v: &Value) -> String {
     }
     if !v["last_switch"].is_null() {
         let l = &v["last_switch"];
-        out += &format!("Last switch: {} to {} by {} at {}\n", s(&l["kind"]), s(&l["entry_point"]), s(&l["node"]), when(&l["at"]));
+        // While a switch is failing, the record names where the service should point, not a
+        // switch that happened.
+        let label = if v["switching"].is_null() { "Last switch" } else { "Recorded (not carried out yet)" };
+        out += &format!("{label}: {} to {} by {} at {}\n", s(&l["kind"]), s(&l["entry_point"]), s(&l["node"]), when(&l["at"]));
     }
     out += &format!(
         "Switchover: {}\n",
@@ -152,12 +155,24 @@ pub fn service(v: &Value) -> String {
                 s(&e["ip"]),
                 s(&e["verdict"]),
                 if e["maintenance"] == true { "maintenance".into() } else { "-".into() },
-                if e["current"] == true { "*".into() } else { "".into() },
+                current_mark(v, e),
                 votes(e),
             ]
         })
         .collect();
     out + &table(&["PRIO", "ENTRY POINT", "IP", "VERDICT", "MAINT", "CURRENT", "VOTES"], &rows)
+}
+
+/// The CURRENT cell of an entry point: `*` where the service points; while the provider was read
+/// back pointing elsewhere, `* (desired)` and `live` tell the two apart.
+fn current_mark(service: &Value, e: &Value) -> String {
+    let live_known = service["live"].is_string();
+    match (e["current"] == true, e["live"] == true) {
+        (true, live) if live || !live_known => "*".into(),
+        (true, _) => "* (desired)".into(),
+        (false, true) => "live".into(),
+        (false, false) => String::new(),
+    }
 }
 
 /// `status-services`: one line per service.
@@ -241,6 +256,27 @@ mod tests {
     fn timestamps_read_as_utc() {
         assert_eq!(when(&json!(0.0)), "1970-01-01 00:00:00");
         assert_eq!(when(&json!(1_709_210_096.5)), "2024-02-29 12:34:56");
+    }
+
+    #[test]
+    fn a_failing_switch_is_shown_as_failing_never_as_done() {
+        let ep = |name: &str, current: bool, live: bool| {
+            json!({"priority": 1, "name": name, "ip": "10.0.0.1", "verdict": "healthy", "maintenance": false,
+                   "current": current, "live": live, "votes": []})
+        };
+        let v = json!({
+            "name": "site", "domain": "site.test", "current": "ep-2", "live": "ep-1",
+            "switching": {"to": "ep-2", "kind": "failover", "attempts": 7, "failing_since": 0.0, "last_error": "HTTP 503"},
+            "last_switch": {"kind": "failover", "entry_point": "ep-2", "node": "n1", "at": 0.0},
+            "switchover": null, "panic": false,
+            "entry_points": [ep("ep-1", false, true), ep("ep-2", true, false)],
+        });
+        let out = service(&v);
+        assert!(out.contains("Provider points at: ep-1"), "{out}");
+        assert!(out.contains("Switching: to ep-2 (failover), failing since 1970-01-01 00:00:00 (7 attempts): HTTP 503"), "{out}");
+        assert!(!out.contains("Last switch"), "{out}");
+        assert!(out.contains("Recorded (not carried out yet): failover to ep-2"), "{out}");
+        assert!(out.contains("* (desired)") && out.contains(" live "), "{out}");
     }
 
     #[test]
