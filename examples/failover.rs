@@ -101,7 +101,8 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let entry = dir.join("public-entry");
     std::fs::write(&entry, "ep-1\n").unwrap();
-    let init = script(&dir, "init.sh", &format!("cat '{}'", entry.display()));
+    let init = script(&dir, "init.sh", "exit 0");
+    let current = script(&dir, "current.sh", &format!("cat '{}'", entry.display()));
     let switch = script(&dir, "switch.sh", &format!("echo \"$1\" > '{}'", entry.display()));
 
     let (a, b, port) = bind_pair().await;
@@ -140,11 +141,13 @@ services:
       type: exec
       init: {init}
       switch: {switch}
+      current: {current}
 notifiers:
   - type: timeline
 "#,
         init = init.display(),
         switch = switch.display(),
+        current = current.display(),
     );
     let config = Config::parse(&yaml).expect("the demo config is valid");
     let mut registry = dhaf::providers::registry();

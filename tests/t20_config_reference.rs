@@ -107,7 +107,7 @@ services:
   - name: s
     domain: foo.com
     entry-points: [{ name: ep-1, ip: 10.0.0.1 }, { name: ep-2, ip: 10.0.0.2 }]
-    switcher: { type: exec, init: /etc/dhaf/current.sh, switch: /etc/dhaf/switch.sh }
+    switcher: { type: exec, init: /etc/dhaf/init.sh, switch: /etc/dhaf/switch.sh }
     health-checker: { type: tcp, port: 443 }
 "#;
 
@@ -317,7 +317,7 @@ services:
   - name: s
     domain: foo.com
     entry-points: [{ name: ep-1, ip: 10.0.0.1 }]
-    switcher: { type: exec, init: examples/configs/scripts/current.sh, switch: examples/configs/scripts/switch.sh }
+    switcher: { type: exec, init: examples/configs/scripts/init.sh, switch: examples/configs/scripts/switch.sh, current: examples/configs/scripts/current.sh }
     health-checker: { type: tcp, port: 443 }
 ";
     let c = build(minimal).expect("the minimal config builds");

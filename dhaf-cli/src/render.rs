@@ -111,6 +111,7 @@ pub fn service(v: &Value) -> String {
         Some(live) if Some(live) != v["current"].as_str() => {
             out += &format!("Provider points at: {}\n", if live.is_empty() { "no configured entry point" } else { live })
         }
+        _ if v["reads_back"] == false => out += "Provider points at: unknown (the switcher cannot read it back; drift is not repaired)\n",
         _ => {}
     }
     if !v["switching"].is_null() {
@@ -277,6 +278,20 @@ mod tests {
         assert!(!out.contains("Last switch"), "{out}");
         assert!(out.contains("Recorded (not carried out yet): failover to ep-2"), "{out}");
         assert!(out.contains("* (desired)") && out.contains(" live "), "{out}");
+    }
+
+    #[test]
+    fn a_switcher_that_cannot_read_back_is_shown_as_unknown() {
+        let v = json!({
+            "name": "site", "domain": "site.test", "current": "ep-1", "live": null, "reads_back": false,
+            "switching": null, "last_switch": null, "switchover": null, "panic": false,
+            "entry_points": [{"priority": 1, "name": "ep-1", "ip": "10.0.0.1", "verdict": "healthy",
+                              "maintenance": false, "current": true, "live": false, "votes": []}],
+        });
+        let out = service(&v);
+        assert!(out.contains("Provider points at: unknown (the switcher cannot read it back"), "{out}");
+        let read = json!({"reads_back": true, "live": null, "current": "ep-1", "entry_points": []});
+        assert!(!service(&read).contains("Provider points at"), "not read yet is not 'cannot read'");
     }
 
     #[test]

@@ -51,6 +51,13 @@ pub trait Switcher: Send + Sync {
     /// The leader reads it back after every switch and periodically, and repairs drift.
     async fn current(&self) -> Result<Option<String>, ProviderError>;
 
+    /// Whether [`current`](Self::current) can read the live state at all. A switcher that cannot
+    /// (an `exec` switcher without a `current` script) is never read back: the leader trusts its
+    /// own switches, repairs no drift, and status says the live state is unknown.
+    fn reads_back(&self) -> bool {
+        true
+    }
+
     /// Point the service at `to`. `token` is the leader term that decided it; providers that can
     /// carry it (a DNS record's comment) write it, so every write traces to a term.
     async fn switch(&self, to: &EntryPoint, token: FencingToken) -> Result<(), ProviderError>;

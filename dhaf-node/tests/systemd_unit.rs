@@ -123,8 +123,9 @@ services:
     health-checker: {{ type: tcp, port: 1 }}
     switcher:
       type: exec
-      init: {scripts}/current.sh
+      init: {scripts}/init.sh
       switch: {scripts}/switch.sh
+      current: {scripts}/current.sh
       env: {{ DHAF_EXAMPLE_STATE_DIR: "{state}" }}
 "#,
             scripts = scripts.display(),

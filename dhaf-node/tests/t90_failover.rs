@@ -51,7 +51,8 @@ async fn the_node_binary_fails_over_and_back_between_real_backends() {
     let entry = dir.join("entry");
     let log = dir.join("switches.log");
     std::fs::write(&entry, "ep-1\n").unwrap();
-    let init = support::script(&dir, "init", &format!("cat '{}'", entry.display()));
+    let init = support::script(&dir, "init", "exit 0");
+    let current = support::script(&dir, "current", &format!("cat '{}'", entry.display()));
     let switch = support::script(
         &dir,
         "switch",
@@ -85,10 +86,11 @@ services:
       - {{ name: ep-1, ip: 127.0.0.1 }}
       - {{ name: ep-2, ip: 127.0.0.2 }}
     health-checker: {{ type: web, port: {port}, path: /health, timeout: 1, retries: 0, expected-response-body: ok }}
-    switcher: {{ type: exec, init: {init}, switch: {switch} }}
+    switcher: {{ type: exec, init: {init}, switch: {switch}, current: {current} }}
 "#,
             init = init.display(),
-            switch = switch.display()
+            switch = switch.display(),
+            current = current.display()
         ),
     )
     .unwrap();

@@ -28,16 +28,28 @@ impl Scripts {
         script_support::script(self.dir.path(), name, &format!("DIR='{}'\n{body}", self.dir.path().display()))
     }
 
-    /// A pair that keeps the "live" entry point in a file: `switch` writes it, `init` prints it.
-    fn stateful(&self) -> (PathBuf, PathBuf) {
-        let init = self.script("init.sh", r#"cat "$DIR/current" 2>/dev/null; exit 0"#);
+    /// Scripts that keep the "live" entry point in a file: `switch` writes it, `current` prints
+    /// it, and `init` (as the original's: it prints what it likes) counts its runs.
+    fn stateful(&self) -> Trio {
+        let init = self.script("init.sh", r#"echo "initialising $DHAF_SERVICE"; echo run >> "$DIR/init-runs""#);
+        let current = self.script("current.sh", r#"cat "$DIR/current" 2>/dev/null; exit 0"#);
         let switch = self.script(
             "switch.sh",
             r#"echo "$1 $2 token=$DHAF_FENCING_TOKEN service=$DHAF_SERVICE domain=$DHAF_DOMAIN args=$#" >> "$DIR/calls"
 echo "$1" > "$DIR/current""#,
         );
-        (init, switch)
+        Trio { init, switch, current }
     }
+
+    fn init_runs(&self) -> usize {
+        std::fs::read_to_string(self.path("init-runs")).map_or(0, |t| t.lines().count())
+    }
+}
+
+struct Trio {
+    init: PathBuf,
+    switch: PathBuf,
+    current: PathBuf,
 }
 
 #[path = "support/script.rs"]
@@ -67,8 +79,20 @@ fn build_with(settings: &str) -> Result<Arc<dyn Switcher>, ConfigError> {
     switcher_support::build(&format!("{CONFIG}{settings}"))
 }
 
+/// A switcher with `init` and `switch` only, as the original's.
 fn build(init: &Path, switch: &Path, timeout: u64) -> Arc<dyn Switcher> {
     let settings = format!("      init: '{}'\n      switch: '{}'\n      timeout: {timeout}\n", init.display(), switch.display());
+    build_with(&settings).expect("valid exec settings")
+}
+
+/// A switcher that reads back with `current`.
+fn build_reading(init: &Path, switch: &Path, current: &Path, timeout: u64) -> Arc<dyn Switcher> {
+    let settings = format!(
+        "      init: '{}'\n      switch: '{}'\n      current: '{}'\n      timeout: {timeout}\n",
+        init.display(),
+        switch.display(),
+        current.display()
+    );
     build_with(&settings).expect("valid exec settings")
 }
 
@@ -97,10 +121,11 @@ fn read_pid(path: &Path) -> u32 {
 }
 
 #[tokio::test]
-async fn switch_passes_name_ip_token_and_service_and_init_reads_it_back() {
+async fn switch_passes_name_ip_token_and_service_and_current_reads_it_back() {
     let s = Scripts::new();
-    let (init, switch) = s.stateful();
-    let sw = build(&init, &switch, 10);
+    let t = s.stateful();
+    let sw = build_reading(&t.init, &t.switch, &t.current, 10);
+    assert!(sw.reads_back());
 
     sw.init().await.expect("init succeeds with no state yet");
     assert_eq!(sw.current().await.unwrap(), None, "nothing printed: no current entry point");
@@ -115,14 +140,44 @@ async fn switch_passes_name_ip_token_and_service_and_init_reads_it_back() {
         calls.lines().collect::<Vec<_>>(),
         ["ep-2 2001:db8::2 token=42 service=web domain=foo.com args=2", "ep-1 10.0.0.1 token=43 service=web domain=foo.com args=2",]
     );
+    assert_eq!(s.init_runs(), 1, "init is the provider's initialisation: it runs once, at start, and never to read back");
+}
+
+#[tokio::test]
+async fn the_originals_init_and_switch_work_as_its_readme_defines_them() {
+    let s = Scripts::new();
+    let t = s.stateful();
+    // The original's pair: `init` prints whatever it likes, and there is no `current`.
+    let sw = build(&t.init, &t.switch, 10);
+    sw.init().await.expect("an init that prints a greeting starts fine");
+    assert!(!sw.reads_back(), "without `current` the live state cannot be read back");
+    let err = sw.current().await.unwrap_err();
+    assert!(matches!(err, ProviderError::Permanent(_)), "{err:?}");
+    assert!(err.to_string().contains("cannot read back") && err.to_string().contains("`current`"), "{err}");
+
+    sw.switch(&ep("ep-2", "2001:db8::2"), FencingToken(7)).await.unwrap();
+    sw.switch(&ep("ep-1", "10.0.0.1"), FencingToken(7)).await.unwrap();
+    assert_eq!(std::fs::read_to_string(s.path("calls")).unwrap().lines().count(), 2);
+    assert_eq!(s.init_runs(), 1, "switching never runs init again");
+}
+
+#[tokio::test]
+async fn a_current_script_that_fails_at_start_stops_the_node() {
+    let s = Scripts::new();
+    let t = s.stateful();
+    let broken = s.script("current.sh", "echo 'no access to the balancer' >&2; exit 4");
+    let err = build_reading(&t.init, &t.switch, &broken, 10).init().await.unwrap_err();
+    assert!(matches!(err, ProviderError::Permanent(_)), "{err:?}");
+    assert!(err.to_string().contains("current script") && err.to_string().contains("no access to the balancer"), "{err}");
 }
 
 #[tokio::test]
 async fn an_unknown_name_means_no_current_entry_point() {
     let s = Scripts::new();
-    let init = s.script("init.sh", "echo ep-9");
+    let init = s.script("init.sh", "exit 0");
+    let current = s.script("current.sh", "echo ep-9");
     let switch = s.script("switch.sh", "exit 0");
-    let sw = build(&init, &switch, 10);
+    let sw = build_reading(&init, &switch, &current, 10);
     sw.init().await.unwrap();
     assert_eq!(sw.current().await.unwrap(), None);
 }
@@ -201,23 +256,25 @@ async fn a_failing_init_fails_start() {
 }
 
 #[tokio::test]
-async fn garbage_from_init_is_a_clear_error_quoting_it() {
+async fn garbage_from_current_is_a_clear_error_quoting_it() {
     let s = Scripts::new();
     let switch = s.script("switch.sh", "exit 0");
+    let init = s.script("init.sh", "exit 0");
 
-    let init = s.script("words.sh", "echo 'current entry point is ep-1'");
-    let err = build(&init, &switch, 10).current().await.unwrap_err().to_string();
+    let current = s.script("words.sh", "echo 'current entry point is ep-1'");
+    let err = build_reading(&init, &switch, &current, 10).current().await.unwrap_err().to_string();
+    assert!(err.contains("current script") && err.contains("words.sh"), "{err}");
     assert!(err.contains("printed \"current entry point is ep-1\""), "{err}");
     assert!(err.contains("one of: ep-1, ep-2"), "{err}");
 
-    let init = s.script("binary.sh", r"printf '\001\377\376ep-1\000junk'");
-    let sw = build(&init, &switch, 10);
+    let current = s.script("binary.sh", r"printf '\001\377\376ep-1\000junk'");
+    let sw = build_reading(&init, &switch, &current, 10);
     let err = sw.current().await.unwrap_err().to_string();
     assert!(err.contains("printed \"\\u{1}"), "binary shown escaped: {err}");
     assert!(sw.init().await.is_err(), "garbage at start stops the node");
 
-    let init = s.script("long.sh", r#"i=0; while [ $i -lt 100 ]; do printf 'garbage '; i=$((i+1)); done; echo"#);
-    let err = build(&init, &switch, 10).current().await.unwrap_err().to_string();
+    let current = s.script("long.sh", r#"i=0; while [ $i -lt 100 ]; do printf 'garbage '; i=$((i+1)); done; echo"#);
+    let err = build_reading(&init, &switch, &current, 10).current().await.unwrap_err().to_string();
     assert!(err.contains('…') && err.len() < 400, "long output is truncated: {err}");
 }
 
@@ -228,12 +285,18 @@ async fn missing_or_non_executable_scripts_are_config_errors_with_their_key_path
     std::fs::write(&plain, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
     let missing = s.path("missing.sh");
-    let settings = format!("      init: '{}'\n      switch: '{}'\n      timeout: 0\n", missing.display(), plain.display());
+    let settings = format!(
+        "      init: '{}'\n      switch: '{}'\n      current: '{}'\n      timeout: 0\n",
+        missing.display(),
+        plain.display(),
+        plain.display()
+    );
     let Err(err) = build_with(&settings) else { panic!("bad settings must not build") };
     let text: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
     let expect = [
         format!("services[0].switcher.init: no such file: {}", missing.display()),
         format!("services[0].switcher.switch: {} is not executable", plain.display()),
+        format!("services[0].switcher.current: {} is not executable", plain.display()),
         "services[0].switcher.timeout: must be a whole number from 1 to 3600".to_string(),
     ];
     for e in &expect {

@@ -380,7 +380,8 @@ impl Lab {
     /// another process is executing fails with "text file busy").
     fn write_scripts(&self) {
         let entry = self.entry_file();
-        self.script("init.sh", &format!("cat '{}'", entry.display()));
+        self.script("init.sh", "exit 0");
+        self.script("current.sh", &format!("cat '{}'", entry.display()));
         for host in HOSTS {
             self.script(
                 &format!("switch-{host}.sh"),
@@ -408,6 +409,7 @@ impl Lab {
     fn spawn_node(&self, i: usize) -> Proc {
         let host = HOSTS[i];
         let init = self.dir.join("init.sh");
+        let current = self.dir.join("current.sh");
         let switch = self.dir.join(format!("switch-{host}.sh"));
         let hosts: Vec<String> = HOSTS.iter().map(|h| format!("{}:2379", self.ip(h))).collect();
         let switcher = match &self.cf {
@@ -417,7 +419,7 @@ impl Lab {
                 crate::cloudflare::ZONE,
                 cf.url()
             ),
-            None => format!("{{ type: exec, init: {}, switch: {} }}", init.display(), switch.display()),
+            None => format!("{{ type: exec, init: {}, switch: {}, current: {} }}", init.display(), switch.display(), current.display()),
         };
         let config = format!(
             r#"

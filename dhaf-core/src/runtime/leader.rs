@@ -278,6 +278,11 @@ impl Leading {
     /// the term; one read at a time per service.
     fn read_back(&mut self, i: usize) {
         let slot = &mut self.slots[i];
+        if !self.inner.providers.services[i].switcher.reads_back() {
+            // Nothing to wait for: the switches this leader makes are all it knows.
+            slot.read_once = true;
+            return;
+        }
         if slot.reading {
             return;
         }

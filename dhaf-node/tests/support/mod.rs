@@ -19,7 +19,8 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 pub fn tcp_site(dir: &Path, cluster: &str, port: u16, service_keys: &str) -> PathBuf {
     let entry = dir.join("entry");
     std::fs::write(&entry, "ep-1\n").unwrap();
-    let init = script(dir, "init", &format!("cat '{}'", entry.display()));
+    let init = script(dir, "init", "exit 0");
+    let current = script(dir, "current", &format!("cat '{}'", entry.display()));
     let switch = script(dir, "switch", &format!("echo \"$1\" > '{}'", entry.display()));
     let config = dir.join("node.yaml");
     std::fs::write(
@@ -38,10 +39,11 @@ services:
 {service_keys}    entry-points:
       - {{ name: ep-1, ip: 127.0.0.1 }}
     health-checker: {{ type: tcp, port: {port}, timeout: 1 }}
-    switcher: {{ type: exec, init: {}, switch: {} }}
+    switcher: {{ type: exec, init: {}, switch: {}, current: {} }}
 ",
             init.display(),
-            switch.display()
+            switch.display(),
+            current.display()
         ),
     )
     .unwrap();

@@ -3,16 +3,21 @@
 //! ```yaml
 //! switcher:
 //!   type: exec
-//!   init: /etc/dhaf/current.sh     # prints the current entry point's name
+//!   init: /etc/dhaf/init.sh        # run once when the node starts
 //!   switch: /etc/dhaf/switch.sh    # called as `switch.sh <name> <ip>`
+//!   current: /etc/dhaf/current.sh  # optional: prints the current entry point's name
 //!   timeout: 10                    # seconds per run (default 10)
 //! ```
 //!
-//! `init` runs once at start (a failure stops the node) and again whenever the leader reads the live
-//! state back: the first line of its stdout names the entry point the service points at now, and an
-//! empty line or a name dhaf does not know means "none of them". `switch` gets the entry point's
-//! name and IP as arguments; both scripts get `DHAF_SERVICE`, `DHAF_DOMAIN`, and `switch` also gets
-//! `DHAF_FENCING_TOKEN` (the leader term, a number) so it can record which term made the change.
+//! `init` is the original's provider initialisation: it runs once when the node starts, its output
+//! is ignored, and a failure stops the node. `switch` gets the entry point's name and IP as
+//! arguments. `current`, when given, is how the leader reads the live state back (after every
+//! switch and periodically, to repair drift): the first line of its stdout names the entry point
+//! the service points at now, or its IP; an empty line or a name dhaf does not know means "none of
+//! them". Without `current` the switcher cannot read back: dhaf trusts its own switches, repairs no
+//! drift, and status says the live state is unknown. All scripts get `DHAF_SERVICE`, `DHAF_DOMAIN`,
+//! and `switch` also gets `DHAF_FENCING_TOKEN` (the leader term, a number) so it can record which
+//! term made the change.
 //!
 //! Paths are absolute or relative to the config file's directory. Scripts get a clean environment
 //! (see [`crate::script`]): `PATH`, `HOME`, `LANG`, the `DHAF_*` variables above and what `env:`
@@ -44,7 +49,7 @@ const OUTPUT_CAP: usize = 64 * 1024;
 /// Printed output is quoted in errors up to this many characters.
 const QUOTE_CAP: usize = 80;
 
-/// A switcher that runs the operator's `init` and `switch` scripts.
+/// A switcher that runs the operator's `init`, `switch` and (optionally) `current` scripts.
 #[derive(Debug, Clone)]
 pub struct ExecSwitcher {
     service: String,
@@ -52,17 +57,20 @@ pub struct ExecSwitcher {
     entry_points: Vec<EntryPoint>,
     init: PathBuf,
     switch: PathBuf,
+    /// `current:`; without it the live state cannot be read back.
+    current: Option<PathBuf>,
     timeout: Duration,
     /// `env:`.
     env: ScriptEnv,
 }
 
 impl ExecSwitcher {
-    /// Build from the service's `switcher` section; checks that both scripts exist and are executable.
+    /// Build from the service's `switcher` section; checks that the scripts exist and are executable.
     pub fn from_config(section: &ProviderConfig, ctx: &BuildContext) -> Result<Self, ConfigError> {
         let f = section.fields();
         let init = executable(&f, "init", &ctx.base_dir);
         let switch = executable(&f, "switch", &ctx.base_dir);
+        let current = f.has("current").then(|| executable(&f, "current", &ctx.base_dir)).flatten();
         let timeout = f.seconds("timeout", 10, 1, 3600);
         let env = env_setting(&f);
         f.finish();
@@ -73,6 +81,7 @@ impl ExecSwitcher {
             entry_points: svc.entry_points.clone(),
             init: init.unwrap_or_default(),
             switch: switch.unwrap_or_default(),
+            current,
             timeout,
             env,
         })
@@ -108,14 +117,14 @@ impl ExecSwitcher {
         Err(ProviderError::transient(format!("{what} script {}: {reason}", script.display())))
     }
 
-    /// Map the first line `init` printed to an entry point.
-    fn parse_current(&self, stdout: &[u8]) -> Result<Option<String>, ProviderError> {
+    /// Map the first line `current` printed to an entry point.
+    fn parse_current(&self, script: &Path, stdout: &[u8]) -> Result<Option<String>, ProviderError> {
         let first = stdout.split(|b| *b == b'\n').next().unwrap_or_default();
         let garbage = || {
             let known: Vec<&str> = self.entry_points.iter().map(|ep| ep.name.as_str()).collect();
             ProviderError::permanent(format!(
-                "init script {} printed {}, expected the name of the current entry point (one of: {}) or an empty line",
-                self.init.display(),
+                "current script {} printed {}, expected the name of the current entry point (one of: {}) or an empty line",
+                script.display(),
                 quote(first),
                 known.join(", ")
             ))
@@ -134,7 +143,7 @@ impl ExecSwitcher {
         }
         let name_like = word.len() <= 64 && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if name_like {
-            tracing::debug!(service = %self.service, printed = word, "init script names no configured entry point");
+            tracing::debug!(service = %self.service, printed = word, "current script names no configured entry point");
             Ok(None)
         } else {
             Err(garbage())
@@ -145,14 +154,29 @@ impl ExecSwitcher {
 #[async_trait]
 impl Switcher for ExecSwitcher {
     async fn init(&self) -> Result<(), ProviderError> {
-        let current = self.current().await?;
-        tracing::info!(service = %self.service, current = current.as_deref().unwrap_or("(none)"), "exec switcher ready");
+        // A failing start is for someone to fix, not to retry: the node stops with the reason.
+        let permanent = |e: ProviderError| ProviderError::permanent(e.to_string());
+        self.run_ok("init", &self.init, &[], &self.env()).await.map_err(permanent)?;
+        match &self.current {
+            Some(_) => {
+                let current = self.current().await.map_err(permanent)?;
+                tracing::info!(service = %self.service, current = current.as_deref().unwrap_or("(none)"), "exec switcher ready");
+            }
+            None => tracing::info!(service = %self.service, "exec switcher ready (no `current` script: the live state is not read back)"),
+        }
         Ok(())
     }
 
+    fn reads_back(&self) -> bool {
+        self.current.is_some()
+    }
+
     async fn current(&self) -> Result<Option<String>, ProviderError> {
-        let out = self.run_ok("init", &self.init, &[], &self.env()).await?;
-        self.parse_current(&out.stdout)
+        let Some(script) = &self.current else {
+            return Err(ProviderError::permanent("cannot read back: the exec switcher has no `current` script"));
+        };
+        let out = self.run_ok("current", script, &[], &self.env()).await?;
+        self.parse_current(script, &out.stdout)
     }
 
     async fn switch(&self, to: &EntryPoint, token: FencingToken) -> Result<(), ProviderError> {
@@ -247,6 +271,7 @@ mod tests {
             ],
             init: "/x/init".into(),
             switch: "/x/switch".into(),
+            current: Some("/x/current".into()),
             timeout: Duration::from_secs(1),
             env: ScriptEnv::default(),
         }
@@ -265,20 +290,25 @@ mod tests {
             (b"10.9.9.9", None),
         ];
         for (printed, want) in table {
-            assert_eq!(s.parse_current(printed).unwrap().as_deref(), *want, "{:?}", String::from_utf8_lossy(printed));
+            assert_eq!(
+                s.parse_current(Path::new("/x/current"), printed).unwrap().as_deref(),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(printed)
+            );
         }
     }
 
     #[test]
     fn garbage_is_an_error_quoting_it() {
         let s = switcher();
-        let e = s.parse_current(b"the current one is ep-1\n").unwrap_err().to_string();
+        let e = s.parse_current(Path::new("/x/current"), b"the current one is ep-1\n").unwrap_err().to_string();
         assert!(e.contains("printed \"the current one is ep-1\""), "{e}");
         assert!(e.contains("one of: ep-1, ep-2"), "{e}");
-        let e = s.parse_current(b"\x00\xff\xfe binary").unwrap_err().to_string();
+        let e = s.parse_current(Path::new("/x/current"), b"\x00\xff\xfe binary").unwrap_err().to_string();
         assert!(e.contains("\\0"), "{e}");
         let long = "x".repeat(500) + " y";
-        let e = s.parse_current(long.as_bytes()).unwrap_err().to_string();
+        let e = s.parse_current(Path::new("/x/current"), long.as_bytes()).unwrap_err().to_string();
         assert!(e.len() < 300 && e.contains('…'), "{e}");
     }
 }

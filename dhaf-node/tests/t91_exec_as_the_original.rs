@@ -1,0 +1,98 @@
+//! The original's `exec` switcher: `init` runs once, as the provider's initialisation, and
+//! `switch` points the public entry. Without a `current` script nothing reads the live state back,
+//! and status says so instead of showing a guess.
+
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+
+mod support;
+
+/// Accept and drop connections until the task is aborted: a backend the tcp checker sees up.
+async fn backend(listener: TcpListener) {
+    loop {
+        if let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    }
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_runs_once_switches_work_and_status_says_the_live_state_is_unknown() {
+    let dir = std::env::temp_dir().join(format!("dhaf-original-exec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (entry, init_runs) = (dir.join("entry"), dir.join("init-runs"));
+    // As the original's scripts: init prints what it likes, switch writes the entry point's name.
+    let init = support::script(&dir, "init", &format!("echo 'hello from init'; echo run >> '{}'", init_runs.display()));
+    let switch = support::script(&dir, "switch", &format!("echo \"$1\" > '{}'", entry.display()));
+
+    let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = a.local_addr().unwrap().port();
+    let b = TcpListener::bind(("127.0.0.2", port)).await.expect("127.0.0.2 with the same port");
+    let primary = tokio::spawn(backend(a));
+    tokio::spawn(backend(b));
+
+    let config = dir.join("node.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "dhaf:
+  cluster-name: original-exec
+  node-name: node-1
+  tact-interval: 1
+  heartbeat-interval: 1
+  healthy-node-status-ttl: 5
+  reconcile-interval: 1
+  web-api: {{ host: 127.0.0.1, port: 0 }}
+services:
+  - name: site
+    domain: site.test
+    rise: 1
+    fall: 1
+    entry-points:
+      - {{ name: ep-1, ip: 127.0.0.1 }}
+      - {{ name: ep-2, ip: 127.0.0.2 }}
+    health-checker: {{ type: tcp, port: {port}, timeout: 1 }}
+    switcher: {{ type: exec, init: {}, switch: {} }}
+",
+            init.display(),
+            switch.display()
+        ),
+    )
+    .unwrap();
+
+    let prepared = dhaf_node::prepare(&config, &dhaf_providers::registry()).expect("valid config");
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(dhaf_node::run_with_limits(prepared, dhaf_node::ApiLimits::default(), std::future::pending(), move |a| {
+        let _ = addr_tx.send(a);
+    }));
+    let addr = addr_rx.await.unwrap();
+
+    // Nothing to read back, so the leader does not wait for a read: it points the entry at ep-1.
+    wait_for("the cold start points the entry at ep-1", Duration::from_secs(30), || read(&entry).trim() == "ep-1").await;
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let status: serde_json::Value = http.get(format!("http://{addr}/api/v1/services/site")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["current"], "ep-1", "{status:#}");
+    assert_eq!(status["reads_back"], false, "status tells that the live state cannot be read: {status:#}");
+    assert!(status["live"].is_null(), "no guess at the live state: {status:#}");
+
+    primary.abort();
+    wait_for("failover to ep-2", Duration::from_secs(30), || read(&entry).trim() == "ep-2").await;
+    // Several reconcile intervals pass: none of them runs init again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(read(&init_runs).lines().count(), 1, "init is run once, at start");
+}
