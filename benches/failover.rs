@@ -562,6 +562,15 @@ impl Dcs for CountingDcs {
         self.write();
         self.inner.publish_opinion(node, lease, service, ep, opinion).await
     }
+    async fn publish_definitions(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        definitions: &std::collections::BTreeMap<String, dhaf_core::model::ServiceDefinition>,
+    ) -> Result<(), DcsError> {
+        self.write();
+        self.inner.publish_definitions(node, lease, definitions).await
+    }
     async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
         self.write();
         self.inner.withdraw_opinion(node, service, ep).await

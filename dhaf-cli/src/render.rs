@@ -81,7 +81,19 @@ pub fn cluster(v: &Value) -> String {
         .iter()
         .map(|n| vec![s(&n["name"]), if n["alive"] == true { "alive" } else { "DEAD" }.into(), yes(&n["leader"])])
         .collect();
-    out + &table(&["NODE", "STATUS", "LEADER"], &rows)
+    out += &table(&["NODE", "STATUS", "LEADER"], &rows);
+    for svc in list(&v["services"]) {
+        let nodes: Vec<String> = list(&svc["disagreement"]).iter().map(|n| s(&n["node"])).collect();
+        if !nodes.is_empty() {
+            let held = if svc["held"] == true { "; held where it is" } else { "" };
+            out += &format!(
+                "\nConfig disagreement: service {} is defined differently by {}{held} (dhaf-cli status-service shows what differs)",
+                s(&svc["name"]),
+                nodes.join(", ")
+            );
+        }
+    }
+    out
 }
 
 fn votes(ep: &Value) -> String {
@@ -146,6 +158,7 @@ pub fn service(v: &Value) -> String {
     if v["degraded"] == true {
         out += "Degraded: YES - every healthy entry point is in maintenance; there is nothing to fail over to\n";
     }
+    out += &disagreement(v);
     out += "\n";
     let rows: Vec<Vec<String>> = list(&v["entry_points"])
         .iter()
@@ -162,6 +175,26 @@ pub fn service(v: &Value) -> String {
         })
         .collect();
     out + &table(&["PRIO", "ENTRY POINT", "IP", "VERDICT", "MAINT", "CURRENT", "VOTES"], &rows)
+}
+
+/// Nodes that define a service differently, with what differs; empty while all agree.
+fn disagreement(service: &Value) -> String {
+    let nodes = list(&service["disagreement"]);
+    if nodes.is_empty() {
+        return String::new();
+    }
+    let mut out = if service["held"] == true {
+        "Config: DISAGREE - fewer than a majority of the nodes share this definition; the service is held where it is\n".to_string()
+    } else {
+        "Config: DISAGREE - only the nodes that share this definition vote\n".to_string()
+    };
+    for n in nodes {
+        out += &format!("  {} defines it differently:\n", s(&n["node"]));
+        for d in list(&n["differences"]) {
+            out += &format!("    {}\n", d.as_str().unwrap_or_default());
+        }
+    }
+    out
 }
 
 /// The CURRENT cell of an entry point: `*` where the service points; while the provider was read
@@ -292,6 +325,19 @@ mod tests {
         assert!(out.contains("Provider points at: unknown (the switcher cannot read it back"), "{out}");
         let read = json!({"reads_back": true, "live": null, "current": "ep-1", "entry_points": []});
         assert!(!service(&read).contains("Provider points at"), "not read yet is not 'cannot read'");
+    }
+
+    #[test]
+    fn a_disagreement_names_the_nodes_and_what_differs() {
+        let v = json!({
+            "name": "site", "domain": "site.test", "current": "ep-1", "live": "ep-1", "reads_back": true,
+            "switching": null, "last_switch": null, "switchover": null, "panic": false, "held": true,
+            "disagreement": [{"node": "n3", "differences": ["entry-points[0]: ep-1 10.0.0.1 \u{2260} ep-2 10.0.0.2"]}],
+            "entry_points": [],
+        });
+        let out = service(&v);
+        assert!(out.contains("Config: DISAGREE") && out.contains("held where it is"), "{out}");
+        assert!(out.contains("  n3 defines it differently:\n    entry-points[0]: ep-1 10.0.0.1 \u{2260} ep-2 10.0.0.2"), "{out}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_yaml::{Mapping, Value};
 
-use crate::model::EntryPoint;
+use crate::model::{EntryPoint, ServiceDefinition};
 
 /// One problem in a config file, with the key path it is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -210,6 +210,82 @@ impl ServiceConfig {
     /// The index of the entry point called `name`.
     pub fn entry_point_index(&self, name: &str) -> Option<usize> {
         self.entry_points.iter().position(|ep| ep.name == name)
+    }
+
+    /// What this node publishes of the service so the nodes can tell they agree on it: every
+    /// setting that changes a decision (`min_votes` is the cluster's `dhaf.min-votes`), by key
+    /// path. Provider settings whose key names a secret (token, password, secret, key,
+    /// authorization, cookie, credentials) show only `(secret)`; node-local ones (the `exec`
+    /// scripts' paths and `env`) are left out, as each node may keep its scripts elsewhere.
+    pub fn definition(&self, min_votes: usize) -> ServiceDefinition {
+        use sha2::Digest as _;
+        let mut s = std::collections::BTreeMap::new();
+        s.insert("name".to_string(), self.name.clone());
+        s.insert("domain".to_string(), self.domain.clone());
+        for (i, ep) in self.entry_points.iter().enumerate() {
+            s.insert(format!("entry-points[{i}]"), format!("{} {}", ep.name, ep.ip));
+        }
+        s.insert("rise".to_string(), self.rise.to_string());
+        s.insert("fall".to_string(), self.fall.to_string());
+        s.insert("failback".to_string(), format!("{:?}", self.failback).to_lowercase());
+        s.insert("failback-delay".to_string(), format!("{:?}", self.failback_delay));
+        s.insert("dhaf.min-votes".to_string(), min_votes.to_string());
+        for (key, section) in [("health-checker", &self.health_checker), ("switcher", &self.switcher)] {
+            s.insert(format!("{key}.type"), section.kind.clone());
+            for (k, v) in &section.settings {
+                let k = yaml_text(k);
+                if !NODE_LOCAL_KEYS.contains(&k.as_str()) {
+                    flatten(&mut s, format!("{key}.{k}"), v, is_secret(&k));
+                }
+            }
+        }
+        let mut digest = sha2::Sha256::new();
+        for (k, v) in &s {
+            digest.update(format!("{}\0{k}\0{}\0{v}\0", k.len(), v.len()));
+        }
+        let fingerprint = digest.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+        ServiceDefinition { fingerprint, settings: s }
+    }
+}
+
+/// Provider settings that may differ from node to node without changing a decision.
+const NODE_LOCAL_KEYS: &[&str] = &["init", "switch", "check", "current", "env"];
+
+fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["token", "password", "secret", "key", "authorization", "cookie", "credential"].iter().any(|w| k.contains(w))
+}
+
+fn yaml_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => serde_yaml::to_string(other).map(|t| t.trim().to_string()).unwrap_or_default(),
+    }
+}
+
+/// Settings of a provider section by key path; a secret's value (and anything under it) is shown
+/// only as set.
+fn flatten(out: &mut std::collections::BTreeMap<String, String>, path: String, v: &Value, secret: bool) {
+    match v {
+        _ if secret => {
+            out.insert(path, "(secret)".into());
+        }
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                let k = yaml_text(k);
+                flatten(out, format!("{path}.{k}"), v, is_secret(&k));
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(out, format!("{path}[{i}]"), v, false);
+            }
+        }
+        Value::Tagged(t) => flatten(out, path, &t.value, false),
+        scalar => {
+            out.insert(path, yaml_text(scalar));
+        }
     }
 }
 
@@ -848,6 +924,36 @@ notifiers:
         assert!(s.switcher.settings.get("type").is_none());
         assert_eq!(c.notifiers[0].name.as_deref(), Some("email-anon"));
         assert_eq!((s.rise, s.fall, s.failback), (2, 2, Failback::Auto));
+    }
+
+    #[test]
+    fn a_definition_holds_what_decides_and_no_secret_or_node_local_path() {
+        let c = Config::parse_with_env(GOOD, &env).unwrap();
+        let d = c.services[0].definition(1);
+        assert_eq!(d.settings["entry-points[0]"], "ep-1 111.111.111.11");
+        assert_eq!(d.settings["switcher.type"], "cloudflare");
+        assert_eq!(d.settings["switcher.zone"], "foo.com");
+        assert_eq!(d.settings["switcher.api-token"], "(secret)");
+        assert!(!format!("{d:?}").contains("secret-token"), "{d:?}");
+
+        // Another token, other script paths: the same definition. Another order: another one.
+        let other = GOOD.replace("${CF_TOKEN}", "another-token");
+        assert_eq!(Config::parse_with_env(&other, &env).unwrap().services[0].definition(1), d);
+        let swapped = GOOD.replace("ep-1", "ep-x").replace("ep-2", "ep-1").replace("ep-x", "ep-2");
+        let e = Config::parse_with_env(&swapped, &env).unwrap().services[0].definition(1);
+        assert_ne!(e.fingerprint, d.fingerprint);
+        assert_eq!(d.differences(&e)[0], "entry-points[0]: ep-1 111.111.111.11 \u{2260} ep-2 111.111.111.11");
+        assert_ne!(c.services[0].definition(2).fingerprint, d.fingerprint, "min-votes changes decisions");
+
+        let exec = |dir: &str| {
+            let yaml = format!(
+                "dhaf: {{ cluster-name: c1, node-name: n1 }}\nservices:\n  - name: s\n    domain: foo.com\n    entry-points: [{{ name: a, ip: 10.0.0.1 }}]\n    switcher: {{ type: exec, init: {dir}/i, switch: {dir}/s, env: {{ X: {dir} }} }}\n    health-checker: {{ type: web, headers: {{ Authorization: Bearer {dir}, Host: foo.com }} }}\n"
+            );
+            Config::parse(&yaml).unwrap().services[0].definition(1)
+        };
+        assert_eq!(exec("/srv/a"), exec("/opt/b"), "script paths, env and a secret header are node-local or hidden");
+        assert_eq!(exec("/srv/a").settings["health-checker.headers.Authorization"], "(secret)");
+        assert_eq!(exec("/srv/a").settings["health-checker.headers.Host"], "foo.com");
     }
 
     #[test]

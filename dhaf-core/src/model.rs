@@ -183,6 +183,29 @@ pub mod unix_seconds {
     }
 }
 
+/// What a node publishes of one service's definition, so that the nodes can tell whether they
+/// agree on it (see [`crate::config::ServiceConfig::definition`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDefinition {
+    /// A digest of `settings`: nodes with equal fingerprints decide the service alike.
+    pub fingerprint: String,
+    /// Every setting that changes a decision, by key path, as text. Secrets appear only as
+    /// `(secret)`; node-local settings (script paths, `env`) not at all.
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+impl ServiceDefinition {
+    /// How `other` differs from this definition, one line per setting: `key: ours ≠ theirs`.
+    pub fn differences(&self, other: &ServiceDefinition) -> Vec<String> {
+        let keys: std::collections::BTreeSet<&String> = self.settings.keys().chain(other.settings.keys()).collect();
+        let shown = |v: Option<&String>| v.map_or("(not set)".to_string(), Clone::clone);
+        keys.into_iter()
+            .filter(|k| self.settings.get(*k) != other.settings.get(*k))
+            .map(|k| format!("{k}: {} \u{2260} {}", shown(self.settings.get(k)), shown(other.settings.get(k))))
+            .collect()
+    }
+}
+
 /// Something that happened, told to the notifiers once per transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -280,6 +303,23 @@ pub enum Event {
         /// Its term.
         token: FencingToken,
     },
+    /// Alive nodes define the service differently from the leader: the leader holds the service
+    /// still while fewer than a majority share its definition, and the others' votes do not count.
+    DefinitionsDisagree {
+        /// Service.
+        service: String,
+        /// The nodes whose definition differs (or who published none).
+        nodes: Vec<String>,
+        /// What differs, `node: key: leader's ≠ node's`, at most a few lines.
+        differences: Vec<String>,
+        /// Whether a majority still shares the leader's definition (the service is still placed).
+        held: bool,
+    },
+    /// Every alive node defines the service as the leader does again.
+    DefinitionsAgree {
+        /// Service.
+        service: String,
+    },
     /// This node lost the DCS: it keeps the last switch in force and does not switch.
     DcsUnavailable {
         /// Node.
@@ -306,7 +346,9 @@ impl Event {
             | Event::SwitchRecovered { service, .. }
             | Event::SwitchoverPurged { service, .. }
             | Event::ServiceWentDown { service }
-            | Event::ServiceCameUp { service } => Some(service),
+            | Event::ServiceCameUp { service }
+            | Event::DefinitionsDisagree { service, .. }
+            | Event::DefinitionsAgree { service } => Some(service),
             _ => None,
         }
     }
@@ -347,6 +389,14 @@ impl Event {
                 format!("node {node} lost the DCS ({reason}); last switch stays in force")
             }
             Event::DcsRecovered { node } => format!("node {node} reaches the DCS again"),
+            Event::DefinitionsDisagree { service, nodes, held, .. } => format!(
+                "{service}: node{} {} define{} the service differently{}",
+                if nodes.len() == 1 { "" } else { "s" },
+                nodes.join(", "),
+                if nodes.len() == 1 { "s" } else { "" },
+                if *held { "; the service is held still" } else { "" }
+            ),
+            Event::DefinitionsAgree { service } => format!("{service}: every node defines the service alike again"),
         }
     }
 }

@@ -75,12 +75,16 @@ impl Cluster {
     }
 
     fn start(&mut self, name: &str, extra: &str) {
+        self.start_with(name, config(name, extra));
+    }
+
+    fn start_with(&mut self, name: &str, config: Config) {
         let checker = ScriptedChecker::new();
         let providers = Providers {
             services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(self.provider.switcher(name)) }],
             notifiers: vec![("rec".into(), Arc::new(self.notifier.clone()) as Arc<dyn Notifier>)],
         };
-        let node = Node::new(config(name, extra), Arc::new(self.dcs.client(name)), providers);
+        let node = Node::new(config, Arc::new(self.dcs.client(name)), providers);
         let handle = node.handle();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -153,6 +157,84 @@ where
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `node`'s config with the entry points in the opposite order: a typo in one node's file.
+fn reordered(node: &str) -> Config {
+    let yaml = config(node, "").services[0]
+        .entry_points
+        .iter()
+        .rev()
+        .map(|ep| format!("      - {{ name: {}, ip: {} }}\n", ep.name, ep.ip))
+        .collect::<String>();
+    let text = format!(
+        "dhaf: {{ cluster-name: test, node-name: {node}, tact-interval: 1, heartbeat-interval: 1, healthy-node-status-ttl: 6, reconcile-interval: 20 }}
+services:
+  - name: main
+    domain: example.test
+    entry-points:
+{yaml}    switcher: {{ type: fake }}
+    health-checker: {{ type: scripted }}
+"
+    );
+    Config::parse(&text).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_defines_the_service_differently_never_places_it() {
+    // n3's file lists the entry points in the opposite order. It starts alone and leads, seeing
+    // nothing healthy, so it has placed nothing.
+    let mut c =
+        Cluster { dcs: MemoryDcs::new("test"), provider: FakeProvider::new(None), notifier: RecordingNotifier::new(), nodes: Vec::new() };
+    c.start_with("n3", reordered("n3"));
+    for ep in ["ep-1", "ep-2", "ep-3"] {
+        c.node("n3").checker.down(ep, "not yet");
+    }
+    assert_eq!(c.wait_leader().await, "n3");
+    sleep(Duration::from_secs(5)).await;
+
+    // n1 and n2 agree with each other: n3 is outvoted, steps down and does not stand again.
+    c.start("n1", "");
+    c.start("n2", "");
+    for ep in ["ep-1", "ep-2", "ep-3"] {
+        c.node("n3").checker.up(ep);
+    }
+    let leader = wait_for("a leader of the majority", Duration::from_secs(30), || async { c.leader().await.filter(|l| l != "n3") }).await;
+    wait_for("the initial switch", Duration::from_secs(30), || async { c.provider.current() }).await;
+    sleep(Duration::from_secs(20)).await;
+    assert_eq!(c.switches(), [(leader.clone(), "ep-1".to_string())], "placed by the majority's order, once");
+    assert_ne!(c.leader().await.as_deref(), Some("n3"));
+
+    let status = c.node("n1").handle.service_status("main").await.unwrap();
+    assert!(!status.held, "a majority agrees");
+    assert_eq!(status.disagreement.len(), 1, "{:?}", status.disagreement);
+    assert_eq!(status.disagreement[0].node, "n3");
+    let diff = status.disagreement[0].differences.join("; ");
+    assert!(diff.contains("entry-points[0]: ep-1 10.0.0.1 \u{2260} ep-3 10.0.0.3"), "{diff}");
+    // n3's votes do not count: only n1's and n2's.
+    assert!(status.entry_points[0].votes.iter().all(|v| v.node != "n3"), "{:?}", status.entry_points[0].votes);
+    let told: Vec<Event> = c.events().into_iter().filter(|e| matches!(e, Event::DefinitionsDisagree { .. })).collect();
+    assert!(
+        told.iter().any(|e| matches!(e, Event::DefinitionsDisagree { nodes, held: false, .. } if nodes == &["n3".to_string()])),
+        "{told:?}"
+    );
+    assert_eq!(told.len(), 1, "told once: {told:?}");
+
+    // Without the leader, the two left disagree: nobody has a majority, and the service is held
+    // where it is even though its entry point goes down.
+    c.crash(&leader);
+    c.down_everywhere("ep-1");
+    sleep(Duration::from_secs(30)).await;
+    assert_eq!(c.switches().len(), 1, "no switch while the nodes disagree: {:?}", c.switches());
+    let other = if leader == "n1" { "n2" } else { "n1" };
+    assert!(c.node(other).handle.service_status("main").await.unwrap().held);
+
+    // The crashed node comes back: the majority agrees again and fails over by its order.
+    c.nodes.retain(|n| n.name != leader);
+    c.start(&leader, "");
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    assert!(c.switches().iter().all(|(_, to)| to != "ep-3"), "{:?}", c.switches());
 }
 
 #[tokio::test(start_paused = true)]
@@ -996,6 +1078,14 @@ impl Dcs for FaultyDcs {
     }
     async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.inner.purge_switchover(service, purge).await
+    }
+    async fn publish_definitions(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        definitions: &std::collections::BTreeMap<String, dhaf_core::model::ServiceDefinition>,
+    ) -> Result<(), DcsError> {
+        self.inner.publish_definitions(node, lease, definitions).await
     }
     async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
         self.inner.withdraw_opinion(node, service, ep).await

@@ -380,8 +380,12 @@ async fn metrics(State(h): State<NodeHandle>) -> Response {
         let mut failing = Vec::new();
         let mut maintenance = Vec::new();
         let mut panic = Vec::new();
+        let mut disagreeing = Vec::new();
+        let mut held = Vec::new();
         for s in &status.services {
             panic.push((labels(&[("service", &s.name)]), u64::from(s.panic)));
+            disagreeing.push((labels(&[("service", &s.name)]), s.disagreement.len() as u64));
+            held.push((labels(&[("service", &s.name)]), u64::from(s.held)));
             failing.push((labels(&[("service", &s.name)]), s.switching.as_ref().map_or(0, |p| u64::from(p.attempts))));
             for ep in &s.entry_points {
                 for v in [Verdict::Healthy, Verdict::Unhealthy, Verdict::Unknown] {
@@ -412,6 +416,18 @@ async fn metrics(State(h): State<NodeHandle>) -> Response {
         );
         metric("dhaf_entry_point_maintenance", "gauge", "1 while an entry point is in maintenance.", &maintenance);
         metric("dhaf_service_panic", "gauge", "1 while a service has no healthy entry point.", &panic);
+        metric(
+            "dhaf_config_disagreeing_nodes",
+            "gauge",
+            "Alive nodes that define a service differently from this node (their votes on it do not count).",
+            &disagreeing,
+        );
+        metric(
+            "dhaf_service_held",
+            "gauge",
+            "1 while fewer than a majority of the nodes share a service's definition: it is not switched.",
+            &held,
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }

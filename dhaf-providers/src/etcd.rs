@@ -56,7 +56,7 @@ use dhaf_core::config::{Config, EtcdConfig, EtcdTls};
 use dhaf_core::dcs::keys::{encode, Keys, RawEntry};
 use dhaf_core::dcs::memory::MemoryDcs;
 use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
-use dhaf_core::model::{FencingToken, Opinion, SwitchRecord};
+use dhaf_core::model::{FencingToken, Opinion, ServiceDefinition, SwitchRecord};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, PutOptions, TlsOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
@@ -494,6 +494,15 @@ impl Dcs for EtcdDcs {
         opinion: &Opinion,
     ) -> Result<(), DcsError> {
         self.put(self.keys.opinion(node, service, entry_point), encode(opinion), Some(lease)).await
+    }
+
+    async fn publish_definitions(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        definitions: &std::collections::BTreeMap<String, ServiceDefinition>,
+    ) -> Result<(), DcsError> {
+        self.put(self.keys.definitions(node), encode(definitions), Some(lease)).await
     }
 
     async fn withdraw_opinion(&self, node: &str, service: &str, entry_point: &str) -> Result<(), DcsError> {

@@ -53,6 +53,7 @@ where
         ("keep_alive", |d, _| Box::pin(keep_alive(d))),
         ("revoke", |d, _| Box::pin(revoke(d))),
         ("withdraw_opinion", |d, _| Box::pin(withdraw_opinion(d))),
+        ("definitions", |d, _| Box::pin(definitions(d))),
         ("fencing", |d, _| Box::pin(fencing(d))),
         ("switchover_and_maintenance", |d, _| Box::pin(switchover_and_maintenance(d))),
         ("purge_names_its_request", |d, _| Box::pin(purge_names_its_request(d))),
@@ -127,6 +128,29 @@ pub async fn lease_expiry(dcs: Arc<dyn Dcs>) {
     assert!(snap.members.contains("n1"), "membership stays until decommission");
     assert!(matches!(dcs.keep_alive(lease).await, Err(DcsError::LeaseExpired(_))));
     assert!(dcs.publish_opinion("n1", lease, "svc", "ep1", &Opinion::healthy()).await.is_err());
+}
+
+/// A node's published definitions replace its earlier ones and vanish with its lease; a revoked
+/// lease cannot publish.
+pub async fn definitions(dcs: Arc<dyn Dcs>) {
+    let def = |f: &str| {
+        let settings = [("name".to_string(), "svc".to_string()), ("rise".to_string(), f.to_string())].into();
+        crate::model::ServiceDefinition { fingerprint: f.into(), settings }
+    };
+    let lease = dcs.register("n1", TTL * 4).await.unwrap();
+    let other = dcs.register("n2", TTL * 4).await.unwrap();
+    let first: std::collections::BTreeMap<String, _> = [("svc".to_string(), def("a1"))].into();
+    dcs.publish_definitions("n1", lease, &first).await.unwrap();
+    dcs.publish_definitions("n2", other, &first).await.unwrap();
+    let second: std::collections::BTreeMap<String, _> = [("svc".to_string(), def("b2")), ("web".to_string(), def("c3"))].into();
+    dcs.publish_definitions("n1", lease, &second).await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.definitions["n1"], second, "the newer definitions replace the older");
+    assert_eq!(snap.definitions["n2"], first);
+    dcs.revoke(lease).await.unwrap();
+    let snap = dcs.snapshot().await.unwrap();
+    assert_eq!(snap.definitions.keys().collect::<Vec<_>>(), ["n2"], "definitions vanish with the lease");
+    assert!(dcs.publish_definitions("n1", lease, &first).await.is_err());
 }
 
 /// Renewing a lease keeps the node alive past its TTL.

@@ -6,6 +6,7 @@
 //! | `members/<node>` | `""` | no |
 //! | `leader` | node name; its revision is the fencing token | the leader's |
 //! | `opinions/<node>/<service>/<entry-point>` | JSON [`Opinion`] | the node's |
+//! | `definitions/<node>` | JSON map service → [`ServiceDefinition`] | the node's |
 //! | `switchovers/<service>` | JSON [`SwitchoverRequest`] | no |
 //! | `maintenance/<service>/<entry-point>` | `""` | no |
 //! | `records/<service>` | JSON [`SwitchRecord`] | no |
@@ -16,7 +17,7 @@
 use serde::de::DeserializeOwned;
 
 use super::{Leader, Snapshot, SwitchoverRequest};
-use crate::model::{FencingToken, Opinion, SwitchRecord};
+use crate::model::{FencingToken, Opinion, ServiceDefinition, SwitchRecord};
 
 /// Builds and parses the keys of one cluster.
 #[derive(Debug, Clone)]
@@ -60,6 +61,11 @@ impl Keys {
         format!("{}opinions/{node}/", self.root)
     }
 
+    /// A node's definitions of its services.
+    pub fn definitions(&self, node: &str) -> String {
+        format!("{}definitions/{node}", self.root)
+    }
+
     /// A service's switchover request.
     pub fn switchover(&self, service: &str) -> String {
         format!("{}switchovers/{service}", self.root)
@@ -92,6 +98,7 @@ impl Keys {
     pub fn decode<'a>(&self, entries: impl IntoIterator<Item = RawEntry<'a>>) -> Snapshot {
         let mut s = Snapshot::default();
         let mut opinions = Vec::new();
+        let mut definitions = Vec::new();
         for RawEntry { key, value, mod_revision } in entries {
             let Some(rel) = key.strip_prefix(&self.root) else { continue };
             let parts: Vec<&str> = rel.split('/').collect();
@@ -117,6 +124,10 @@ impl Keys {
                     Ok(opinion) => opinions.push((node.to_string(), service.to_string(), ep.to_string(), opinion)),
                     Err(why) => skip(why),
                 },
+                ["definitions", node] => match parse::<std::collections::BTreeMap<String, ServiceDefinition>>(value) {
+                    Ok(defs) => definitions.push((node.to_string(), defs)),
+                    Err(why) => skip(why),
+                },
                 ["switchovers", service] => match parse::<SwitchoverRequest>(value) {
                     Ok(request) => {
                         s.switchovers.insert(service.to_string(), SwitchoverRequest { revision: mod_revision, ..request });
@@ -138,6 +149,11 @@ impl Keys {
         for (node, service, ep, opinion) in opinions {
             if s.alive.contains(&node) {
                 s.opinions.entry(node).or_default().entry(service).or_default().insert(ep, opinion);
+            }
+        }
+        for (node, defs) in definitions {
+            if s.alive.contains(&node) {
+                s.definitions.insert(node, defs);
             }
         }
         s.members.extend(s.alive.iter().cloned());

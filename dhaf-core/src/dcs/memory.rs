@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::keys::{encode, Keys, RawEntry};
 use super::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch, WatchSender};
-use crate::model::{FencingToken, Opinion, SwitchRecord};
+use crate::model::{FencingToken, Opinion, ServiceDefinition, SwitchRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
@@ -408,6 +408,22 @@ impl Dcs for MemoryDcs {
                 return Err(DcsError::LeaseExpired(lease));
             }
             put(s, k.opinion(node, service, entry_point), encode(opinion), Some(lease));
+            Ok(())
+        })?
+    }
+
+    async fn publish_definitions(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        definitions: &BTreeMap<String, ServiceDefinition>,
+    ) -> Result<(), DcsError> {
+        self.enter_write().await?;
+        self.with_store(|s, k| {
+            if !s.leases.contains_key(&lease) {
+                return Err(DcsError::LeaseExpired(lease));
+            }
+            put(s, k.definitions(node), encode(definitions), Some(lease));
             Ok(())
         })?
     }

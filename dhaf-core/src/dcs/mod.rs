@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::model::{FencingToken, Opinion, SwitchRecord};
+use crate::model::{FencingToken, Opinion, ServiceDefinition, SwitchRecord};
 
 /// A DCS lease id.
 pub type LeaseId = i64;
@@ -75,6 +75,9 @@ pub struct Snapshot {
     pub leader: Option<Leader>,
     /// Opinions of alive nodes: node → service → entry point → opinion.
     pub opinions: BTreeMap<String, BTreeMap<String, BTreeMap<String, Opinion>>>,
+    /// Alive nodes' definitions of their services: node → service → definition.
+    #[serde(default)]
+    pub definitions: BTreeMap<String, BTreeMap<String, ServiceDefinition>>,
     /// Pending switchover requests by service.
     pub switchovers: BTreeMap<String, SwitchoverRequest>,
     /// Entry points in maintenance, by service.
@@ -180,6 +183,15 @@ pub trait Dcs: Send + Sync {
         service: &str,
         entry_point: &str,
         opinion: &Opinion,
+    ) -> Result<(), DcsError>;
+
+    /// Publish `node`'s definitions of its services (service → definition), bound to `lease` like
+    /// its opinions, replacing the ones it published before.
+    async fn publish_definitions(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        definitions: &BTreeMap<String, ServiceDefinition>,
     ) -> Result<(), DcsError>;
 
     /// Take back `node`'s published opinion of an entry point (none is `Ok`): a node that cannot

@@ -83,6 +83,10 @@ pub struct ServiceView {
     pub awaiting_read_back: bool,
     /// The pending switchover request's target.
     pub switchover: Option<String>,
+    /// Fewer than a majority of the alive nodes share the leader's definition of the service
+    /// (their `entry_points` votes are only those that do): the engine holds the service still —
+    /// no switch, adoption or purge — and only tells what it sees, until they agree again.
+    pub out_of_agreement: bool,
 }
 
 /// What the engine asks the runtime to do.
@@ -364,6 +368,16 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
     }
     if panic || served {
         state.panic = panic;
+    }
+
+    // Rule 1: nodes that define the service differently hold it still. What one leader would
+    // switch to, the next might switch away from.
+    if view.out_of_agreement {
+        d.actions.retain(|a| matches!(a, Action::Notify(_)));
+        // A failed switch stays pending: once they agree, it is retried if still right.
+        state.failback_since = None;
+        state.verdicts = verdicts;
+        return d;
     }
 
     // Rule 2: the switchover request.

@@ -67,7 +67,15 @@ fn view(alive: usize, eps: &[&str]) -> V {
             EntryPointView { votes, maintenance }
         })
         .collect();
-    V(ServiceView { alive_nodes: alive, entry_points, current: None, live: None, awaiting_read_back: false, switchover: None })
+    V(ServiceView {
+        alive_nodes: alive,
+        entry_points,
+        current: None,
+        live: None,
+        awaiting_read_back: false,
+        switchover: None,
+        out_of_agreement: false,
+    })
 }
 
 /// A [`ServiceView`] under construction.
@@ -89,6 +97,11 @@ impl V {
     }
     fn so(mut self, ep: &str) -> Self {
         self.0.switchover = Some(ep.into());
+        self
+    }
+    /// Fewer than a majority of the alive nodes share the leader's definition of the service.
+    fn disagree(mut self) -> Self {
+        self.0.out_of_agreement = true;
         self
     }
 }
@@ -206,6 +219,51 @@ fn run(name: &str, k: Knobs, steps: Vec<Step>) {
 }
 
 const S: u64 = 1000;
+
+#[test]
+fn nodes_that_define_the_service_differently_hold_it_still() {
+    let cases = [
+        (
+            "no initial switch and no adoption",
+            K,
+            vec![
+                D(0, view(3, &["+..", "+..", "+.."]).live("b").disagree(), vec![], None),
+                D(S, view(3, &["+..", "+..", "+.."]).disagree(), vec![], None),
+            ],
+        ),
+        (
+            "no failover, but the news is told; once they agree the service moves",
+            K,
+            vec![
+                D(0, view(3, &["++.", "++.", "++."]).cur("a"), vec![], None),
+                D(S, view(3, &["--.", "++.", "++."]).cur("a").disagree(), vec![down("a", &["n1: refused", "n2: refused"])], None),
+                D(2 * S, view(3, &["--.", "++.", "++."]).cur("a").disagree(), vec![], None),
+                D(3 * S, view(3, &["---", "+++", "+++"]).cur("a"), vec![sw("b", Failover)], None),
+            ],
+        ),
+        (
+            "no failback, no switchover, no purge, no repair",
+            K,
+            vec![
+                D(0, view(3, &["++.", "++.", "++."]).cur("b").live("c").so("zz").disagree(), vec![], None),
+                D(S, view(3, &["++.", "++.", "++."]).cur("b").so("c").disagree(), vec![], None),
+            ],
+        ),
+        (
+            "a failed switch is retried only once they agree again",
+            K,
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]).cur("a"), vec![sw("b", Failover)], None),
+                Failed(0, 500, true),
+                D(S, view(3, &["---", "++.", "++."]).cur("a").disagree(), vec![], None),
+                D(2 * S, view(3, &["---", "+++", "+++"]).cur("b"), vec![sw("b", Failover)], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
 
 #[test]
 fn initial_choice() {
@@ -1232,6 +1290,7 @@ struct ViewSpec {
     current: Option<usize>,
     live: Option<usize>,
     switchover: Option<usize>,
+    out_of_agreement: bool,
 }
 
 fn view_spec() -> impl Strategy<Value = ViewSpec> {
@@ -1242,8 +1301,16 @@ fn view_spec() -> impl Strategy<Value = ViewSpec> {
         prop::option::of(0..6usize),
         prop::option::weighted(0.3, 0..6usize),
         prop::option::weighted(0.3, 0..6usize),
+        prop::bool::weighted(0.1),
     )
-        .prop_map(|(alive, eps, current, live, switchover)| ViewSpec { alive, eps, current, live, switchover })
+        .prop_map(|(alive, eps, current, live, switchover, out_of_agreement)| ViewSpec {
+            alive,
+            eps,
+            current,
+            live,
+            switchover,
+            out_of_agreement,
+        })
 }
 
 impl ViewSpec {
@@ -1273,6 +1340,7 @@ impl ViewSpec {
             live: self.live.map(name),
             awaiting_read_back: false,
             switchover: self.switchover.map(name),
+            out_of_agreement: self.out_of_agreement,
         }
     }
 }
@@ -1362,6 +1430,16 @@ proptest! {
             prop_assert_eq!(quorum::verdict(healthy, unhealthy, view.alive_nodes, s.min_votes), Verdict::Healthy, "switch to {}", to);
             prop_assert!(!ep.maintenance, "switch to {} in maintenance", to);
         }
+    }
+
+    /// Nodes that define the service differently: nothing but news, whatever came before.
+    #[test]
+    fn out_of_agreement_holds_still(s in scenario()) {
+        let (svc, mut state, mut view, now) = s.setup();
+        view.out_of_agreement = true;
+        let d = decide(&svc, s.min_votes, &mut state, &view, now);
+        prop_assert!(d.actions.iter().all(|a| matches!(a, Action::Notify(_))), "{:?}", d.actions);
+        prop_assert_eq!(state.verdicts().len(), svc.entry_points.len(), "the verdicts are kept for status");
     }
 
     /// The same config, state, view and time always give the same decision.

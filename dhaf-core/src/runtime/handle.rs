@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::leader::{service_view, HISTORY_NS, LIVE_NS, SWITCHING_NS};
+use super::leader::{service_view, Agreement, HISTORY_NS, LIVE_NS, SWITCHING_NS};
 use super::Inner;
 use crate::config::{Config, ServiceConfig};
 use crate::dcs::{DcsError, Leader, Purge, Snapshot};
@@ -211,8 +211,23 @@ pub struct ServiceStatus {
     /// Served only by entry points in maintenance: no healthy entry point is left in rotation,
     /// so there is nothing to fail over to.
     pub degraded: bool,
+    /// Alive nodes that define the service differently from the node answering, with what
+    /// differs (its value first); empty while all agree.
+    pub disagreement: Vec<NodeDisagreement>,
+    /// Fewer than a majority of the alive nodes share the answering node's definition: the
+    /// leader (if it shares it) holds the service still.
+    pub held: bool,
     /// Entry points, by priority.
     pub entry_points: Vec<EntryPointStatus>,
+}
+
+/// One node that defines a service differently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeDisagreement {
+    /// The node.
+    pub node: String,
+    /// What differs, `key: this node's ≠ that node's`.
+    pub differences: Vec<String>,
 }
 
 /// What status reads beside the snapshot.
@@ -335,7 +350,11 @@ impl NodeHandle {
     }
 
     fn service_from(&self, snap: &Snapshot, extras: &Extras, svc: &ServiceConfig, stale: Option<&Stale>) -> ServiceStatus {
-        let view = service_view(snap, svc);
+        let agreement = match self.inner.definitions.get(&svc.name) {
+            Some(own) => Agreement::of(snap, &svc.name, own),
+            None => Agreement::default(),
+        };
+        let view = service_view(snap, svc, &agreement);
         // The engine on a scratch state gives the verdicts and panic mode exactly as the leader sees them.
         let mut scratch = ServiceState::default();
         engine::decide(svc, self.inner.config.dhaf.min_votes, &mut scratch, &view, std::time::Instant::now());
@@ -364,6 +383,12 @@ impl NodeHandle {
             stale: stale.is_some(),
             snapshot_age_secs: stale.and_then(|s| s.age),
             degraded,
+            disagreement: agreement
+                .differing
+                .iter()
+                .map(|(node, differences)| NodeDisagreement { node: node.clone(), differences: differences.clone() })
+                .collect(),
+            held: view.out_of_agreement && !snap.alive.is_empty(),
             entry_points: svc
                 .entry_points
                 .iter()

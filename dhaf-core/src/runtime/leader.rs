@@ -1,6 +1,6 @@
 //! Election and leading: the only place a node switches.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use super::{wall_now, Inner};
 use crate::config::ServiceConfig;
 use crate::dcs::{DcsError, Purge, Snapshot};
 use crate::engine::{self, Action, Announced, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
-use crate::model::{Event, FencingToken, SwitchKind, SwitchProgress, SwitchRecord};
+use crate::model::{Event, FencingToken, ServiceDefinition, SwitchKind, SwitchProgress, SwitchRecord};
 
 /// The namespace of the switch history in the providers' store.
 pub(crate) const HISTORY_NS: &str = "dhaf.history";
@@ -35,6 +35,7 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
     let node = inner.config.dhaf.node_name.clone();
     let mut watch = None;
     let mut announced: Option<FencingToken> = None;
+    let mut outvoted_on: Option<String> = None;
     loop {
         // Campaign only under a lease known to be live: past its deadline the node may not lead,
         // and winning the same term again would end at once, over and over.
@@ -45,7 +46,32 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
         if watch.is_none() {
             watch = inner.dcs_call(inner.dcs.watch()).await.ok();
         }
-        match inner.dcs_call(inner.dcs.campaign(&node, lease)).await {
+        // Campaign only for a vacant (or this node's own) leader key, and never while a majority
+        // defines some service differently from this node.
+        let standing = match inner.snapshot().await {
+            Ok(s) if s.leader.as_ref().is_some_and(|l| l.node != node) => false,
+            Ok(s) => match outvoted(&s, &inner.definitions) {
+                Some(service) => {
+                    if outvoted_on.as_ref() != Some(&service) {
+                        tracing::error!(%service, "a majority of the nodes define the service differently from this node: not standing for leader until the configs agree");
+                    }
+                    outvoted_on = Some(service);
+                    false
+                }
+                None => {
+                    outvoted_on = None;
+                    true
+                }
+            },
+            Err(_) => true,
+        };
+        let campaign = async {
+            match standing {
+                true => inner.dcs_call(inner.dcs.campaign(&node, lease)).await,
+                false => Ok(None),
+            }
+        };
+        match campaign.await {
             Ok(Some(token)) => {
                 // Winning back the same term (after stepping down locally while the lease
                 // survived) is no new leadership: it is announced and counted once.
@@ -104,6 +130,8 @@ struct Slot {
     /// only when they change.
     announced: Option<Announced>,
     shown_live: Option<String>,
+    /// The nodes last told to define the service differently.
+    disagreeing: BTreeSet<String>,
 }
 
 /// A switch under way: what it is, kept beside its task so that a switcher that panics is
@@ -210,6 +238,11 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             tracing::warn!(%token, "the dcs names another leader");
             break;
         }
+        if let Some(service) = outvoted(&snapshot, &inner.definitions) {
+            tracing::error!(%token, %service, "a majority of the nodes define the service differently from this node: resigning, so that a node of the majority leads");
+            let _ = inner.dcs_call(inner.dcs.resign(token)).await;
+            break;
+        }
         let wake = match me.round(&snapshot).await {
             Ok(wake) => wake,
             Err(TermOver) => break,
@@ -246,8 +279,104 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
     background.abort_all();
 }
 
-/// The engine's view of one service from a snapshot.
-pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig) -> ServiceView {
+/// How the alive nodes' definitions of one service compare with this node's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Agreement {
+    /// The alive nodes that define it as this node does (this one among them once published).
+    pub agreeing: BTreeSet<String>,
+    /// The alive nodes that define it otherwise, each with what differs (this node's value
+    /// first).
+    pub differing: BTreeMap<String, Vec<String>>,
+    /// The alive nodes that have not published their definitions yet (just registered): their
+    /// votes wait, but nothing is told.
+    pub unpublished: BTreeSet<String>,
+}
+
+/// At most this many differences are shown per node.
+const DIFFERENCES_SHOWN: usize = 5;
+
+impl Agreement {
+    /// Compare every alive node's published definition of `service` with `own`.
+    pub fn of(snapshot: &Snapshot, service: &str, own: &ServiceDefinition) -> Agreement {
+        let mut a = Agreement::default();
+        for node in &snapshot.alive {
+            let theirs = snapshot.definitions.get(node).map(|defs| defs.get(service));
+            match theirs {
+                Some(Some(d)) if d.fingerprint == own.fingerprint => {
+                    a.agreeing.insert(node.clone());
+                }
+                Some(Some(d)) => {
+                    let mut diff = own.differences(d);
+                    if diff.len() > DIFFERENCES_SHOWN {
+                        let more = diff.len() - DIFFERENCES_SHOWN;
+                        diff.truncate(DIFFERENCES_SHOWN);
+                        diff.push(format!("… and {more} more"));
+                    }
+                    a.differing.insert(node.clone(), diff);
+                }
+                Some(None) => {
+                    a.differing.insert(node.clone(), vec!["the node does not define this service".into()]);
+                }
+                None => {
+                    a.unpublished.insert(node.clone());
+                }
+            }
+        }
+        a
+    }
+
+    /// Whether a majority of the `alive` nodes agree.
+    pub fn majority(&self, alive: usize) -> bool {
+        self.agreeing.len() * 2 > alive
+    }
+}
+
+/// The first service of which a majority of the alive nodes share a definition other than this
+/// node's (`own`, by service): such a node must not lead, as it would place that service against
+/// the majority's config.
+pub(crate) fn outvoted(snapshot: &Snapshot, own: &BTreeMap<String, ServiceDefinition>) -> Option<String> {
+    let alive = snapshot.alive.len();
+    own.iter().find_map(|(service, mine)| {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for node in &snapshot.alive {
+            if let Some(d) = snapshot.definitions.get(node).and_then(|defs| defs.get(service)) {
+                *counts.entry(d.fingerprint.as_str()).or_default() += 1;
+            }
+        }
+        counts.iter().any(|(f, n)| *f != mine.fingerprint && n * 2 > alive).then(|| service.clone())
+    })
+}
+
+/// Tell operators once when the set of nodes that define `svc` differently changes: an ERROR
+/// line and a notification, and once more when all agree again.
+fn tell_agreement(inner: &Inner, svc: &ServiceConfig, slot: &mut Slot, agreement: &Agreement, held: bool) {
+    let nodes: BTreeSet<String> = agreement.differing.keys().cloned().collect();
+    if nodes == slot.disagreeing {
+        return;
+    }
+    let event = if nodes.is_empty() {
+        tracing::info!(service = %svc.name, "every node defines the service alike again");
+        Event::DefinitionsAgree { service: svc.name.clone() }
+    } else {
+        let differences: Vec<String> =
+            agreement.differing.iter().flat_map(|(node, diff)| diff.iter().map(move |d| format!("{node}: {d}"))).collect();
+        let list: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        tracing::error!(
+            service = %svc.name,
+            nodes = %list.join(", "),
+            held,
+            differences = %differences.join("; "),
+            "nodes define the service differently from this node; fix their config files (`dhaf-node --check --diff` shows what a reload would change)"
+        );
+        Event::DefinitionsDisagree { service: svc.name.clone(), nodes: nodes.iter().cloned().collect(), differences, held }
+    };
+    inner.notifications.send(&inner.config, event);
+    slot.disagreeing = nodes;
+}
+
+/// The engine's view of one service from a snapshot: only the votes of nodes that define the
+/// service as this node does count, and the service is held still without a majority of them.
+pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig, agreement: &Agreement) -> ServiceView {
     let maintenance = snapshot.maintenance.get(&svc.name);
     ServiceView {
         alive_nodes: snapshot.alive.len(),
@@ -255,8 +384,8 @@ pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig) -> ServiceV
             .entry_points
             .iter()
             .map(|ep| EntryPointView {
-                votes: snapshot
-                    .alive
+                votes: agreement
+                    .agreeing
                     .iter()
                     .filter_map(|node| {
                         let opinion = snapshot.opinions.get(node)?.get(&svc.name)?.get(&ep.name)?;
@@ -270,6 +399,7 @@ pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig) -> ServiceV
         live: None,
         awaiting_read_back: false,
         switchover: snapshot.switchovers.get(&svc.name).map(|r| r.entry_point.clone()),
+        out_of_agreement: !agreement.majority(snapshot.alive.len()),
     }
 }
 
@@ -345,8 +475,10 @@ impl Leading {
         let mut wake: Option<Instant> = None;
         let mut switches = Vec::new();
         for (i, svc) in config.services.iter().enumerate() {
-            let mut view = service_view(snapshot, svc);
+            let agreement = Agreement::of(snapshot, &svc.name, &inner.definitions[&svc.name]);
+            let mut view = service_view(snapshot, svc, &agreement);
             let slot = &mut self.slots[i];
+            tell_agreement(&inner, svc, slot, &agreement, view.out_of_agreement);
             view.awaiting_read_back = !slot.read_once;
             // A fresh read is judged once; a service without a record keeps being offered what
             // the provider points at until it is adopted.

@@ -38,11 +38,13 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::dcs::{Dcs, DcsError, LeaseId, Snapshot};
 use crate::engine::hysteresis::Hysteresis;
-use crate::model::{Event, FencingToken, Health, Opinion};
+use crate::model::{Event, FencingToken, Health, Opinion, ServiceDefinition};
 use crate::provider::ProviderError;
 use crate::registry::Providers;
 
-pub use handle::{CommandError, EntryPointStatus, HistoryEntry, Metrics, NodeHandle, NodeStatus, ServiceStatus, VoteStatus};
+pub use handle::{
+    CommandError, EntryPointStatus, HistoryEntry, Metrics, NodeDisagreement, NodeHandle, NodeStatus, ServiceStatus, VoteStatus,
+};
 use notify::Notifications;
 
 /// The runtime failed to start.
@@ -82,6 +84,8 @@ pub(crate) struct Local {
     pub metrics: Metrics,
     /// The unreadable DCS values already logged, by key: why.
     pub skipped: BTreeMap<String, String>,
+    /// The lease under which this node's service definitions are published.
+    pub definitions_published: Option<LeaseId>,
 }
 
 pub(crate) struct Inner {
@@ -89,6 +93,8 @@ pub(crate) struct Inner {
     pub dcs: Arc<dyn Dcs>,
     pub providers: Providers,
     pub local: Mutex<Local>,
+    /// This node's definition of each service, by service name, as published for agreement.
+    pub definitions: BTreeMap<String, ServiceDefinition>,
     /// Bumped whenever the lease changes (new registration or loss).
     pub lease_epoch: watch::Sender<u64>,
     pub notifications: Notifications,
@@ -264,7 +270,9 @@ impl Node {
     pub fn new(config: Config, dcs: Arc<dyn Dcs>, providers: Providers) -> Node {
         let config = Arc::new(config);
         let notifications = Notifications::start(&providers.notifiers);
-        Node { inner: Arc::new(Inner { config, dcs, providers, local: Mutex::default(), lease_epoch: watch::channel(0).0, notifications }) }
+        let definitions = config.services.iter().map(|s| (s.name.clone(), s.definition(config.dhaf.min_votes))).collect();
+        let local = Mutex::default();
+        Node { inner: Arc::new(Inner { config, dcs, providers, local, definitions, lease_epoch: watch::channel(0).0, notifications }) }
     }
 
     /// A handle for status and commands (the REST API's view of the node).
@@ -416,7 +424,22 @@ async fn presence(inner: Arc<Inner>) {
                 continue;
             }
         }
+        publish_definitions(&inner).await;
         tokio::time::sleep(dhaf.heartbeat_interval).await;
+    }
+}
+
+/// Publish this node's service definitions once per lease (they vanish with it), so the leader
+/// counts this node's votes only on services both define alike.
+async fn publish_definitions(inner: &Inner) {
+    let Some(lease) = inner.lease() else { return };
+    if inner.local.lock().unwrap().definitions_published == Some(lease) {
+        return;
+    }
+    let node = &inner.config.dhaf.node_name;
+    match inner.dcs_call(inner.dcs.publish_definitions(node, lease, &inner.definitions)).await {
+        Ok(()) => inner.local.lock().unwrap().definitions_published = Some(lease),
+        Err(e) => tracing::warn!(error = %e, "cannot publish this node's service definitions; retrying at the next heartbeat"),
     }
 }
 

@@ -241,6 +241,33 @@ impl Report {
                     Some("Check the etcd cluster and the network between it and this node.".into()),
                 )
             }
+            Event::DefinitionsDisagree { nodes, differences, held, .. } => {
+                facts.push(("Nodes", nodes.join(", ")));
+                (
+                    Severity::Problem,
+                    format!(
+                        "The config files of dhaf node{} {} define the service differently from the leader's.",
+                        if nodes.len() == 1 { "" } else { "s" },
+                        nodes.join(", ")
+                    ),
+                    if *held {
+                        "Holds the service where it is: fewer than a majority of the nodes share one definition of it, and \
+                         switching by one node's config would be undone by the next leader's."
+                            .into()
+                    } else {
+                        "Counts only the votes of the nodes that share the leader's definition; the service is still placed by the majority.".into()
+                    },
+                    differences.clone(),
+                    Some("Make the service's section the same on every node, then reload them (`systemctl reload dhaf`).".into()),
+                )
+            }
+            Event::DefinitionsAgree { .. } => (
+                Severity::Recovery,
+                "Every dhaf node defines the service alike again.".into(),
+                "Counts every node's votes again and places the service as usual.".into(),
+                Vec::new(),
+                None,
+            ),
             Event::DcsRecovered { node } => {
                 facts.push(("Node", node.clone()));
                 (

@@ -152,6 +152,15 @@ impl Dcs for PausableDcs {
         self.counts.add("publish_opinion");
         gated!(self, self.inner.publish_opinion(node, lease, service, ep, opinion))
     }
+    async fn publish_definitions(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        definitions: &std::collections::BTreeMap<String, dhaf_core::model::ServiceDefinition>,
+    ) -> Result<(), DcsError> {
+        self.counts.add("publish_definitions");
+        gated!(self, self.inner.publish_definitions(node, lease, definitions))
+    }
     async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
         self.counts.add("withdraw_opinion");
         gated!(self, self.inner.withdraw_opinion(node, service, ep))
