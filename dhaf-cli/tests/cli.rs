@@ -191,14 +191,14 @@ impl Done {
 }
 
 fn cli(args: &[&str]) -> Done {
-    let Output { status, stdout, stderr } =
-        Command::new(env!("CARGO_BIN_EXE_dhaf-cli"))
-            .args(args)
-            .env_remove("DHAF_API_TOKEN")
-            .env_remove("DHAF_CA_FILE")
-            .env_remove("DHAF_CLIENT_CERT")
-            .env_remove("DHAF_CLIENT_KEY")
-            .output().expect("dhaf-cli runs");
+    let Output { status, stdout, stderr } = Command::new(env!("CARGO_BIN_EXE_dhaf-cli"))
+        .args(args)
+        .env_remove("DHAF_API_TOKEN")
+        .env_remove("DHAF_CA_FILE")
+        .env_remove("DHAF_CLIENT_CERT")
+        .env_remove("DHAF_CLIENT_KEY")
+        .output()
+        .expect("dhaf-cli runs");
     Done {
         code: status.code().expect("exited, not killed"),
         stdout: String::from_utf8(stdout).unwrap(),

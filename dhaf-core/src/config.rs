@@ -607,10 +607,10 @@ mod web_api_tests {
         let tls = w.tls.unwrap();
         assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/etc/dhaf/ca.pem")));
         let errs = web_api("    host: 127.0.0.1/evil?x=\n    tls: { cert: a.pem }").unwrap_err();
-        assert_eq!(errs, [
-            "dhaf.web-api.host: '127.0.0.1/evil?x=' is not a host name or an IP address",
-            "dhaf.web-api.tls.key: is required"
-        ]);
+        assert_eq!(
+            errs,
+            ["dhaf.web-api.host: '127.0.0.1/evil?x=' is not a host name or an IP address", "dhaf.web-api.tls.key: is required"]
+        );
     }
 }
 

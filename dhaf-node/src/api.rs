@@ -221,8 +221,9 @@ fn refused(refusal: Refusal) -> Response {
             "this request needs `Authorization: Bearer <token>` with a token of `dhaf.web-api.tokens` (or `dhaf.web-api.token`)",
         )
         .into_response(),
-        Refusal::Wrong => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token: it matches none of the node's tokens")
-            .into_response(),
+        Refusal::Wrong => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token: it matches none of the node's tokens").into_response()
+        }
         Refusal::Forbidden { caller, needs } => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -248,7 +249,11 @@ fn refused(refusal: Refusal) -> Response {
 fn body_allowed(headers: &HeaderMap) -> Result<(), ApiError> {
     let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     if length.is_some_and(|n| n > BODY_LIMIT as u64) {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request body is over {BODY_LIMIT} bytes")));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is over {BODY_LIMIT} bytes"),
+        ));
     }
     let has_body = length.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING);
     if has_body {
@@ -413,11 +418,7 @@ struct SwitchoverBody {
     entry_point: String,
 }
 
-async fn switchover_to(
-    State(h): State<NodeHandle>,
-    Param(Name(service)): Param<Name>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+async fn switchover_to(State(h): State<NodeHandle>, Param(Name(service)): Param<Name>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let body: SwitchoverBody = parse_body(body)?;
     h.switchover_to(&service, &body.entry_point).await?;
     tracing::info!(service = %service, entry_point = %body.entry_point, "api: switchover requested");

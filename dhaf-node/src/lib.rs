@@ -213,8 +213,13 @@ pub async fn serve_with(
 }
 
 /// HTTP/1.1 on one connection, every request tagged with the client's address.
-async fn serve_connection<S>(stream: S, peer: SocketAddr, app: axum::Router, limits: ApiLimits, watcher: hyper_util::server::graceful::Watcher)
-where
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: axum::Router,
+    limits: ApiLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use hyper_util::rt::{TokioIo, TokioTimer};

@@ -124,8 +124,13 @@ async fn t10_role_matrix_audit_trail_and_no_secret_anywhere() {
     assert!(table.iter().all(|(m, _, a)| *m == Method::GET || *a != Access::Role(Role::Read)), "a mutation open to readers");
     let site = start(false).await;
     let mut seen = String::new();
-    let callers: [(&str, Option<&str>, Option<Role>); 5] =
-        [("none", None, None), ("wrong", Some(WRONG), None), ("read", Some(READ), Some(Role::Read)), ("operate", Some(OPERATE), Some(Role::Operate)), ("admin", Some(ADMIN), Some(Role::Admin))];
+    let callers: [(&str, Option<&str>, Option<Role>); 5] = [
+        ("none", None, None),
+        ("wrong", Some(WRONG), None),
+        ("read", Some(READ), Some(Role::Read)),
+        ("operate", Some(OPERATE), Some(Role::Operate)),
+        ("admin", Some(ADMIN), Some(Role::Admin)),
+    ];
     for (method, path, access) in dhaf_node::api::access() {
         let path = concrete(path);
         // What the route answers when allowed: the admin's answer.
@@ -163,7 +168,9 @@ async fn t10_role_matrix_audit_trail_and_no_secret_anywhere() {
     let find = |token: Value, method: &str, outcome: &str| {
         audit
             .iter()
-            .find(|r| r["token"] == token && r["method"] == method && r["path"] == "/api/v1/services/site/switchover" && r["outcome"] == outcome)
+            .find(|r| {
+                r["token"] == token && r["method"] == method && r["path"] == "/api/v1/services/site/switchover" && r["outcome"] == outcome
+            })
             .unwrap_or_else(|| panic!("no {outcome} {method} by {token} in {text}"))
             .clone()
     };
