@@ -84,6 +84,8 @@ fn shape(id: &str) -> (Option<String>, Vec<Seg>, Vec<(&'static str, String)>) {
         ["top"] => (None, vec![], vec![]),
         ["dhaf"] => (None, vec![Key("dhaf")], vec![]),
         ["dhaf.web-api"] => (Some("dhaf".into()), vec![Key("web-api")], vec![]),
+        ["dhaf.web-api.tls"] => (Some("dhaf.web-api".into()), vec![Key("tls")], vec![]),
+        ["dhaf.web-api.tokens[]"] => (Some("dhaf.web-api".into()), vec![Key("tokens"), First], vec![]),
         ["etcd"] => (None, vec![Key("etcd")], vec![]),
         ["etcd.tls"] => (Some("etcd".into()), vec![Key("tls")], vec![]),
         ["services[]"] => (None, vec![Key("services"), First], vec![]),
@@ -100,6 +102,10 @@ fn shape(id: &str) -> (Option<String>, Vec<Seg>, Vec<(&'static str, String)>) {
         _ => panic!("docs/config-reference.md: section '{id}' is not one the test knows; add it to shape()"),
     }
 }
+
+/// Keys written instead of another (`key`, `instead of`): the documented config leaves `key` out;
+/// its example is checked on its own, in place of the other.
+const ALTERNATIVES: &[(&str, &str, &str)] = &[("dhaf.web-api.tokens[]", "token-sha256", "token")];
 
 const BASE: &str = r#"
 dhaf: { cluster-name: c1, node-name: node-1 }
@@ -153,7 +159,9 @@ fn documented_config(id: &str, docs: &BTreeMap<String, Vec<(String, Value)>>) ->
         section.insert(k.into(), serde_yaml::from_str(&v).unwrap());
     }
     for (k, v) in &docs[id] {
-        section.insert(k.as_str().into(), v.clone());
+        if !ALTERNATIVES.iter().any(|(s, alt, _)| *s == id && alt == k) {
+            section.insert(k.as_str().into(), v.clone());
+        }
     }
     *target = Value::Mapping(section);
     root
@@ -220,6 +228,20 @@ fn every_documented_key_is_accepted_and_every_accepted_key_is_documented() {
         if let Err(e) = build(&yaml) {
             failures.push(format!("section {id}: the documented examples do not build:\n{e}{yaml}"));
             continue;
+        }
+        for (_, alt, instead) in ALTERNATIVES.iter().filter(|(s, ..)| s == id) {
+            let mut other = config.clone();
+            let mut target = &mut other;
+            for seg in path_of(id) {
+                target = step(target, seg);
+            }
+            let m = target.as_mapping_mut().unwrap();
+            m.remove(*instead);
+            let example = docs[id].iter().find(|(k, _)| k == alt).map(|(_, v)| v.clone()).expect("the alternative is documented");
+            m.insert((*alt).into(), example);
+            if let Err(e) = build(&serde_yaml::to_string(&other).unwrap()) {
+                failures.push(format!("section {id}: {alt} in place of {instead} does not build:\n{e}"));
+            }
         }
         // The documented range is the one the code enforces: one past it is refused, naming it.
         for row in rows {
@@ -332,6 +354,7 @@ services:
         ("dhaf", "reconcile-interval", c.dhaf.reconcile_interval.as_secs().to_string()),
         ("dhaf.web-api", "host", c.dhaf.web_api.host.clone()),
         ("dhaf.web-api", "port", c.dhaf.web_api.port.to_string()),
+        ("dhaf.web-api", "public-read", c.dhaf.web_api.public_read.to_string()),
         ("services[]", "rise", s.rise.to_string()),
         ("services[]", "fall", s.fall.to_string()),
         ("services[]", "failback", failback),

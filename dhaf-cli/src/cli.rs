@@ -6,7 +6,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::client::{Api, CliError};
+use crate::client::{Api, CliError, TlsOptions};
 use crate::render;
 
 /// Look at and manage a dhaf cluster through one of its nodes.
@@ -31,6 +31,17 @@ struct Common {
     /// Print the API's JSON instead of tables, for scripts.
     #[arg(long, global = true)]
     json: bool,
+    /// With a node on HTTPS: PEM file of the CA that signed its certificate (default: $DHAF_CA_FILE,
+    /// else the public CAs).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// With a node that asks for client certificates: the PEM certificate to present (default:
+    /// $DHAF_CLIENT_CERT).
+    #[arg(long, global = true, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key (default: $DHAF_CLIENT_KEY).
+    #[arg(long, global = true, value_name = "FILE")]
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,12 +144,13 @@ impl Cli {
 
 /// Run one command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let Common { config, json } = cli.common;
+    let Common { config, json, ca_file, client_cert, client_key } = cli.common;
+    let tls = TlsOptions { ca_file, client_cert, client_key }.or_env();
     let api = || -> Result<Api, CliError> {
         let path = config.as_ref().ok_or_else(|| {
             CliError::Usage("--config FILE is required: the node's config file, which gives the API address and token".into())
         })?;
-        Api::from_config(path)
+        Api::from_config(path, &tls)
     };
     let show = |v: &Value, table: &dyn Fn(&Value) -> String| {
         if json {

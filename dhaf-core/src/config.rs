@@ -116,9 +116,89 @@ pub struct WebApiConfig {
     pub host: String,
     /// Port (default 8128; 0 picks a free one, for tests).
     pub port: u16,
-    /// Bearer token for mutations; without one, mutations are refused.
+    /// `dhaf.web-api.token`: the single shared bearer token of old; it acts as an `admin` token.
     #[serde(skip)]
     pub token: Option<String>,
+    /// `dhaf.web-api.tokens[]`: named bearer tokens, each with a role.
+    pub tokens: Vec<ApiToken>,
+    /// `dhaf.web-api.public-read`: reads need no token even when tokens are configured (default false).
+    pub public_read: bool,
+    /// `dhaf.web-api.tls`: serve the API over TLS only.
+    pub tls: Option<WebApiTls>,
+}
+
+impl WebApiConfig {
+    /// Whether any token (the single `token` or a named one) is configured.
+    pub fn has_tokens(&self) -> bool {
+        self.token.is_some() || !self.tokens.is_empty()
+    }
+}
+
+/// What a token may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Status, services, history, audit, metrics.
+    Read,
+    /// `read`, plus switchover, maintenance.
+    Operate,
+    /// `operate`, plus decommission and reload.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Operate => "operate",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `dhaf.web-api.tokens[]`: one named bearer token.
+#[derive(Clone, Serialize)]
+pub struct ApiToken {
+    /// `name`: who holds it; shown in the audit trail, never the secret.
+    pub name: String,
+    /// `role`.
+    pub role: Role,
+    /// `token` or `token-sha256`.
+    #[serde(skip)]
+    pub secret: TokenSecret,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken").field("name", &self.name).field("role", &self.role).field("secret", &"<redacted>").finish()
+    }
+}
+
+/// How a token's secret is configured.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenSecret {
+    /// `token`: the secret itself.
+    Plain(String),
+    /// `token-sha256`: the SHA-256 of the secret, so the config need not hold it.
+    Sha256([u8; 32]),
+}
+
+/// `dhaf.web-api.tls.*`: the API's certificate, and the CA of its clients for mutual TLS.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebApiTls {
+    /// `cert`: PEM certificate chain, the node's own certificate first.
+    pub cert: PathBuf,
+    /// `key`: PEM private key of that certificate.
+    pub key: PathBuf,
+    /// `client-ca`: PEM CA certificates; when set, clients must present a certificate they signed.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `etcd.*`.
@@ -146,7 +226,14 @@ fn redacted(secret: &Option<String>) -> &'static str {
 
 impl fmt::Debug for WebApiConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebApiConfig").field("host", &self.host).field("port", &self.port).field("token", &redacted(&self.token)).finish()
+        f.debug_struct("WebApiConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("token", &redacted(&self.token))
+            .field("tokens", &self.tokens)
+            .field("public_read", &self.public_read)
+            .field("tls", &self.tls)
+            .finish()
     }
 }
 
@@ -417,17 +504,8 @@ fn parse_dhaf(top: &Fields) -> Option<DhafConfig> {
         );
     }
     let web_api = match f.section("web-api") {
-        Some(w) => {
-            let host = w.string("host").unwrap_or_else(|| "localhost".into());
-            let port = w.int("port", 8128, 0, 65535) as u16;
-            let token = w.string("token");
-            if matches!(&token, Some(t) if t.len() < 8) {
-                w.problem(w.key("token"), "must be at least 8 characters");
-            }
-            w.finish();
-            WebApiConfig { host, port, token }
-        }
-        None => WebApiConfig { host: "localhost".into(), port: 8128, token: None },
+        Some(w) => parse_web_api(&w),
+        None => WebApiConfig { host: "localhost".into(), port: 8128, token: None, tokens: Vec::new(), public_read: false, tls: None },
     };
     let min_votes = f.int("min-votes", 1, 1, 100) as usize;
     let check_concurrency = f.int("check-concurrency", 32, 1, 4096) as usize;
@@ -446,6 +524,170 @@ fn parse_dhaf(top: &Fields) -> Option<DhafConfig> {
         reconcile_interval,
         state_file,
     })
+}
+
+fn parse_web_api(w: &Fields) -> WebApiConfig {
+    let host = w.string("host").unwrap_or_else(|| "localhost".into());
+    // The CLI builds its URL from the host: anything beyond a name or an address would send its
+    // requests (and tokens) elsewhere.
+    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c));
+    if !host_ok {
+        w.problem(w.key("host"), format!("'{}' is not a host name or an IP address", host.escape_debug()));
+    }
+    let port = w.int("port", 8128, 0, 65535) as u16;
+    let token = w.string("token");
+    if let Some(t) = &token {
+        check_token_secret(w, "token", t);
+    }
+    let public_read = w.boolean("public-read", false);
+    let mut tokens: Vec<ApiToken> = Vec::new();
+    for t in w.list("tokens", false) {
+        let name = t.name("name");
+        let role = match t.required_string("role").as_deref() {
+            None => None,
+            Some("read") => Some(Role::Read),
+            Some("operate") => Some(Role::Operate),
+            Some("admin") => Some(Role::Admin),
+            Some(other) => {
+                t.problem(t.key("role"), format!("'{}' is not one of: read, operate, admin", other.escape_debug()));
+                None
+            }
+        };
+        let secret = match (t.string("token"), t.string("token-sha256")) {
+            (Some(_), Some(_)) => {
+                t.problem(t.key("token-sha256"), "give either token or token-sha256, not both");
+                None
+            }
+            (None, None) => {
+                t.problem(t.key("token"), "is required (or token-sha256, the secret's SHA-256 in hex)");
+                None
+            }
+            (Some(plain), None) => check_token_secret(&t, "token", &plain).then_some(TokenSecret::Plain(plain)),
+            (None, Some(hex)) => match parse_sha256_hex(&hex) {
+                Some(h) => Some(TokenSecret::Sha256(h)),
+                None => {
+                    t.problem(t.key("token-sha256"), "must be 64 hexadecimal digits (the output of `sha256sum`)");
+                    None
+                }
+            },
+        };
+        t.finish();
+        if let (Some(name), Some(role), Some(secret)) = (name, role, secret) {
+            if tokens.iter().any(|o| o.name == name) {
+                t.problem(t.key("name"), format!("duplicate token name '{name}'"));
+            } else if tokens.iter().any(|o| o.secret == secret) || matches!((&secret, &token), (TokenSecret::Plain(p), Some(l)) if p == l) {
+                // Said without the secret: the error is printed and logged.
+                t.problem(t.key("token"), "the same secret as another token; give every holder their own");
+            } else {
+                tokens.push(ApiToken { name, role, secret });
+            }
+        }
+    }
+    let tls = w.section("tls").and_then(|t| {
+        let cert = t.required_string("cert").map(PathBuf::from);
+        let key = t.required_string("key").map(PathBuf::from);
+        let client_ca = t.string("client-ca").map(PathBuf::from);
+        t.finish();
+        Some(WebApiTls { cert: cert?, key: key?, client_ca })
+    });
+    w.finish();
+    WebApiConfig { host, port, token, tokens, public_read, tls }
+}
+
+/// A token must be guessable by nobody and sendable as it is written.
+fn check_token_secret(f: &Fields, key: &str, t: &str) -> bool {
+    let problem = if t.len() < 8 {
+        "must be at least 8 characters"
+    } else if t.trim() != t {
+        // A header value loses its surrounding spaces on the way, so this token could never match.
+        "must not start or end with spaces"
+    } else if !t.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        "must be printable ASCII (it travels in an HTTP header)"
+    } else {
+        return true;
+    };
+    f.problem(f.key(key), problem);
+    false
+}
+
+fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod web_api_tests {
+    use super::*;
+
+    fn web_api(section: &str) -> Result<WebApiConfig, Vec<String>> {
+        let yaml = format!(
+            "dhaf:\n  cluster-name: c\n  node-name: n1\n  web-api:\n{section}\nservices:\n  - name: s\n    domain: s.test\n    \
+             entry-points: [{{ name: a, ip: 10.0.0.1 }}]\n    switcher: {{ type: exec }}\n    health-checker: {{ type: tcp }}\n"
+        );
+        Config::parse_with_env(&yaml, &|v| (v == "ALICE").then(|| "alice-secret-1".to_string()))
+            .map(|c| c.dhaf.web_api)
+            .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect())
+    }
+
+    #[test]
+    fn named_tokens_with_roles_plain_or_hashed() {
+        let hash = "d1f0e8e8ab4ce6b6c49f7d2ce1c0a6f9e2f8a2b1d3c4e5f60718293a4b5c6d7e";
+        let w = web_api(&format!(
+            "    public-read: true\n    tokens:\n      - {{ name: alice, role: operate, token: \"${{ALICE}}\" }}\n      \
+             - {{ name: grafana, role: read, token-sha256: {hash} }}"
+        ))
+        .unwrap();
+        assert!(w.public_read && w.has_tokens() && w.token.is_none());
+        assert_eq!((w.tokens[0].name.as_str(), w.tokens[0].role), ("alice", Role::Operate));
+        assert!(w.tokens[0].secret == TokenSecret::Plain("alice-secret-1".into()));
+        assert!(matches!(w.tokens[1].secret, TokenSecret::Sha256(h) if h[0] == 0xd1 && h[31] == 0x7e));
+        let shown = format!("{w:?}{}", serde_json::to_string(&w).unwrap());
+        assert!(!shown.contains("alice-secret-1") && !shown.contains(hash), "{shown}");
+        assert!(Role::Read < Role::Operate && Role::Operate < Role::Admin);
+    }
+
+    #[test]
+    fn bad_tokens_are_named_by_their_key_path_without_the_secret() {
+        let errs = web_api(
+            "    token: \" padded-token \"\n    tokens:\n      - { name: a, role: root, token: long-enough-1 }\n      \
+             - { name: b, role: read }\n      - { name: c, role: read, token-sha256: abc }\n      \
+             - { name: d, role: read, token: same-secret-1 }\n      - { name: e, role: read, token: same-secret-1 }\n      \
+             - { name: d, role: read, token: other-secret-1 }\n      - { name: f, role: read, token: x, token-sha256: y }",
+        )
+        .unwrap_err();
+        let want = [
+            "dhaf.web-api.token: must not start or end with spaces",
+            "dhaf.web-api.tokens[0].role: 'root' is not one of: read, operate, admin",
+            "dhaf.web-api.tokens[1].token: is required (or token-sha256, the secret's SHA-256 in hex)",
+            "dhaf.web-api.tokens[2].token-sha256: must be 64 hexadecimal digits (the output of `sha256sum`)",
+            "dhaf.web-api.tokens[4].token: the same secret as another token; give every holder their own",
+            "dhaf.web-api.tokens[5].name: duplicate token name 'd'",
+            "dhaf.web-api.tokens[6].token-sha256: give either token or token-sha256, not both",
+        ];
+        for w in want {
+            assert!(errs.iter().any(|e| e == w), "missing {w:?} in {errs:#?}");
+        }
+        assert!(errs.iter().all(|e| !e.contains("same-secret-1") && !e.contains("padded-token")), "{errs:#?}");
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key_and_hosts_must_be_hosts() {
+        let w = web_api("    tls: { cert: /etc/dhaf/api.pem, key: /etc/dhaf/api.key, client-ca: /etc/dhaf/ca.pem }").unwrap();
+        let tls = w.tls.unwrap();
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/etc/dhaf/ca.pem")));
+        let errs = web_api("    host: 127.0.0.1/evil?x=\n    tls: { cert: a.pem }").unwrap_err();
+        assert_eq!(
+            errs,
+            ["dhaf.web-api.host: '127.0.0.1/evil?x=' is not a host name or an IP address", "dhaf.web-api.tls.key: is required"]
+        );
+    }
 }
 
 fn parse_etcd(f: &Fields) -> Option<EtcdConfig> {

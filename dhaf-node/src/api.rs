@@ -1,22 +1,31 @@
 //! The node's REST API: a thin HTTP layer over [`NodeHandle`], exported so an embedder can mount
 //! it next to its own routes.
 //!
-//! Reads are open; mutations (POST/DELETE) need `Authorization: Bearer <dhaf.web-api.token>`.
+//! Every route needs a role ([`crate::auth::Access`]): reads `read`, switchover and maintenance
+//! `operate`, decommission `admin`, given as `Authorization: Bearer <token>` with one of
+//! `dhaf.web-api.tokens` (the single `dhaf.web-api.token` is an `admin` token). While no token
+//! is configured, or with `public-read: true`, reads are open; `/healthz`, `/leader` and the
+//! OpenAPI document always are. Every mutation, accepted or refused, goes to the audit trail
+//! (`/api/v1/audit` and the log) with the token's name and the client's address.
+//!
 //! Every error is JSON, `{"error": {"code": "...", "message": "..."}}`, with a stable code that
 //! scripts may match on:
 //!
 //! | code | status | when |
 //! |---|---|---|
-//! | `bad_request` | 400 | malformed JSON, unknown or missing fields |
-//! | `unauthorized` | 401 | no bearer token, or the wrong one |
-//! | `token_not_configured` | 401 | the node has no `dhaf.web-api.token`, so it refuses every mutation |
+//! | `bad_request` | 400 | malformed JSON, unknown or missing fields, a malformed name in the path |
+//! | `unauthorized` | 401 | no bearer token, or the wrong one (with `WWW-Authenticate: Bearer`) |
+//! | `token_not_configured` | 401 | the node has no token at all, so it refuses every mutation |
+//! | `forbidden` | 403 | the token's role does not allow this |
 //! | `not_found` | 404 | no such route |
 //! | `method_not_allowed` | 405 | the route exists, the method does not |
 //! | `unknown_service`, `unknown_entry_point`, `unknown_node` | 404 | the name is not in the config / cluster |
 //! | `node_alive`, `target_in_maintenance` | 409 | the cluster's state forbids it now |
 //! | `last_healthy_entry_point` | 409 | maintenance would leave no healthy entry point in rotation (send `{"force": true}` to insist) |
-//! | `payload_too_large` | 413 | the body is over [`BODY_LIMIT`] bytes |
+//! | `payload_too_large` | 413 | the body is over [`BODY_LIMIT`] bytes (refused on its `Content-Length`, unread) |
+//! | `unsupported_media_type` | 415 | a body that is not `application/json` |
 //! | `unhealthy_target` | 422 | a switchover to an entry point the majority holds unhealthy |
+//! | `too_many_failures` | 429 | too many wrong tokens from this address lately (see `Retry-After`) |
 //! | `dcs_unavailable` | 503 | the node cannot reach the DCS |
 //!
 //! ```no_run
@@ -32,19 +41,25 @@
 //! [`routes`] equal, and the router is built from [`routes`] alone.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
+use dhaf_core::config::Role;
 use dhaf_core::engine::Verdict;
 use dhaf_core::runtime::{CommandError, NodeHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+use crate::auth::{now_ms, Access, AuditRecord, Guard, Refusal};
 
 /// The largest request body accepted; every body this API takes is a few dozen bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -100,59 +115,181 @@ impl From<BytesRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": self }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"dhaf\""));
+        }
+        // For the audit trail, which sees only the response.
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
+    }
+}
+
+/// The stable code of an error response, kept in its extensions.
+#[derive(Debug, Clone, Copy)]
+struct ErrorCode(&'static str);
+
+/// The address of the client a request came from; [`crate::serve`] puts it in every request's
+/// extensions. (An embedder serving with `axum::serve(...into_make_service_with_connect_info...)`
+/// gets the same from axum's `ConnectInfo`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// What the handlers share: the node, and the guard of its API.
+#[derive(Clone)]
+struct ApiState {
+    handle: NodeHandle,
+    guard: Arc<Guard>,
+}
+
+impl FromRef<ApiState> for NodeHandle {
+    fn from_ref(s: &ApiState) -> NodeHandle {
+        s.handle.clone()
+    }
+}
+
+impl FromRef<ApiState> for Arc<Guard> {
+    fn from_ref(s: &ApiState) -> Arc<Guard> {
+        s.guard.clone()
+    }
+}
+
+fn client_addr(req: &Request) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0)
+        .or_else(|| req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0))
+}
+
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Before every route: the token and its role, then (for a mutation) the body's declared size
+/// and type, all before the body is read; after a mutation, its audit record.
+async fn guard(State((guard, access)): State<(Arc<Guard>, Access)>, req: Request, next: Next) -> Response {
+    let client = client_addr(&req);
+    let mutation = req.method() != Method::GET && req.method() != Method::HEAD;
+    let method = req.method().to_string();
+    let path = cut(req.uri().path(), 256);
+    let checked = guard.check(access, req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes), client.map(|c| c.ip()));
+    let caller = match &checked {
+        Ok(c) => c.clone(),
+        Err(Refusal::Forbidden { caller, .. }) => Some(caller.clone()),
+        Err(_) => None,
+    };
+    let response = match checked {
+        Err(refusal) => refused(refusal).into_response(),
+        Ok(_) if mutation => match body_allowed(req.headers()) {
+            Err(e) => e.into_response(),
+            Ok(()) => next.run(req).await,
+        },
+        Ok(_) => next.run(req).await,
+    };
+    if mutation {
+        let status = response.status();
+        guard.audit(AuditRecord {
+            at_ms: now_ms(),
+            token: caller.as_ref().map(|c| c.name.clone()),
+            role: caller.as_ref().map(|c| c.role),
+            client: client.map_or_else(|| "unknown".to_string(), |c| c.to_string()),
+            method,
+            path,
+            outcome: if status.is_success() { "accepted" } else { "refused" },
+            status: status.as_u16(),
+            code: response.extensions().get::<ErrorCode>().map(|c| c.0.to_string()),
+        });
+    }
+    response
+}
+
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::NotConfigured => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_not_configured",
+            "this node refuses changes because it has no API token: add one to `dhaf.web-api.tokens` (or set \
+             `dhaf.web-api.token`) in its config (at least 8 characters; `${ENV_VAR}` reads it from the environment) and restart it",
+        )
+        .into_response(),
+        Refusal::Missing => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this request needs `Authorization: Bearer <token>` with a token of `dhaf.web-api.tokens` (or `dhaf.web-api.token`)",
+        )
+        .into_response(),
+        Refusal::Wrong => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token: it matches none of the node's tokens").into_response()
+        }
+        Refusal::Forbidden { caller, needs } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the token '{}' has the role {}; this request needs {needs}", caller.name, caller.role),
+        )
+        .into_response(),
+        Refusal::TooManyFailures(wait) => {
+            let secs = wait.as_secs().max(1);
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                format!("too many wrong tokens from this address; try again in {secs} s"),
+            )
+            .into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+    }
+}
+
+/// A body is refused on its headers alone when it is too large or not JSON, so it is never read
+/// (and `Expect: 100-continue` gets the refusal instead of `100 Continue`).
+fn body_allowed(headers: &HeaderMap) -> Result<(), ApiError> {
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if length.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is over {BODY_LIMIT} bytes"),
+        ));
+    }
+    let has_body = length.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON, sent with `Content-Type: application/json`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A name from the config (service, entry point, node) in a path: `a-z A-Z 0-9 - _`, at most 64
+/// characters. Anything else is refused before the node is asked, and never echoed whole.
+struct Name(String);
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(Name(s))
+        } else {
+            Err(serde::de::Error::custom("a name is 1 to 64 characters of a-z A-Z 0-9 - _"))
+        }
     }
 }
 
 type ApiResult = Result<Response, ApiError>;
-
-/// Proof that the request carries this node's token; extracted before the body is read, so an
-/// unauthenticated caller learns nothing about the body's validity.
-struct Authorized;
-
-impl FromRequestParts<NodeHandle> for Authorized {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, handle: &NodeHandle) -> Result<Self, ApiError> {
-        authorize(&parts.headers, handle.config().dhaf.web_api.token.as_deref()).map(|()| Authorized)
-    }
-}
-
-fn authorize(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "token_not_configured",
-            "this node refuses changes because it has no API token: set `dhaf.web-api.token` in its config \
-             (at least 8 characters; `${ENV_VAR}` reads it from the environment) and restart it",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match given {
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this request changes the cluster and needs `Authorization: Bearer <dhaf.web-api.token>`",
-        )),
-        Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token: use the node's `dhaf.web-api.token`")),
-    }
-}
-
-/// Compare without an early exit, so response time does not tell how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u64;
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= u64::from(x ^ y);
-    }
-    diff == 0
-}
 
 /// A path parameter whose rejection is a JSON `bad_request` like every other error.
 struct Param<T>(T);
@@ -183,31 +320,51 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection
 /// The router is built from this list only, so a test comparing it with [`OPENAPI`] covers the
 /// whole API.
 pub fn routes() -> Vec<(Method, &'static str)> {
-    endpoints().into_iter().map(|(m, p, _)| (m, p)).collect()
+    endpoints().into_iter().map(|(m, p, _, _)| (m, p)).collect()
 }
 
-fn endpoints() -> Vec<(Method, &'static str, MethodRouter<NodeHandle>)> {
+/// Every endpoint with what it needs: the role matrix, in one place.
+pub fn access() -> Vec<(Method, &'static str, Access)> {
+    endpoints().into_iter().map(|(m, p, a, _)| (m, p, a)).collect()
+}
+
+fn endpoints() -> Vec<(Method, &'static str, Access, MethodRouter<ApiState>)> {
+    use Access::{Open, Role as R};
     vec![
-        (Method::GET, "/api/v1/status", on(MethodFilter::GET, status)),
-        (Method::GET, "/api/v1/services", on(MethodFilter::GET, services)),
-        (Method::GET, "/api/v1/services/{service}", on(MethodFilter::GET, service)),
-        (Method::GET, "/api/v1/services/{service}/candidates", on(MethodFilter::GET, candidates)),
-        (Method::POST, "/api/v1/services/{service}/switchover", on(MethodFilter::POST, switchover_to)),
-        (Method::DELETE, "/api/v1/services/{service}/switchover", on(MethodFilter::DELETE, switchover_purge)),
-        (Method::POST, "/api/v1/services/{service}/entry-points/{entry_point}/maintenance", on(MethodFilter::POST, maintenance_on)),
-        (Method::DELETE, "/api/v1/services/{service}/entry-points/{entry_point}/maintenance", on(MethodFilter::DELETE, maintenance_off)),
-        (Method::GET, "/api/v1/services/{service}/history", on(MethodFilter::GET, history)),
-        (Method::DELETE, "/api/v1/nodes/{node}", on(MethodFilter::DELETE, decommission)),
-        (Method::GET, "/api/v1/openapi.json", on(MethodFilter::GET, openapi)),
-        (Method::GET, "/healthz", on(MethodFilter::GET, healthz)),
-        (Method::GET, "/metrics", on(MethodFilter::GET, metrics)),
+        (Method::GET, "/api/v1/status", R(Role::Read), on(MethodFilter::GET, status)),
+        (Method::GET, "/api/v1/services", R(Role::Read), on(MethodFilter::GET, services)),
+        (Method::GET, "/api/v1/services/{service}", R(Role::Read), on(MethodFilter::GET, service)),
+        (Method::GET, "/api/v1/services/{service}/candidates", R(Role::Read), on(MethodFilter::GET, candidates)),
+        (Method::POST, "/api/v1/services/{service}/switchover", R(Role::Operate), on(MethodFilter::POST, switchover_to)),
+        (Method::DELETE, "/api/v1/services/{service}/switchover", R(Role::Operate), on(MethodFilter::DELETE, switchover_purge)),
+        (
+            Method::POST,
+            "/api/v1/services/{service}/entry-points/{entry_point}/maintenance",
+            R(Role::Operate),
+            on(MethodFilter::POST, maintenance_on),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/services/{service}/entry-points/{entry_point}/maintenance",
+            R(Role::Operate),
+            on(MethodFilter::DELETE, maintenance_off),
+        ),
+        (Method::GET, "/api/v1/services/{service}/history", R(Role::Read), on(MethodFilter::GET, history)),
+        (Method::DELETE, "/api/v1/nodes/{node}", R(Role::Admin), on(MethodFilter::DELETE, decommission)),
+        (Method::GET, "/api/v1/audit", R(Role::Read), on(MethodFilter::GET, audit)),
+        (Method::GET, "/api/v1/openapi.json", Open, on(MethodFilter::GET, openapi)),
+        (Method::GET, "/healthz", Open, on(MethodFilter::GET, healthz)),
+        (Method::GET, "/leader", Open, on(MethodFilter::GET, leader)),
+        (Method::GET, "/metrics", R(Role::Read), on(MethodFilter::GET, metrics)),
     ]
 }
 
 /// The REST API of the node behind `handle`, ready to serve or to nest in an embedder's router.
 pub fn router(handle: NodeHandle) -> Router {
-    let mut by_path: Vec<(&'static str, MethodRouter<NodeHandle>)> = Vec::new();
-    for (_, path, mr) in endpoints() {
+    let guard_state = Arc::new(Guard::new(&handle.config().dhaf.web_api));
+    let mut by_path: Vec<(&'static str, MethodRouter<ApiState>)> = Vec::new();
+    for (_, path, access, mr) in endpoints() {
+        let mr = mr.route_layer(axum::middleware::from_fn_with_state((guard_state.clone(), access), guard));
         match by_path.iter_mut().find(|(p, _)| *p == path) {
             Some((_, existing)) => *existing = std::mem::take(existing).merge(mr),
             None => by_path.push((path, mr)),
@@ -227,7 +384,7 @@ pub fn router(handle: NodeHandle) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(handle)
+        .with_state(ApiState { handle, guard: guard_state })
 }
 
 fn ok<T: Serialize>(value: T) -> ApiResult {
@@ -242,15 +399,15 @@ async fn services(State(h): State<NodeHandle>) -> ApiResult {
     ok(h.status().await?.services)
 }
 
-async fn service(State(h): State<NodeHandle>, Param(service): Param<String>) -> ApiResult {
+async fn service(State(h): State<NodeHandle>, Param(Name(service)): Param<Name>) -> ApiResult {
     ok(h.service_status(&service).await?)
 }
 
-async fn candidates(State(h): State<NodeHandle>, Param(service): Param<String>) -> ApiResult {
+async fn candidates(State(h): State<NodeHandle>, Param(Name(service)): Param<Name>) -> ApiResult {
     ok(h.switchover_candidates(&service).await?)
 }
 
-async fn history(State(h): State<NodeHandle>, Param(service): Param<String>) -> ApiResult {
+async fn history(State(h): State<NodeHandle>, Param(Name(service)): Param<Name>) -> ApiResult {
     ok(h.history(&service).await?)
 }
 
@@ -261,12 +418,7 @@ struct SwitchoverBody {
     entry_point: String,
 }
 
-async fn switchover_to(
-    State(h): State<NodeHandle>,
-    _: Authorized,
-    Param(service): Param<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+async fn switchover_to(State(h): State<NodeHandle>, Param(Name(service)): Param<Name>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let body: SwitchoverBody = parse_body(body)?;
     h.switchover_to(&service, &body.entry_point).await?;
     tracing::info!(service = %service, entry_point = %body.entry_point, "api: switchover requested");
@@ -281,7 +433,7 @@ async fn switchover_to(
         .into_response())
 }
 
-async fn switchover_purge(State(h): State<NodeHandle>, _: Authorized, Param(service): Param<String>) -> ApiResult {
+async fn switchover_purge(State(h): State<NodeHandle>, Param(Name(service)): Param<Name>) -> ApiResult {
     h.switchover_purge(&service).await?;
     tracing::info!(service = %service, "api: switchover purged");
     ok(json!({ "service": service, "switchover": null, "message": "switchover purged; automatic rules apply again" }))
@@ -297,8 +449,7 @@ struct MaintenanceBody {
 
 async fn maintenance_on(
     State(h): State<NodeHandle>,
-    _: Authorized,
-    Param((service, ep)): Param<(String, String)>,
+    Param((Name(service), Name(ep))): Param<(Name, Name)>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let body: MaintenanceBody = match body {
@@ -308,7 +459,7 @@ async fn maintenance_on(
     maintenance(h, service, ep, true, body.force).await
 }
 
-async fn maintenance_off(State(h): State<NodeHandle>, _: Authorized, Param((service, ep)): Param<(String, String)>) -> ApiResult {
+async fn maintenance_off(State(h): State<NodeHandle>, Param((Name(service), Name(ep))): Param<(Name, Name)>) -> ApiResult {
     maintenance(h, service, ep, false, false).await
 }
 
@@ -319,10 +470,14 @@ async fn maintenance(h: NodeHandle, service: String, ep: String, on: bool, force
     ok(json!({ "service": service, "entry_point": ep, "maintenance": on, "message": message }))
 }
 
-async fn decommission(State(h): State<NodeHandle>, _: Authorized, Param(node): Param<String>) -> ApiResult {
+async fn decommission(State(h): State<NodeHandle>, Param(Name(node)): Param<Name>) -> ApiResult {
     h.decommission(&node).await?;
     tracing::info!(node = %node, "api: node decommissioned");
     ok(json!({ "node": node, "message": "node decommissioned" }))
+}
+
+async fn audit(State(g): State<Arc<Guard>>) -> ApiResult {
+    ok(g.audit_records())
 }
 
 async fn openapi() -> Response {
@@ -344,6 +499,14 @@ async fn healthz(State(h): State<NodeHandle>) -> Response {
         "leader": leads(&h),
     });
     let status = if registered { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// 200 while this node leads (for a load balancer that sends writes to the leader), else 503.
+async fn leader(State(h): State<NodeHandle>) -> Response {
+    let leads = leads(&h);
+    let body = json!({ "node": h.config().dhaf.node_name, "leader": leads });
+    let status = if leads { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
@@ -442,14 +605,6 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_compare_equal_only_when_identical() {
-        assert!(constant_time_eq(b"secret-token", b"secret-token"));
-        assert!(!constant_time_eq(b"secret-token", b"secret-tokeN"));
-        assert!(!constant_time_eq(b"secret-token", b"secret-token-longer"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -6,16 +6,25 @@
 //! else the embedded one), build the providers from the registry. [`run`] then serves the REST
 //! API ([`api::router`]) beside the node until the shutdown future completes.
 //!
-//! The API is served within [`ApiLimits`]: a cap on open connections and a timeout for reading a
-//! request's headers (which also closes idle keep-alive connections), so clients that open
-//! connections and say nothing cannot use up the node's file descriptors and starve its checks.
+//! The API is served within [`ApiLimits`]: a cap on open connections, overall and per client
+//! address, and a timeout for the TLS handshake and for reading a request's headers (which also
+//! closes idle keep-alive connections), so clients that open connections and say nothing cannot
+//! use up the node's file descriptors and starve its checks.
+//!
+//! With `dhaf.web-api.tls` the API speaks HTTPS only ([`tls`]): a plain-HTTP request is answered
+//! with a short JSON refusal and the connection closed; certificates are reloaded when their
+//! files change. Without TLS on an address other than loopback, the node warns at start: tokens
+//! would cross the network in clear.
 
 pub mod api;
+pub mod auth;
+pub mod tls;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dhaf_core::config::{Config, ConfigError};
@@ -50,6 +59,8 @@ pub struct Prepared {
     pub node: Node,
     /// Its config.
     pub config: Config,
+    /// The API's TLS, when `dhaf.web-api.tls` is set.
+    pub tls: Option<Arc<tls::ApiTls>>,
 }
 
 /// Parse `config_path` and build the node with the providers of `registry`, reporting every
@@ -57,8 +68,12 @@ pub struct Prepared {
 pub fn prepare(config_path: &Path, registry: &Registry) -> Result<Prepared, StartError> {
     let config = Config::load(config_path)?;
     let dcs = dhaf_providers::dcs_from_config(&config).map_err(|e| StartError::Dcs(e.to_string()))?;
+    let tls = match &config.dhaf.web_api.tls {
+        Some(t) => Some(Arc::new(tls::ApiTls::load(t, &config.base_dir)?)),
+        None => None,
+    };
     let providers = registry.build(&config, dcs.clone())?;
-    Ok(Prepared { node: Node::new(config.clone(), dcs, providers), config })
+    Ok(Prepared { node: Node::new(config.clone(), dcs, providers), config, tls })
 }
 
 /// How much of the node the REST API may hold.
@@ -67,15 +82,26 @@ pub struct ApiLimits {
     /// Connections served at once; further ones wait in the kernel's accept queue, where they
     /// cost the node no file descriptor.
     pub max_connections: usize,
-    /// Time a connection gets to send a request's headers, and the longest an idle keep-alive
-    /// connection is kept open.
+    /// Connections served at once from one client address; further ones from it are closed at
+    /// once, so one remote client cannot take every slot. Loopback clients (the node's own host)
+    /// only count against `max_connections`.
+    pub max_connections_per_address: usize,
+    /// Time a connection gets to finish its TLS handshake, and to send a request's headers; also
+    /// the longest an idle keep-alive connection is kept open.
     pub header_read_timeout: Duration,
+    /// How often the TLS certificate files are looked at for a change.
+    pub tls_reload_interval: Duration,
 }
 
 impl Default for ApiLimits {
     /// Far below a default descriptor limit of 1024, far above what operators and a scraper need.
     fn default() -> Self {
-        ApiLimits { max_connections: 128, header_read_timeout: Duration::from_secs(10) }
+        ApiLimits {
+            max_connections: 128,
+            max_connections_per_address: 32,
+            header_read_timeout: Duration::from_secs(10),
+            tls_reload_interval: tls::RELOAD_INTERVAL,
+        }
     }
 }
 
@@ -97,25 +123,47 @@ pub async fn run_with_limits(
     let addr = format!("{}:{}", web.host, web.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|error| StartError::Listen { addr: addr.clone(), error })?;
     let bound = listener.local_addr().map_err(|error| StartError::Listen { addr, error })?;
-    tracing::info!(%bound, "rest api listening");
+    let scheme = if prepared.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%bound, scheme, "rest api listening");
+    if prepared.tls.is_none() && !bound.ip().is_loopback() {
+        tracing::warn!(
+            %bound,
+            "rest api: listening beyond loopback without TLS; tokens and status cross the network in clear. \
+             Set dhaf.web-api.tls (cert, key) or bind to localhost"
+        );
+    }
     on_listen(bound);
     let app = api::router(prepared.node.handle());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, app, limits, async {
+    let watcher = prepared.tls.clone().map(|t| tokio::spawn(t.watch(limits.tls_reload_interval)));
+    let server = tokio::spawn(serve_with(listener, app, limits, prepared.tls.clone(), async {
         let _ = api_stopped.await;
     }));
     let result = prepared.node.run(shutdown).await;
     let _ = stop_api.send(());
     let _ = server.await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     Ok(result?)
 }
 
-/// Serve `app` on `listener` within `limits` until `stop` completes, then give open requests a
-/// few seconds to finish.
+/// Serve `app` over plain HTTP on `listener` within `limits` until `stop` completes, then give
+/// open requests a few seconds to finish.
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, limits: ApiLimits, stop: impl Future<Output = ()>) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    serve_with(listener, app, limits, None, stop).await
+}
 
+/// [`serve`], over TLS when `tls` is given.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ApiLimits,
+    tls: Option<Arc<tls::ApiTls>>,
+    stop: impl Future<Output = ()>,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
@@ -124,10 +172,10 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, limits:
             _ = &mut stop => break,
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
         };
-        let socket = tokio::select! {
+        let (socket, peer) = tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors, most likely: wait instead of spinning on the error.
                     tracing::warn!(error = %e, "rest api: cannot accept a connection");
@@ -136,18 +184,118 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, limits:
                 }
             },
         };
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-        let connection = http.serve_connection(TokioIo::new(socket), hyper_util::service::TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
+        let cap = if peer.ip().is_loopback() { usize::MAX } else { limits.max_connections_per_address.max(1) };
+        let Some(held) = per_address.take(peer.ip(), cap) else {
+            // Closed unanswered: this address already holds its share of the slots.
+            drop(socket);
+            continue;
+        };
+        let watcher = graceful.watcher();
+        let app = app.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            // Timed-out and reset connections end here; they are the client's business.
-            let _ = connection.await;
-            drop(slot);
+            let _held = (slot, held);
+            match tls {
+                None => serve_connection(socket, peer, app, limits, watcher).await,
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(limits.header_read_timeout, accept_tls(socket, &tls)).await;
+                    if let Ok(Some(stream)) = handshake {
+                        serve_connection(stream, peer, app, limits, watcher).await;
+                    }
+                }
+            }
         });
     }
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
         tracing::warn!("rest api: requests still open after 5 s; closing them");
+    }
+}
+
+/// HTTP/1.1 on one connection, every request tagged with the client's address.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: axum::Router,
+    limits: ApiLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(api::ClientAddr(peer));
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    // Timed-out and reset connections end here; they are the client's business.
+    let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
+}
+
+/// The TLS handshake; a client speaking plain HTTP gets a short refusal instead.
+async fn accept_tls(socket: tokio::net::TcpStream, tls: &tls::ApiTls) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let mut first = [0u8; 1];
+    if socket.peek(&mut first).await.ok()? == 0 {
+        return None;
+    }
+    // 0x16 opens every TLS handshake record; anything else is not TLS.
+    if first[0] != 0x16 {
+        refuse_plain_http(socket).await;
+        return None;
+    }
+    match tokio_rustls::TlsAcceptor::from(tls.config()).accept(socket).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::debug!(error = %e, "rest api: TLS handshake failed");
+            None
+        }
+    }
+}
+
+async fn refuse_plain_http(mut socket: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let body = r#"{"error":{"code":"tls_required","message":"this node's API speaks HTTPS only: use https://"}}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(answer.as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted against its address until dropped.
+struct Held {
+    map: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Held> {
+        let mut map = self.0.lock().unwrap();
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Held { map: self.clone(), ip })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut map = self.map.0.lock().unwrap();
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }

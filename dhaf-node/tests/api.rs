@@ -120,8 +120,9 @@ impl Running {
         (status, v)
     }
 
+    /// A read, with the token: with one configured, reads need it too.
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, None, None).await
+        self.call(Method::GET, path, Some(TOKEN), None).await
     }
 
     async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -129,7 +130,7 @@ impl Running {
     }
 
     async fn text(&self, path: &str) -> String {
-        self.http.get(format!("{}{path}", self.base)).send().await.unwrap().text().await.unwrap()
+        self.http.get(format!("{}{path}", self.base)).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap()
     }
 }
 
@@ -274,7 +275,7 @@ async fn t25_without_a_configured_token_mutations_are_refused() {
     assert!(got.1["error"]["message"].as_str().unwrap().contains("dhaf.web-api.token"), "{}", got.1);
     assert_error(&r.call(Method::DELETE, "/api/v1/nodes/n9", None, None).await, 401, "token_not_configured");
     // Reads stay open.
-    assert_eq!(r.get("/api/v1/status").await.0, StatusCode::OK);
+    assert_eq!(r.call(Method::GET, "/api/v1/status", None, None).await.0, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,7 +388,7 @@ async fn t70_metrics_are_prometheus_text() {
     let r = start(Some(TOKEN)).await;
     r.checker.down("ep3", "timeout");
     r.wait_json("ep3 unhealthy", "/api/v1/services/main", |v| ep(v, "ep3")["verdict"] == "unhealthy").await;
-    let resp = r.http.get(format!("{}/metrics", r.base)).send().await.unwrap();
+    let resp = r.http.get(format!("{}/metrics", r.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = resp.text().await.unwrap();
@@ -446,17 +447,23 @@ async fn t80_openapi_matches_the_router() {
     assert_eq!(documented, routed, "the OpenAPI document and the router disagree");
 
     // Every documented operation reaches a handler on the live router (no fallback, no 405),
-    // and every mutation is documented as needing the token.
+    // and every operation that needs a token is documented so, with its role.
+    let open: BTreeSet<&str> = ["/healthz", "/leader", "/api/v1/openapi.json"].into();
     for (method, path) in &documented {
         let concrete = path.replace("{service}", "nope").replace("{entry_point}", "ep1").replace("{node}", "ghost");
-        let (status, text) = r.send(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, None, None).await;
+        let (status, text) = r.send(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, Some(TOKEN), None).await;
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert!(!text.contains("\"code\":\"not_found\""), "{method} {path} fell through to the fallback: {text}");
         let op = &doc["paths"][path][method.to_lowercase()];
-        if method != "GET" {
+        let (status, _) = r.send(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, None, None).await;
+        if open.contains(path.as_str()) {
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path} is open");
+            assert!(op["security"].is_null() || op["security"] == json!([]), "{method} {path} is documented as needing a token");
+        } else {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} works without a token");
             assert!(op["security"].is_array(), "{method} {path} is not documented as needing the token");
             assert!(op["responses"]["401"].is_object(), "{method} {path} does not document 401");
+            assert!(op["x-dhaf-role"].is_string(), "{method} {path} does not document its role");
         }
         for (code, resp) in op["responses"].as_object().unwrap() {
             assert!(code.parse::<u16>().is_ok() && resp["description"].is_string(), "{method} {path} {code}");
@@ -464,7 +471,7 @@ async fn t80_openapi_matches_the_router() {
     }
     let (status, text) = r.send(Method::PUT, "/api/v1/status", None, None).await;
     assert_error(&(status, serde_json::from_str(&text).unwrap()), 405, "method_not_allowed");
-    let (status, text) = r.send(Method::GET, "/api/v1/services/%FF%FE", None, None).await;
+    let (status, text) = r.send(Method::GET, "/api/v1/services/%FF%FE", Some(TOKEN), None).await;
     assert_error(&(status, serde_json::from_str(&text).unwrap()), 400, "bad_request");
 }
 

@@ -40,7 +40,7 @@ async fn idle_connections_beyond_the_cap_starve_neither_the_checks_nor_the_api()
 
     let prepared = dhaf_node::prepare(&config, &dhaf_providers::registry()).expect("valid config");
     let handle = prepared.node.handle();
-    let limits = ApiLimits { max_connections: 32, header_read_timeout: Duration::from_secs(1) };
+    let limits = ApiLimits { max_connections: 32, header_read_timeout: Duration::from_secs(1), ..ApiLimits::default() };
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(dhaf_node::run_with_limits(prepared, limits, std::future::pending(), move |a| {
         let _ = addr_tx.send(a);

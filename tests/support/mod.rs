@@ -22,6 +22,8 @@ pub fn env(name: &str) -> Option<String> {
         "TG_TOKEN" => "123456:tg-token-for-tests",
         "TG_JOIN_CODE" => "join-me",
         "CF_TOKEN" => "cf-token-for-tests",
+        "GRAFANA_TOKEN" => "grafana-token-for-tests",
+        "ALICE_TOKEN" => "alice-token-for-tests",
         _ => return None,
     };
     Some(value.to_string())

@@ -49,3 +49,107 @@ services:
     .unwrap();
     config
 }
+
+/// Replace the `web-api` line `tcp_site` wrote with `web_api` (a YAML block indented by 4, or
+/// a flow mapping), keeping the rest of the file.
+pub fn set_web_api(config: &Path, web_api: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let text = text.replace("  web-api: { host: 127.0.0.1, port: 0 }\n", &format!("  web-api:\n{web_api}\n"));
+    std::fs::write(config, text).unwrap();
+}
+
+/// A certificate authority made for one test.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A certificate and its key, as PEM.
+pub struct Pem {
+    /// The certificate.
+    pub cert: String,
+    /// Its private key.
+    pub key: String,
+}
+
+impl TestCa {
+    /// A new CA called `name`.
+    pub fn new(name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, name);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        TestCa { issuer: CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap() }
+    }
+
+    /// The CA's certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `localhost` and 127.0.0.1.
+    pub fn server(&self) -> Pem {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params.distinguished_name.push(rcgen::DnType::CommonName, "dhaf node");
+        self.sign(params)
+    }
+
+    /// A client certificate for `name`.
+    pub fn client(&self, name: &str) -> Pem {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params)
+    }
+
+    fn sign(&self, params: rcgen::CertificateParams) -> Pem {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Pem { cert: cert.pem(), key: key.serialize_pem() }
+    }
+}
+
+/// Write `pem` as `dir/<name>.pem` and `dir/<name>.key`; returns their paths.
+pub fn write_pem(dir: &Path, name: &str, pem: &Pem) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert, &pem.cert).unwrap();
+    std::fs::write(&key, &pem.key).unwrap();
+    (cert, key)
+}
+
+/// An HTTPS client trusting only `ca_pem`, presenting `identity` if given.
+pub fn https_client(ca_pem: &str, identity: Option<&Pem>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .timeout(std::time::Duration::from_secs(10));
+    if let Some(id) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{}{}", id.cert, id.key).as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+/// Start the node of `config` with its API held to `limits`; returns the API's address, the
+/// node's handle, and a sender that stops it.
+pub async fn start_node(
+    config: &Path,
+    limits: dhaf_node::ApiLimits,
+) -> (std::net::SocketAddr, dhaf_core::runtime::NodeHandle, tokio::sync::oneshot::Sender<()>) {
+    let prepared = dhaf_node::prepare(config, &dhaf_providers::registry()).expect("valid config");
+    let handle = prepared.node.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(dhaf_node::run_with_limits(
+        prepared,
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+        move |a| {
+            let _ = addr_tx.send(a);
+        },
+    ));
+    (addr_rx.await.unwrap(), handle, stop)
+}
