@@ -22,6 +22,8 @@ pub fn env(name: &str) -> Option<String> {
         "TG_TOKEN" => "123456:tg-token-for-tests",
         "TG_JOIN_CODE" => "join-me",
         "CF_TOKEN" => "cf-token-for-tests",
+        "SLACK_WEBHOOK_URL" => "https://hooks.slack.com/services/T000/B000/webhook-secret-for-tests",
+        "HOOK_TOKEN" => "hook-token-for-tests",
         "DNS_TSIG_SECRET" => "ZG5zLXRzaWctc2VjcmV0LWZvci10ZXN0cw==",
         _ => return None,
     };
