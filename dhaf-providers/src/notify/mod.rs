@@ -1,4 +1,5 @@
-//! The built-in notifiers: `email` (SMTP through `lettre`) and `tg` (a Telegram bot).
+//! The built-in notifiers: `email` (SMTP through `lettre`), `tg` (a Telegram bot) and `webhook`
+//! (an HTTP POST: Slack, Mattermost, Discord or any JSON endpoint; see [`webhook`]).
 //!
 //! Both render the same [`Report`] of a [`Notification`]: what happened, what dhaf did about it,
 //! when, and the reasons the nodes gave, so a person on call can act on one message without
@@ -39,11 +40,13 @@ use dhaf_core::registry::Registry;
 
 pub mod email;
 pub mod tg;
+pub mod webhook;
 
-/// Register the built-in notifiers (`email`, `tg`) in `registry`.
+/// Register the built-in notifiers (`email`, `tg`, `webhook`) in `registry`.
 pub fn register(registry: &mut Registry) {
     registry.notifier("email", |section, ctx| email::EmailNotifier::from_config(section, ctx).map(|n| n as _));
     registry.notifier("tg", |section, ctx| tg::TelegramNotifier::from_config(section, ctx).map(|n| n as _));
+    registry.notifier("webhook", |section, ctx| webhook::WebhookNotifier::from_config(section, ctx).map(|n| n as _));
 }
 
 /// How bad an event is, for people scanning a channel.
