@@ -2,7 +2,8 @@
 //!
 //! Each table of the reference is marked `<!-- keys: <section> -->`. For every section the test
 //! builds a config that sets every documented key to its documented example, which must parse and
-//! build with the built-in registry; one past each documented `min–max` range must be refused
+//! build with the built-in registry; one past each documented `min–max` range (for a duration, just
+//! past either end, while both ends build) must be refused
 //! with exactly that range in the message; then it adds an undocumented key and reads the `unknown key
 //! (known here: …)` error, whose list is exactly the keys the code reads in that section: it must
 //! equal the documented keys, both ways. The provider types the registry knows must each have
@@ -12,6 +13,9 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::Duration;
+
+use dhaf::core::config::{format_duration, parse_duration};
 
 use serde_yaml::{Mapping, Value};
 use support::{build, listed, pem_file, problem_at, registered_types, root};
@@ -24,11 +28,33 @@ struct Row {
     /// The "values" cell: allowed values, with a numeric range written `min–max`.
     values: String,
     example: String,
+    /// The "type" cell.
+    kind: String,
 }
 
 impl Row {
+    /// Whether the key is a duration (`250ms`, `2m`, a bare number of seconds).
+    fn is_duration(&self) -> bool {
+        self.kind == "duration" || self.kind == "whole seconds"
+    }
+
+    /// The documented `min–max` range of a duration key, as written (`100ms–1h`).
+    fn duration_range(&self) -> Option<(Duration, Duration, String)> {
+        if !self.is_duration() {
+            return None;
+        }
+        let range = self.values.split(',').next()?.trim();
+        let (min, max) = range.split_once('–')?;
+        let min = parse_duration(min).unwrap_or_else(|e| panic!("{}: {e}", self.key));
+        let max = parse_duration(max).unwrap_or_else(|e| panic!("{}: {e}", self.key));
+        Some((min, max, format!("from {} to {}", format_duration(min), format_duration(max))))
+    }
+
     /// The documented `min–max` range of a numeric key.
     fn range(&self) -> Option<(u64, u64)> {
+        if self.is_duration() {
+            return None;
+        }
         let (before, after) = self.values.split_once('–')?;
         let min = before.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
         let max = after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
@@ -64,7 +90,7 @@ fn reference() -> Vec<(String, Vec<Row>)> {
         let key = unquote(cells[0]).unwrap_or_else(|| panic!("the key cell must be `key`: {line}"));
         let example = unquote(cells[5]).unwrap_or_else(|| panic!("the example cell must be `yaml`: {line}"));
         assert!(sections[i].1.iter().all(|r| r.key != key), "{key} is documented twice in {}", sections[i].0);
-        sections[i].1.push(Row { key, default: cells[2].to_string(), values: cells[3].to_string(), example });
+        sections[i].1.push(Row { key, default: cells[2].to_string(), values: cells[3].to_string(), example, kind: cells[1].to_string() });
     }
     sections
 }
@@ -263,6 +289,44 @@ fn every_documented_key_is_accepted_and_every_accepted_key_is_documented() {
                     failures.push(format!("section {id}: {} documented as {min}–{max}, but {} is refused otherwise: {e}", row.key, max + 1))
                 }
                 Ok(_) => failures.push(format!("section {id}: {} documented as {min}–{max}, but {} is accepted", row.key, max + 1)),
+            }
+        }
+        // A documented duration range is the one the code enforces: just past either end is
+        // refused, naming it; both ends are accepted.
+        for row in rows {
+            let Some((min, max, want)) = row.duration_range() else { continue };
+            let path = match section_path(id) {
+                p if p.is_empty() => row.key.clone(),
+                p => format!("{p}.{}", row.key),
+            };
+            // A whole-seconds key is probed a second past its ends, any other a millisecond.
+            let nudge = if row.kind == "whole seconds" { Duration::from_secs(1) } else { Duration::from_millis(1) };
+            let mut probes = vec![(format_duration(max + nudge), false), (format_duration(min), true)];
+            // The heartbeat's top end is only reachable beside a longer TTL than is allowed.
+            if row.key != "heartbeat-interval" {
+                probes.push((format_duration(max), true));
+            }
+            if min >= nudge {
+                probes.push((format_duration(min - nudge), false));
+            }
+            for (value, accepted) in probes {
+                let mut probe = config.clone();
+                let mut target = &mut probe;
+                for seg in path_of(id) {
+                    target = step(target, seg);
+                }
+                let m = target.as_mapping_mut().unwrap();
+                m.insert(row.key.as_str().into(), value.as_str().into());
+                let built = build(&serde_yaml::to_string(&probe).unwrap());
+                match (built, accepted) {
+                    (Ok(_), true) => {}
+                    (Err(e), false) if problem_at(&e, &path).is_some_and(|p| p.message.contains(&want)) => {}
+                    (Err(e), _) => failures
+                        .push(format!("section {id}: {} documented as {}, but {value} is refused otherwise: {e}", row.key, row.values)),
+                    (Ok(_), false) => {
+                        failures.push(format!("section {id}: {} documented as {}, but {value} is accepted", row.key, row.values))
+                    }
+                }
             }
         }
         // `type` and `name` of a provider section are taken before the provider reads its keys.

@@ -21,6 +21,77 @@ use serde_yaml::{Mapping, Value};
 
 use crate::model::{EntryPoint, ServiceDefinition};
 
+/// The shortest `tact-interval`.
+pub const MIN_TACT: Duration = Duration::from_millis(100);
+
+/// The shortest `heartbeat-interval`.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// The units a duration may be written in, with their length in nanoseconds.
+const DURATION_UNITS: [(&str, u64); 4] = [("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000)];
+
+/// Parse a duration as configured: a number with a unit (`250ms`, `1.5s`, `2m`, `1h`) or a bare
+/// number, which is seconds (`30`, `0.5`), so every config written in seconds reads as before.
+///
+/// The number is decimal (digits with an optional fraction), at most nanosecond precision.
+///
+/// ```
+/// use std::time::Duration;
+/// use dhaf_core::config::parse_duration;
+/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+/// assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+/// assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+/// assert!(parse_duration("-1s").is_err() && parse_duration("5 parsecs").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad = || format!("'{}' is not a duration: write 250ms, 1.5s, 2m or 1h (a bare number is seconds)", t.escape_debug());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = (&t[..split], t[split..].trim_start());
+    let scale = match unit {
+        "" => 1_000_000_000,
+        u => DURATION_UNITS.iter().find(|(name, _)| *name == u).ok_or_else(bad)?.1,
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || (number.contains('.') && fraction.is_empty()) {
+        return Err(bad());
+    }
+    let too_long = || format!("'{}' is too long a duration", t.escape_debug());
+    let whole: u128 = whole.parse().map_err(|_| too_long())?;
+    let mut nanos = whole.checked_mul(u128::from(scale)).ok_or_else(too_long)?;
+    // The fraction, digit by digit: exact, and anything below a nanosecond is dropped.
+    let mut place = u128::from(scale);
+    for d in fraction.bytes() {
+        place /= 10;
+        nanos += u128::from(d - b'0') * place;
+    }
+    if nanos == 0 && fraction.bytes().any(|d| d != b'0') {
+        return Err(format!("'{}' is shorter than a nanosecond", t.escape_debug()));
+    }
+    let nanos = u64::try_from(nanos).map_err(|_| too_long())?;
+    Ok(Duration::from_nanos(nanos))
+}
+
+/// A duration the way [`parse_duration`] reads it, in the largest unit that writes it exactly:
+/// `1h`, `90s`, `250ms`; `1.5ms`, `0.000001s` below a millisecond.
+pub fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    for (name, len) in DURATION_UNITS.iter().rev() {
+        let len = u128::from(*len);
+        if nanos % len == 0 {
+            return format!("{}{name}", nanos / len);
+        }
+    }
+    // Below a millisecond: seconds with the fraction's digits, trailing zeros dropped.
+    let text = format!("{}.{:09}", d.as_secs(), d.subsec_nanos());
+    format!("{}s", text.trim_end_matches('0'))
+}
+
 /// One problem in a config file, with the key path it is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigProblem {
@@ -93,7 +164,7 @@ pub struct DhafConfig {
     pub healthy_node_status_ttl: Duration,
     /// `dhaf.heartbeat-interval`: how often the lease is renewed (default 5 s).
     pub heartbeat_interval: Duration,
-    /// `dhaf.tact-interval`: how often every entry point is checked (default 10 s, 1–3600).
+    /// `dhaf.tact-interval`: how often every entry point is checked (default 10 s, 100 ms–1 h).
     pub tact_interval: Duration,
     /// `dhaf.web-api`.
     pub web_api: WebApiConfig,
@@ -491,15 +562,15 @@ fn parse_dhaf(top: &Fields) -> Option<DhafConfig> {
     let f = top.section_required("dhaf")?;
     let cluster_name = f.name("cluster-name");
     let node_name = f.name("node-name");
-    let ttl = f.seconds("healthy-node-status-ttl", 30, 2, 3600);
-    let heartbeat = f.seconds("heartbeat-interval", 5, 1, 3600);
-    let tact = f.seconds("tact-interval", 10, 1, 3600);
+    let ttl = f.whole_seconds("healthy-node-status-ttl", 30, 2, 3600, "the presence lease's TTL is counted in whole seconds (etcd's unit)");
+    let heartbeat = f.duration("heartbeat-interval", Duration::from_secs(5), MIN_HEARTBEAT, Duration::from_secs(3600));
+    let tact = f.duration("tact-interval", Duration::from_secs(10), MIN_TACT, Duration::from_secs(3600));
     if heartbeat * 2 > ttl {
         f.problem(
             f.key("heartbeat-interval"),
             format!(
-                "must be at most half of healthy-node-status-ttl ({} s), or a single late heartbeat marks the node dead",
-                ttl.as_secs()
+                "must be at most half of healthy-node-status-ttl ({}), or a single late heartbeat marks the node dead",
+                format_duration(ttl)
             ),
         );
     }
@@ -987,9 +1058,53 @@ impl Fields {
         }
     }
 
-    /// A number of seconds in `min..=max`, or `default`.
+    /// A duration in `min..=max`, or `default`: `250ms`, `1.5s`, `2m`, `1h`, or a bare number of
+    /// seconds (see [`parse_duration`]). A problem names the accepted range.
+    pub fn duration(&self, key: &str, default: Duration, min: Duration, max: Duration) -> Duration {
+        self.duration_checked(key, default, min, max, None)
+    }
+
+    /// A duration as [`Fields::duration`] with whole-second bounds, or `default` seconds.
     pub fn seconds(&self, key: &str, default: u64, min: u64, max: u64) -> Duration {
-        Duration::from_secs(self.int(key, default, min, max))
+        self.duration(key, Duration::from_secs(default), Duration::from_secs(min), Duration::from_secs(max))
+    }
+
+    /// A duration of whole seconds (`30`, `30s`, `2m`) in `min..=max` seconds, or `default`; a
+    /// fraction is refused with `why` (what counts in whole seconds).
+    pub fn whole_seconds(&self, key: &str, default: u64, min: u64, max: u64, why: &str) -> Duration {
+        let (default, min, max) = (Duration::from_secs(default), Duration::from_secs(min), Duration::from_secs(max));
+        self.duration_checked(key, default, min, max, Some(why))
+    }
+
+    fn duration_checked(&self, key: &str, default: Duration, min: Duration, max: Duration, whole: Option<&str>) -> Duration {
+        let Some(v) = self.get(key) else { return default };
+        let range = format!("from {} to {}", format_duration(min), format_duration(max));
+        let text = match v {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            _ => {
+                self.problem(self.key(key), format!("must be a duration {range}, like 250ms, 1.5s, 2m or a number of seconds"));
+                return default;
+            }
+        };
+        let d = match parse_duration(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(self.key(key), format!("{e}; must be {range}"));
+                return default;
+            }
+        };
+        if let Some(why) = whole {
+            if d.subsec_nanos() != 0 {
+                self.problem(self.key(key), format!("'{}' is not a whole number of seconds: {why}", text.trim()));
+                return default;
+            }
+        }
+        if d < min || d > max {
+            self.problem(self.key(key), format!("must be a duration {range} (a bare number is seconds), not {}", format_duration(d)));
+            return default;
+        }
+        d
     }
 
     /// A boolean, or `default`.
@@ -1245,7 +1360,7 @@ services:
         let expect = [
             "dhaf.cluster-name: only a-z A-Z 0-9 - _ allowed, at most 64 characters",
             "dhaf.node-name: is required",
-            "dhaf.tact-interval: must be a whole number from 1 to 3600",
+            "dhaf.tact-interval: must be a duration from 100ms to 1h (a bare number is seconds), not 0s",
             "dhaf.heartbeat-interval: must be at most half of healthy-node-status-ttl",
             "services[0].entry-points[0].name: only a-z A-Z 0-9 - _ allowed",
             "services[0].entry-points[0].ip: '300.1.1.1' is not an IPv4 or IPv6 address",
@@ -1275,5 +1390,126 @@ services:
     fn bad_etcd_hosts_are_rejected() {
         let err = Config::parse_with_env(&GOOD.replace("127.0.0.1:2379,", "nohostport,"), &env).unwrap_err();
         assert!(err.problems[0].to_string().starts_with("etcd.hosts: 'http://nohostport'"), "{err}");
+    }
+
+    fn dhaf_with(lines: &str) -> Result<Config, ConfigError> {
+        Config::parse_with_env(&GOOD.replace("  node-name: n1\n", &format!("  node-name: n1\n{lines}")), &env)
+    }
+
+    #[test]
+    fn durations_take_units_and_bare_numbers_stay_seconds() {
+        let ok = [
+            ("10", Duration::from_secs(10)),
+            ("0", Duration::ZERO),
+            ("0.5", Duration::from_millis(500)),
+            ("250ms", Duration::from_millis(250)),
+            ("1.5s", Duration::from_millis(1500)),
+            (" 2m ", Duration::from_secs(120)),
+            ("2 m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("0.25h", Duration::from_secs(900)),
+            ("1.0005s", Duration::from_micros(1_000_500)),
+            ("0.5ms", Duration::from_micros(500)),
+            ("007s", Duration::from_secs(7)),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse_duration(text), Ok(want), "{text:?}");
+        }
+        for bad in [
+            "",
+            "s",
+            "ms",
+            "-1",
+            "-1s",
+            "1.",
+            ".5s",
+            "1..5s",
+            "1,5s",
+            "5 parsecs",
+            "1S",
+            "1sec",
+            "1m30s",
+            "1e3",
+            "0x10",
+            "1.5.s",
+            "0.0000000001s",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("duration") || e.contains("nanosecond"), "{bad:?}: {e}");
+        }
+        assert!(parse_duration("99999999999999999999h").unwrap_err().contains("too long"));
+        assert!(parse_duration("9999999999h").unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn durations_are_written_in_their_largest_exact_unit() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(50), "50ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_secs(120), "2m"),
+            (Duration::from_secs(86400), "24h"),
+            (Duration::from_micros(1500), "0.0015s"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(format_duration(d), text);
+        }
+    }
+
+    #[test]
+    fn sub_second_settings_are_read_and_their_bounds_named() {
+        let c = dhaf_with("  tact-interval: 200ms\n  heartbeat-interval: 0.5s\n  healthy-node-status-ttl: 2\n").unwrap();
+        assert_eq!(c.dhaf.tact_interval, Duration::from_millis(200));
+        assert_eq!(c.dhaf.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(c.dhaf.healthy_node_status_ttl, Duration::from_secs(2));
+        let c = dhaf_with("  tact-interval: 100ms\n  healthy-node-status-ttl: 1m\n  reconcile-interval: 2m\n").unwrap();
+        assert_eq!(c.dhaf.tact_interval, Duration::from_millis(100));
+        assert_eq!(c.dhaf.healthy_node_status_ttl, Duration::from_secs(60));
+        assert_eq!(c.dhaf.reconcile_interval, Duration::from_secs(120));
+
+        let problems = |lines: &str| -> Vec<String> { dhaf_with(lines).unwrap_err().problems.iter().map(|p| p.to_string()).collect() };
+        assert_eq!(
+            problems("  tact-interval: 99ms\n"),
+            ["dhaf.tact-interval: must be a duration from 100ms to 1h (a bare number is seconds), not 99ms"]
+        );
+        assert_eq!(
+            problems("  heartbeat-interval: 50ms\n"),
+            ["dhaf.heartbeat-interval: must be a duration from 100ms to 1h (a bare number is seconds), not 50ms"]
+        );
+        assert_eq!(
+            problems("  healthy-node-status-ttl: 2.5s\n"),
+            ["dhaf.healthy-node-status-ttl: '2.5s' is not a whole number of seconds: the presence lease's TTL is counted in whole seconds (etcd's unit)"]
+        );
+        assert_eq!(
+            problems("  healthy-node-status-ttl: 2\n  heartbeat-interval: 1.5s\n"),
+            ["dhaf.heartbeat-interval: must be at most half of healthy-node-status-ttl (2s), or a single late heartbeat marks the node dead"]
+        );
+        assert_eq!(
+            problems("  tact-interval: 1 fortnight\n"),
+            ["dhaf.tact-interval: '1 fortnight' is not a duration: write 250ms, 1.5s, 2m or 1h (a bare number is seconds); must be from 100ms to 1h"]
+        );
+        assert_eq!(
+            problems("  tact-interval: [1]\n"),
+            ["dhaf.tact-interval: must be a duration from 100ms to 1h, like 250ms, 1.5s, 2m or a number of seconds"]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn written_durations_read_back(nanos in 0u64..=86_400_000_000_000_000, millis in 0u64..=100_000_000, secs in 0u64..=1_000_000) {
+            let d = Duration::from_nanos(nanos);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+            proptest::prop_assert_eq!(parse_duration(&format!("{millis}ms")), Ok(Duration::from_millis(millis)));
+            proptest::prop_assert_eq!(parse_duration(&secs.to_string()), Ok(Duration::from_secs(secs)));
+            proptest::prop_assert_eq!(parse_duration(&format!("{}.{:03}s", millis / 1000, millis % 1000)), Ok(Duration::from_millis(millis)));
+        }
+
+        #[test]
+        fn any_text_is_read_or_refused_without_panicking(text in "\\PC{0,24}") {
+            if let Ok(d) = parse_duration(&text) {
+                proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+            }
+        }
     }
 }

@@ -618,7 +618,7 @@ fn t90_bad_settings_are_reported_with_their_key_paths() {
         "notifiers[1].token: does not look like a bot token",
         "notifiers[1].join-code: is required",
         "notifiers[1].api-url: 'ftp://x' is not an http(s) URL",
-        "notifiers[1].poll-timeout: must be a whole number from 1 to 50",
+        "notifiers[1].poll-timeout: must be a duration from 1s to 50s (a bare number is seconds), not 99s",
         "notifiers[1].extra: unknown key",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");

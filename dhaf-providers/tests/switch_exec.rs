@@ -297,7 +297,7 @@ async fn missing_or_non_executable_scripts_are_config_errors_with_their_key_path
         format!("services[0].switcher.init: no such file: {}", missing.display()),
         format!("services[0].switcher.switch: {} is not executable", plain.display()),
         format!("services[0].switcher.current: {} is not executable", plain.display()),
-        "services[0].switcher.timeout: must be a whole number from 1 to 3600".to_string(),
+        "services[0].switcher.timeout: must be a duration from 1s to 1h (a bare number is seconds), not 0s".to_string(),
     ];
     for e in &expect {
         assert!(text.iter().any(|t| t.starts_with(e.as_str())), "missing {e:?} in {text:#?}");

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `init` | executable run once when the node starts, without arguments; non-zero exit stops the node | required |
 //! | `check` | executable run per check with arguments `[entry point name, entry point ip]` | required |
-//! | `timeout` | seconds a script may run before it is killed, 1–86400 | `5` |
+//! | `timeout` | how long a script may run before it is killed, 50ms–24h (`500ms`, `5s`; a bare number is seconds) | `5` |
 //! | `env` | variables for the scripts, `NAME: value` | none |
 //!
 //! Paths are absolute or relative to the config file's directory. Scripts get a clean environment
@@ -64,7 +64,7 @@ pub fn factory(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<dyn H
     let f = section.fields();
     let init = executable(&f, "init", &ctx.base_dir);
     let check = executable(&f, "check", &ctx.base_dir);
-    let timeout = f.seconds("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
+    let timeout = f.duration("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
     let env = env_setting(&f);
     f.finish();
     let svc = ctx.service();

@@ -32,11 +32,12 @@ pub fn register(registry: &mut Registry) {
     registry.checker("exec", exec::factory);
 }
 
-/// The range of every checker's `timeout` setting, in seconds (the original's web checker range).
-const TIMEOUT_RANGE: (u64, u64) = (1, 86400);
+/// The range of every checker's `timeout` setting: down to 50 ms, up to the original web
+/// checker's 86400 s.
+const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(86400));
 
-/// Default `timeout` of every checker, in seconds.
-const DEFAULT_TIMEOUT: u64 = 5;
+/// Default `timeout` of every checker.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headroom added to a checker's own bound in [`dhaf_core::provider::HealthChecker::timeout`], so
 /// the runtime's outer bound only fires when a checker itself failed to stop in time.
@@ -47,6 +48,8 @@ fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
         format!("{} s", d.as_secs())
+    } else if s < 1.0 {
+        format!("{} ms", d.as_millis())
     } else {
         format!("{s:.1} s")
     }
@@ -113,6 +116,7 @@ mod tests {
     fn durations_read_naturally() {
         assert_eq!(secs(Duration::from_secs(5)), "5 s");
         assert_eq!(secs(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(secs(Duration::from_millis(250)), "250 ms");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! | key | | default |
 //! |---|---|---|
 //! | `port` | port to connect to, 1–65535 | required |
-//! | `timeout` | seconds to wait for the connection, 1–86400 | `5` |
+//! | `timeout` | how long to wait for the connection, 50ms–24h (`500ms`, `5s`; a bare number is seconds) | `5` |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ pub fn factory(section: &ProviderConfig, _ctx: &BuildContext) -> Result<Arc<dyn 
         f.problem(f.key("port"), "is required (the port to connect to, 1-65535)");
         None
     };
-    let timeout = f.seconds("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
+    let timeout = f.duration("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
     f.finish();
     let checker = TcpChecker::new(port.unwrap_or(0), timeout);
     f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)

@@ -10,7 +10,7 @@
 //! | `path` | starts with `/`, may carry a query | `/` |
 //! | `headers` | mapping of header names to values | — |
 //! | `follow-redirects` | follow up to 10 redirects; otherwise a redirect is judged as its own status | `false` |
-//! | `timeout` | seconds one attempt may take, connecting to the last byte read, 1–86400 | `5` |
+//! | `timeout` | how long one attempt may take, connecting to the last byte read, 50ms–24h (`500ms`, `5s`; a bare number is seconds) | `5` |
 //! | `retries` | attempts repeated at once after a timeout (not after other failures), 0–10 | `2` |
 //! | `expected-codes` | `200`, `2XX`, `200,301,4XX` (`X` is any digit) | `200` |
 //! | `expected-response-body` | case-insensitive substring the body must contain | — |
@@ -232,7 +232,7 @@ fn parse(f: &Fields, domain: &str) -> Option<Settings> {
     }
     let headers = headers(f);
     let follow_redirects = f.boolean("follow-redirects", false);
-    let timeout = f.seconds("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
+    let timeout = f.duration("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
     let retries = f.int("retries", DEFAULT_RETRIES, 0, MAX_RETRIES) as u32;
     let expected_codes = match expected_codes_text(f) {
         None => Some(ExpectedCodes::parse("200").expect("a valid default")),

@@ -252,7 +252,7 @@ impl TelegramNotifier {
         if !(api.starts_with("http://") || api.starts_with("https://")) {
             f.problem(f.key("api-url"), format!("'{api}' is not an http(s) URL"));
         }
-        let poll_timeout = f.seconds("poll-timeout", 25, 1, 50);
+        let poll_timeout = f.whole_seconds("poll-timeout", 25, 1, 50, "Telegram counts a long poll in whole seconds");
         f.finish();
         let http = reqwest::Client::builder().build();
         if let Err(e) = &http {
