@@ -531,6 +531,81 @@ async fn https_certificate_validates_for_the_service_domain() {
 }
 
 #[tokio::test]
+async fn https_entry_points_of_one_service_each_reach_their_own_address_with_the_domain_as_sni() {
+    // One service, two entry points on one port of two addresses, each with its own certificate
+    // for the domain: the checker's client is shared, yet every check connects to its own entry
+    // point and names the domain in SNI and Host.
+    let (a_pki, b_pki) = (pki(&["svc.test"]), pki(&["svc.test"]));
+    let a = Server::start(LOCAL, Some(a_pki.acceptor), |_| Reply::Status(200, "OK")).await;
+    let b_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let Ok(b_listener) = TcpListener::bind(SocketAddr::new(b_ip, a.port())).await else {
+        eprintln!("127.0.0.2:{} is taken; skipping", a.port());
+        return;
+    };
+    let b = Server::serve(b_listener, Some(b_pki.acceptor), Arc::new(|_| Reply::Status(503, "")));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, format!("{}{}", a_pki.ca_pem, b_pki.ca_pem)).unwrap();
+    let hc = format!("type: web\nschema: https\nport: {}\nca-file: {}", a.port(), ca.display());
+    let mut yaml = config_yaml("svc.test", &[("ep-1", LOCAL), ("ep-2", b_ip)], &hc);
+    // A second service with the same settings on the same addresses, the other way round.
+    yaml.push_str(&format!(
+        "  - name: second\n    domain: svc.test\n    entry-points: [{{ name: ep-1, ip: {b_ip} }}, {{ name: ep-2, ip: {LOCAL} }}]\n    switcher: {{ type: fake }}\n    health-checker: {{ {} }}\n",
+        hc.replace('\n', ", ")
+    ));
+    let checkers = build_config(&yaml).unwrap();
+    let (one, two) = (&checkers[0], &checkers[1]);
+    let eps = [
+        EntryPoint { name: "ep-1".into(), ip: LOCAL },
+        EntryPoint { name: "ep-2".into(), ip: b_ip },
+        EntryPoint { name: "ep-1".into(), ip: b_ip },
+        EntryPoint { name: "ep-2".into(), ip: LOCAL },
+    ];
+    for _ in 0..3 {
+        // At once, so that the requests interleave on the shared client.
+        let checks = tokio::join!(one.check(&eps[0]), one.check(&eps[1]), two.check(&eps[2]), two.check(&eps[3]));
+        assert_healthy(&checks.0);
+        assert_unhealthy(&checks.1, "HTTP 503");
+        assert_unhealthy(&checks.2, "HTTP 503");
+        assert_healthy(&checks.3);
+    }
+    assert_eq!((a.connections(), b.connections()), (6, 6));
+    for srv in [&a, &b] {
+        let names = srv.seen.server_names.lock().unwrap().clone();
+        assert_eq!(names, vec![Some("svc.test".to_string()); 6]);
+        for r in srv.requests() {
+            assert_eq!(r.header("host"), Some(format!("svc.test:{}", a.port()).as_str()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn https_over_ipv6_and_ipv4_entry_points_of_one_service() {
+    let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let Ok(listener) = TcpListener::bind(SocketAddr::new(v6, 0)).await else {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    };
+    let (v6_pki, v4_pki) = (pki(&["svc.test"]), pki(&["svc.test"]));
+    let v6_srv = Server::serve(listener, Some(v6_pki.acceptor), Arc::new(|_| Reply::Status(200, "OK")));
+    let Ok(v4_listener) = TcpListener::bind(SocketAddr::new(LOCAL, v6_srv.port())).await else {
+        eprintln!("127.0.0.1:{} is taken; skipping", v6_srv.port());
+        return;
+    };
+    let v4_srv = Server::serve(v4_listener, Some(v4_pki.acceptor), Arc::new(|_| Reply::Status(500, "")));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, format!("{}{}", v6_pki.ca_pem, v4_pki.ca_pem)).unwrap();
+    let hc = format!("type: web\nschema: https\nport: {}\nca-file: {}", v6_srv.port(), ca.display());
+    let c = build_config(&config_yaml("svc.test", &[("ep-1", v6), ("ep-2", LOCAL)], &hc)).unwrap().remove(0);
+    assert_healthy(&c.check(&EntryPoint { name: "ep-1".into(), ip: v6 }).await);
+    assert_unhealthy(&c.check(&EntryPoint { name: "ep-2".into(), ip: LOCAL }).await, "HTTP 500");
+    assert_eq!((v6_srv.connections(), v4_srv.connections()), (1, 1));
+    assert_eq!(v6_srv.seen.server_names.lock().unwrap().clone(), [Some("svc.test".to_string())]);
+    assert_eq!(v6_srv.last().header("host"), Some(format!("svc.test:{}", v6_srv.port()).as_str()));
+}
+
+#[tokio::test]
 async fn https_to_a_plain_http_port_says_so() {
     let srv = ok_server().await;
     let c = build("svc.test", LOCAL, &format!("type: web\nschema: https\nport: {}", srv.port()));

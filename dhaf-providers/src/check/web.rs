@@ -25,18 +25,26 @@
 //! `domain-forwarding: false` (and no `Host` header) the request goes to the bare IP.
 //!
 //! Every check opens a fresh connection (nothing pooled), so a check sees what a new visitor sees.
+//!
+//! The HTTP client (its TLS setup and root store, most of a client's memory) is shared: one per
+//! distinct `timeout`, `follow-redirects`, `ignore-ssl-errors` and `ca-file`, across every entry
+//! point and service of the node. Which address a request connects to is set per request: the
+//! shared client's resolver answers the name being checked with the entry point's address, known
+//! only to that request (a task-local value around it), so two entry points of one domain never
+//! share a connection target.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dhaf_core::config::{ConfigError, Fields, ProviderConfig};
 use dhaf_core::model::{EntryPoint, Health};
 use dhaf_core::provider::{BuildContext, HealthChecker};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, HOST, LOCATION};
 use reqwest::{Method, Url};
 
@@ -167,21 +175,101 @@ struct Settings {
     domain_forwarding: bool,
     ignore_ssl_errors: bool,
     extra_roots: Vec<reqwest::Certificate>,
+    /// The `ca-file`'s contents, as read (what tells two clients' roots apart).
+    ca_pem: Option<Vec<u8>>,
     /// The service's domain.
     domain: String,
 }
 
-/// One entry point's way in: a client bound to its address and the URL to ask.
+/// One entry point's way in: the URL to ask and the address its name stands for.
 struct Target {
-    client: reqwest::Client,
     url: Url,
     /// The name the server is addressed by (certificates are judged against it).
     server_name: String,
+    /// The URL's host name and the entry point's address it is resolved to (none for a bare IP).
+    resolve: Option<(String, SocketAddr)>,
+}
+
+/// What sets two clients apart; checkers with equal keys share one client.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    timeout: Duration,
+    follow_redirects: bool,
+    ignore_ssl_errors: bool,
+    ca_pem: Option<Vec<u8>>,
+}
+
+/// The node's clients, by key; a client lives while a checker holds it.
+fn clients() -> &'static Mutex<HashMap<ClientKey, Weak<reqwest::Client>>> {
+    static CLIENTS: OnceLock<Mutex<HashMap<ClientKey, Weak<reqwest::Client>>>> = OnceLock::new();
+    CLIENTS.get_or_init(Default::default)
+}
+
+tokio::task_local! {
+    /// The name a request is addressed to and the entry point's address it stands for.
+    static ENTRY_POINT: (String, SocketAddr);
+}
+
+/// The shared clients' resolver: the checked name is the entry point's address (set around the
+/// request); any other name (a redirect elsewhere) is looked up as usual. Outside a check there
+/// is no address to give, and nothing is looked up in its place.
+struct EntryPointResolver;
+
+impl Resolve for EntryPointResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let name = name.as_str().to_ascii_lowercase();
+        let own = ENTRY_POINT.try_with(|(want, addr)| (want.eq_ignore_ascii_case(&name)).then_some(*addr));
+        Box::pin(async move {
+            match own {
+                Ok(Some(addr)) => Ok(Box::new(std::iter::once(addr)) as Addrs),
+                Ok(None) => {
+                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+                    Ok(Box::new(addrs.into_iter()) as Addrs)
+                }
+                Err(_) => Err(format!("no entry point address for {name}").into()),
+            }
+        })
+    }
+}
+
+/// The shared client for these settings, built on first use.
+fn shared_client(s: &Settings) -> Result<Arc<reqwest::Client>, String> {
+    let key = ClientKey {
+        timeout: s.timeout,
+        follow_redirects: s.follow_redirects,
+        ignore_ssl_errors: s.ignore_ssl_errors,
+        ca_pem: s.ca_pem.clone(),
+    };
+    let mut clients = clients().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = clients.get(&key).and_then(Weak::upgrade) {
+        return Ok(c);
+    }
+    clients.retain(|_, c| c.strong_count() > 0);
+    let redirect = if s.follow_redirects { reqwest::redirect::Policy::limited(MAX_REDIRECTS) } else { reqwest::redirect::Policy::none() };
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        // A health check goes straight to the entry point, whatever proxy the host is told to use.
+        .no_proxy()
+        .dns_resolver(Arc::new(EntryPointResolver))
+        .timeout(s.timeout)
+        .connect_timeout(s.timeout)
+        .pool_max_idle_per_host(0)
+        .redirect(redirect)
+        .user_agent(concat!("dhaf/", env!("CARGO_PKG_VERSION"), " (health check)"))
+        .danger_accept_invalid_certs(s.ignore_ssl_errors);
+    for root in &s.extra_roots {
+        b = b.add_root_certificate(root.clone());
+    }
+    let client = Arc::new(b.build().map_err(|e| format!("cannot set up the HTTP client: {}", deepest(&e)))?);
+    clients.insert(key, Arc::downgrade(&client));
+    Ok(client)
 }
 
 /// Checks entry points with an HTTP(S) request.
 pub struct WebChecker {
     settings: Settings,
+    /// Shared with every checker of equal client settings.
+    client: Arc<reqwest::Client>,
     /// Built once per entry point; the service's are built with the checker.
     targets: Mutex<HashMap<(String, IpAddr), Arc<Target>>>,
 }
@@ -194,6 +282,13 @@ pub fn factory(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<dyn H
     let Some(settings) = settings else {
         return Err(ConfigError { problems: f.take_problems() });
     };
+    let client = match shared_client(&settings) {
+        Ok(c) => c,
+        Err(e) => {
+            f.problem(f.path(), e);
+            return Err(ConfigError { problems: f.take_problems() });
+        }
+    };
     let mut targets = HashMap::new();
     for ep in &ctx.service().entry_points {
         match Target::new(&settings, ep.ip) {
@@ -203,7 +298,7 @@ pub fn factory(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<dyn H
             Err(e) => f.problem(f.path(), format!("entry point {}: {e}", ep.name)),
         }
     }
-    let checker = WebChecker { settings, targets: Mutex::new(targets) };
+    let checker = WebChecker { settings, client, targets: Mutex::new(targets) };
     f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)
 }
 
@@ -250,7 +345,10 @@ fn parse(f: &Fields, domain: &str) -> Option<Settings> {
     });
     let domain_forwarding = f.boolean("domain-forwarding", true);
     let ignore_ssl_errors = f.boolean("ignore-ssl-errors", false);
-    let extra_roots = f.string("ca-file").map(|p| ca_file(f, &p)).unwrap_or_default();
+    let (extra_roots, ca_pem) = match f.string("ca-file") {
+        Some(p) => ca_file(f, &p),
+        None => (Vec::new(), None),
+    };
     Some(Settings {
         schema: schema?,
         method: method?,
@@ -265,6 +363,7 @@ fn parse(f: &Fields, domain: &str) -> Option<Settings> {
         domain_forwarding,
         ignore_ssl_errors,
         extra_roots,
+        ca_pem,
         domain: domain.to_ascii_lowercase(),
     })
 }
@@ -317,16 +416,16 @@ fn headers(f: &Fields) -> Option<HeaderMap> {
     ok.then_some(map)
 }
 
-fn ca_file(f: &Fields, path: &str) -> Vec<reqwest::Certificate> {
+fn ca_file(f: &Fields, path: &str) -> (Vec<reqwest::Certificate>, Option<Vec<u8>>) {
     let problem = match std::fs::read(path) {
         Err(e) => format!("cannot read {path}: {}", io_reason(&e)),
         Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
-            Ok(certs) if !certs.is_empty() => return certs,
+            Ok(certs) if !certs.is_empty() => return (certs, Some(pem)),
             _ => format!("{path} holds no PEM certificate"),
         },
     };
     f.problem(f.key("ca-file"), problem);
-    Vec::new()
+    (Vec::new(), None)
 }
 
 /// The host name part of a `Host` header value (`name`, `name:port`, `[v6]:port`).
@@ -350,31 +449,12 @@ impl Target {
             None if s.domain_forwarding => Some(s.domain.clone()),
             None => None,
         };
-        let redirect =
-            if s.follow_redirects { reqwest::redirect::Policy::limited(MAX_REDIRECTS) } else { reqwest::redirect::Policy::none() };
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            // A health check goes straight to the entry point, whatever proxy the host is told to use.
-            .no_proxy()
-            .timeout(s.timeout)
-            .connect_timeout(s.timeout)
-            .pool_max_idle_per_host(0)
-            .redirect(redirect)
-            .user_agent(concat!("dhaf/", env!("CARGO_PKG_VERSION"), " (health check)"))
-            .danger_accept_invalid_certs(s.ignore_ssl_errors);
-        for root in &s.extra_roots {
-            b = b.add_root_certificate(root.clone());
-        }
-        let (url, server_name) = match &name {
-            Some(name) => {
-                b = b.resolve(name, addr);
-                (format!("{}://{name}:{}{}", s.schema.as_str(), s.port, s.path), name.clone())
-            }
-            None => (format!("{}://{addr}{}", s.schema.as_str(), s.path), ip.to_string()),
+        let (url, server_name, resolve) = match &name {
+            Some(name) => (format!("{}://{name}:{}{}", s.schema.as_str(), s.port, s.path), name.clone(), Some((name.clone(), addr))),
+            None => (format!("{}://{addr}{}", s.schema.as_str(), s.path), ip.to_string(), None),
         };
         let url = Url::parse(&url).map_err(|e| format!("cannot make a URL of {url}: {e}"))?;
-        let client = b.build().map_err(|e| format!("cannot set up the HTTP client: {}", deepest(&e)))?;
-        Ok(Target { client, url, server_name })
+        Ok(Target { url, server_name, resolve })
     }
 }
 
@@ -397,8 +477,13 @@ impl WebChecker {
 
     async fn attempt(&self, t: &Target) -> Attempt {
         let s = &self.settings;
-        let req = t.client.request(s.method.clone(), t.url.clone()).headers(s.headers.clone());
-        let mut resp = match req.send().await {
+        let req = self.client.request(s.method.clone(), t.url.clone()).headers(s.headers.clone()).timeout(s.timeout);
+        // The address the name stands for is this request's own; the connection is made within.
+        let sent = match &t.resolve {
+            Some(to) => ENTRY_POINT.scope(to.clone(), req.send()).await,
+            None => req.send().await,
+        };
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => return failed(&e, t),
         };
@@ -617,6 +702,17 @@ mod tests {
         assert_eq!(url("domain-forwarding: false\nport: 81", v4), "http://10.0.0.1:81/");
         assert_eq!(url("headers: {Host: 'Other.Test:8080'}", v4), "http://other.test/");
         assert_eq!(url("headers: {Host: '10.9.9.9'}", v4), "http://10.0.0.1/");
+    }
+
+    #[test]
+    fn checkers_of_equal_client_settings_share_one_client() {
+        let a = shared_client(&settings("schema: https\npath: /a")).unwrap();
+        let b = shared_client(&settings("schema: http\nport: 81\nheaders: {X-A: b}")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "URL, port and headers are per request");
+        for other in ["timeout: 3", "follow-redirects: true", "ignore-ssl-errors: true"] {
+            let c = shared_client(&settings(other)).unwrap();
+            assert!(!Arc::ptr_eq(&a, &c), "{other} needs a client of its own");
+        }
     }
 
     #[test]
