@@ -285,6 +285,46 @@ async fn a_majority_seeing_the_primary_down_fails_over_exactly_once() {
     assert_eq!(failovers, 1, "{events:?}");
 }
 
+/// How long (in the test's paused time) three nodes with `timing` in place of the default
+/// `tact-interval: 1` and `heartbeat-interval: 1` take from a majority seeing the primary down to
+/// the provider's switch.
+async fn failover_time(timing: &str) -> Duration {
+    let mut c = Cluster::new(0, Some("ep-1"), "");
+    for name in ["n1", "n2", "n3"] {
+        let yaml = format!(
+            "dhaf: {{ cluster-name: test, node-name: {name}, {timing}, healthy-node-status-ttl: 6, reconcile-interval: 20 }}
+services:
+  - name: main
+    domain: example.test
+    entry-points: [{{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }}]
+    switcher: {{ type: fake }}
+    health-checker: {{ type: scripted }}
+"
+        );
+        c.start_with(name, Config::parse(&yaml).unwrap());
+    }
+    c.wait_leader().await;
+    sleep(Duration::from_secs(5)).await;
+    assert!(c.switches().is_empty());
+    let start = Instant::now();
+    c.down_everywhere("ep-1");
+    while c.provider.current().as_deref() != Some("ep-2") {
+        assert!(start.elapsed() < Duration::from_secs(30), "no failover");
+        sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_second_tact_fails_over_in_step_with_it() {
+    // fall: 2 takes two failed checks a tact apart, then the leader's next look: a few tacts.
+    let fast = failover_time("tact-interval: 200ms, heartbeat-interval: 500ms").await;
+    let slow = failover_time("tact-interval: 1, heartbeat-interval: 1").await;
+    assert!(fast >= Duration::from_millis(200) && fast < Duration::from_secs(1), "tact 200ms failed over in {fast:?}");
+    assert!(slow >= Duration::from_secs(1), "tact 1s failed over in {slow:?}");
+    assert!(fast * 3 < slow, "tact 200ms took {fast:?}, tact 1 s {slow:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_minority_seeing_the_primary_down_changes_nothing() {
     let c = Cluster::new(3, Some("ep-1"), "");
