@@ -643,7 +643,7 @@ async fn scale() {
 
     let rss_before = status_mib("VmRSS:");
     let providers = registry.build(&config, dcs.clone()).expect("providers build");
-    // The web checker builds one HTTP client per entry point up front.
+    // The web checkers are built up front (their HTTP clients shared between them).
     let rss_built = status_mib("VmRSS:");
     let node = Node::new(config, dcs, providers);
     let handle = node.handle();
