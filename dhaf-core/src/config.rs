@@ -83,7 +83,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     for (name, len) in DURATION_UNITS.iter().rev() {
         let len = u128::from(*len);
-        if nanos % len == 0 {
+        if nanos.is_multiple_of(len) {
             return format!("{}{name}", nanos / len);
         }
     }
