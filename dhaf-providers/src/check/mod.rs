@@ -44,7 +44,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const SLACK: Duration = Duration::from_secs(2);
 
 /// "5 s", "1.5 s": a duration as people read it in a reason.
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
         format!("{} s", d.as_secs())

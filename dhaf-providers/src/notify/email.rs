@@ -227,10 +227,10 @@ impl Notifier for EmailNotifier {
             Ok(sent) => sent,
             Err(_) => {
                 return Err(ProviderError::transient(format!(
-                    "smtp {}:{}: no answer within {} s",
+                    "smtp {}:{}: no answer within {}",
                     self.server,
                     self.port,
-                    self.timeout.as_secs()
+                    crate::check::secs(self.timeout)
                 )))
             }
         };

@@ -226,7 +226,7 @@ impl WebhookNotifier {
         let resp = match self.http.post(&self.url.0).headers(self.header_map.0.clone()).json(body).send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return Err((ProviderError::transient(format!("{what}: timed out after {} s", self.timeout.as_secs())), true))
+                return Err((ProviderError::transient(format!("{what}: timed out after {}", crate::check::secs(self.timeout))), true))
             }
             Err(e) => {
                 let e = e.without_url();

@@ -329,7 +329,7 @@ impl CloudflareSwitcher {
         let what = format!("{method} {path}");
         let resp = req.send().await.map_err(|e| {
             Failure::other(if e.is_timeout() {
-                ProviderError::transient(format!("{what}: timed out after {} s", self.timeout.as_secs()))
+                ProviderError::transient(format!("{what}: timed out after {}", crate::check::secs(self.timeout)))
             } else {
                 ProviderError::transient(self.scrub(&format!("{what}: cannot reach {}: {}", self.api_url, error_chain(&e))))
             })
@@ -343,7 +343,7 @@ impl CloudflareSwitcher {
             .map(Duration::from_secs);
         let text = resp.text().await.map_err(|e| {
             Failure::other(if e.is_timeout() {
-                ProviderError::transient(format!("{what}: timed out after {} s", self.timeout.as_secs()))
+                ProviderError::transient(format!("{what}: timed out after {}", crate::check::secs(self.timeout)))
             } else {
                 ProviderError::transient(format!("{what}: the answer broke off: {}", error_chain(&e)))
             })

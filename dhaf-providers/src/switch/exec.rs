@@ -102,9 +102,9 @@ impl ExecSwitcher {
             }
             Err(RunError::TimedOut) => {
                 return Err(ProviderError::transient(format!(
-                    "{what} script {}: timed out after {} s (killed)",
+                    "{what} script {}: timed out after {} (killed)",
                     script.display(),
-                    self.timeout.as_secs()
+                    crate::check::secs(self.timeout)
                 )))
             }
         };

@@ -234,9 +234,9 @@ impl Rfc2136Switcher {
         let answer = match tokio::time::timeout(self.timeout, io).await {
             Err(_) => {
                 return Err(ProviderError::transient(format!(
-                    "{what}: no answer from the dns server {} within {} s",
+                    "{what}: no answer from the dns server {} within {}",
                     self.server,
-                    self.timeout.as_secs()
+                    crate::check::secs(self.timeout)
                 )))
             }
             Ok(Err(e)) => return Err(ProviderError::transient(format!("{what}: cannot reach the dns server {}: {e}", self.server))),
