@@ -34,9 +34,12 @@ pub(crate) const HISTORY_LEN: usize = 50;
 pub(crate) async fn elect(inner: Arc<Inner>) {
     let node = inner.config.dhaf.node_name.clone();
     let mut watch = None;
-    let mut announced: Option<FencingToken> = None;
     let mut outvoted_on: Option<String> = None;
     loop {
+        // A reload replaced this generation: the next one's election takes over.
+        if inner.retired() {
+            return;
+        }
         // Campaign only under a lease known to be live: past its deadline the node may not lead,
         // and winning the same term again would end at once, over and over.
         let Some(lease) = inner.live_lease() else {
@@ -75,20 +78,25 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
             Ok(Some(token)) => {
                 // Winning back the same term (after stepping down locally while the lease
                 // survived) is no new leadership: it is announced and counted once.
-                let fresh = announced != Some(token);
-                announced = Some(token);
-                {
+                let fresh = {
                     let mut l = inner.local.lock().unwrap();
+                    let fresh = l.announced_term != Some(token);
+                    l.announced_term = Some(token);
                     l.leader_token = Some(token);
                     if fresh {
                         l.metrics.leader_changes += 1;
                     }
-                }
+                    fresh
+                };
                 if fresh {
                     tracing::info!(%token, "elected leader");
                     inner.notifications.send(&inner.config, engine::leader_elected(&node, token));
                 }
                 lead(inner.clone(), token).await;
+                if inner.retired() {
+                    // Still the leader: the next generation wins back the same term at once.
+                    return;
+                }
                 inner.step_down("leadership ended");
                 watch = None;
                 continue;
@@ -104,9 +112,13 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                 tokio::select! {
                     alive = w.changed() => if !alive { watch = None },
                     _ = tokio::time::sleep(wait) => {}
+                    _ = inner.retiring() => {}
                 }
             }
-            None => tokio::time::sleep(wait.min(Duration::from_secs(1))).await,
+            None => tokio::select! {
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
+                _ = inner.retiring() => {}
+            },
         }
     }
 }
@@ -217,7 +229,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
     let mut watch = inner.dcs_call(inner.dcs.watch()).await.ok();
     let mut next_reconcile = Instant::now();
     loop {
-        if !inner.may_lead(token, Instant::now()) {
+        if !inner.may_lead(token, Instant::now()) || inner.retired() {
             break;
         }
         if Instant::now() >= next_reconcile {
@@ -263,6 +275,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             _ = tokio::time::sleep_until(until) => {}
             Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
             Some(read) = me.reading.join_next_with_id(), if !me.reading.is_empty() => me.read(read),
+            _ = inner.retiring() => over = true,
         }
         if over {
             break;
