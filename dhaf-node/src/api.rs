@@ -360,6 +360,7 @@ fn endpoints() -> Vec<(Method, &'static str, Access, MethodRouter<ApiState>)> {
         (Method::GET, "/api/v1/services/{service}/history", R(Role::Read), on(MethodFilter::GET, history)),
         (Method::DELETE, "/api/v1/nodes/{node}", R(Role::Admin), on(MethodFilter::DELETE, decommission)),
         (Method::POST, "/api/v1/reload", R(Role::Admin), on(MethodFilter::POST, reload)),
+        (Method::GET, "/api/v1/config", R(Role::Read), on(MethodFilter::GET, running_config)),
         (Method::GET, "/api/v1/audit", R(Role::Read), on(MethodFilter::GET, audit)),
         (Method::GET, "/api/v1/openapi.json", Open, on(MethodFilter::GET, openapi)),
         (Method::GET, "/healthz", Open, on(MethodFilter::GET, healthz)),
@@ -511,6 +512,17 @@ async fn reload(State(r): State<Option<Arc<Reloader>>>, body: Result<Bytes, Byte
             Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_refused", format!("{e}; the node goes on with the config it had")))
         }
     }
+}
+
+/// What `dhaf-node --check --diff` compares a file with: the running node's service definitions
+/// and the settings only a restart can change (no secret is among either).
+async fn running_config(State(h): State<NodeHandle>) -> ApiResult {
+    let config = h.config();
+    ok(json!({
+        "node": config.dhaf.node_name,
+        "definitions": h.definitions(),
+        "restart_only": dhaf_core::runtime::restart_only_settings(&config),
+    }))
 }
 
 /// `POST /api/v1/reload` takes no settings.

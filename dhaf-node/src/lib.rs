@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod diff;
 pub mod reload;
 pub mod tls;
 

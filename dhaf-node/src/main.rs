@@ -15,6 +15,10 @@ struct Args {
     /// Only validate the config (and every provider section), then exit.
     #[arg(long)]
     check: bool,
+    /// With --check: also show what reloading this file would change on the node running now
+    /// (asked of its REST API; token from $DHAF_API_TOKEN or the file, CA from $DHAF_CA_FILE).
+    #[arg(long, requires = "check")]
+    diff: bool,
 }
 
 #[tokio::main]
@@ -34,6 +38,15 @@ async fn main() -> ExitCode {
     };
     if args.check {
         println!("{}: configuration is valid", args.config.display());
+        if args.diff {
+            match dhaf_node::diff::against_running(&prepared.config).await {
+                Ok(text) => print!("{text}"),
+                Err(e) => {
+                    eprintln!("--diff: {e}");
+                    return ExitCode::from(3);
+                }
+            }
+        }
         return ExitCode::SUCCESS;
     }
     tokio::spawn(reload_on_hangup(hangups, prepared.reloader.clone()));

@@ -47,7 +47,7 @@ pub use handle::{
     CommandError, EntryPointStatus, HistoryEntry, Metrics, NodeDisagreement, NodeHandle, NodeStatus, ServiceStatus, VoteStatus,
 };
 use notify::Notifications;
-pub use reload::{ReloadError, ReloadReport};
+pub use reload::{restart_only_settings, DefinitionsDiff, ReloadError, ReloadReport};
 
 /// The runtime failed to start.
 #[derive(Debug, thiserror::Error)]

@@ -120,3 +120,54 @@ pub(crate) fn report(old: &Config, new: &Config) -> ReloadReport {
     }
     r
 }
+
+/// How one set of service definitions differs from another (the running node's against a file's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DefinitionsDiff {
+    /// Services only the new set has.
+    pub added: Vec<String>,
+    /// Services only the running set has.
+    pub removed: Vec<String>,
+    /// Services both have, defined differently: what differs, `key: running ≠ new`.
+    pub changed: Vec<(String, Vec<String>)>,
+}
+
+impl DefinitionsDiff {
+    /// Compare `running` with `new`, by service name.
+    pub fn of(
+        running: &std::collections::BTreeMap<String, crate::model::ServiceDefinition>,
+        new: &std::collections::BTreeMap<String, crate::model::ServiceDefinition>,
+    ) -> DefinitionsDiff {
+        DefinitionsDiff {
+            added: new.keys().filter(|k| !running.contains_key(*k)).cloned().collect(),
+            removed: running.keys().filter(|k| !new.contains_key(*k)).cloned().collect(),
+            changed: running
+                .iter()
+                .filter_map(|(name, r)| {
+                    let n = new.get(name)?;
+                    (r.fingerprint != n.fingerprint).then(|| (name.clone(), r.differences(n)))
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the sets define the same services alike.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The settings a reload may not change, by key, as text (no secrets), to tell a file's from a
+/// running node's.
+pub fn restart_only_settings(config: &Config) -> std::collections::BTreeMap<String, String> {
+    let d = &config.dhaf;
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("dhaf.cluster-name".into(), d.cluster_name.clone());
+    m.insert("dhaf.node-name".into(), d.node_name.clone());
+    m.insert("dhaf.healthy-node-status-ttl".into(), format!("{:?}", d.healthy_node_status_ttl));
+    m.insert("dhaf.state-file".into(), d.state_file.as_ref().map_or(String::new(), |p| p.display().to_string()));
+    m.insert("dhaf.web-api.host".into(), d.web_api.host.clone());
+    m.insert("dhaf.web-api.port".into(), d.web_api.port.to_string());
+    m.insert("etcd.hosts".into(), config.etcd.as_ref().map_or(String::new(), |e| e.hosts.join(",")));
+    m
+}
