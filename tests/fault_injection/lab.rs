@@ -190,11 +190,13 @@ pub struct Options {
     pub failback_delay: u64,
     /// With the cloudflare switcher: the zone starts without the service's record.
     pub empty_zone: bool,
+    /// A host whose config lists the entry points in the opposite order (a typo in one file).
+    pub reordered: Option<&'static str>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ttl: 5, fall: 2, switcher: Switcher::Exec, rise: 1, failback_delay: 0, empty_zone: false }
+        Options { ttl: 5, fall: 2, switcher: Switcher::Exec, rise: 1, failback_delay: 0, empty_zone: false, reordered: None }
     }
 }
 
@@ -408,10 +410,35 @@ impl Lab {
 
     fn spawn_node(&self, i: usize) -> Proc {
         let host = HOSTS[i];
+        let path = self.write_node_config(host, self.opts.reordered == Some(host));
+        let child = self
+            .in_ns(host, &node_binary())
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(self.log_to(&format!("node-{host}.log")))
+            .stderr(self.log_to(&format!("node-{host}.log")))
+            .spawn()
+            .expect("start dhaf-node");
+        Proc { child }
+    }
+
+    /// Write `host`'s config file (entry points in the opposite order if `reordered`); returns
+    /// its path. A running node reads it again on SIGHUP.
+    pub fn write_node_config(&self, host: &str, reordered: bool) -> PathBuf {
         let init = self.dir.join("init.sh");
         let current = self.dir.join("current.sh");
         let switch = self.dir.join(format!("switch-{host}.sh"));
         let hosts: Vec<String> = HOSTS.iter().map(|h| format!("{}:2379", self.ip(h))).collect();
+        let mut eps = vec![
+            format!("      - {{ name: ep-1, ip: {} }}\n", self.ip("b1")),
+            format!("      - {{ name: ep-2, ip: {} }}\n", self.ip("b2")),
+        ];
+        if reordered {
+            eps.reverse();
+        }
+        let entry_points = eps.concat();
         let switcher = match &self.cf {
             Some(cf) => format!(
                 "{{ type: cloudflare, api-token: {}, zone: {}, api-url: \"{}\", timeout: 3 }}",
@@ -439,9 +466,7 @@ services:
     fall: {fall}
     failback-delay: {failback_delay}
     entry-points:
-      - {{ name: ep-1, ip: {b1} }}
-      - {{ name: ep-2, ip: {b2} }}
-    health-checker: {{ type: web, port: {BACKEND_PORT}, path: /health, timeout: 1, retries: 0, expected-response-body: ok }}
+{entry_points}    health-checker: {{ type: web, port: {BACKEND_PORT}, path: /health, timeout: 1, retries: 0, expected-response-body: ok }}
     switcher: {switcher}
 "#,
             ttl = self.opts.ttl,
@@ -450,22 +475,11 @@ services:
             fall = self.opts.fall,
             rise = self.opts.rise,
             failback_delay = self.opts.failback_delay,
-            b1 = self.ip("b1"),
-            b2 = self.ip("b2"),
+            entry_points = entry_points,
         );
         let path = self.dir.join(format!("node-{host}.yaml"));
         std::fs::write(&path, config).unwrap();
-        let child = self
-            .in_ns(host, &node_binary())
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(self.log_to(&format!("node-{host}.log")))
-            .stderr(self.log_to(&format!("node-{host}.log")))
-            .spawn()
-            .expect("start dhaf-node");
-        Proc { child }
+        path
     }
 
     /// A node's `GET /api/v1/status`, or `None` when it does not answer.
@@ -473,6 +487,12 @@ services:
         let url = format!("http://{}:{API_PORT}/api/v1/status", self.ip(host));
         let resp = self.http.get(url).send().await.ok()?;
         resp.json().await.ok()
+    }
+
+    /// A node's `GET /metrics`, or `None` when it does not answer.
+    pub async fn metrics(&self, host: &str) -> Option<String> {
+        let url = format!("http://{}:{API_PORT}/metrics", self.ip(host));
+        self.http.get(url).send().await.ok()?.text().await.ok()
     }
 
     /// The leader as `host` sees it: (node, term).
@@ -654,7 +674,14 @@ services:
         }
     }
 
-    /// Send a signal to a host's dhaf-node (`STOP`, `CONT`).
+    /// Start a host's dhaf-node again after [`Lab::kill_node`], with its config as at start.
+    pub fn restart_node(&mut self, host: &str) {
+        let i = Self::index(host);
+        assert!(self.nodes[i].is_none(), "{host}'s node still runs");
+        self.nodes[i] = Some(self.spawn_node(i));
+    }
+
+    /// Send a signal to a host's dhaf-node (`STOP`, `CONT`, `HUP`).
     pub fn signal_node(&self, host: &str, sig: &str) {
         let p = self.nodes[Self::index(host)].as_ref().expect("node running");
         sh(&["kill", &format!("-{sig}"), &p.pid()]);
