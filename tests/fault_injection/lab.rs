@@ -431,10 +431,8 @@ impl Lab {
         let current = self.dir.join("current.sh");
         let switch = self.dir.join(format!("switch-{host}.sh"));
         let hosts: Vec<String> = HOSTS.iter().map(|h| format!("{}:2379", self.ip(h))).collect();
-        let mut eps = [
-            format!("      - {{ name: ep-1, ip: {} }}\n", self.ip("b1")),
-            format!("      - {{ name: ep-2, ip: {} }}\n", self.ip("b2")),
-        ];
+        let mut eps =
+            [format!("      - {{ name: ep-1, ip: {} }}\n", self.ip("b1")), format!("      - {{ name: ep-2, ip: {} }}\n", self.ip("b2"))];
         if reordered {
             eps.reverse();
         }
