@@ -171,6 +171,31 @@ async fn credentials_come_from_a_profile_and_a_missing_zone_or_credentials_are_c
     assert!(matches!(err, ProviderError::Transient { .. }), "{err:?}");
 }
 
+/// moto checking credentials as AWS does: an unknown access key and a wrong secret are refused
+/// with a clear, permanent error that names the key id, never the secret. (moto 5 checks the
+/// signature of a Route 53 GET over the request's headers instead of its empty body, so a right
+/// signature cannot be shown here; the unit tests check dhaf's signatures against botocore's.)
+#[tokio::test]
+async fn wrong_credentials_are_a_clear_permanent_error() {
+    let (moto, id, secret, zone) = Moto::start_checking_signatures(ZONE);
+    let with = |id: &str, secret: &str| {
+        let s = format!(
+            "      endpoint: {}\n      hosted-zone-id: {zone}\n      access-key-id: {id}\n      secret-access-key: \"{secret}\"\n",
+            moto.endpoint()
+        );
+        build_with(&s).expect("valid settings")
+    };
+    for (key, wrong, code) in
+        [("AKIAUNKNOWNKEY000001", secret.as_str(), "InvalidClientTokenId"), (id.as_str(), SECRET_ACCESS_KEY, "SignatureDoesNotMatch")]
+    {
+        let err = with(key, wrong).init().await.unwrap_err();
+        assert!(matches!(err, ProviderError::Permanent(_)), "{err:?}");
+        let t = err.to_string();
+        assert!(t.contains("refused the credentials") && t.contains(key) && t.contains(code), "{t}");
+        assert!(!t.contains(wrong) && !format!("{err:?}").contains(wrong), "a secret leaked: {t}");
+    }
+}
+
 #[test]
 fn bad_settings_are_named_by_key_path() {
     let err = build_with("      hosted-zone-id: \"not a zone\"\n      access-key-id: AKIA1\n      endpoint: ftp://x\n      ttl: 0\n")

@@ -827,6 +827,29 @@ mod tests {
         assert!(!signed.authorization.contains("wJalrXUtnFEMI"));
     }
 
+    /// The same request signed by botocore (AWS's own Python signer) gives this signature.
+    #[test]
+    fn the_signature_matches_botocore() {
+        let c = creds("AKID", "secret");
+        let signed = sign(&SigningInput {
+            method: "GET",
+            path: "/2013-04-01/hostedzone/Z1",
+            query: &[],
+            host: "127.0.0.1:1",
+            body: b"",
+            time: 1_767_225_600,
+            region: "us-east-1",
+            service: "route53",
+            creds: &c,
+        });
+        assert_eq!(signed.amz_date, "20260101T000000Z");
+        assert!(
+            signed.authorization.ends_with("Signature=0e0f1968fa0e6d415e5f20d527a3bec3ed0aab626a69f34f7482d23e39b34bf6"),
+            "{}",
+            signed.authorization
+        );
+    }
+
     #[test]
     fn credentials_come_from_settings_then_environment_then_the_profile() {
         let dir = tempfile_dir();

@@ -25,12 +25,41 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::spawn(None)
+    }
+
+    /// A server that checks every request's SigV4 signature against its own IAM users, as AWS
+    /// does, and lets only the user it creates here manage Route 53. Returns it with that user's
+    /// access key id and secret, and the id of a hosted zone for `zone`. Only the switcher can talk
+    /// to it from then on (the helpers below send unsigned requests).
+    pub fn start_checking_signatures(zone: &str) -> (Moto, String, String, String) {
+        // Unsigned set-up requests moto lets through before it starts checking.
+        let moto = Moto::spawn(Some(4));
+        let iam = |form: &str| {
+            let (status, body) = moto.send("POST", "/", "iam", "application/x-www-form-urlencoded", form);
+            assert_eq!(status, 200, "{body}");
+            body
+        };
+        iam("Action=CreateUser&UserName=dhaf&Version=2010-05-08");
+        let key = iam("Action=CreateAccessKey&UserName=dhaf&Version=2010-05-08");
+        let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22route53%3A%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D";
+        iam(&format!("Action=PutUserPolicy&UserName=dhaf&PolicyName=route53&PolicyDocument={policy}&Version=2010-05-08"));
+        let id = between(&key, "<AccessKeyId>", "</AccessKeyId>").remove(0);
+        let secret = between(&key, "<SecretAccessKey>", "</SecretAccessKey>").remove(0);
+        let zone_id = moto.create_zone(zone);
+        (moto, id, secret, zone_id)
+    }
+
+    fn spawn(unsigned_actions: Option<u32>) -> Moto {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = Command::new("python3");
         cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]);
         if let Some(path) = std::env::var_os("DHAF_PYTHONPATH") {
             cmd.env("PYTHONPATH", path);
+        }
+        if let Some(n) = unsigned_actions {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -60,9 +89,13 @@ impl Moto {
 
     /// One request; the status and body. moto picks the service from the credential scope.
     pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.send(method, path, "route53", "application/xml", body)
+    }
+
+    fn send(&self, method: &str, path: &str, service: &str, content_type: &str, body: &str) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=00\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=00\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.port,
             body.len()
         );
