@@ -11,7 +11,8 @@
 //!
 //! The scenarios run one at a time: each builds its own lab and tears it down. Cloudflare
 //! scenarios use the `cloudflare` switcher against a stateful fake of its API (see
-//! `fault_injection/cloudflare.rs`), which records the term from each record's comment.
+//! `fault_injection/cloudflare.rs`), which records the term from each record's comment. The
+//! rfc2136 scenario runs Knot DNS in a namespace of its own (see `fault_injection/knot.rs`).
 //!
 //! Run as root: `cargo xtask test` (CI), or just this suite with
 //! `eval "$(cargo xtask tools)"; PROTOC="$(cargo xtask protoc)" cargo test -p dhaf --test fault_injection`.
@@ -20,6 +21,8 @@
 
 #[path = "fault_injection/cloudflare.rs"]
 mod cloudflare;
+#[path = "fault_injection/knot.rs"]
+mod knot;
 #[path = "fault_injection/lab.rs"]
 mod lab;
 
@@ -388,4 +391,28 @@ async fn one_node_with_the_entry_points_reordered_flips_nothing_and_a_fixed_file
     assert_no_write_for(&mut lab, Duration::from_secs(3), "after the fix").await;
     assert!(lab.writes().is_empty(), "{:?}", lab.writes());
     lab.assert_nodes_running();
+}
+
+/// The leader and the active backend die together: a new leader moves the service's A record on
+/// a real Knot DNS server (in a namespace of its own) by TSIG-signed dynamic update, once, with its
+/// term in the TXT record beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc2136_leader_and_backend_killed_a_new_leader_updates_the_dns_server_once() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options { switcher: Switcher::Rfc2136, ..Options::default() }).await;
+    let serial = lab.dns().serial().expect("the zone's serial");
+    let (old, old_term) = lab.leader().await;
+    lab.kill_node(&old);
+    lab.kill_backend("b1");
+    let took = lab.wait_entry("ep-2", Duration::from_secs(5) + SWITCH_BOUND).await;
+    eprintln!("rfc2136: leader and backend killed: switched in {took:?}");
+    let (new, new_term) = lab.wait_new_leader(&old, Duration::from_secs(5)).await;
+    assert!(new_term > old_term);
+    assert_no_write_for(&mut lab, Duration::from_secs(3), "after the failover").await;
+
+    // One change, made by the new leader: only it holds the term the TXT record names.
+    assert_eq!(lab.writes().len(), 1, "logs in {}", lab.dir().display());
+    assert_eq!(lab.dns().serial(), Some(serial + 1), "one update, one serial");
+    assert_eq!(lab.dns().dig("TXT", "_dhaf.site.faults.test"), [format!("\"dhaf term-{new_term}\"")], "new leader {new}");
+    assert_eq!(lab.entry(), "ep-2");
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cloudflare::FakeCloudflare;
+use crate::knot::LabKnot;
 
 /// Names of the hosts that run dhaf.
 pub const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
@@ -173,6 +174,8 @@ pub enum Switcher {
     Exec,
     /// `cloudflare` against [`FakeCloudflare`].
     Cloudflare,
+    /// `rfc2136` against Knot DNS in a namespace of its own ([`LabKnot`]).
+    Rfc2136,
 }
 
 /// The knobs of a lab.
@@ -211,6 +214,7 @@ pub struct Lab {
     opts: Options,
     http: reqwest::Client,
     cf: Option<FakeCloudflare>,
+    dns: Option<LabKnot>,
 }
 
 impl Lab {
@@ -244,6 +248,7 @@ impl Lab {
             opts,
             http: reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().unwrap(),
             cf: None,
+            dns: None,
         };
         lab.network();
         if lab.opts.switcher == Switcher::Cloudflare {
@@ -251,6 +256,11 @@ impl Lab {
             let b1 = lab.ip("b1");
             let record = (!lab.opts.empty_zone).then_some(b1.as_str());
             lab.cf = Some(FakeCloudflare::start(&root_side, DOMAIN, record).await);
+        }
+        if lab.opts.switcher == Switcher::Rfc2136 {
+            let (ns, veth, br) = (lab.ns("dns"), format!("{}dns", lab.prefix), format!("{}br", lab.prefix));
+            let (ip, b1) = (format!("{}.53", lab.subnet), lab.ip("b1"));
+            lab.dns = Some(LabKnot::start(&ns, &veth, &br, &ip, &lab.dir, DOMAIN, &b1));
         }
         for i in 0..HOSTS.len() {
             let p = lab.spawn_etcd(i);
@@ -437,14 +447,23 @@ impl Lab {
             eps.reverse();
         }
         let entry_points = eps.concat();
-        let switcher = match &self.cf {
-            Some(cf) => format!(
+        let switcher = match (&self.cf, &self.dns) {
+            (_, Some(dns)) => format!(
+                "{{ type: rfc2136, server: \"{}\", zone: {}, key-name: {}, secret: \"{}\", ttl: 30, timeout: 2 }}",
+                dns.server(),
+                crate::knot::ZONE,
+                crate::knot::KEY_NAME,
+                crate::knot::KEY_SECRET
+            ),
+            (Some(cf), None) => format!(
                 "{{ type: cloudflare, api-token: {}, zone: {}, api-url: \"{}\", timeout: 3 }}",
                 crate::cloudflare::TOKEN,
                 crate::cloudflare::ZONE,
                 cf.url()
             ),
-            None => format!("{{ type: exec, init: {}, switch: {}, current: {} }}", init.display(), switch.display(), current.display()),
+            (None, None) => {
+                format!("{{ type: exec, init: {}, switch: {}, current: {} }}", init.display(), switch.display(), current.display())
+            }
         };
         let config = format!(
             r#"
@@ -572,13 +591,22 @@ services:
         }
     }
 
+    /// Knot DNS, when the lab uses the rfc2136 switcher.
+    pub fn dns(&self) -> &LabKnot {
+        self.dns.as_ref().expect("a lab with the rfc2136 switcher")
+    }
+
     /// The fake Cloudflare, when the lab uses it.
     pub fn cloudflare(&self) -> &FakeCloudflare {
         self.cf.as_ref().expect("a lab with the cloudflare switcher")
     }
 
-    /// Every write so far, in order.
+    /// Every write so far, in order. With the rfc2136 switcher only their number is known (from
+    /// Knot's log): node and entry point are `?` and the term 0; the zone shows the last write's.
     pub fn writes(&self) -> Vec<Write> {
+        if let Some(dns) = &self.dns {
+            return (0..dns.changes()).map(|_| Write { node: "?".into(), entry_point: "?".into(), token: 0 }).collect();
+        }
         if let Some(cf) = &self.cf {
             return cf
                 .writes()
@@ -604,6 +632,11 @@ services:
 
     /// What the public entry points at.
     pub fn entry(&self) -> String {
+        if let Some(dns) = &self.dns {
+            let all = dns.dig("A", DOMAIN);
+            assert!(all.len() <= 1, "the service must keep at most one address: {all:?}");
+            return all.first().map(|ip| self.name_of(ip)).unwrap_or_default();
+        }
         if let Some(cf) = &self.cf {
             let all = cf.content();
             assert_eq!(all.len(), 1, "the service must keep exactly one record: {all:?}");
