@@ -11,7 +11,8 @@
 //!
 //! The scenarios run one at a time: each builds its own lab and tears it down. Cloudflare
 //! scenarios use the `cloudflare` switcher against a stateful fake of its API (see
-//! `fault_injection/cloudflare.rs`), which records the term from each record's comment.
+//! `fault_injection/cloudflare.rs`), which records the term from each record's comment. The
+//! rfc2136 scenario runs Knot DNS in a namespace of its own (see `fault_injection/knot.rs`).
 //!
 //! Run as root: `cargo xtask test` (CI), or just this suite with
 //! `eval "$(cargo xtask tools)"; PROTOC="$(cargo xtask protoc)" cargo test -p dhaf --test fault_injection`.
@@ -20,12 +21,15 @@
 
 #[path = "fault_injection/cloudflare.rs"]
 mod cloudflare;
+#[path = "fault_injection/knot.rs"]
+mod knot;
 #[path = "fault_injection/lab.rs"]
 mod lab;
 
 use std::time::Duration;
 
 use lab::{Lab, Options, Switcher, Write};
+use serde_json::Value;
 
 /// One lab at a time: the machine has few cores and etcd is sensitive to starvation.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -331,4 +335,84 @@ async fn switch_whose_answer_is_lost_ends_right_in_one_term() {
     assert_failed_over_cleanly(&mut lab).await;
     let writes = lab.writes();
     assert!(writes.iter().all(|w| w.node == leader && w.token == term), "{writes:?}");
+}
+
+/// The value of a metric's sample with these labels in a Prometheus text exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_with_the_entry_points_reordered_flips_nothing_and_a_fixed_file_with_sighup_clears_it() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options { reordered: Some("h3"), ..Options::default() }).await;
+    let disagreement =
+        |s: &Value| s["services"][0]["disagreement"].as_array().map(|a| a.iter().map(|d| d["node"].clone()).collect::<Vec<_>>());
+
+    // h1 and h2 see h3's definition differ; status and metrics say so.
+    let start = std::time::Instant::now();
+    loop {
+        let s = lab.status("h1").await.expect("h1 answers");
+        if disagreement(&s) == Some(vec![Value::from("h3")]) {
+            let diff = s["services"][0]["disagreement"][0]["differences"].to_string();
+            assert!(diff.contains("entry-points[0]"), "{s}");
+            break;
+        }
+        assert!(start.elapsed() < SWITCH_BOUND, "h1 never showed h3's disagreement: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = lab.metrics("h1").await.expect("h1 answers");
+    assert_eq!(sample(&metrics, "dhaf_config_disagreeing_nodes{service=\"site\"}"), Some(1.0), "{metrics}");
+
+    // Leadership moves around (the leader killed and back): h3 never places the service by its
+    // order, so nothing flips.
+    let (leader, _) = lab.leader().await;
+    assert_ne!(leader, "h3", "the outvoted node does not lead");
+    lab.kill_node(&leader);
+    assert_no_write_for(&mut lab, Duration::from_secs(8), "two nodes left that disagree").await;
+    assert_eq!(lab.entry(), "ep-1");
+    lab.restart_node(&leader);
+    assert_no_write_for(&mut lab, Duration::from_secs(8), "the killed node back").await;
+
+    // Fix h3's file and reload it: agreement, and still no switch.
+    lab.write_node_config("h3", false);
+    lab.signal_node("h3", "HUP");
+    let start = std::time::Instant::now();
+    loop {
+        let s = lab.status("h1").await.expect("h1 answers");
+        if disagreement(&s) == Some(vec![]) {
+            break;
+        }
+        assert!(start.elapsed() < SWITCH_BOUND, "the disagreement did not clear: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = lab.metrics("h1").await.expect("h1 answers");
+    assert_eq!(sample(&metrics, "dhaf_config_disagreeing_nodes{service=\"site\"}"), Some(0.0), "{metrics}");
+    assert_no_write_for(&mut lab, Duration::from_secs(3), "after the fix").await;
+    assert!(lab.writes().is_empty(), "{:?}", lab.writes());
+    lab.assert_nodes_running();
+}
+
+/// The leader and the active backend die together: a new leader moves the service's A record on
+/// a real Knot DNS server (in a namespace of its own) by TSIG-signed dynamic update, once, with its
+/// term in the TXT record beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc2136_leader_and_backend_killed_a_new_leader_updates_the_dns_server_once() {
+    let _serial = SERIAL.lock().await;
+    let mut lab = Lab::start(Options { switcher: Switcher::Rfc2136, ..Options::default() }).await;
+    let serial = lab.dns().serial().expect("the zone's serial");
+    let (old, old_term) = lab.leader().await;
+    lab.kill_node(&old);
+    lab.kill_backend("b1");
+    let took = lab.wait_entry("ep-2", Duration::from_secs(5) + SWITCH_BOUND).await;
+    eprintln!("rfc2136: leader and backend killed: switched in {took:?}");
+    let (new, new_term) = lab.wait_new_leader(&old, Duration::from_secs(5)).await;
+    assert!(new_term > old_term);
+    assert_no_write_for(&mut lab, Duration::from_secs(3), "after the failover").await;
+
+    // One change, made by the new leader: only it holds the term the TXT record names.
+    assert_eq!(lab.writes().len(), 1, "logs in {}", lab.dir().display());
+    assert_eq!(lab.dns().serial(), Some(serial + 1), "one update, one serial");
+    assert_eq!(lab.dns().dig("TXT", "_dhaf.site.faults.test"), [format!("\"dhaf term-{new_term}\"")], "new leader {new}");
+    assert_eq!(lab.entry(), "ep-2");
 }

@@ -86,6 +86,11 @@ enum Command {
         /// The node's name (dhaf.node-name).
         node: String,
     },
+    /// Make the node re-read its config file and apply it without a restart (as SIGHUP does).
+    ///
+    /// An invalid file, or one that changes what only a restart can change, is refused with
+    /// every problem named; the node goes on with the config it had.
+    Reload,
     /// Take an entry point out of rotation; traffic moves away if it is current.
     ///
     /// The last healthy entry point in rotation is refused unless --force is given.
@@ -212,6 +217,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let answer = if answers.len() == 1 { answers.remove(0) } else { Value::Array(answers) };
             show(&answer, &|_| services.iter().map(|s| format!("Switchover of {s} purged: automatic rules apply again.\n")).collect())
         }
+        Command::Reload => show(&api()?.change(Method::POST, "/api/v1/reload", Some(json!({})))?, &|v| {
+            format!("{}\n", v["message"].as_str().unwrap_or("config reloaded"))
+        }),
         Command::NodeDecommission { node } => {
             show(&api()?.change(Method::DELETE, &format!("/api/v1/nodes/{}", seg(&node)), None)?, &|_| {
                 format!("Node {node} decommissioned.\n")

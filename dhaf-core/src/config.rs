@@ -181,7 +181,7 @@ pub struct DhafConfig {
 }
 
 /// `dhaf.web-api.*`.
-#[derive(Clone, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct WebApiConfig {
     /// Host to listen on and for the CLI to reach (default `localhost`).
     pub host: String,
@@ -235,7 +235,7 @@ impl fmt::Display for Role {
 }
 
 /// `dhaf.web-api.tokens[]`: one named bearer token.
-#[derive(Clone, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct ApiToken {
     /// `name`: who holds it; shown in the audit trail, never the secret.
     pub name: String,
@@ -262,7 +262,7 @@ pub enum TokenSecret {
 }
 
 /// `dhaf.web-api.tls.*`: the API's certificate, and the CA of its clients for mutual TLS.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebApiTls {
     /// `cert`: PEM certificate chain, the node's own certificate first.
     pub cert: PathBuf,
@@ -273,7 +273,7 @@ pub struct WebApiTls {
 }
 
 /// `etcd.*`.
-#[derive(Clone, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct EtcdConfig {
     /// Endpoints, each `http(s)://host:port`.
     pub hosts: Vec<String>,
@@ -320,7 +320,7 @@ impl fmt::Debug for EtcdConfig {
 }
 
 /// `etcd.tls.*`: TLS to etcd, which the original lacked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EtcdTls {
     /// `etcd.tls.ca`: PEM file of the CA that signed the etcd servers' certificates.
     pub ca: Option<PathBuf>,
@@ -341,7 +341,7 @@ pub enum Failback {
 }
 
 /// `services[]`: one service and its entry points, in priority order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceConfig {
     /// `name`.
     pub name: String,
@@ -458,6 +458,13 @@ pub struct ProviderConfig {
     pub path: String,
     /// Every other key of the section, with `${VAR}` already expanded.
     pub settings: Mapping,
+}
+
+impl PartialEq for ProviderConfig {
+    // Where the section sits in the file (its key path) is no part of what it configures.
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.name == other.name && self.settings == other.settings
+    }
 }
 
 impl Serialize for ProviderConfig {

@@ -1413,3 +1413,140 @@ async fn a_node_that_cannot_check_abstains_instead_of_voting_the_entry_points_do
         c.events()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reload in place
+
+/// `config(node, "")` with a second service `api` switched by `api`'s provider.
+fn with_api(node: &str, api_ip: &str) -> Config {
+    let mut c = config(node, "");
+    let extra = Config::parse(&format!(
+        "dhaf: {{ cluster-name: test, node-name: {node} }}
+services:
+  - name: api
+    domain: api.test
+    entry-points: [{{ name: a-1, ip: {api_ip} }}, {{ name: a-2, ip: 10.0.1.2 }}]
+    switcher: {{ type: fake }}
+    health-checker: {{ type: scripted }}
+"
+    ))
+    .unwrap();
+    c.services.extend(extra.services);
+    c
+}
+
+/// Providers for `config`'s services: `main` through the cluster's provider, `api` through `api`.
+fn providers_for(c: &Cluster, node: &str, config: &Config, api: &FakeProvider) -> Providers {
+    let checker = c.node(node).checker.clone();
+    Providers {
+        services: config
+            .services
+            .iter()
+            .map(|s| {
+                let provider = if s.name == "api" { api } else { &c.provider };
+                ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher(node)) }
+            })
+            .collect(),
+        notifiers: vec![("rec".into(), Arc::new(c.notifier.clone()) as Arc<dyn Notifier>)],
+    }
+}
+
+async fn term(c: &Cluster) -> FencingToken {
+    let snap = dhaf_core::dcs::Dcs::snapshot(&c.dcs).await.unwrap();
+    snap.leader.unwrap().token
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_adds_changes_and_removes_services_without_losing_the_lead_or_telling_anything_new() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(5)).await;
+    let first_term = term(&c).await;
+    let told_before = c.events().len();
+    let handle = c.node(&leader).handle.clone();
+
+    // Add a service: its provider starts, it is placed, and nothing else moves.
+    let api = FakeProvider::new(None);
+    let added = with_api(&leader, "10.0.1.1");
+    let report = handle.reload(added.clone(), providers_for(&c, &leader, &added, &api)).await.expect("a valid reload");
+    assert_eq!(report.added, ["api"]);
+    assert!(report.changed.is_empty() && report.removed.is_empty(), "{report:?}");
+    wait_for("the new service placed", Duration::from_secs(30), || async { api.current() }).await;
+    assert_eq!(api.current().as_deref(), Some("a-1"));
+    assert!(c.switches().is_empty(), "the unchanged service is not switched: {:?}", c.switches());
+    assert_eq!(term(&c).await, first_term, "the leader keeps its term");
+    assert_eq!(handle.config().services.len(), 2);
+
+    // Change the new service's address: a changed service, still no switch of `main`.
+    let changed = with_api(&leader, "10.0.1.9");
+    let report = handle.reload(changed.clone(), providers_for(&c, &leader, &changed, &api)).await.unwrap();
+    assert_eq!(report.changed, ["api"]);
+    let status = handle.service_status("api").await.unwrap();
+    assert_eq!(status.entry_points[0].ip.to_string(), "10.0.1.9");
+
+    // Remove it again: its opinions leave the DCS with it.
+    let removed = config(&leader, "");
+    let report = handle.reload(removed.clone(), providers_for(&c, &leader, &removed, &api)).await.unwrap();
+    assert_eq!(report.removed, ["api"]);
+    sleep(Duration::from_secs(5)).await;
+    let snap = dhaf_core::dcs::Dcs::snapshot(&c.dcs).await.unwrap();
+    assert!(!snap.opinions[&leader].contains_key("api"), "{:?}", snap.opinions);
+    assert!(handle.service_status("api").await.is_err());
+
+    assert_eq!(term(&c).await, first_term, "the leader kept its term through three reloads");
+    let told: Vec<Event> = c.events().into_iter().skip(told_before).collect();
+    assert!(
+        told.iter().all(|e| !matches!(e, Event::LeaderElected { .. } | Event::NodeCameUp { .. } | Event::NodeWentDown { .. })),
+        "no spurious event: {told:?}"
+    );
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+
+    // `main` still fails over as before.
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_changes_what_needs_a_restart_is_refused_by_name_and_the_node_goes_on() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    let handle = c.node(&leader).handle.clone();
+    let api = FakeProvider::new(None);
+    let mut renamed = with_api("someone-else", "10.0.1.1");
+    renamed.dhaf.cluster_name = "other".into();
+    let err = handle.reload(renamed.clone(), providers_for(&c, &leader, &renamed, &api)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("dhaf.node-name") && text.contains("dhaf.cluster-name") && text.contains("restart"), "{text}");
+    assert_eq!(handle.config().services.len(), 1, "the old config goes on");
+    assert!(api.calls().is_empty());
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolling_reorder_passes_through_disagreement_without_a_wrong_switch() {
+    let c = Cluster::new(3, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(5)).await;
+    let api = FakeProvider::new(None);
+    // Every node in turn gets the entry points in the opposite order; ep-1 stays healthy, so the
+    // end state (by the new order ep-3 first) is a failback to ep-3 — and only that, once.
+    for node in ["n1", "n2", "n3"] {
+        let cfg = reordered(node);
+        let p = providers_for(&c, node, &cfg, &api);
+        c.node(node).handle.reload(cfg, p).await.expect("a valid reload");
+        sleep(Duration::from_secs(10)).await;
+        if node == "n1" {
+            assert!(c.switches().is_empty(), "one node of three reordered changes nothing: {:?}", c.switches());
+        }
+    }
+    wait_for("the new order in force", Duration::from_secs(30), || async {
+        (c.provider.current().as_deref() == Some("ep-3")).then_some(())
+    })
+    .await;
+    sleep(Duration::from_secs(10)).await;
+    let targets: Vec<String> = c.switches().into_iter().map(|(_, to)| to).collect();
+    assert_eq!(targets, ["ep-3"], "exactly one switch, to the agreed first choice");
+    let status = c.node("n1").handle.service_status("main").await.unwrap();
+    assert!(status.disagreement.is_empty() && !status.held, "{status:?}");
+}

@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{now_ms, Access, AuditRecord, Guard, Refusal};
+use crate::reload::Reloader;
 
 /// The largest request body accepted; every body this API takes is a few dozen bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -140,6 +141,13 @@ pub struct ClientAddr(pub SocketAddr);
 struct ApiState {
     handle: NodeHandle,
     guard: Arc<Guard>,
+    reloader: Option<Arc<Reloader>>,
+}
+
+impl FromRef<ApiState> for Option<Arc<Reloader>> {
+    fn from_ref(s: &ApiState) -> Option<Arc<Reloader>> {
+        s.reloader.clone()
+    }
 }
 
 impl FromRef<ApiState> for NodeHandle {
@@ -351,6 +359,8 @@ fn endpoints() -> Vec<(Method, &'static str, Access, MethodRouter<ApiState>)> {
         ),
         (Method::GET, "/api/v1/services/{service}/history", R(Role::Read), on(MethodFilter::GET, history)),
         (Method::DELETE, "/api/v1/nodes/{node}", R(Role::Admin), on(MethodFilter::DELETE, decommission)),
+        (Method::POST, "/api/v1/reload", R(Role::Admin), on(MethodFilter::POST, reload)),
+        (Method::GET, "/api/v1/config", R(Role::Read), on(MethodFilter::GET, running_config)),
         (Method::GET, "/api/v1/audit", R(Role::Read), on(MethodFilter::GET, audit)),
         (Method::GET, "/api/v1/openapi.json", Open, on(MethodFilter::GET, openapi)),
         (Method::GET, "/healthz", Open, on(MethodFilter::GET, healthz)),
@@ -360,7 +370,14 @@ fn endpoints() -> Vec<(Method, &'static str, Access, MethodRouter<ApiState>)> {
 }
 
 /// The REST API of the node behind `handle`, ready to serve or to nest in an embedder's router.
+/// `POST /api/v1/reload` answers that the node has no config file to reload; see
+/// [`router_with_reload`].
 pub fn router(handle: NodeHandle) -> Router {
+    router_with_reload(handle, None)
+}
+
+/// [`router`], with `reloader` behind `POST /api/v1/reload` and the reload metrics.
+pub fn router_with_reload(handle: NodeHandle, reloader: Option<Arc<Reloader>>) -> Router {
     let guard_state = Arc::new(Guard::new(&handle.config().dhaf.web_api));
     let mut by_path: Vec<(&'static str, MethodRouter<ApiState>)> = Vec::new();
     for (_, path, access, mr) in endpoints() {
@@ -384,7 +401,7 @@ pub fn router(handle: NodeHandle) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(ApiState { handle, guard: guard_state })
+        .with_state(ApiState { handle, guard: guard_state, reloader })
 }
 
 fn ok<T: Serialize>(value: T) -> ApiResult {
@@ -476,6 +493,43 @@ async fn decommission(State(h): State<NodeHandle>, Param(Name(node)): Param<Name
     ok(json!({ "node": node, "message": "node decommissioned" }))
 }
 
+async fn reload(State(r): State<Option<Arc<Reloader>>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    // An empty body or `{}`: there is nothing to say but "reload".
+    let body = body?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let _: ReloadRequestBody = parse_body(Ok(body))?;
+    }
+    let Some(r) = r else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_config_file",
+            "this node was not started from a config file; nothing to reload",
+        ));
+    };
+    match r.reload().await {
+        Ok(report) => ok(json!({ "reloaded": true, "message": format!("config reloaded: {report}"), "changes": report })),
+        Err(e) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_refused", format!("{e}; the node goes on with the config it had")))
+        }
+    }
+}
+
+/// What `dhaf-node --check --diff` compares a file with: the running node's service definitions
+/// and the settings only a restart can change (no secret is among either).
+async fn running_config(State(h): State<NodeHandle>) -> ApiResult {
+    let config = h.config();
+    ok(json!({
+        "node": config.dhaf.node_name,
+        "definitions": h.definitions(),
+        "restart_only": dhaf_core::runtime::restart_only_settings(&config),
+    }))
+}
+
+/// `POST /api/v1/reload` takes no settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadRequestBody {}
+
 async fn audit(State(g): State<Arc<Guard>>) -> ApiResult {
     ok(g.audit_records())
 }
@@ -510,7 +564,7 @@ async fn leader(State(h): State<NodeHandle>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(h): State<NodeHandle>) -> Response {
+async fn metrics(State(h): State<NodeHandle>, State(reloader): State<Option<Arc<Reloader>>>) -> Response {
     let m = h.metrics();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -528,6 +582,21 @@ async fn metrics(State(h): State<NodeHandle>) -> Response {
     metric("dhaf_dcs_errors_total", "counter", "DCS calls that failed for want of the DCS.", &one(m.dcs_errors));
     metric("dhaf_is_leader", "gauge", "1 while this node is the cluster leader.", &one(u64::from(leads(&h))));
     metric("dhaf_registered", "gauge", "1 while this node holds a live lease in the DCS.", &one(u64::from(h.holds_lease())));
+    if let Some(r) = reloader {
+        let state = r.state();
+        metric(
+            "dhaf_config_last_reload_successful",
+            "gauge",
+            "1 if the last config reload was applied (or none was tried), 0 if it was refused.",
+            &one(u64::from(state.last_successful)),
+        );
+        metric(
+            "dhaf_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the config in force was loaded, Unix seconds.",
+            &one(state.last_success_at as u64),
+        );
+    }
     // Verdicts come from the DCS; without it they are the last known ones, and
     // dhaf_dcs_reachable says so.
     if let Ok(status) = h.status().await {

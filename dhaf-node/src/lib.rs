@@ -18,6 +18,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod diff;
+pub mod reload;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -61,6 +63,8 @@ pub struct Prepared {
     pub config: Config,
     /// The API's TLS, when `dhaf.web-api.tls` is set.
     pub tls: Option<Arc<tls::ApiTls>>,
+    /// Reloads the config file into the running node (SIGHUP, `POST /api/v1/reload`).
+    pub reloader: Arc<reload::Reloader>,
 }
 
 /// Parse `config_path` and build the node with the providers of `registry`, reporting every
@@ -73,7 +77,9 @@ pub fn prepare(config_path: &Path, registry: &Registry) -> Result<Prepared, Star
         None => None,
     };
     let providers = registry.build(&config, dcs.clone())?;
-    Ok(Prepared { node: Node::new(config.clone(), dcs, providers), config, tls })
+    let node = Node::new(config.clone(), dcs.clone(), providers);
+    let reloader = Arc::new(reload::Reloader::new(config_path.to_path_buf(), registry.clone(), dcs, node.handle(), tls.clone()));
+    Ok(Prepared { node, config, tls, reloader })
 }
 
 /// How much of the node the REST API may hold.
@@ -133,7 +139,7 @@ pub async fn run_with_limits(
         );
     }
     on_listen(bound);
-    let app = api::router(prepared.node.handle());
+    let app = api::router_with_reload(prepared.node.handle(), Some(prepared.reloader.clone()));
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let watcher = prepared.tls.clone().map(|t| tokio::spawn(t.watch(limits.tls_reload_interval)));
     let server = tokio::spawn(serve_with(listener, app, limits, prepared.tls.clone(), async {

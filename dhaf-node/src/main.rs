@@ -15,12 +15,16 @@ struct Args {
     /// Only validate the config (and every provider section), then exit.
     #[arg(long)]
     check: bool,
+    /// With --check: also show what reloading this file would change on the node running now
+    /// (asked of its REST API; token from $DHAF_API_TOKEN or the file, CA from $DHAF_CA_FILE).
+    #[arg(long, requires = "check")]
+    diff: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let shutdown = shutdown();
+    let (shutdown, hangups) = signals();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_target(false)
@@ -34,8 +38,18 @@ async fn main() -> ExitCode {
     };
     if args.check {
         println!("{}: configuration is valid", args.config.display());
+        if args.diff {
+            match dhaf_node::diff::against_running(&prepared.config).await {
+                Ok(text) => print!("{text}"),
+                Err(e) => {
+                    eprintln!("--diff: {e}");
+                    return ExitCode::from(3);
+                }
+            }
+        }
         return ExitCode::SUCCESS;
     }
+    tokio::spawn(reload_on_hangup(hangups, prepared.reloader.clone()));
     match dhaf_node::run(prepared, shutdown, |_| {}).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -45,34 +59,54 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Ctrl-C (SIGINT) or SIGTERM. SIGHUP, whose default action would kill the node without
-/// resigning or revoking its lease, is answered with a warning instead.
+/// SIGINT (Ctrl-C) and SIGTERM stop the node gracefully (resign, revoke the lease, exit 0);
+/// SIGHUP reloads its config file (systemd's `ExecReload`). SIGPIPE is ignored by the Rust
+/// runtime; nothing else is sent by a service manager but SIGKILL, which nothing can handle.
 ///
-/// The handlers are installed at once, not when the future is first polled (after the
-/// providers' init), so no signal finds the default action in place.
-fn shutdown() -> impl std::future::Future<Output = ()> {
+/// The handlers are installed at once, not when the futures are first polled (after the
+/// providers' init), so no signal finds the default action in place: a SIGHUP during start is
+/// kept and reloads once the node runs.
+fn signals() -> (impl std::future::Future<Output = ()>, Hangups) {
     #[cfg(unix)]
-    let signals = {
+    {
         use tokio::signal::unix::{signal, SignalKind};
         let handler = |kind| signal(kind).expect("signal handler");
-        (handler(SignalKind::interrupt()), handler(SignalKind::terminate()), handler(SignalKind::hangup()))
-    };
-    async move {
-        #[cfg(unix)]
-        {
-            let (mut int, mut term, mut hup) = signals;
-            loop {
-                tokio::select! {
-                    _ = int.recv() => break,
-                    _ = term.recv() => break,
-                    _ = hup.recv() => {
-                        tracing::warn!("configuration reload is not supported yet; restart the node to apply changes");
-                    }
-                }
+        let (mut int, mut term) = (handler(SignalKind::interrupt()), handler(SignalKind::terminate()));
+        let hup = handler(SignalKind::hangup());
+        let shutdown = async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutdown requested");
+            tracing::info!("shutdown requested");
+        };
+        (shutdown, hup)
+    }
+    #[cfg(not(unix))]
+    {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown requested");
+        };
+        (shutdown, ())
+    }
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// Reload the config file on every SIGHUP; a refused reload is logged and the node goes on.
+async fn reload_on_hangup(mut hangups: Hangups, reloader: std::sync::Arc<dhaf_node::reload::Reloader>) {
+    #[cfg(unix)]
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        let _ = reloader.reload().await;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (hangups, reloader);
+        std::future::pending::<()>().await
     }
 }

@@ -1,5 +1,5 @@
-//! The `dhaf-node` binary and signals: SIGHUP (sent by `systemctl reload`, or by a closing
-//! terminal) is answered with a warning, not death; SIGINT and SIGTERM stop the node cleanly,
+//! The `dhaf-node` binary and signals: SIGHUP (sent by `systemctl reload`) reloads the config
+//! file in place, refusing a broken one and going on; SIGINT and SIGTERM stop the node cleanly,
 //! resigning and revoking its lease.
 
 use std::path::PathBuf;
@@ -33,6 +33,14 @@ struct Node {
 }
 
 impl Node {
+    fn config(&self) -> PathBuf {
+        self.dir.join("node.yaml")
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
     fn start(name: &str) -> Node {
         let dir = std::env::temp_dir().join(format!("dhaf-signals-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -96,17 +104,38 @@ impl Drop for Node {
 }
 
 #[test]
-fn sighup_is_answered_with_a_warning_and_sigint_stops_cleanly() {
+fn sighup_reloads_the_config_in_place_refuses_a_broken_one_and_sigint_stops_cleanly() {
     let mut node = Node::start("hup");
+    let good = std::fs::read_to_string(node.config()).unwrap();
+
+    // A second service, added by editing the file and sending SIGHUP.
+    let with_second = good.replace("services:\n", "services:\n  - name: second\n    domain: second.test\n    entry-points: [{ name: s-1, ip: 127.0.0.1 }]\n    health-checker: { type: tcp, port: 9, timeout: 1 }\n    switcher: { type: exec, init: /bin/true, switch: /bin/true }\n");
+    std::fs::write(node.config(), &with_second).unwrap();
     node.signal("HUP");
-    node.wait_log("the reload warning", "configuration reload is not supported yet", Duration::from_secs(10));
+    node.wait_log("the reload", "config reload applied", Duration::from_secs(20));
+    assert!(node.log().contains("services added: second"), "{}", node.log());
+
+    // A broken file: refused with the key path, the node goes on.
+    std::fs::write(node.config(), with_second.replace("rise: 1", "rise: 0").replace("domain: second.test", "domain: 42\n    bogus-key: 1"))
+        .unwrap();
+    node.signal("HUP");
+    node.wait_log("the refusal", "config reload refused", Duration::from_secs(20));
     let log = node.log();
-    let line = log.lines().find(|l| l.contains("configuration reload is not supported yet")).unwrap();
-    assert!(line.contains("WARN") && line.contains("restart the node to apply changes"), "{line}");
-    // Still running, still leading, after a second HUP too.
+    let line = log.lines().find(|l| l.contains("config reload refused")).unwrap();
+    assert!(line.contains("ERROR") && line.contains("services[0].bogus-key"), "{line}");
+
+    // A setting only a restart can change: refused by name.
+    std::fs::write(node.config(), with_second.replace("node-name: node-1", "node-name: node-9")).unwrap();
     node.signal("HUP");
-    std::thread::sleep(Duration::from_secs(2));
+    let start = Instant::now();
+    while node.count("config reload refused") < 2 {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(node.log().contains("dhaf.node-name"), "{}", node.log());
+
     assert!(node.child.try_wait().unwrap().is_none(), "SIGHUP killed the node; log:\n{}", node.log());
+    assert_eq!(node.count("elected leader"), 1, "the node kept its leadership: {}", node.log());
     assert!(!node.log().contains("shutting down"), "{}", node.log());
 
     node.signal("INT");

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cloudflare::FakeCloudflare;
+use crate::knot::LabKnot;
 
 /// Names of the hosts that run dhaf.
 pub const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
@@ -173,6 +174,8 @@ pub enum Switcher {
     Exec,
     /// `cloudflare` against [`FakeCloudflare`].
     Cloudflare,
+    /// `rfc2136` against Knot DNS in a namespace of its own ([`LabKnot`]).
+    Rfc2136,
 }
 
 /// The knobs of a lab.
@@ -190,11 +193,13 @@ pub struct Options {
     pub failback_delay: u64,
     /// With the cloudflare switcher: the zone starts without the service's record.
     pub empty_zone: bool,
+    /// A host whose config lists the entry points in the opposite order (a typo in one file).
+    pub reordered: Option<&'static str>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ttl: 5, fall: 2, switcher: Switcher::Exec, rise: 1, failback_delay: 0, empty_zone: false }
+        Options { ttl: 5, fall: 2, switcher: Switcher::Exec, rise: 1, failback_delay: 0, empty_zone: false, reordered: None }
     }
 }
 
@@ -209,6 +214,7 @@ pub struct Lab {
     opts: Options,
     http: reqwest::Client,
     cf: Option<FakeCloudflare>,
+    dns: Option<LabKnot>,
 }
 
 impl Lab {
@@ -242,6 +248,7 @@ impl Lab {
             opts,
             http: reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().unwrap(),
             cf: None,
+            dns: None,
         };
         lab.network();
         if lab.opts.switcher == Switcher::Cloudflare {
@@ -249,6 +256,11 @@ impl Lab {
             let b1 = lab.ip("b1");
             let record = (!lab.opts.empty_zone).then_some(b1.as_str());
             lab.cf = Some(FakeCloudflare::start(&root_side, DOMAIN, record).await);
+        }
+        if lab.opts.switcher == Switcher::Rfc2136 {
+            let (ns, veth, br) = (lab.ns("dns"), format!("{}dns", lab.prefix), format!("{}br", lab.prefix));
+            let (ip, b1) = (format!("{}.53", lab.subnet), lab.ip("b1"));
+            lab.dns = Some(LabKnot::start(&ns, &veth, &br, &ip, &lab.dir, DOMAIN, &b1));
         }
         for i in 0..HOSTS.len() {
             let p = lab.spawn_etcd(i);
@@ -408,18 +420,50 @@ impl Lab {
 
     fn spawn_node(&self, i: usize) -> Proc {
         let host = HOSTS[i];
+        let path = self.write_node_config(host, self.opts.reordered == Some(host));
+        let child = self
+            .in_ns(host, &node_binary())
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(self.log_to(&format!("node-{host}.log")))
+            .stderr(self.log_to(&format!("node-{host}.log")))
+            .spawn()
+            .expect("start dhaf-node");
+        Proc { child }
+    }
+
+    /// Write `host`'s config file (entry points in the opposite order if `reordered`); returns
+    /// its path. A running node reads it again on SIGHUP.
+    pub fn write_node_config(&self, host: &str, reordered: bool) -> PathBuf {
         let init = self.dir.join("init.sh");
         let current = self.dir.join("current.sh");
         let switch = self.dir.join(format!("switch-{host}.sh"));
         let hosts: Vec<String> = HOSTS.iter().map(|h| format!("{}:2379", self.ip(h))).collect();
-        let switcher = match &self.cf {
-            Some(cf) => format!(
+        let mut eps =
+            [format!("      - {{ name: ep-1, ip: {} }}\n", self.ip("b1")), format!("      - {{ name: ep-2, ip: {} }}\n", self.ip("b2"))];
+        if reordered {
+            eps.reverse();
+        }
+        let entry_points = eps.concat();
+        let switcher = match (&self.cf, &self.dns) {
+            (_, Some(dns)) => format!(
+                "{{ type: rfc2136, server: \"{}\", zone: {}, key-name: {}, secret: \"{}\", ttl: 30, timeout: 2 }}",
+                dns.server(),
+                crate::knot::ZONE,
+                crate::knot::KEY_NAME,
+                crate::knot::KEY_SECRET
+            ),
+            (Some(cf), None) => format!(
                 "{{ type: cloudflare, api-token: {}, zone: {}, api-url: \"{}\", timeout: 3 }}",
                 crate::cloudflare::TOKEN,
                 crate::cloudflare::ZONE,
                 cf.url()
             ),
-            None => format!("{{ type: exec, init: {}, switch: {}, current: {} }}", init.display(), switch.display(), current.display()),
+            (None, None) => {
+                format!("{{ type: exec, init: {}, switch: {}, current: {} }}", init.display(), switch.display(), current.display())
+            }
         };
         let config = format!(
             r#"
@@ -439,9 +483,7 @@ services:
     fall: {fall}
     failback-delay: {failback_delay}
     entry-points:
-      - {{ name: ep-1, ip: {b1} }}
-      - {{ name: ep-2, ip: {b2} }}
-    health-checker: {{ type: web, port: {BACKEND_PORT}, path: /health, timeout: 1, retries: 0, expected-response-body: ok }}
+{entry_points}    health-checker: {{ type: web, port: {BACKEND_PORT}, path: /health, timeout: 1, retries: 0, expected-response-body: ok }}
     switcher: {switcher}
 "#,
             ttl = self.opts.ttl,
@@ -450,22 +492,11 @@ services:
             fall = self.opts.fall,
             rise = self.opts.rise,
             failback_delay = self.opts.failback_delay,
-            b1 = self.ip("b1"),
-            b2 = self.ip("b2"),
+            entry_points = entry_points,
         );
         let path = self.dir.join(format!("node-{host}.yaml"));
         std::fs::write(&path, config).unwrap();
-        let child = self
-            .in_ns(host, &node_binary())
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(self.log_to(&format!("node-{host}.log")))
-            .stderr(self.log_to(&format!("node-{host}.log")))
-            .spawn()
-            .expect("start dhaf-node");
-        Proc { child }
+        path
     }
 
     /// A node's `GET /api/v1/status`, or `None` when it does not answer.
@@ -473,6 +504,12 @@ services:
         let url = format!("http://{}:{API_PORT}/api/v1/status", self.ip(host));
         let resp = self.http.get(url).send().await.ok()?;
         resp.json().await.ok()
+    }
+
+    /// A node's `GET /metrics`, or `None` when it does not answer.
+    pub async fn metrics(&self, host: &str) -> Option<String> {
+        let url = format!("http://{}:{API_PORT}/metrics", self.ip(host));
+        self.http.get(url).send().await.ok()?.text().await.ok()
     }
 
     /// The leader as `host` sees it: (node, term).
@@ -554,13 +591,22 @@ services:
         }
     }
 
+    /// Knot DNS, when the lab uses the rfc2136 switcher.
+    pub fn dns(&self) -> &LabKnot {
+        self.dns.as_ref().expect("a lab with the rfc2136 switcher")
+    }
+
     /// The fake Cloudflare, when the lab uses it.
     pub fn cloudflare(&self) -> &FakeCloudflare {
         self.cf.as_ref().expect("a lab with the cloudflare switcher")
     }
 
-    /// Every write so far, in order.
+    /// Every write so far, in order. With the rfc2136 switcher only their number is known (from
+    /// Knot's log): node and entry point are `?` and the term 0; the zone shows the last write's.
     pub fn writes(&self) -> Vec<Write> {
+        if let Some(dns) = &self.dns {
+            return (0..dns.changes()).map(|_| Write { node: "?".into(), entry_point: "?".into(), token: 0 }).collect();
+        }
         if let Some(cf) = &self.cf {
             return cf
                 .writes()
@@ -586,6 +632,11 @@ services:
 
     /// What the public entry points at.
     pub fn entry(&self) -> String {
+        if let Some(dns) = &self.dns {
+            let all = dns.dig("A", DOMAIN);
+            assert!(all.len() <= 1, "the service must keep at most one address: {all:?}");
+            return all.first().map(|ip| self.name_of(ip)).unwrap_or_default();
+        }
         if let Some(cf) = &self.cf {
             let all = cf.content();
             assert_eq!(all.len(), 1, "the service must keep exactly one record: {all:?}");
@@ -654,7 +705,14 @@ services:
         }
     }
 
-    /// Send a signal to a host's dhaf-node (`STOP`, `CONT`).
+    /// Start a host's dhaf-node again after [`Lab::kill_node`], with its config as at start.
+    pub fn restart_node(&mut self, host: &str) {
+        let i = Self::index(host);
+        assert!(self.nodes[i].is_none(), "{host}'s node still runs");
+        self.nodes[i] = Some(self.spawn_node(i));
+    }
+
+    /// Send a signal to a host's dhaf-node (`STOP`, `CONT`, `HUP`).
     pub fn signal_node(&self, host: &str, sig: &str) {
         let p = self.nodes[Self::index(host)].as_ref().expect("node running");
         sh(&["kill", &format!("-{sig}"), &p.pid()]);

@@ -27,6 +27,9 @@ pub fn env(name: &str) -> Option<String> {
         "SLACK_WEBHOOK_URL" => "https://hooks.slack.com/services/T000/B000/webhook-secret-for-tests",
         "HOOK_TOKEN" => "hook-token-for-tests",
         "DNS_TSIG_SECRET" => "ZG5zLXRzaWctc2VjcmV0LWZvci10ZXN0cw==",
+        "AWS_ACCESS_KEY_ID" => "AKIAIOSFODNN7EXAMPLE",
+        "AWS_SECRET_ACCESS_KEY" => "aws-secret-access-key-for-tests",
+        "AWS_SESSION_TOKEN" => "aws-session-token-for-tests",
         _ => return None,
     };
     Some(value.to_string())

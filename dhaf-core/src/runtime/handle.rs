@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::leader::{service_view, Agreement, HISTORY_NS, LIVE_NS, SWITCHING_NS};
-use super::Inner;
+use super::{Inner, ReloadError, ReloadReport, ReloadRequest};
 use crate::config::{Config, ServiceConfig};
 use crate::dcs::{DcsError, Leader, Purge, Snapshot};
 use crate::engine::{self, ServiceState, Verdict};
@@ -253,32 +253,54 @@ fn unix_secs(t: std::time::SystemTime) -> f64 {
 /// Status and commands of a running [`super::Node`].
 #[derive(Clone)]
 pub struct NodeHandle {
-    inner: Arc<Inner>,
+    current: Arc<std::sync::Mutex<Arc<Inner>>>,
+    reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
 
 impl NodeHandle {
-    pub(super) fn new(inner: Arc<Inner>) -> Self {
-        NodeHandle { inner }
+    pub(super) fn new(current: Arc<std::sync::Mutex<Arc<Inner>>>, reloads: tokio::sync::mpsc::Sender<ReloadRequest>) -> Self {
+        NodeHandle { current, reloads }
     }
 
-    /// The node's config.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The node's generation now (a reload replaces it).
+    fn inner(&self) -> Arc<Inner> {
+        self.current.lock().unwrap().clone()
+    }
+
+    /// The node's config (the one in force: a reload replaces it).
+    pub fn config(&self) -> Arc<Config> {
+        self.inner().config.clone()
+    }
+
+    /// This node's definition of each service, as it publishes them for agreement.
+    pub fn definitions(&self) -> BTreeMap<String, crate::model::ServiceDefinition> {
+        self.inner().definitions.clone()
+    }
+
+    /// Apply a new config in place, with the providers built from it: services, entry points,
+    /// checkers, switchers and notifiers added, removed or changed, keeping the lease, the
+    /// leadership and everything in the DCS. Refused, with the node going on as before, when a
+    /// setting only a restart can change differs ([`ReloadError::RestartOnly`]) or a new
+    /// provider fails to start.
+    pub async fn reload(&self, config: Config, providers: crate::registry::Providers) -> Result<ReloadReport, ReloadError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.reloads.send(ReloadRequest { config, providers, reply }).await.map_err(|_| ReloadError::NotRunning)?;
+        answer.await.unwrap_or(Err(ReloadError::NotRunning))
     }
 
     /// Counters since start.
     pub fn metrics(&self) -> Metrics {
-        self.inner.local.lock().unwrap().metrics
+        self.inner().local.lock().unwrap().metrics
     }
 
     /// Whether this node leads now.
     pub fn is_leader(&self) -> bool {
-        self.inner.local.lock().unwrap().leader_token.is_some()
+        self.inner().local.lock().unwrap().leader_token.is_some()
     }
 
     /// Whether this node holds a live lease.
     pub fn is_registered(&self) -> bool {
-        self.inner.local.lock().unwrap().lease.is_some()
+        self.inner().local.lock().unwrap().lease.is_some()
     }
 
     /// Whether this node holds a lease it knows to be live now: registered, and the last
@@ -286,15 +308,15 @@ impl NodeHandle {
     /// [`NodeHandle::is_registered`], this turns false while the DCS is unreachable, before the
     /// node learns that its lease is gone.
     pub fn holds_lease(&self) -> bool {
-        self.inner.live_lease().is_some()
+        self.inner().live_lease().is_some()
     }
 
-    fn service(&self, name: &str) -> Result<&ServiceConfig, CommandError> {
-        self.inner.config.service(name).ok_or_else(|| CommandError::UnknownService(name.into()))
+    fn service(&self, name: &str) -> Result<ServiceConfig, CommandError> {
+        self.inner().config.service(name).cloned().ok_or_else(|| CommandError::UnknownService(name.into()))
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>, CommandError> {
-        Ok(self.inner.snapshot().await?)
+        Ok(self.inner().snapshot().await?)
     }
 
     /// A fresh snapshot, or while the DCS cannot be read the last one with its age (in
@@ -303,7 +325,7 @@ impl NodeHandle {
         match self.snapshot().await {
             Ok(s) => (s, None),
             Err(e) => {
-                let last = self.inner.local.lock().unwrap().last_snapshot.clone();
+                let last = self.inner().local.lock().unwrap().last_snapshot.clone();
                 let age = last.as_ref().map(|(_, at)| at.elapsed().map_or(0, |d| d.as_secs()));
                 (last.map(|(s, _)| s).unwrap_or_default(), Some(Stale { age, error: e.to_string() }))
             }
@@ -315,10 +337,11 @@ impl NodeHandle {
     pub async fn status(&self) -> Result<NodeStatus, CommandError> {
         let (snap, stale) = self.snapshot_for_status().await;
         let (error, since) = {
-            let l = self.inner.local.lock().unwrap();
+            let inner = self.inner();
+            let l = inner.local.lock().unwrap();
             (l.dcs_error.clone(), l.dcs_error_since.map(unix_secs))
         };
-        let config = &self.inner.config;
+        let config = &self.inner().config;
         let extras = self.extras().await;
         let leader_name = snap.leader.as_ref().map(|l| l.node.clone());
         let names: BTreeSet<&String> = snap.members.iter().chain(&snap.alive).collect();
@@ -342,7 +365,7 @@ impl NodeHandle {
     /// What the leader keeps beside the snapshot for status: each service's live state and its
     /// failing switch. Unreadable values are left out (status never fails for them).
     async fn extras(&self) -> Extras {
-        let list = |ns| async move { self.inner.dcs_call(self.inner.dcs.kv_list(ns)).await.unwrap_or_default() };
+        let list = |ns| async move { self.inner().dcs_call(self.inner().dcs.kv_list(ns)).await.unwrap_or_default() };
         Extras {
             live: list(LIVE_NS).await.into_iter().collect(),
             switching: list(SWITCHING_NS).await.into_iter().filter_map(|(k, v)| Some((k, serde_json::from_str(&v).ok()?))).collect(),
@@ -350,18 +373,19 @@ impl NodeHandle {
     }
 
     fn service_from(&self, snap: &Snapshot, extras: &Extras, svc: &ServiceConfig, stale: Option<&Stale>) -> ServiceStatus {
-        let agreement = match self.inner.definitions.get(&svc.name) {
+        let agreement = match self.inner().definitions.get(&svc.name) {
             Some(own) => Agreement::of(snap, &svc.name, own),
             None => Agreement::default(),
         };
         let view = service_view(snap, svc, &agreement);
         // The engine on a scratch state gives the verdicts and panic mode exactly as the leader sees them.
         let mut scratch = ServiceState::default();
-        engine::decide(svc, self.inner.config.dhaf.min_votes, &mut scratch, &view, std::time::Instant::now());
+        engine::decide(svc, self.inner().config.dhaf.min_votes, &mut scratch, &view, std::time::Instant::now());
         let record = snap.records.get(&svc.name).cloned();
         let current = record.as_ref().map(|r| r.entry_point.clone());
-        let reads_back = (self.inner.config.services.iter().position(|s| s.name == svc.name))
-            .and_then(|i| self.inner.providers.services.get(i))
+        let inner = self.inner();
+        let reads_back = (inner.config.services.iter().position(|s| s.name == svc.name))
+            .and_then(|i| inner.providers.services.get(i))
             .is_none_or(|p| p.switcher.reads_back());
         let live = extras.live.get(&svc.name).cloned().filter(|_| reads_back);
         // A failing switch is shown only while it is still the desired one.
@@ -421,7 +445,7 @@ impl NodeHandle {
         let svc = self.service(service)?;
         let (snap, stale) = self.snapshot_for_status().await;
         let extras = self.extras().await;
-        Ok(self.service_from(&snap, &extras, svc, stale.as_ref()))
+        Ok(self.service_from(&snap, &extras, &svc, stale.as_ref()))
     }
 
     /// One service's status read fresh from the DCS, for commands that act on it.
@@ -429,7 +453,7 @@ impl NodeHandle {
         let svc = self.service(service)?;
         let snap = self.snapshot().await?;
         let extras = self.extras().await;
-        Ok(self.service_from(&snap, &extras, svc, None))
+        Ok(self.service_from(&snap, &extras, &svc, None))
     }
 
     /// Entry points a switchover may target: healthy by majority, not in maintenance.
@@ -452,13 +476,13 @@ impl NodeHandle {
         if ep.verdict != Verdict::Healthy {
             return Err(CommandError::Unhealthy { service: service.into(), entry_point: entry_point.into(), verdict: ep.verdict });
         }
-        Ok(self.inner.dcs_call(self.inner.dcs.request_switchover(service, entry_point)).await?)
+        Ok(self.inner().dcs_call(self.inner().dcs.request_switchover(service, entry_point)).await?)
     }
 
     /// Drop `service`'s pending switchover; automatic rules (failback) apply again.
     pub async fn switchover_purge(&self, service: &str) -> Result<(), CommandError> {
         self.service(service)?;
-        Ok(self.inner.dcs_call(self.inner.dcs.purge_switchover(service, Purge::Any)).await?)
+        Ok(self.inner().dcs_call(self.inner().dcs.purge_switchover(service, Purge::Any)).await?)
     }
 
     /// Take an entry point out of rotation (`on`), or put it back.
@@ -478,18 +502,18 @@ impl NodeHandle {
                 return Err(CommandError::LastHealthy { service: service.into(), entry_point: entry_point.into() });
             }
         }
-        Ok(self.inner.dcs_call(self.inner.dcs.set_maintenance(service, entry_point, on)).await?)
+        Ok(self.inner().dcs_call(self.inner().dcs.set_maintenance(service, entry_point, on)).await?)
     }
 
     /// Forget a dead node.
     pub async fn decommission(&self, node: &str) -> Result<(), CommandError> {
-        Ok(self.inner.dcs_call(self.inner.dcs.decommission(node)).await?)
+        Ok(self.inner().dcs_call(self.inner().dcs.decommission(node)).await?)
     }
 
     /// The last switches of `service`, oldest first.
     pub async fn history(&self, service: &str) -> Result<Vec<HistoryEntry>, CommandError> {
         self.service(service)?;
-        let raw = self.inner.dcs_call(self.inner.dcs.kv_get(HISTORY_NS, service)).await?;
+        let raw = self.inner().dcs_call(self.inner().dcs.kv_get(HISTORY_NS, service)).await?;
         match raw {
             None => Ok(Vec::new()),
             Some(s) => serde_json::from_str(&s)
@@ -499,7 +523,8 @@ impl NodeHandle {
 
     /// This node's own latest opinions and check results, by service and entry point.
     pub fn own_opinions(&self) -> Vec<(String, String, bool, Option<String>)> {
-        let l = self.inner.local.lock().unwrap();
+        let inner = self.inner();
+        let l = inner.local.lock().unwrap();
         let mut out: Vec<_> = l.opinions.iter().map(|((s, e), o)| (s.clone(), e.clone(), o.healthy, o.reason.clone())).collect();
         out.sort();
         out

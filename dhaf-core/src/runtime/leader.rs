@@ -34,9 +34,12 @@ pub(crate) const HISTORY_LEN: usize = 50;
 pub(crate) async fn elect(inner: Arc<Inner>) {
     let node = inner.config.dhaf.node_name.clone();
     let mut watch = None;
-    let mut announced: Option<FencingToken> = None;
     let mut outvoted_on: Option<String> = None;
     loop {
+        // A reload replaced this generation: the next one's election takes over.
+        if inner.retired() {
+            return;
+        }
         // Campaign only under a lease known to be live: past its deadline the node may not lead,
         // and winning the same term again would end at once, over and over.
         let Some(lease) = inner.live_lease() else {
@@ -50,7 +53,7 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
         // defines some service differently from this node.
         let standing = match inner.snapshot().await {
             Ok(s) if s.leader.as_ref().is_some_and(|l| l.node != node) => false,
-            Ok(s) => match outvoted(&s, &inner.definitions) {
+            Ok(s) => match stand_aside(&s, &inner.definitions, &node) {
                 Some(service) => {
                     if outvoted_on.as_ref() != Some(&service) {
                         tracing::error!(%service, "a majority of the nodes define the service differently from this node: not standing for leader until the configs agree");
@@ -75,20 +78,25 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
             Ok(Some(token)) => {
                 // Winning back the same term (after stepping down locally while the lease
                 // survived) is no new leadership: it is announced and counted once.
-                let fresh = announced != Some(token);
-                announced = Some(token);
-                {
+                let fresh = {
                     let mut l = inner.local.lock().unwrap();
+                    let fresh = l.announced_term != Some(token);
+                    l.announced_term = Some(token);
                     l.leader_token = Some(token);
                     if fresh {
                         l.metrics.leader_changes += 1;
                     }
-                }
+                    fresh
+                };
                 if fresh {
                     tracing::info!(%token, "elected leader");
                     inner.notifications.send(&inner.config, engine::leader_elected(&node, token));
                 }
                 lead(inner.clone(), token).await;
+                if inner.retired() {
+                    // Still the leader: the next generation wins back the same term at once.
+                    return;
+                }
                 inner.step_down("leadership ended");
                 watch = None;
                 continue;
@@ -104,9 +112,13 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                 tokio::select! {
                     alive = w.changed() => if !alive { watch = None },
                     _ = tokio::time::sleep(wait) => {}
+                    _ = inner.retiring() => {}
                 }
             }
-            None => tokio::time::sleep(wait.min(Duration::from_secs(1))).await,
+            None => tokio::select! {
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
+                _ = inner.retiring() => {}
+            },
         }
     }
 }
@@ -217,7 +229,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
     let mut watch = inner.dcs_call(inner.dcs.watch()).await.ok();
     let mut next_reconcile = Instant::now();
     loop {
-        if !inner.may_lead(token, Instant::now()) {
+        if !inner.may_lead(token, Instant::now()) || inner.retired() {
             break;
         }
         if Instant::now() >= next_reconcile {
@@ -238,7 +250,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             tracing::warn!(%token, "the dcs names another leader");
             break;
         }
-        if let Some(service) = outvoted(&snapshot, &inner.definitions) {
+        if let Some(service) = stand_aside(&snapshot, &inner.definitions, &config.dhaf.node_name) {
             tracing::error!(%token, %service, "a majority of the nodes define the service differently from this node: resigning, so that a node of the majority leads");
             let _ = inner.dcs_call(inner.dcs.resign(token)).await;
             break;
@@ -263,6 +275,7 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             _ = tokio::time::sleep_until(until) => {}
             Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
             Some(read) = me.reading.join_next_with_id(), if !me.reading.is_empty() => me.read(read),
+            _ = inner.retiring() => over = true,
         }
         if over {
             break;
@@ -345,6 +358,21 @@ pub(crate) fn outvoted(snapshot: &Snapshot, own: &BTreeMap<String, ServiceDefini
         }
         counts.iter().any(|(f, n)| *f != mine.fingerprint && n * 2 > alive).then(|| service.clone())
     })
+}
+
+/// The service on which a majority defines things otherwise than `own`, if some other alive node
+/// is outvoted on none: that node should lead instead. When every node is outvoted somewhere
+/// (typos in several files), nobody stands aside, so the cluster is never left without a leader;
+/// the leader then holds the services it disagrees on.
+pub(crate) fn stand_aside(snapshot: &Snapshot, own: &BTreeMap<String, ServiceDefinition>, me: &str) -> Option<String> {
+    let service = outvoted(snapshot, own)?;
+    let fitter = snapshot
+        .alive
+        .iter()
+        .filter(|n| n.as_str() != me)
+        .filter_map(|n| snapshot.definitions.get(n))
+        .any(|defs| outvoted(snapshot, defs).is_none());
+    fitter.then_some(service)
 }
 
 /// Tell operators once when the set of nodes that define `svc` differently changes: an ERROR
@@ -725,5 +753,52 @@ async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord, eligible: &El
             Ok(()) => Outcome::Done,
             Err(e) => Outcome::Failed(e.to_string()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot of alive nodes, each defining services by fingerprint: `[("n1", [("a", "x")])]`.
+    fn snapshot(nodes: &[(&str, &[(&str, &str)])]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (node, defs) in nodes {
+            s.alive.insert(node.to_string());
+            let defs = defs
+                .iter()
+                .map(|(svc, f)| (svc.to_string(), ServiceDefinition { fingerprint: f.to_string(), settings: BTreeMap::new() }))
+                .collect();
+            s.definitions.insert(node.to_string(), defs);
+        }
+        s
+    }
+
+    fn own(s: &Snapshot, node: &str) -> BTreeMap<String, ServiceDefinition> {
+        s.definitions[node].clone()
+    }
+
+    #[test]
+    fn an_outvoted_node_stands_aside_only_for_a_fitter_one() {
+        // n3 lists `a`'s entry points otherwise: n1 or n2 should lead.
+        let s = snapshot(&[("n1", &[("a", "x"), ("b", "y")]), ("n2", &[("a", "x"), ("b", "y")]), ("n3", &[("a", "z"), ("b", "y")])]);
+        assert_eq!(stand_aside(&s, &own(&s, "n3"), "n3").as_deref(), Some("a"));
+        assert_eq!(stand_aside(&s, &own(&s, "n1"), "n1"), None);
+
+        // A typo in every file, each on another service: every node is outvoted somewhere, and
+        // nobody stands aside, so there still is a leader (it holds what it disagrees on).
+        let s = snapshot(&[
+            ("n1", &[("a", "x1"), ("b", "y"), ("c", "w")]),
+            ("n2", &[("a", "x"), ("b", "y2"), ("c", "w")]),
+            ("n3", &[("a", "x"), ("b", "y"), ("c", "w3")]),
+        ]);
+        for n in ["n1", "n2", "n3"] {
+            assert!(outvoted(&s, &own(&s, n)).is_some(), "{n}");
+            assert_eq!(stand_aside(&s, &own(&s, n), n), None, "{n}");
+        }
+
+        // Two nodes that differ: no definition has a majority, nobody is outvoted.
+        let s = snapshot(&[("n1", &[("a", "x")]), ("n2", &[("a", "z")])]);
+        assert_eq!(stand_aside(&s, &own(&s, "n1"), "n1"), None);
     }
 }

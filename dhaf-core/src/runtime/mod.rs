@@ -25,13 +25,14 @@
 mod handle;
 mod leader;
 mod notify;
+mod reload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -46,6 +47,7 @@ pub use handle::{
     CommandError, EntryPointStatus, HistoryEntry, Metrics, NodeDisagreement, NodeHandle, NodeStatus, ServiceStatus, VoteStatus,
 };
 use notify::Notifications;
+pub use reload::{restart_only_settings, DefinitionsDiff, ReloadError, ReloadReport};
 
 /// The runtime failed to start.
 #[derive(Debug, thiserror::Error)]
@@ -86,21 +88,58 @@ pub(crate) struct Local {
     pub skipped: BTreeMap<String, String>,
     /// The lease under which this node's service definitions are published.
     pub definitions_published: Option<LeaseId>,
+    /// The last term this node announced winning: winning it back (after a reload, or a local
+    /// step-down while the lease survived) is no new leadership.
+    pub announced_term: Option<FencingToken>,
 }
 
+/// One generation of a node: its config with the providers built from it. A reload starts a new
+/// generation that shares the lease, the leadership and what the node knows ([`Local`]) with the
+/// one it replaces.
 pub(crate) struct Inner {
     pub config: Arc<Config>,
     pub dcs: Arc<dyn Dcs>,
     pub providers: Providers,
-    pub local: Mutex<Local>,
+    pub local: Arc<Mutex<Local>>,
     /// This node's definition of each service, by service name, as published for agreement.
     pub definitions: BTreeMap<String, ServiceDefinition>,
     /// Bumped whenever the lease changes (new registration or loss).
-    pub lease_epoch: watch::Sender<u64>,
-    pub notifications: Notifications,
+    pub lease_epoch: Arc<watch::Sender<u64>>,
+    pub notifications: Arc<Notifications>,
+    /// Set when a reload replaces this generation: its tasks end (the leader after its switches
+    /// under way) so the next generation's take over.
+    pub retire: watch::Sender<bool>,
 }
 
 impl Inner {
+    /// A generation over `config` and `providers`; the rest from `like` (the one it replaces),
+    /// or new.
+    fn generation(
+        config: Arc<Config>,
+        providers: Providers,
+        dcs: Arc<dyn Dcs>,
+        like: Option<&Inner>,
+        notifications: Arc<Notifications>,
+    ) -> Inner {
+        let definitions = config.services.iter().map(|s| (s.name.clone(), s.definition(config.dhaf.min_votes))).collect();
+        let (local, lease_epoch) = match like {
+            Some(old) => (old.local.clone(), old.lease_epoch.clone()),
+            None => (Arc::default(), Arc::new(watch::channel(0).0)),
+        };
+        Inner { config, dcs, providers, local, definitions, lease_epoch, notifications, retire: watch::channel(false).0 }
+    }
+
+    /// Whether a reload replaced this generation.
+    pub fn retired(&self) -> bool {
+        *self.retire.borrow()
+    }
+
+    /// Wait until a reload replaces this generation.
+    pub async fn retiring(&self) {
+        let mut rx = self.retire.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
     /// The timeout of one DCS call: long enough to ride out an etcd leader election (about a
     /// second), short enough that a dead DCS is noticed well within the lease.
     pub fn dcs_timeout(&self) -> Duration {
@@ -262,28 +301,39 @@ impl Inner {
 /// # }
 /// ```
 pub struct Node {
-    inner: Arc<Inner>,
+    current: Arc<Mutex<Arc<Inner>>>,
+    reloads: mpsc::Receiver<ReloadRequest>,
+    reload_tx: mpsc::Sender<ReloadRequest>,
+}
+
+/// A new config for a running node, with the providers built from it.
+pub(crate) struct ReloadRequest {
+    pub config: Config,
+    pub providers: Providers,
+    pub reply: oneshot::Sender<Result<ReloadReport, ReloadError>>,
 }
 
 impl Node {
     /// A node with its config, DCS and providers (built by the registry from the same config).
     pub fn new(config: Config, dcs: Arc<dyn Dcs>, providers: Providers) -> Node {
-        let config = Arc::new(config);
-        let notifications = Notifications::start(&providers.notifiers);
-        let definitions = config.services.iter().map(|s| (s.name.clone(), s.definition(config.dhaf.min_votes))).collect();
-        let local = Mutex::default();
-        Node { inner: Arc::new(Inner { config, dcs, providers, local, definitions, lease_epoch: watch::channel(0).0, notifications }) }
+        let notifications = Arc::new(Notifications::start(&providers.notifiers));
+        let inner = Inner::generation(Arc::new(config), providers, dcs, None, notifications);
+        let (reload_tx, reloads) = mpsc::channel(4);
+        Node { current: Arc::new(Mutex::new(Arc::new(inner))), reloads, reload_tx }
     }
 
     /// A handle for status and commands (the REST API's view of the node).
     pub fn handle(&self) -> NodeHandle {
-        NodeHandle::new(self.inner.clone())
+        NodeHandle::new(self.current.clone(), self.reload_tx.clone())
     }
 
     /// Initialize the providers, then run until `shutdown` completes; then resign and revoke the
     /// lease so the other nodes take over at once.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
-        let inner = self.inner;
+        let Node { current, mut reloads, reload_tx } = self;
+        // Requests that arrive after the node stops are answered "not running".
+        drop(reload_tx);
+        let mut inner = current.lock().unwrap().clone();
         inner.notifications.start_parked();
         if inner.providers.services.len() != inner.config.services.len() {
             return Err(NodeError::Mismatch(format!(
@@ -311,6 +361,32 @@ impl Node {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                Some(req) = reloads.recv() => {
+                    let ReloadRequest { config, providers, reply } = req;
+                    match next_generation(&inner, config, providers).await {
+                        Err(e) => {
+                            tracing::error!(error = %e, "config reload refused; going on with the running config");
+                            let _ = reply.send(Err(e));
+                        }
+                        Ok((next, report)) => {
+                            retire(&inner, &mut tasks, &mut running).await;
+                            withdraw_removed(&inner, &next).await;
+                            // The new definitions are published at the next heartbeat.
+                            next.local.lock().unwrap().definitions_published = None;
+                            if !Arc::ptr_eq(&inner.notifications, &next.notifications) {
+                                let old = inner.notifications.clone();
+                                tokio::spawn(async move { old.flush(Duration::from_secs(30)).await });
+                            }
+                            inner = Arc::new(next);
+                            *current.lock().unwrap() = inner.clone();
+                            for task in [Task::Presence, Task::Checks, Task::Election] {
+                                spawn_task(&mut tasks, &mut running, &inner, task, Duration::ZERO);
+                            }
+                            tracing::info!(%report, "config reloaded");
+                            let _ = reply.send(Ok(report));
+                        }
+                    }
+                }
                 Some(done) = tasks.join_next_with_id() => {
                     let (id, why) = match done {
                         Ok((id, ())) => (id, "ended".to_string()),
@@ -363,6 +439,81 @@ enum Task {
     Presence,
     Checks,
     Election,
+}
+
+/// Build the generation `config` asks for, from `old`: refused, with the old one going on, when a
+/// setting that only a restart can change differs or a new or changed provider fails to start.
+/// Unchanged services keep their providers (and whatever those hold) without a new start.
+async fn next_generation(old: &Inner, config: Config, mut providers: Providers) -> Result<(Inner, ReloadReport), ReloadError> {
+    let restart = reload::restart_only(&old.config, &config);
+    if !restart.is_empty() {
+        return Err(ReloadError::RestartOnly(restart));
+    }
+    if providers.services.len() != config.services.len() {
+        return Err(ReloadError::Providers(format!("{} services configured, {} built", config.services.len(), providers.services.len())));
+    }
+    let report = reload::report(&old.config, &config);
+    for (svc, p) in config.services.iter().zip(providers.services.iter_mut()) {
+        let kept = old.config.services.iter().position(|o| o == svc).and_then(|i| old.providers.services.get(i));
+        match kept {
+            Some(same) => *p = same.clone(),
+            None => {
+                let start = async {
+                    bounded_init(format!("service {}: health checker", svc.name), p.checker.init()).await?;
+                    bounded_init(format!("service {}: switcher", svc.name), p.switcher.init()).await
+                };
+                start.await.map_err(|e| ReloadError::Providers(e.to_string()))?;
+            }
+        }
+    }
+    let notifications = if report.notifiers_changed {
+        let n = Arc::new(Notifications::start(&providers.notifiers));
+        n.start_parked();
+        n
+    } else {
+        providers.notifiers = old.providers.notifiers.clone();
+        old.notifications.clone()
+    };
+    let next = Inner::generation(Arc::new(config), providers, old.dcs.clone(), Some(old), notifications);
+    Ok((next, report))
+}
+
+/// End the tasks of generation `inner`: checks and presence at once (the next generation goes on
+/// with the same lease), the leader after the switches it has under way, within the lease.
+async fn retire(inner: &Inner, tasks: &mut JoinSet<()>, running: &mut HashMap<tokio::task::Id, Task>) {
+    inner.retire.send_replace(true);
+    // Their ends are no deaths to restart from.
+    running.clear();
+    let limit = inner.config.dhaf.healthy_node_status_ttl + Duration::from_secs(1);
+    let drained = tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("the leader's work did not end within the lease; cutting it short for the reload");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Take back this node's opinions of entry points the new config drops or changes (their
+/// checks start anew), so no vote outlives what it was about.
+async fn withdraw_removed(old: &Inner, new: &Inner) {
+    let unchanged = |svc: &str| {
+        let (o, n) = (old.config.service(svc), new.config.service(svc));
+        o.is_some() && o == n
+    };
+    let stale: Vec<(String, String)> = {
+        let mut l = old.local.lock().unwrap();
+        let stale: Vec<_> = l.opinions.keys().filter(|(svc, _)| !unchanged(svc)).cloned().collect();
+        for key in &stale {
+            l.opinions.remove(key);
+            l.last_check.remove(key);
+        }
+        stale
+    };
+    for (svc, ep) in stale {
+        if let Err(e) = old.dcs_call(old.dcs.withdraw_opinion(&old.config.dhaf.node_name, &svc, &ep)).await {
+            tracing::warn!(service = %svc, entry_point = %ep, error = %e, "cannot withdraw an opinion the new config drops; it vanishes with the lease");
+        }
+    }
 }
 
 /// Start `task` after `delay` (a restarted task must not spin if it dies at once again).

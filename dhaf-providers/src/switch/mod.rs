@@ -3,6 +3,7 @@
 //! - [`cloudflare`]: a proxied DNS record in a Cloudflare zone, created and written by the leader only.
 //! - [`exec`]: the operator's own scripts (`init` tells the live state, `switch` changes it).
 //! - [`rfc2136`]: address records on an authoritative DNS server, by TSIG-signed dynamic update.
+//! - [`route53`]: the address record set in an Amazon Route 53 hosted zone, through its API.
 //!
 //! Every switcher answers [`dhaf_core::provider::Switcher::current`] from the far end itself, never
 //! from memory, so the leader's periodic read-back sees drift made behind dhaf's back and repairs it.
@@ -12,12 +13,14 @@ use dhaf_core::registry::Registry;
 pub mod cloudflare;
 pub mod exec;
 pub mod rfc2136;
+pub mod route53;
 
-/// Register the built-in switchers (`cloudflare`, `exec`, `rfc2136`).
+/// Register the built-in switchers (`cloudflare`, `exec`, `rfc2136`, `route53`).
 pub fn register(registry: &mut Registry) {
     registry.switcher("exec", |section, ctx| exec::ExecSwitcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
     registry.switcher("cloudflare", |section, ctx| {
         cloudflare::CloudflareSwitcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _)
     });
     registry.switcher("rfc2136", |section, ctx| rfc2136::Rfc2136Switcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
+    registry.switcher("route53", |section, ctx| route53::Route53Switcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
 }
