@@ -305,42 +305,87 @@ pub fn entry_point_verdict(ep: &EntryPointView, alive_nodes: usize, min_votes: u
     quorum::verdict(healthy, ep.votes.len() - healthy, alive_nodes, min_votes)
 }
 
+/// What the votes say of a service now, remembering nothing: the verdicts and what follows from
+/// them. [`decide`] starts from it; the status API shows it as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    /// Each entry point's verdict, in priority order.
+    pub verdicts: Vec<Verdict>,
+    /// Each entry point: healthy by majority and in rotation (not in maintenance).
+    pub eligible: Vec<bool>,
+    /// The highest-priority eligible entry point.
+    pub best: Option<usize>,
+    /// Some entry point is healthy. A healthy one in maintenance still serves the service
+    /// (nothing moves it away with nowhere to go).
+    pub served: bool,
+    /// Panic mode: no entry point is healthy and every one in rotation is unhealthy.
+    pub panic: bool,
+    /// Served only by entry points in maintenance: there is nothing to fail over to.
+    pub degraded: bool,
+}
+
+/// Judge `service` by the cluster's `view` of it, with `min_votes` (`dhaf.min-votes`).
+pub fn assess(service: &ServiceConfig, min_votes: usize, view: &ServiceView) -> Assessment {
+    let n = service.entry_points.len();
+    let verdicts: Vec<Verdict> = (0..n)
+        .map(|i| view.entry_points.get(i).map_or(Verdict::Unknown, |ep| entry_point_verdict(ep, view.alive_nodes, min_votes)))
+        .collect();
+    let eligible: Vec<bool> = (0..n).map(|i| verdicts[i] == Verdict::Healthy && !in_maintenance(view, i)).collect();
+    let best = eligible.iter().position(|e| *e);
+    let served = verdicts.contains(&Verdict::Healthy);
+    let panic = !served && (0..n).filter(|&i| !in_maintenance(view, i)).all(|i| verdicts[i] == Verdict::Unhealthy);
+    Assessment { degraded: served && best.is_none(), verdicts, eligible, best, served, panic }
+}
+
+fn in_maintenance(view: &ServiceView, i: usize) -> bool {
+    view.entry_points.get(i).is_some_and(|ep| ep.maintenance)
+}
+
 /// Decide what to do about `service`, given the cluster's `view` of it at `now`.
 ///
-/// `min_votes` is the cluster's `dhaf.min-votes`.
+/// `min_votes` is the cluster's `dhaf.min-votes`. The rules, in order, each a function of its
+/// own: adopt the provider's state (0), tell transitions, hold while the nodes disagree (1), the
+/// switchover request (2), placement (3–5), drift repair (6), retry of a switch not carried out
+/// (7), then one switch at a time.
 pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceState, view: &ServiceView, now: Instant) -> Decision {
+    let a = assess(service, min_votes, view);
     let mut d = Decision::default();
-    let name = &service.name;
-    let n = service.entry_points.len();
-    // The last call's buffer is reused: the leader decides every service on every change.
-    let mut verdicts = std::mem::take(&mut state.verdicts);
-    verdicts.clear();
-    verdicts.extend(
-        (0..n).map(|i| view.entry_points.get(i).map_or(Verdict::Unknown, |ep| entry_point_verdict(ep, view.alive_nodes, min_votes))),
-    );
-    let maintenance = |i: usize| view.entry_points.get(i).is_some_and(|ep| ep.maintenance);
-    let eligible = |i: usize| verdicts[i] == Verdict::Healthy && !maintenance(i);
-    let ep_name = |i: usize| service.entry_points[i].name.clone();
-    let best = (0..n).find(|&i| eligible(i));
-    state.eligible.clear();
-    state.eligible.extend((0..n).map(eligible));
+    state.eligible.clone_from(&a.eligible);
     let mut current = view.current.as_deref().and_then(|c| service.entry_point_index(c));
-    // Rule 0: a service the cluster has no record of adopts what the provider points at.
     if view.current.is_none() {
-        if let Some(l) = view.live.as_deref().and_then(|l| service.entry_point_index(l)) {
-            d.actions.push(Action::Adopt { service: name.clone(), entry_point: ep_name(l) });
+        if let Some(l) = adopt(service, view) {
+            d.actions.push(Action::Adopt { service: service.name.clone(), entry_point: service.entry_points[l].name.clone() });
             current = Some(l);
         }
     }
-    // A healthy entry point in maintenance still serves the service (nothing moves it away with
-    // nowhere to go), so the service is only down when no entry point at all is healthy.
-    let served = verdicts.contains(&Verdict::Healthy);
-    let panic = !served && (0..n).filter(|&i| !maintenance(i)).all(|i| verdicts[i] == Verdict::Unhealthy);
+    announce(service, view, &a, state, &mut d);
+    if view.out_of_agreement {
+        hold(state, &mut d);
+    } else {
+        let (pinned, pending_switchover) = switchover(service, view, &a, state, &mut d);
+        let mut target = placement(service, view, &a, current, pinned, pending_switchover, state, now, &mut d);
+        if target.is_none() {
+            target = repair(service, view, &a, current);
+        }
+        let target = retry(service, &a, current, target, state);
+        switch(service, target, state, now, &mut d);
+    }
+    state.verdicts = a.verdicts;
+    d
+}
 
-    // Transitions, each told once. A fresh state learns them silently.
-    state.settled.resize(n, Verdict::Unknown);
+/// Rule 0: a service the cluster has no record of adopts what the provider points at.
+fn adopt(service: &ServiceConfig, view: &ServiceView) -> Option<usize> {
+    view.live.as_deref().and_then(|l| service.entry_point_index(l))
+}
+
+/// Transitions, each told once; a fresh state learns them silently.
+fn announce(service: &ServiceConfig, view: &ServiceView, a: &Assessment, state: &mut ServiceState, d: &mut Decision) {
+    let name = &service.name;
+    let ep_name = |i: usize| service.entry_points[i].name.clone();
+    state.settled.resize(a.verdicts.len(), Verdict::Unknown);
     if state.primed {
-        for (i, &v) in verdicts.iter().enumerate() {
+        for (i, &v) in a.verdicts.iter().enumerate() {
             let prev = state.settled[i];
             if v == Verdict::Unhealthy && prev != Verdict::Unhealthy {
                 let reasons = view.entry_points[i]
@@ -354,73 +399,94 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
                 d.actions.push(Action::Notify(Event::EntryPointCameUp { service: name.clone(), entry_point: ep_name(i) }));
             }
         }
-        if panic && !state.panic {
+        if a.panic && !state.panic {
             d.actions.push(Action::Notify(Event::ServiceWentDown { service: name.clone() }));
-        } else if !panic && state.panic && served {
+        } else if !a.panic && state.panic && a.served {
             d.actions.push(Action::Notify(Event::ServiceCameUp { service: name.clone() }));
         }
     }
     state.primed = true;
-    for (settled, &v) in state.settled.iter_mut().zip(&verdicts) {
+    for (settled, &v) in state.settled.iter_mut().zip(&a.verdicts) {
         if v != Verdict::Unknown {
             *settled = v;
         }
     }
-    if panic || served {
-        state.panic = panic;
+    if a.panic || a.served {
+        state.panic = a.panic;
     }
+}
 
-    // Rule 1: nodes that define the service differently hold it still. What one leader would
-    // switch to, the next might switch away from.
-    if view.out_of_agreement {
-        d.actions.retain(|a| matches!(a, Action::Notify(_)));
-        // A failed switch stays pending: once they agree, it is retried if still right.
-        state.failback_since = None;
-        state.verdicts = verdicts;
-        return d;
-    }
+/// Rule 1: nodes that define the service differently hold it still (what one leader would switch
+/// to, the next might switch away from): only the news is told. A failed switch stays pending:
+/// once they agree, it is retried if still right.
+fn hold(state: &mut ServiceState, d: &mut Decision) {
+    d.actions.retain(|a| matches!(a, Action::Notify(_)));
+    state.failback_since = None;
+}
 
-    // Rule 2: the switchover request.
+/// Rule 2: the switchover request. Returns the entry point it pins the service to, if it can be
+/// honoured now, and whether a request stays pending (which holds failback back).
+fn switchover(
+    service: &ServiceConfig,
+    view: &ServiceView,
+    a: &Assessment,
+    state: &mut ServiceState,
+    d: &mut Decision,
+) -> (Option<usize>, bool) {
+    let name = &service.name;
     let mut pinned = None;
     if state.purge_told != view.switchover {
         state.purge_told = None;
     }
-    if let Some(target) = &view.switchover {
-        let why = match service.entry_point_index(target) {
-            None => Some(format!("entry point {target} is not configured")),
-            Some(t) if maintenance(t) => Some(format!("entry point {target} is in maintenance")),
-            Some(t) if verdicts[t] == Verdict::Unhealthy => Some(format!("entry point {target} is unhealthy")),
-            Some(t) => {
-                if verdicts[t] == Verdict::Healthy {
-                    pinned = Some(t);
-                }
-                None
+    let Some(target) = &view.switchover else { return (None, false) };
+    let why = match service.entry_point_index(target) {
+        None => Some(format!("entry point {target} is not configured")),
+        Some(t) if in_maintenance(view, t) => Some(format!("entry point {target} is in maintenance")),
+        Some(t) if a.verdicts[t] == Verdict::Unhealthy => Some(format!("entry point {target} is unhealthy")),
+        Some(t) => {
+            if a.verdicts[t] == Verdict::Healthy {
+                pinned = Some(t);
             }
-        };
-        if let Some(why) = why {
-            d.actions.push(Action::PurgeSwitchover { service: name.clone(), entry_point: target.clone(), why: why.clone() });
-            if state.purge_told.is_none() {
-                state.purge_told = Some(target.clone());
-                d.actions.push(Action::Notify(Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }));
-            }
+            None
         }
+    };
+    let Some(why) = why else { return (pinned, true) };
+    d.actions.push(Action::PurgeSwitchover { service: name.clone(), entry_point: target.clone(), why: why.clone() });
+    if state.purge_told.is_none() {
+        state.purge_told = Some(target.clone());
+        d.actions.push(Action::Notify(Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }));
     }
-    let pending_switchover = view.switchover.is_some() && d.actions.iter().all(|a| !matches!(a, Action::PurgeSwitchover { .. }));
+    (pinned, false)
+}
 
-    // Rules 3–5: where the service should point.
-    let mut target: Option<(usize, SwitchKind)> = None;
+/// Rules 3–5: where the service should point — the pinned switchover target, away from a
+/// current entry point in maintenance or unhealthy, back to a recovered higher priority after the
+/// failback delay, or a first choice once the provider was read.
+#[allow(clippy::too_many_arguments)]
+fn placement(
+    service: &ServiceConfig,
+    view: &ServiceView,
+    a: &Assessment,
+    current: Option<usize>,
+    pinned: Option<usize>,
+    pending_switchover: bool,
+    state: &mut ServiceState,
+    now: Instant,
+    d: &mut Decision,
+) -> Option<(usize, SwitchKind)> {
+    let mut target = None;
     let mut failback_candidate = None;
     if let Some(t) = pinned {
         if current != Some(t) {
             target = Some((t, SwitchKind::Switchover));
         }
     } else if let Some(c) = current {
-        if maintenance(c) {
-            target = best.map(|b| (b, SwitchKind::Maintenance));
-        } else if verdicts[c] == Verdict::Unhealthy {
-            target = best.map(|b| (b, SwitchKind::Failover));
-        } else if verdicts[c] == Verdict::Healthy && service.failback == Failback::Auto && !pending_switchover {
-            if let Some(b) = best.filter(|&b| b < c) {
+        if in_maintenance(view, c) {
+            target = a.best.map(|b| (b, SwitchKind::Maintenance));
+        } else if a.verdicts[c] == Verdict::Unhealthy {
+            target = a.best.map(|b| (b, SwitchKind::Failover));
+        } else if a.verdicts[c] == Verdict::Healthy && service.failback == Failback::Auto && !pending_switchover {
+            if let Some(b) = a.best.filter(|&b| b < c) {
                 failback_candidate = Some(b);
                 let since = match state.failback_since {
                     Some((i, t)) if i == b => t,
@@ -435,62 +501,67 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
             }
         }
     } else if !view.awaiting_read_back {
-        target = best.map(|b| (b, SwitchKind::Initial));
+        target = a.best.map(|b| (b, SwitchKind::Initial));
     }
     if failback_candidate.is_none() {
         state.failback_since = None;
     }
+    target
+}
 
-    // Rule 6: repair drift of the provider's live state.
-    if target.is_none() {
-        if let (Some(c), Some(live)) = (current, &view.live) {
-            if *live != service.entry_points[c].name && verdicts[c] == Verdict::Healthy && !maintenance(c) {
-                target = Some((c, SwitchKind::Repair));
-            }
-        }
-    }
+/// Rule 6: repair drift of the provider's live state (just read back) from a healthy current
+/// entry point in rotation.
+fn repair(service: &ServiceConfig, view: &ServiceView, a: &Assessment, current: Option<usize>) -> Option<(usize, SwitchKind)> {
+    let (c, live) = (current?, view.live.as_ref()?);
+    (*live != service.entry_points[c].name && a.eligible[c]).then_some((c, SwitchKind::Repair))
+}
 
-    // Rule 7: a switch recorded but not carried out (it failed, or its outcome was lost) is
-    // retried as what it was, while its target is still where the service should point.
-    if let Some(p) = &state.pending {
-        let to = service.entry_point_index(&p.to);
-        match target {
-            Some((t, _)) if Some(t) == to => target = Some((t, p.kind)),
-            None if to.is_some() && to == current && eligible(to.expect("checked")) => target = Some((to.expect("checked"), p.kind)),
-            None if !p.in_flight => state.pending = None,
-            _ => {}
-        }
-    }
-
-    // One switch per service at a time: the engine decides again once the runtime reports it.
-    let in_flight = state.pending.as_ref().is_some_and(|p| p.in_flight);
-    if let (Some((t, kind)), false) = (target, in_flight) {
-        match state.retry_at {
-            Some(at) if now < at => d.wake_at = Some(d.wake_at.map_or(at, |w| w.min(at))),
+/// Rule 7: a switch recorded but not carried out (it failed, or its outcome was lost) is retried
+/// as what it was, while its target is still where the service should point.
+fn retry(
+    service: &ServiceConfig,
+    a: &Assessment,
+    current: Option<usize>,
+    target: Option<(usize, SwitchKind)>,
+    state: &mut ServiceState,
+) -> Option<(usize, SwitchKind)> {
+    let Some(p) = &state.pending else { return target };
+    let to = service.entry_point_index(&p.to);
+    match target {
+        Some((t, _)) if Some(t) == to => Some((t, p.kind)),
+        None => match to {
+            Some(t) if Some(t) == current && a.eligible[t] => Some((t, p.kind)),
             _ => {
-                let to = ep_name(t);
-                match &mut state.pending {
-                    Some(p) if p.to == to => {
-                        p.kind = kind;
-                        p.in_flight = true;
-                    }
-                    pending => {
-                        *pending = Some(PendingSwitch {
-                            to: to.clone(),
-                            kind,
-                            in_flight: true,
-                            attempts: 0,
-                            failing_since: None,
-                            last_error: None,
-                        })
-                    }
+                if !p.in_flight {
+                    state.pending = None;
                 }
-                d.actions.push(Action::Switch { service: name.clone(), to, kind });
+                None
             }
+        },
+        other => other,
+    }
+}
+
+/// One switch per service at a time, after any retry backoff: the engine decides again once the
+/// runtime reports the outcome.
+fn switch(service: &ServiceConfig, target: Option<(usize, SwitchKind)>, state: &mut ServiceState, now: Instant, d: &mut Decision) {
+    let in_flight = state.pending.as_ref().is_some_and(|p| p.in_flight);
+    let Some((t, kind)) = target.filter(|_| !in_flight) else { return };
+    if let Some(at) = state.retry_at.filter(|at| now < *at) {
+        d.wake_at = Some(d.wake_at.map_or(at, |w| w.min(at)));
+        return;
+    }
+    let to = service.entry_points[t].name.clone();
+    match &mut state.pending {
+        Some(p) if p.to == to => {
+            p.kind = kind;
+            p.in_flight = true;
+        }
+        pending => {
+            *pending = Some(PendingSwitch { to: to.clone(), kind, in_flight: true, attempts: 0, failing_since: None, last_error: None })
         }
     }
-    state.verdicts = verdicts;
-    d
+    d.actions.push(Action::Switch { service: service.name.clone(), to, kind });
 }
 
 /// What the leader remembers about the cluster's nodes, to tell node up/down once per transition.

@@ -1491,3 +1491,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn assess_judges_without_remembering() {
+    let svc = service(3, Failback::Auto, Duration::ZERO);
+    let a = assess(&svc, 1, &view(3, &["---", "+++", "..."]).0);
+    assert_eq!(a.verdicts, [Verdict::Unhealthy, Verdict::Healthy, Verdict::Unknown]);
+    assert_eq!((a.best, a.served, a.panic, a.degraded), (Some(1), true, false, false));
+    // Healthy only in maintenance: served, degraded, nothing eligible.
+    let a = assess(&svc, 1, &view(3, &["---", "M+++", "---"]).0);
+    assert_eq!((a.best, a.served, a.panic, a.degraded), (None, true, false, true));
+    // Nothing healthy, everything in rotation unhealthy: panic.
+    let a = assess(&svc, 1, &view(3, &["---", "M...", "---"]).0);
+    assert_eq!((a.best, a.served, a.panic, a.degraded), (None, false, true, false));
+    // The same as decide's verdicts, for any state.
+    let v = view(3, &["+-+", "++-", "---"]);
+    let mut state = ServiceState::default();
+    decide(&svc, 1, &mut state, &v.0, Instant::now());
+    assert_eq!(state.verdicts(), assess(&svc, 1, &v.0).verdicts.as_slice());
+}

@@ -13,7 +13,7 @@ use super::leader::{service_view, Agreement, HISTORY_NS, LIVE_NS, SWITCHING_NS};
 use super::{Inner, ReloadError, ReloadReport, ReloadRequest};
 use crate::config::{Config, ServiceConfig};
 use crate::dcs::{DcsError, Leader, Purge, Snapshot};
-use crate::engine::{self, ServiceState, Verdict};
+use crate::engine::{self, Verdict};
 use crate::model::{SwitchProgress, SwitchRecord};
 
 /// Counters since the node started, for `/metrics`.
@@ -373,27 +373,22 @@ impl NodeHandle {
     }
 
     fn service_from(&self, snap: &Snapshot, extras: &Extras, svc: &ServiceConfig, stale: Option<&Stale>) -> ServiceStatus {
-        let agreement = match self.inner().definitions.get(&svc.name) {
+        let inner = self.inner();
+        let agreement = match inner.definitions.get(&svc.name) {
             Some(own) => Agreement::of(snap, &svc.name, own),
             None => Agreement::default(),
         };
         let view = service_view(snap, svc, &agreement);
-        // The engine on a scratch state gives the verdicts and panic mode exactly as the leader sees them.
-        let mut scratch = ServiceState::default();
-        engine::decide(svc, self.inner().config.dhaf.min_votes, &mut scratch, &view, std::time::Instant::now());
+        // The engine's own judgement: the verdicts and panic mode exactly as the leader sees them.
+        let assessment = engine::assess(svc, inner.config.dhaf.min_votes, &view);
         let record = snap.records.get(&svc.name).cloned();
         let current = record.as_ref().map(|r| r.entry_point.clone());
-        let inner = self.inner();
         let reads_back = (inner.config.services.iter().position(|s| s.name == svc.name))
             .and_then(|i| inner.providers.services.get(i))
             .is_none_or(|p| p.switcher.reads_back());
         let live = extras.live.get(&svc.name).cloned().filter(|_| reads_back);
         // A failing switch is shown only while it is still the desired one.
         let switching = extras.switching.get(&svc.name).filter(|p| current.as_deref() == Some(p.to.as_str())).cloned();
-        let healthy = |i: usize| scratch.verdicts()[i] == Verdict::Healthy;
-        let in_maintenance = |i: usize| view.entry_points.get(i).is_some_and(|e| e.maintenance);
-        let degraded = (0..svc.entry_points.len()).any(|i| healthy(i) && in_maintenance(i))
-            && !(0..svc.entry_points.len()).any(|i| healthy(i) && !in_maintenance(i));
         ServiceStatus {
             name: svc.name.clone(),
             domain: svc.domain.clone(),
@@ -403,10 +398,10 @@ impl NodeHandle {
             switching,
             last_switch: record,
             switchover: view.switchover.clone(),
-            panic: scratch.in_panic(),
+            panic: assessment.panic,
             stale: stale.is_some(),
             snapshot_age_secs: stale.and_then(|s| s.age),
-            degraded,
+            degraded: assessment.degraded,
             disagreement: agreement
                 .differing
                 .iter()
@@ -422,7 +417,7 @@ impl NodeHandle {
                     name: ep.name.clone(),
                     ip: ep.ip,
                     priority: i + 1,
-                    verdict: scratch.verdicts()[i],
+                    verdict: assessment.verdicts[i],
                     maintenance: v.maintenance,
                     current: current.as_deref() == Some(ep.name.as_str()),
                     live: live.as_deref() == Some(ep.name.as_str()),
