@@ -392,7 +392,7 @@ impl Node {
                         Ok((id, ())) => (id, "ended".to_string()),
                         Err(e) => (e.id(), e.to_string()),
                     };
-                    let Some(task) = running.remove(&id) else { continue };
+                    let Some((task, _)) = running.remove(&id) else { continue };
                     tracing::error!(?task, error = %why, "a node task died; restarting it");
                     if task == Task::Election {
                         inner.step_down("the election task died");
@@ -480,10 +480,15 @@ async fn next_generation(old: &Inner, config: Config, mut providers: Providers) 
 
 /// End the tasks of generation `inner`: checks and presence at once (the next generation goes on
 /// with the same lease), the leader after the switches it has under way, within the lease.
-async fn retire(inner: &Inner, tasks: &mut JoinSet<()>, running: &mut HashMap<tokio::task::Id, Task>) {
+async fn retire(inner: &Inner, tasks: &mut JoinSet<()>, running: &mut Running) {
     inner.retire.send_replace(true);
-    // Their ends are no deaths to restart from.
-    running.clear();
+    // Their ends are no deaths to restart from. Presence and checks stop at once (the next
+    // generation goes on with the same lease and opinions); the election ends by itself.
+    for (_, (task, handle)) in running.drain() {
+        if task != Task::Election {
+            handle.abort();
+        }
+    }
     let limit = inner.config.dhaf.healthy_node_status_ttl + Duration::from_secs(1);
     let drained = tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -517,7 +522,10 @@ async fn withdraw_removed(old: &Inner, new: &Inner) {
 }
 
 /// Start `task` after `delay` (a restarted task must not spin if it dies at once again).
-fn spawn_task(tasks: &mut JoinSet<()>, running: &mut HashMap<tokio::task::Id, Task>, inner: &Arc<Inner>, task: Task, delay: Duration) {
+/// The tasks running, by id: what each is, and how to stop it.
+type Running = HashMap<tokio::task::Id, (Task, tokio::task::AbortHandle)>;
+
+fn spawn_task(tasks: &mut JoinSet<()>, running: &mut Running, inner: &Arc<Inner>, task: Task, delay: Duration) {
     let inner = inner.clone();
     let handle = tasks.spawn(async move {
         tokio::time::sleep(delay).await;
@@ -527,7 +535,7 @@ fn spawn_task(tasks: &mut JoinSet<()>, running: &mut HashMap<tokio::task::Id, Ta
             Task::Election => leader::elect(inner).await,
         }
     });
-    running.insert(handle.id(), task);
+    running.insert(handle.id(), (task, handle));
 }
 
 /// Keep this node registered under a live lease, and its lease deadline current.
