@@ -499,7 +499,9 @@ async fn retire(inner: &Inner, tasks: &mut JoinSet<()>, running: &mut Running) {
 }
 
 /// Take back this node's opinions of entry points the new config drops or changes (their
-/// checks start anew), so no vote outlives what it was about.
+/// checks start anew), so no vote outlives what it was about. Done before the new checks start
+/// (so no fresh opinion is taken back), within one DCS timeout in all: a DCS that does not
+/// answer must not hold up the reload, and what it missed vanishes with the lease.
 async fn withdraw_removed(old: &Inner, new: &Inner) {
     let unchanged = |svc: &str| {
         let (o, n) = (old.config.service(svc), new.config.service(svc));
@@ -514,10 +516,16 @@ async fn withdraw_removed(old: &Inner, new: &Inner) {
         }
         stale
     };
-    for (svc, ep) in stale {
-        if let Err(e) = old.dcs_call(old.dcs.withdraw_opinion(&old.config.dhaf.node_name, &svc, &ep)).await {
-            tracing::warn!(service = %svc, entry_point = %ep, error = %e, "cannot withdraw an opinion the new config drops; it vanishes with the lease");
+    let node = &old.config.dhaf.node_name;
+    let all = async {
+        for (svc, ep) in &stale {
+            if let Err(e) = old.dcs.withdraw_opinion(node, svc, ep).await {
+                tracing::warn!(service = %svc, entry_point = %ep, error = %e, "cannot withdraw an opinion the new config drops; it vanishes with the lease");
+            }
         }
+    };
+    if tokio::time::timeout(old.dcs_timeout(), all).await.is_err() {
+        tracing::warn!("the DCS did not take back the dropped opinions in time; they vanish with the lease");
     }
 }
 
