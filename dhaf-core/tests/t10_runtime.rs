@@ -1496,7 +1496,14 @@ async fn a_reload_adds_changes_and_removes_services_without_losing_the_lead_or_t
     assert_eq!(term(&c).await, first_term, "the leader kept its term through three reloads");
     let told: Vec<Event> = c.events().into_iter().skip(told_before).collect();
     assert!(
-        told.iter().all(|e| !matches!(e, Event::LeaderElected { .. } | Event::NodeCameUp { .. } | Event::NodeWentDown { .. })),
+        told.iter().all(|e| !matches!(
+            e,
+            Event::LeaderElected { .. }
+                | Event::NodeCameUp { .. }
+                | Event::NodeWentDown { .. }
+                | Event::DefinitionsDisagree { .. }
+                | Event::DefinitionsAgree { .. }
+        )),
         "no spurious event: {told:?}"
     );
     assert!(c.switches().is_empty(), "{:?}", c.switches());

@@ -375,7 +375,7 @@ impl NodeHandle {
     fn service_from(&self, snap: &Snapshot, extras: &Extras, svc: &ServiceConfig, stale: Option<&Stale>) -> ServiceStatus {
         let inner = self.inner();
         let agreement = match inner.definitions.get(&svc.name) {
-            Some(own) => Agreement::of(snap, &svc.name, own),
+            Some(own) => Agreement::of(snap, &svc.name, own, &inner.config.dhaf.node_name),
             None => Agreement::default(),
         };
         let view = service_view(snap, svc, &agreement);

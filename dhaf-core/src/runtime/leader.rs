@@ -309,10 +309,15 @@ pub(crate) struct Agreement {
 const DIFFERENCES_SHOWN: usize = 5;
 
 impl Agreement {
-    /// Compare every alive node's published definition of `service` with `own`.
-    pub fn of(snapshot: &Snapshot, service: &str, own: &ServiceDefinition) -> Agreement {
+    /// Compare every alive node's published definition of `service` with `own`, this node's
+    /// (`me`): this node agrees with itself even while what it published is a reload behind.
+    pub fn of(snapshot: &Snapshot, service: &str, own: &ServiceDefinition, me: &str) -> Agreement {
         let mut a = Agreement::default();
         for node in &snapshot.alive {
+            if node == me {
+                a.agreeing.insert(node.clone());
+                continue;
+            }
             let theirs = snapshot.definitions.get(node).map(|defs| defs.get(service));
             match theirs {
                 Some(Some(d)) if d.fingerprint == own.fingerprint => {
@@ -503,7 +508,7 @@ impl Leading {
         let mut wake: Option<Instant> = None;
         let mut switches = Vec::new();
         for (i, svc) in config.services.iter().enumerate() {
-            let agreement = Agreement::of(snapshot, &svc.name, &inner.definitions[&svc.name]);
+            let agreement = Agreement::of(snapshot, &svc.name, &inner.definitions[&svc.name], &config.dhaf.node_name);
             let mut view = service_view(snapshot, svc, &agreement);
             let slot = &mut self.slots[i];
             tell_agreement(&inner, svc, slot, &agreement, view.out_of_agreement);

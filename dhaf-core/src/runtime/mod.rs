@@ -371,8 +371,9 @@ impl Node {
                         Ok((next, report)) => {
                             retire(&inner, &mut tasks, &mut running).await;
                             withdraw_removed(&inner, &next).await;
-                            // The new definitions are published at the next heartbeat.
+                            // The new definitions are published before the new leader looks.
                             next.local.lock().unwrap().definitions_published = None;
+                            publish_definitions(&next).await;
                             if !Arc::ptr_eq(&inner.notifications, &next.notifications) {
                                 let old = inner.notifications.clone();
                                 tokio::spawn(async move { old.flush(Duration::from_secs(30)).await });
