@@ -341,6 +341,21 @@ mod tests {
     }
 
     #[test]
+    fn status_dhaf_names_each_service_the_nodes_disagree_on() {
+        let v = json!({
+            "cluster": "c", "node": "n1", "leader": {"node": "n1", "token": 7}, "dcs_error": null, "stale": false,
+            "nodes": [{"name": "n1", "alive": true, "leader": true}, {"name": "n3", "alive": true, "leader": false}],
+            "services": [
+                {"name": "site", "held": false, "disagreement": [{"node": "n3", "differences": ["rise: 2 \u{2260} 3"]}]},
+                {"name": "api", "held": false, "disagreement": []},
+            ],
+        });
+        let out = cluster(&v);
+        assert!(out.contains("Config disagreement: service site is defined differently by n3"), "{out}");
+        assert!(!out.contains("service api"), "{out}");
+    }
+
+    #[test]
     fn columns_line_up() {
         let t = table(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
         assert_eq!(t, "A     BB\nlong  x\n");
