@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
 /// Seeds the plain `cargo test` runs (seeds 0..N).
-const DEFAULT_SEEDS: u64 = 12;
+const DEFAULT_SEEDS: u64 = 64;
 
 // ---------------------------------------------------------------------------------------------
 // What a seed draws.
@@ -211,6 +211,36 @@ impl Schedule {
 // ---------------------------------------------------------------------------------------------
 // The cluster under simulation.
 
+/// The spans of time in which something held: (start, end if it ended).
+#[derive(Debug, Clone, Default)]
+struct Spans(Vec<(Instant, Option<Instant>)>);
+
+impl Spans {
+    fn set(&mut self, on: bool, now: Instant) {
+        let open = self.0.last().is_some_and(|s| s.1.is_none());
+        if on && !open {
+            self.0.push((now, None));
+        } else if !on && open {
+            self.0.last_mut().unwrap().1 = Some(now);
+        }
+    }
+
+    /// Held throughout `from..=to`.
+    fn covers(&self, from: Instant, to: Instant) -> bool {
+        self.0.iter().any(|(start, end)| *start <= from && end.is_none_or(|end| end > to))
+    }
+
+    /// Held at some moment of `from..=to`.
+    fn touches(&self, from: Instant, to: Instant) -> bool {
+        self.0.iter().any(|(start, end)| *start <= to && end.is_none_or(|end| end >= from))
+    }
+}
+
+/// Indexes into [`Sim::unavailable`].
+const CRASHED: usize = 0;
+const CUT: usize = 1;
+const REFUSED: usize = 2;
+
 struct SimNode {
     checker: ScriptedChecker,
     handle: NodeHandle,
@@ -227,8 +257,13 @@ struct Sim {
     nodes: Vec<SimNode>,
     /// Per node, per entry point: up in its view.
     truth: Vec<HashMap<String, bool>>,
-    /// Per entry point: the spans in which every node saw it down (start, end if it ended).
-    down_everywhere: HashMap<String, Vec<(Instant, Option<Instant>)>>,
+    /// Per entry point: when every node saw it down.
+    down_everywhere: HashMap<String, Spans>,
+    /// Per node and entry point: when that node saw it down.
+    down_at: HashMap<(usize, String), Spans>,
+    /// Per node: when it was crashed, cut off or had its writes refused, so its opinion may be
+    /// missing or stale.
+    unavailable: Vec<[Spans; 3]>,
     /// Nodes cut off from the DCS.
     cut: BTreeSet<usize>,
     /// Provider calls already checked, per service.
@@ -253,6 +288,8 @@ impl Sim {
             nodes: Vec::new(),
             truth,
             down_everywhere: HashMap::new(),
+            down_at: HashMap::new(),
+            unavailable: vec![Default::default(); settings.nodes],
             term_owner: HashMap::new(),
             start: Instant::now(),
             log,
@@ -298,6 +335,7 @@ impl Sim {
     }
 
     fn set_view(&mut self, node: usize, ep: &str, up: bool) {
+        let now = Instant::now();
         self.truth[node].insert(ep.to_string(), up);
         let checker = &self.nodes[node].checker;
         if up {
@@ -305,15 +343,9 @@ impl Sim {
         } else {
             checker.down(ep, "connection refused");
         }
+        self.down_at.entry((node, ep.to_string())).or_default().set(!up, now);
         let everywhere_down = self.truth.iter().all(|t| !t[ep]);
-        let spans = self.down_everywhere.entry(ep.to_string()).or_default();
-        let open = spans.last().is_some_and(|s| s.1.is_none());
-        let now = Instant::now();
-        if everywhere_down && !open {
-            spans.push((now, None));
-        } else if !everywhere_down && open {
-            spans.last_mut().unwrap().1 = Some(now);
-        }
+        self.down_everywhere.entry(ep.to_string()).or_default().set(everywhere_down, now);
     }
 
     fn set_everywhere(&mut self, ep: &str, up: bool) {
@@ -360,6 +392,7 @@ impl Sim {
                 if let Some(node) = self.fault_target(*who, *beyond_majority) {
                     self.log(format!("   -> n{} crashes", node + 1));
                     self.nodes[node].task.take().unwrap().abort();
+                    self.unavailable[node][CRASHED].set(true, Instant::now());
                 }
             }
             Step::Restart { node } => {
@@ -368,12 +401,14 @@ impl Sim {
                     self.log(format!("   -> n{} starts again", node + 1));
                     let fresh = self.spawn(node);
                     self.nodes[node] = fresh;
+                    self.unavailable[node][CRASHED].set(false, Instant::now());
                 }
             }
             Step::CutOff { who, beyond_majority } => {
                 if let Some(node) = self.fault_target(*who, *beyond_majority) {
                     self.log(format!("   -> n{} is cut off", node + 1));
                     self.cut.insert(node);
+                    self.unavailable[node][CUT].set(true, Instant::now());
                     self.dcs.cut_off(&Settings::node_name(node), true);
                 }
             }
@@ -382,10 +417,14 @@ impl Sim {
                 if let Some(node) = cut {
                     self.log(format!("   -> n{} is back", node + 1));
                     self.cut.remove(&node);
+                    self.unavailable[node][CUT].set(false, Instant::now());
                     self.dcs.cut_off(&Settings::node_name(node), false);
                 }
             }
-            Step::RefuseWrites { node, on } => self.dcs.refuse_writes(&Settings::node_name(*node), *on),
+            Step::RefuseWrites { node, on } => {
+                self.dcs.refuse_writes(&Settings::node_name(*node), *on);
+                self.unavailable[*node][REFUSED].set(*on, Instant::now());
+            }
             Step::DcsLatency { latency } => self.dcs.set_latency(*latency),
             Step::SlowProvider { service, delay } => self.providers[*service].set_delay(*delay),
             Step::Switchover { via, service, ep } => {
@@ -417,16 +456,36 @@ impl Sim {
                 if i > 0 {
                     assert!(calls[i - 1].token <= call.token, "({when}) svc-{}: term went back from {} to {}", s + 1, calls[i - 1].token, call.token);
                 }
-                for (from, to) in self.down_everywhere.get(&call.to).into_iter().flatten() {
-                    let held_down = call.at >= *from + lag && to.is_none_or(|to| call.at < to);
-                    assert!(
-                        !held_down,
-                        "({when}) svc-{}: switched to {} at {t:.2} s, down for every node since {:.2} s",
-                        s + 1,
-                        call.to,
-                        from.duration_since(self.start).as_secs_f64()
-                    );
-                }
+                // A node cut off from the DCS for a whole TTL has lost its lease: it must not write.
+                let node: usize = call.node[1..].parse::<usize>().unwrap() - 1;
+                let ttl = Duration::from_secs(self.settings.ttl_s);
+                assert!(
+                    !self.unavailable[node][CUT].covers(call.at.checked_sub(ttl).unwrap_or(self.start), call.at),
+                    "({when}) svc-{}: {} switched to {} at {t:.2} s, cut off from the dcs for longer than its lease",
+                    s + 1,
+                    call.node,
+                    call.to
+                );
+                // Never to an entry point every node has seen down for longer than an opinion
+                // can lag, nor one a majority of all nodes has, each of them running, connected
+                // and heard throughout (so they are a majority of the alive nodes too).
+                let since = call.at.checked_sub(lag).unwrap_or(self.start);
+                let everywhere = self.down_everywhere.get(&call.to).is_some_and(|d| d.covers(since, call.at));
+                assert!(!everywhere, "({when}) svc-{}: switched to {} at {t:.2} s, down for every node for {lag:?}", s + 1, call.to);
+                let against: Vec<String> = (0..self.settings.nodes)
+                    .filter(|&n| {
+                        self.down_at.get(&(n, call.to.clone())).is_some_and(|d| d.covers(since, call.at))
+                            && self.unavailable[n].iter().all(|u| !u.touches(since, call.at))
+                    })
+                    .map(Settings::node_name)
+                    .collect();
+                assert!(
+                    against.len() <= self.settings.nodes / 2,
+                    "({when}) svc-{}: switched to {} at {t:.2} s, which {against:?} of {} nodes saw down for {lag:?}",
+                    s + 1,
+                    call.to,
+                    self.settings.nodes
+                );
             }
             self.checked[s] = calls.len();
         }
