@@ -3,23 +3,27 @@
 //!
 //! A seed fixes the cluster (3–5 nodes, 1–4 services of 2–3 entry points, timings from the valid
 //! ranges) and the whole schedule (entry points down, up and flapping, everywhere or from one
-//! node; node crash and restart; a node cut off from the DCS and back; switchover, purge and
-//! maintenance through a `NodeHandle`; provider failures). The schedule is drawn before anything
-//! runs, so the event log is a function of the seed alone.
+//! node; node crash and restart, the leader's or any node's; a node cut off from the DCS and back,
+//! its writes refused, DCS latency; switchover, purge and maintenance through a `NodeHandle`;
+//! failing and slow provider calls). The schedule is drawn before anything runs; which node a
+//! "the leader" step hits is resolved when it runs, and logged.
 //!
 //! After every step: every provider write names a term that belongs to one node; terms at a
-//! provider only grow; no switch goes to an entry point every node has seen down for longer than
-//! any opinion can lag; no node's task has ended. After the schedule every fault is healed and,
-//! within a bound, each service's provider must point at its highest-priority entry point that is
-//! up everywhere.
+//! provider only grow; no node cut off from the DCS for longer than its lease writes; no switch
+//! goes to an entry point that every node, or a majority of all nodes each running and connected
+//! throughout, has seen down for longer than an opinion can lag; nothing panicked, and no node's
+//! task has ended. After the schedule every fault is healed and, within a bound, each service's
+//! provider must point at its highest-priority entry point that is up everywhere, and stay there.
 //!
-//! `DHAF_SIM_SEEDS=N` runs N seeds (default [`DEFAULT_SEEDS`]); `DHAF_SIM_SEED=S` replays one;
+//! `DHAF_SIM_SEEDS=N` runs N seeds (default [`DEFAULT_SEEDS`]) from `DHAF_SIM_FIRST` (default 0);
+//! `DHAF_SIM_SEED=S` replays one;
 //! `DHAF_SIM_LOG=1` prints every seed's event log, not only a failing one's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use dhaf_core::config::Config;
@@ -34,6 +38,21 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
+
+/// Panics anywhere in the process since the seed began, the nodes' own tasks included (the
+/// runtime catches those and starts the task again, so only a count shows them).
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+fn count_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
 
 /// Seeds the plain `cargo test` runs (seeds 0..N).
 const DEFAULT_SEEDS: u64 = 64;
@@ -60,9 +79,8 @@ struct Settings {
 impl Settings {
     fn draw(rng: &mut ChaCha8Rng) -> Settings {
         let nodes = rng.random_range(3..=5);
-        let services: Vec<Vec<String>> = (1..=rng.random_range(1..=4))
-            .map(|s| (1..=rng.random_range(2..=3)).map(|e| format!("s{s}-ep-{e}")).collect())
-            .collect();
+        let services: Vec<Vec<String>> =
+            (1..=rng.random_range(1..=4)).map(|s| (1..=rng.random_range(2..=3)).map(|e| format!("s{s}-ep-{e}")).collect()).collect();
         let initial = services
             .iter()
             .map(|eps| if rng.random_bool(0.5) { None } else { Some(eps[rng.random_range(0..eps.len())].clone()) })
@@ -134,31 +152,75 @@ enum Who {
 #[derive(Debug, Clone)]
 enum Step {
     /// Every node sees the entry point `up` or not.
-    Everywhere { ep: String, up: bool },
+    Everywhere {
+        ep: String,
+        up: bool,
+    },
     /// One node sees the entry point `up` or not.
-    View { node: usize, ep: String, up: bool },
+    View {
+        node: usize,
+        ep: String,
+        up: bool,
+    },
     /// The entry point flips for every node this many times, `every` apart.
-    Flap { ep: String, flips: u32, every: Duration },
+    Flap {
+        ep: String,
+        flips: u32,
+        every: Duration,
+    },
     /// Kill a node (no resign, no revoke). `beyond_majority` lets it take the last node of a
     /// majority; otherwise the step is skipped when it would.
-    Crash { who: Who, beyond_majority: bool },
+    Crash {
+        who: Who,
+        beyond_majority: bool,
+    },
     /// Start the node again if it is down, else the first node that is.
-    Restart { node: usize },
+    Restart {
+        node: usize,
+    },
     /// Cut a node off from the DCS, with the same limit as a crash.
-    CutOff { who: Who, beyond_majority: bool },
+    CutOff {
+        who: Who,
+        beyond_majority: bool,
+    },
     /// Reconnect the node if it is cut off, else the first node that is.
-    Reconnect { node: usize },
+    Reconnect {
+        node: usize,
+    },
     /// The DCS refuses a node's writes (its keep-alives and reads pass) or stops doing so.
-    RefuseWrites { node: usize, on: bool },
+    RefuseWrites {
+        node: usize,
+        on: bool,
+    },
     /// Every DCS call takes this long.
-    DcsLatency { latency: Duration },
-    Switchover { via: usize, service: usize, ep: String },
-    Purge { via: usize, service: usize },
-    Maintenance { via: usize, service: usize, ep: String, on: bool },
+    DcsLatency {
+        latency: Duration,
+    },
+    Switchover {
+        via: usize,
+        service: usize,
+        ep: String,
+    },
+    Purge {
+        via: usize,
+        service: usize,
+    },
+    Maintenance {
+        via: usize,
+        service: usize,
+        ep: String,
+        on: bool,
+    },
     /// The service's provider fails its next `n` switches.
-    FailNext { service: usize, n: u32 },
+    FailNext {
+        service: usize,
+        n: u32,
+    },
     /// Every switch at the service's provider takes this long.
-    SlowProvider { service: usize, delay: Duration },
+    SlowProvider {
+        service: usize,
+        delay: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -327,7 +389,12 @@ impl Sim {
         let handle = node.handle();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            if let Err(e) = node.run(async { let _ = rx.await; }).await {
+            if let Err(e) = node
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+            {
                 panic!("node ended with an error: {e}");
             }
         });
@@ -450,11 +517,23 @@ impl Sim {
             let calls = provider.calls();
             for (i, call) in calls.iter().enumerate().skip(self.checked[s]) {
                 let t = call.at.duration_since(self.start).as_secs_f64();
-                self.log.lock().unwrap().push(format!("[{t:8.2} s]    provider svc-{}: {} switched to {} in term {}", s + 1, call.node, call.to, call.token));
+                self.log.lock().unwrap().push(format!(
+                    "[{t:8.2} s]    provider svc-{}: {} switched to {} in term {}",
+                    s + 1,
+                    call.node,
+                    call.to,
+                    call.token
+                ));
                 let owner = self.term_owner.entry(call.token).or_insert_with(|| call.node.clone());
                 assert_eq!(*owner, call.node, "({when}) term {} wrote from two nodes", call.token);
                 if i > 0 {
-                    assert!(calls[i - 1].token <= call.token, "({when}) svc-{}: term went back from {} to {}", s + 1, calls[i - 1].token, call.token);
+                    assert!(
+                        calls[i - 1].token <= call.token,
+                        "({when}) svc-{}: term went back from {} to {}",
+                        s + 1,
+                        calls[i - 1].token,
+                        call.token
+                    );
                 }
                 // A node cut off from the DCS for a whole TTL has lost its lease: it must not write.
                 let node: usize = call.node[1..].parse::<usize>().unwrap() - 1;
@@ -489,6 +568,7 @@ impl Sim {
             }
             self.checked[s] = calls.len();
         }
+        assert_eq!(PANICS.load(Ordering::SeqCst), 0, "({when}) something panicked");
         for (i, n) in self.nodes.iter().enumerate() {
             if let Some(t) = &n.task {
                 assert!(!t.is_finished(), "({when}) node {}'s task ended on its own", Settings::node_name(i));
@@ -582,6 +662,8 @@ async fn simulate(seed: u64, log: Arc<Mutex<Vec<String>>>) {
 /// Runs one seed on its own paused runtime; on failure, the seed and its event log.
 fn run_seed(seed: u64) -> Result<(), String> {
     let log = Arc::new(Mutex::new(Vec::new()));
+    count_panics();
+    PANICS.store(0, Ordering::SeqCst);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(simulate(seed, log.clone()))));
     drop(rt);
@@ -600,7 +682,8 @@ fn seeds() -> Vec<u64> {
         return vec![s.parse().expect("DHAF_SIM_SEED must be a u64")];
     }
     let n = std::env::var("DHAF_SIM_SEEDS").map(|s| s.parse().expect("DHAF_SIM_SEEDS must be a number")).unwrap_or(DEFAULT_SEEDS);
-    (0..n).collect()
+    let first: u64 = std::env::var("DHAF_SIM_FIRST").map(|s| s.parse().expect("DHAF_SIM_FIRST must be a u64")).unwrap_or(0);
+    (first..first + n).collect()
 }
 
 #[test]
