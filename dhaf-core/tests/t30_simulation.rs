@@ -13,7 +13,8 @@
 //! goes to an entry point that every node, or a majority of all nodes each running and connected
 //! throughout, has seen down for longer than an opinion can lag; nothing panicked, and no node's
 //! task has ended. After the schedule every fault is healed and, within a bound, each service's
-//! provider must point at its highest-priority entry point that is up everywhere, and stay there.
+//! provider must point at its highest-priority entry point that is up everywhere, and stay there,
+//! and every switch the provider took must have been told once as `Switched`, in order.
 //!
 //! `DHAF_SIM_SEEDS=N` runs N seeds (default [`DEFAULT_SEEDS`]) from `DHAF_SIM_FIRST` (default 0);
 //! `DHAF_SIM_SEED=S` replays one;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use dhaf_core::config::Config;
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::model::FencingToken;
+use dhaf_core::model::{Event, FencingToken};
 use dhaf_core::provider::Notifier;
 use dhaf_core::registry::{Providers, ServiceProviders};
 use dhaf_core::runtime::{Node, NodeHandle};
@@ -657,6 +658,22 @@ async fn simulate(seed: u64, log: Arc<Mutex<Vec<String>>>) {
     sleep(Duration::from_secs(settings.reconcile_s + 5)).await;
     sim.check("settled");
     assert_eq!(sim.current(), expected, "moved away after settling");
+    // Every transition told exactly once: each switch the provider took, and nothing else, as a
+    // `Switched`, across leader changes and crashes.
+    for (i, p) in sim.providers.iter().enumerate() {
+        let service = format!("svc-{}", i + 1);
+        let calls: Vec<String> = p.calls().into_iter().map(|c| c.to).collect();
+        let told: Vec<String> = sim
+            .notifier
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Switched { service: s, to, .. } if s == service => Some(to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(calls, told, "{service}: every switch the provider took is told once, in order");
+    }
 }
 
 /// Runs one seed on its own paused runtime; on failure, the seed and its event log.
