@@ -1,0 +1,713 @@
+//! Deterministic simulation: real `Node`s on one in-memory DCS in paused time, driven by a
+//! schedule of random faults drawn from one seed, with invariants checked after every step.
+//!
+//! A seed fixes the cluster (3–5 nodes, 1–4 services of 2–3 entry points, timings from the valid
+//! ranges) and the whole schedule (entry points down, up and flapping, everywhere or from one
+//! node; node crash and restart, the leader's or any node's; a node cut off from the DCS and back,
+//! its writes refused, DCS latency; switchover, purge and maintenance through a `NodeHandle`;
+//! failing and slow provider calls). The schedule is drawn before anything runs; which node a
+//! "the leader" step hits is resolved when it runs, and logged.
+//!
+//! After every step: every provider write names a term that belongs to one node; terms at a
+//! provider only grow; no node cut off from the DCS for longer than its lease writes; no switch
+//! goes to an entry point that every node, or a majority of all nodes each running and connected
+//! throughout, has seen down for longer than an opinion can lag; nothing panicked, and no node's
+//! task has ended. After the schedule every fault is healed and, within a bound, each service's
+//! provider must point at its highest-priority entry point that is up everywhere, and stay there,
+//! and every switch the provider took must have been told once as `Switched`, in order.
+//!
+//! `DHAF_SIM_SEEDS=N` runs N seeds (default [`DEFAULT_SEEDS`]) from `DHAF_SIM_FIRST` (default 0);
+//! `DHAF_SIM_SEED=S` replays one;
+//! `DHAF_SIM_LOG=1` prints every seed's event log, not only a failing one's.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use dhaf_core::config::Config;
+use dhaf_core::dcs::memory::MemoryDcs;
+use dhaf_core::model::{Event, FencingToken};
+use dhaf_core::provider::Notifier;
+use dhaf_core::registry::{Providers, ServiceProviders};
+use dhaf_core::runtime::{Node, NodeHandle};
+use dhaf_core::testing::{FakeProvider, RecordingNotifier, ScriptedChecker};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep, Instant};
+
+/// Panics anywhere in the process since the seed began, the nodes' own tasks included (the
+/// runtime catches those and starts the task again, so only a count shows them).
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+fn count_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
+/// Seeds the plain `cargo test` runs (seeds 0..N).
+const DEFAULT_SEEDS: u64 = 64;
+
+// ---------------------------------------------------------------------------------------------
+// What a seed draws.
+
+#[derive(Debug, Clone)]
+struct Settings {
+    nodes: usize,
+    /// Entry point names per service, in priority order.
+    services: Vec<Vec<String>>,
+    /// Where each service's provider points at the start.
+    initial: Vec<Option<String>>,
+    tact_ms: u64,
+    heartbeat_ms: u64,
+    ttl_s: u64,
+    reconcile_s: u64,
+    rise: u32,
+    fall: u32,
+    failback_delay_s: u64,
+}
+
+impl Settings {
+    fn draw(rng: &mut ChaCha8Rng) -> Settings {
+        let nodes = rng.random_range(3..=5);
+        let services: Vec<Vec<String>> =
+            (1..=rng.random_range(1..=4)).map(|s| (1..=rng.random_range(2..=3)).map(|e| format!("s{s}-ep-{e}")).collect()).collect();
+        let initial = services
+            .iter()
+            .map(|eps| if rng.random_bool(0.5) { None } else { Some(eps[rng.random_range(0..eps.len())].clone()) })
+            .collect();
+        let tact_ms = [200, 500, 1000][rng.random_range(0..3)];
+        let heartbeat_ms = [500, 1000][rng.random_range(0..2)];
+        // heartbeat-interval must be at most half the TTL.
+        let ttl_s = rng.random_range(2..=6);
+        Settings {
+            nodes,
+            services,
+            initial,
+            tact_ms,
+            heartbeat_ms,
+            ttl_s,
+            reconcile_s: rng.random_range(3..=20),
+            rise: rng.random_range(1..=3),
+            fall: rng.random_range(1..=3),
+            failback_delay_s: rng.random_range(0..=5),
+        }
+    }
+
+    fn node_name(i: usize) -> String {
+        format!("n{}", i + 1)
+    }
+
+    fn config(&self, node: &str) -> Config {
+        let mut yaml = format!(
+            "dhaf:\n  cluster-name: sim\n  node-name: {node}\n  tact-interval: {}ms\n  heartbeat-interval: {}ms\n  \
+             healthy-node-status-ttl: {}\n  reconcile-interval: {}\nservices:\n",
+            self.tact_ms, self.heartbeat_ms, self.ttl_s, self.reconcile_s
+        );
+        for (s, eps) in self.services.iter().enumerate() {
+            let _ = writeln!(yaml, "  - name: svc-{}\n    domain: svc-{}.test\n    entry-points:", s + 1, s + 1);
+            for (e, ep) in eps.iter().enumerate() {
+                let _ = writeln!(yaml, "      - {{ name: {ep}, ip: 10.0.{}.{} }}", s + 1, e + 1);
+            }
+            let _ = writeln!(
+                yaml,
+                "    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n    rise: {}\n    fall: {}\n    failback-delay: {}",
+                self.rise, self.fall, self.failback_delay_s
+            );
+        }
+        Config::parse(&yaml).unwrap_or_else(|e| panic!("drawn config is invalid: {e}\n{yaml}"))
+    }
+
+    /// How long an opinion can lag the truth: `fall` failed checks a tact apart, one more tact
+    /// for a check in flight, a cut-off node's last opinion living on until its lease expires,
+    /// a slow provider's write landing up to 3 s after it was decided, and slack for slow DCS
+    /// round trips and the leader's next look.
+    fn opinion_lag(&self) -> Duration {
+        Duration::from_millis(self.tact_ms * (u64::from(self.fall) + 2)) + Duration::from_secs(self.ttl_s + 3 + 3)
+    }
+
+    /// How long after every fault is healed the providers must be right.
+    fn settle_bound(&self) -> Duration {
+        Duration::from_millis(self.tact_ms * u64::from(self.rise + self.fall + 4))
+            + Duration::from_secs(2 * self.ttl_s + self.reconcile_s + self.failback_delay_s + 20)
+    }
+}
+
+/// A node a step acts on: a given one, or whichever leads when the step runs.
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    Node(usize),
+    Leader,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Every node sees the entry point `up` or not.
+    Everywhere {
+        ep: String,
+        up: bool,
+    },
+    /// One node sees the entry point `up` or not.
+    View {
+        node: usize,
+        ep: String,
+        up: bool,
+    },
+    /// The entry point flips for every node this many times, `every` apart.
+    Flap {
+        ep: String,
+        flips: u32,
+        every: Duration,
+    },
+    /// Kill a node (no resign, no revoke). `beyond_majority` lets it take the last node of a
+    /// majority; otherwise the step is skipped when it would.
+    Crash {
+        who: Who,
+        beyond_majority: bool,
+    },
+    /// Start the node again if it is down, else the first node that is.
+    Restart {
+        node: usize,
+    },
+    /// Cut a node off from the DCS, with the same limit as a crash.
+    CutOff {
+        who: Who,
+        beyond_majority: bool,
+    },
+    /// Reconnect the node if it is cut off, else the first node that is.
+    Reconnect {
+        node: usize,
+    },
+    /// The DCS refuses a node's writes (its keep-alives and reads pass) or stops doing so.
+    RefuseWrites {
+        node: usize,
+        on: bool,
+    },
+    /// Every DCS call takes this long.
+    DcsLatency {
+        latency: Duration,
+    },
+    Switchover {
+        via: usize,
+        service: usize,
+        ep: String,
+    },
+    Purge {
+        via: usize,
+        service: usize,
+    },
+    Maintenance {
+        via: usize,
+        service: usize,
+        ep: String,
+        on: bool,
+    },
+    /// The service's provider fails its next `n` switches.
+    FailNext {
+        service: usize,
+        n: u32,
+    },
+    /// Every switch at the service's provider takes this long.
+    SlowProvider {
+        service: usize,
+        delay: Duration,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Schedule {
+    /// Each step and the quiet time after it.
+    steps: Vec<(Step, Duration)>,
+    /// Whether each entry point is up everywhere once the faults stop.
+    finally_up: BTreeMap<String, bool>,
+}
+
+impl Schedule {
+    fn draw(rng: &mut ChaCha8Rng, s: &Settings) -> Schedule {
+        let eps: Vec<(usize, String)> = s.services.iter().enumerate().flat_map(|(i, e)| e.iter().map(move |ep| (i, ep.clone()))).collect();
+        let mut steps = Vec::new();
+        for _ in 0..rng.random_range(10..=25) {
+            let (service, ep) = eps[rng.random_range(0..eps.len())].clone();
+            let node = rng.random_range(0..s.nodes);
+            let via = rng.random_range(0..s.nodes);
+            let who = if rng.random_bool(0.5) { Who::Leader } else { Who::Node(node) };
+            let beyond_majority = rng.random_bool(0.2);
+            let step = match rng.random_range(0..100) {
+                0..=16 => Step::Everywhere { ep, up: rng.random_bool(0.5) },
+                17..=28 => Step::View { node, ep, up: rng.random_bool(0.5) },
+                29..=35 => Step::Flap { ep, flips: rng.random_range(2..=6), every: Duration::from_millis(rng.random_range(100..=2000)) },
+                36..=44 => Step::Crash { who, beyond_majority },
+                45..=51 => Step::Restart { node },
+                52..=58 => Step::CutOff { who, beyond_majority },
+                59..=64 => Step::Reconnect { node },
+                65..=67 => Step::RefuseWrites { node, on: rng.random_bool(0.6) },
+                68..=69 => Step::DcsLatency { latency: Duration::from_millis(rng.random_range(0..=400)) },
+                70..=77 => Step::Switchover { via, service, ep },
+                78..=81 => Step::Purge { via, service },
+                82..=87 => Step::Maintenance { via, service, ep, on: rng.random_bool(0.6) },
+                88..=93 => Step::FailNext { service, n: rng.random_range(1..=3) },
+                _ => Step::SlowProvider { service, delay: Duration::from_millis(rng.random_range(0..=3000)) },
+            };
+            steps.push((step, Duration::from_millis(rng.random_range(100..=8000))));
+        }
+        let mut finally_up = BTreeMap::new();
+        for service in &s.services {
+            let keep = rng.random_range(0..service.len());
+            for (i, ep) in service.iter().enumerate() {
+                finally_up.insert(ep.clone(), i == keep || rng.random_bool(0.6));
+            }
+        }
+        Schedule { steps, finally_up }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster under simulation.
+
+/// The spans of time in which something held: (start, end if it ended).
+#[derive(Debug, Clone, Default)]
+struct Spans(Vec<(Instant, Option<Instant>)>);
+
+impl Spans {
+    fn set(&mut self, on: bool, now: Instant) {
+        let open = self.0.last().is_some_and(|s| s.1.is_none());
+        if on && !open {
+            self.0.push((now, None));
+        } else if !on && open {
+            self.0.last_mut().unwrap().1 = Some(now);
+        }
+    }
+
+    /// Held throughout `from..=to`.
+    fn covers(&self, from: Instant, to: Instant) -> bool {
+        self.0.iter().any(|(start, end)| *start <= from && end.is_none_or(|end| end > to))
+    }
+
+    /// Held at some moment of `from..=to`.
+    fn touches(&self, from: Instant, to: Instant) -> bool {
+        self.0.iter().any(|(start, end)| *start <= to && end.is_none_or(|end| end >= from))
+    }
+}
+
+/// Indexes into [`Sim::unavailable`].
+const CRASHED: usize = 0;
+const CUT: usize = 1;
+const REFUSED: usize = 2;
+
+struct SimNode {
+    checker: ScriptedChecker,
+    handle: NodeHandle,
+    task: Option<JoinHandle<()>>,
+    /// Kept so the node is not told to stop; dropping it would shut the node down gracefully.
+    _stop: Option<oneshot::Sender<()>>,
+}
+
+struct Sim {
+    settings: Settings,
+    dcs: MemoryDcs,
+    providers: Vec<FakeProvider>,
+    notifier: RecordingNotifier,
+    nodes: Vec<SimNode>,
+    /// Per node, per entry point: up in its view.
+    truth: Vec<HashMap<String, bool>>,
+    /// Per entry point: when every node saw it down.
+    down_everywhere: HashMap<String, Spans>,
+    /// Per node and entry point: when that node saw it down.
+    down_at: HashMap<(usize, String), Spans>,
+    /// Per node: when it was crashed, cut off or had its writes refused, so its opinion may be
+    /// missing or stale.
+    unavailable: Vec<[Spans; 3]>,
+    /// Nodes cut off from the DCS.
+    cut: BTreeSet<usize>,
+    /// Provider calls already checked, per service.
+    checked: Vec<usize>,
+    /// Which node first wrote with each term.
+    term_owner: HashMap<FencingToken, String>,
+    start: Instant,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sim {
+    fn new(settings: Settings, log: Arc<Mutex<Vec<String>>>) -> Sim {
+        let providers: Vec<FakeProvider> = settings.initial.iter().map(|c| FakeProvider::new(c.as_deref())).collect();
+        let all_eps: Vec<String> = settings.services.iter().flatten().cloned().collect();
+        let truth = (0..settings.nodes).map(|_| all_eps.iter().map(|e| (e.clone(), true)).collect()).collect();
+        let mut sim = Sim {
+            checked: vec![0; providers.len()],
+            cut: BTreeSet::new(),
+            dcs: MemoryDcs::new("sim"),
+            providers,
+            notifier: RecordingNotifier::new(),
+            nodes: Vec::new(),
+            truth,
+            down_everywhere: HashMap::new(),
+            down_at: HashMap::new(),
+            unavailable: vec![Default::default(); settings.nodes],
+            term_owner: HashMap::new(),
+            start: Instant::now(),
+            log,
+            settings,
+        };
+        for i in 0..sim.settings.nodes {
+            let node = sim.spawn(i);
+            sim.nodes.push(node);
+        }
+        sim
+    }
+
+    fn log(&self, line: String) {
+        let t = self.start.elapsed().as_secs_f64();
+        self.log.lock().unwrap().push(format!("[{t:8.2} s] {line}"));
+    }
+
+    fn spawn(&self, i: usize) -> SimNode {
+        let name = Settings::node_name(i);
+        let checker = ScriptedChecker::new();
+        for (ep, up) in &self.truth[i] {
+            if !up {
+                checker.down(ep, "connection refused");
+            }
+        }
+        let providers = Providers {
+            services: self
+                .providers
+                .iter()
+                .map(|p| ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(p.switcher(&name)) })
+                .collect(),
+            notifiers: vec![("rec".into(), Arc::new(self.notifier.clone()) as Arc<dyn Notifier>)],
+        };
+        let node = Node::new(self.settings.config(&name), Arc::new(self.dcs.client(&name)), providers);
+        let handle = node.handle();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            if let Err(e) = node
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+            {
+                panic!("node ended with an error: {e}");
+            }
+        });
+        SimNode { checker, handle, task: Some(task), _stop: Some(tx) }
+    }
+
+    fn set_view(&mut self, node: usize, ep: &str, up: bool) {
+        let now = Instant::now();
+        self.truth[node].insert(ep.to_string(), up);
+        let checker = &self.nodes[node].checker;
+        if up {
+            checker.up(ep);
+        } else {
+            checker.down(ep, "connection refused");
+        }
+        self.down_at.entry((node, ep.to_string())).or_default().set(!up, now);
+        let everywhere_down = self.truth.iter().all(|t| !t[ep]);
+        self.down_everywhere.entry(ep.to_string()).or_default().set(everywhere_down, now);
+    }
+
+    fn set_everywhere(&mut self, ep: &str, up: bool) {
+        for n in 0..self.settings.nodes {
+            self.set_view(n, ep, up);
+        }
+    }
+
+    /// The running, connected node a crash or cut-off hits, if the step applies: none when it
+    /// would take the last node of a majority and may not.
+    fn fault_target(&self, who: Who, beyond_majority: bool) -> Option<usize> {
+        let up: Vec<usize> = (0..self.settings.nodes).filter(|n| self.nodes[*n].task.is_some() && !self.cut.contains(n)).collect();
+        let majority = self.settings.nodes / 2 + 1;
+        if up.len() <= majority && !(beyond_majority && up.len() > 1) {
+            return None;
+        }
+        match who {
+            Who::Node(n) => up.contains(&n).then_some(n),
+            Who::Leader => up.iter().copied().find(|&n| self.nodes[n].handle.is_leader()),
+        }
+    }
+
+    fn handle(&self, via: usize) -> &NodeHandle {
+        &self.nodes[via].handle
+    }
+
+    async fn apply(&mut self, step: &Step) {
+        self.log(format!("{step:?}"));
+        let service_name = |s: usize| format!("svc-{}", s + 1);
+        let limit = Duration::from_secs(10);
+        match step {
+            Step::Everywhere { ep, up } => self.set_everywhere(ep, *up),
+            Step::View { node, ep, up } => self.set_view(*node, ep, *up),
+            Step::Flap { ep, flips, every } => {
+                let mut up = self.truth[0][ep.as_str()];
+                for _ in 0..*flips {
+                    up = !up;
+                    self.set_everywhere(ep, up);
+                    sleep(*every).await;
+                    self.check("flapping");
+                }
+            }
+            Step::Crash { who, beyond_majority } => {
+                if let Some(node) = self.fault_target(*who, *beyond_majority) {
+                    self.log(format!("   -> n{} crashes", node + 1));
+                    self.nodes[node].task.take().unwrap().abort();
+                    self.unavailable[node][CRASHED].set(true, Instant::now());
+                }
+            }
+            Step::Restart { node } => {
+                let down: Vec<usize> = (0..self.settings.nodes).filter(|&n| self.nodes[n].task.is_none()).collect();
+                if let Some(&node) = down.iter().find(|&&n| n == *node).or(down.first()) {
+                    self.log(format!("   -> n{} starts again", node + 1));
+                    let fresh = self.spawn(node);
+                    self.nodes[node] = fresh;
+                    self.unavailable[node][CRASHED].set(false, Instant::now());
+                }
+            }
+            Step::CutOff { who, beyond_majority } => {
+                if let Some(node) = self.fault_target(*who, *beyond_majority) {
+                    self.log(format!("   -> n{} is cut off", node + 1));
+                    self.cut.insert(node);
+                    self.unavailable[node][CUT].set(true, Instant::now());
+                    self.dcs.cut_off(&Settings::node_name(node), true);
+                }
+            }
+            Step::Reconnect { node } => {
+                let cut = if self.cut.contains(node) { Some(*node) } else { self.cut.first().copied() };
+                if let Some(node) = cut {
+                    self.log(format!("   -> n{} is back", node + 1));
+                    self.cut.remove(&node);
+                    self.unavailable[node][CUT].set(false, Instant::now());
+                    self.dcs.cut_off(&Settings::node_name(node), false);
+                }
+            }
+            Step::RefuseWrites { node, on } => {
+                self.dcs.refuse_writes(&Settings::node_name(*node), *on);
+                self.unavailable[*node][REFUSED].set(*on, Instant::now());
+            }
+            Step::DcsLatency { latency } => self.dcs.set_latency(*latency),
+            Step::SlowProvider { service, delay } => self.providers[*service].set_delay(*delay),
+            Step::Switchover { via, service, ep } => {
+                let r = tokio::time::timeout(limit, self.handle(*via).switchover_to(&service_name(*service), ep)).await;
+                self.log(format!("   -> {}", answer(r)));
+            }
+            Step::Purge { via, service } => {
+                let r = tokio::time::timeout(limit, self.handle(*via).switchover_purge(&service_name(*service))).await;
+                self.log(format!("   -> {}", answer(r)));
+            }
+            Step::Maintenance { via, service, ep, on } => {
+                let r = tokio::time::timeout(limit, self.handle(*via).set_maintenance(&service_name(*service), ep, *on, false)).await;
+                self.log(format!("   -> {}", answer(r)));
+            }
+            Step::FailNext { service, n } => self.providers[*service].fail_next(*n),
+        }
+    }
+
+    /// The safety invariants, over everything that happened since the last look.
+    fn check(&mut self, when: &str) {
+        let lag = self.settings.opinion_lag();
+        for (s, provider) in self.providers.iter().enumerate() {
+            let calls = provider.calls();
+            for (i, call) in calls.iter().enumerate().skip(self.checked[s]) {
+                let t = call.at.duration_since(self.start).as_secs_f64();
+                self.log.lock().unwrap().push(format!(
+                    "[{t:8.2} s]    provider svc-{}: {} switched to {} in term {}",
+                    s + 1,
+                    call.node,
+                    call.to,
+                    call.token
+                ));
+                let owner = self.term_owner.entry(call.token).or_insert_with(|| call.node.clone());
+                assert_eq!(*owner, call.node, "({when}) term {} wrote from two nodes", call.token);
+                if i > 0 {
+                    assert!(
+                        calls[i - 1].token <= call.token,
+                        "({when}) svc-{}: term went back from {} to {}",
+                        s + 1,
+                        calls[i - 1].token,
+                        call.token
+                    );
+                }
+                // A node cut off from the DCS for a whole TTL has lost its lease: it must not write.
+                let node: usize = call.node[1..].parse::<usize>().unwrap() - 1;
+                let ttl = Duration::from_secs(self.settings.ttl_s);
+                assert!(
+                    !self.unavailable[node][CUT].covers(call.at.checked_sub(ttl).unwrap_or(self.start), call.at),
+                    "({when}) svc-{}: {} switched to {} at {t:.2} s, cut off from the dcs for longer than its lease",
+                    s + 1,
+                    call.node,
+                    call.to
+                );
+                // Never to an entry point every node has seen down for longer than an opinion
+                // can lag, nor one a majority of all nodes has, each of them running, connected
+                // and heard throughout (so they are a majority of the alive nodes too).
+                let since = call.at.checked_sub(lag).unwrap_or(self.start);
+                let everywhere = self.down_everywhere.get(&call.to).is_some_and(|d| d.covers(since, call.at));
+                assert!(!everywhere, "({when}) svc-{}: switched to {} at {t:.2} s, down for every node for {lag:?}", s + 1, call.to);
+                let against: Vec<String> = (0..self.settings.nodes)
+                    .filter(|&n| {
+                        self.down_at.get(&(n, call.to.clone())).is_some_and(|d| d.covers(since, call.at))
+                            && self.unavailable[n].iter().all(|u| !u.touches(since, call.at))
+                    })
+                    .map(Settings::node_name)
+                    .collect();
+                assert!(
+                    against.len() <= self.settings.nodes / 2,
+                    "({when}) svc-{}: switched to {} at {t:.2} s, which {against:?} of {} nodes saw down for {lag:?}",
+                    s + 1,
+                    call.to,
+                    self.settings.nodes
+                );
+            }
+            self.checked[s] = calls.len();
+        }
+        assert_eq!(PANICS.load(Ordering::SeqCst), 0, "({when}) something panicked");
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(t) = &n.task {
+                assert!(!t.is_finished(), "({when}) node {}'s task ended on its own", Settings::node_name(i));
+            }
+        }
+    }
+
+    /// The entry point each service must end on: its first that is up everywhere.
+    fn expected(&self) -> Vec<Option<String>> {
+        self.settings.services.iter().map(|eps| eps.iter().find(|ep| self.truth.iter().all(|t| t[ep.as_str()])).cloned()).collect()
+    }
+
+    fn current(&self) -> Vec<Option<String>> {
+        self.providers.iter().map(FakeProvider::current).collect()
+    }
+}
+
+fn answer<T, E: std::fmt::Display>(r: Result<Result<T, E>, tokio::time::error::Elapsed>) -> String {
+    match r {
+        Ok(Ok(_)) => "ok".into(),
+        Ok(Err(e)) => format!("refused: {e}"),
+        Err(_) => "no answer in 10 s".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a seed.
+
+async fn simulate(seed: u64, log: Arc<Mutex<Vec<String>>>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let settings = Settings::draw(&mut rng);
+    let schedule = Schedule::draw(&mut rng, &settings);
+    log.lock().unwrap().push(format!("seed {seed}: {settings:?}"));
+    let mut sim = Sim::new(settings.clone(), log);
+    // Let the cluster elect and place before the faults begin.
+    sleep(Duration::from_secs(settings.ttl_s + 3)).await;
+    sim.check("start");
+
+    for (step, quiet) in &schedule.steps {
+        sim.apply(step).await;
+        sim.check("after a step");
+        sim.log(format!("quiet for {quiet:?}"));
+        sleep(*quiet).await;
+        sim.check("after a quiet time");
+    }
+
+    // Heal: every node running and connected, no pinned switchover, no maintenance, a provider
+    // that works, and each entry point up or down everywhere.
+    sim.log("healing".into());
+    for service in 0..settings.services.len() {
+        sim.apply(&Step::FailNext { service, n: 0 }).await;
+        sim.apply(&Step::SlowProvider { service, delay: Duration::ZERO }).await;
+    }
+    sim.apply(&Step::DcsLatency { latency: Duration::ZERO }).await;
+    for node in 0..settings.nodes {
+        sim.apply(&Step::RefuseWrites { node, on: false }).await;
+        sim.apply(&Step::Reconnect { node }).await;
+        sim.apply(&Step::Restart { node }).await;
+    }
+    for (ep, up) in &schedule.finally_up {
+        sim.apply(&Step::Everywhere { ep: ep.clone(), up: *up }).await;
+    }
+    sleep(Duration::from_secs(settings.ttl_s + 1)).await;
+    for (s, eps) in settings.services.iter().enumerate() {
+        sim.apply(&Step::Purge { via: 0, service: s }).await;
+        for ep in eps {
+            sim.apply(&Step::Maintenance { via: 0, service: s, ep: ep.clone(), on: false }).await;
+        }
+    }
+    sim.check("healing");
+
+    let expected = sim.expected();
+    let healed = Instant::now();
+    while sim.current() != expected {
+        sim.check("settling");
+        assert!(
+            healed.elapsed() < settings.settle_bound(),
+            "not settled {:?} after healing: providers point at {:?}, expected {expected:?}",
+            settings.settle_bound(),
+            sim.current()
+        );
+        sleep(Duration::from_millis(250)).await;
+    }
+    sim.log(format!("settled on {expected:?} after {:.2} s", healed.elapsed().as_secs_f64()));
+    // And it stays there.
+    sleep(Duration::from_secs(settings.reconcile_s + 5)).await;
+    sim.check("settled");
+    assert_eq!(sim.current(), expected, "moved away after settling");
+    // Every transition told exactly once: each switch the provider took, and nothing else, as a
+    // `Switched`, across leader changes and crashes.
+    for (i, p) in sim.providers.iter().enumerate() {
+        let service = format!("svc-{}", i + 1);
+        let calls: Vec<String> = p.calls().into_iter().map(|c| c.to).collect();
+        let told: Vec<String> = sim
+            .notifier
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Switched { service: s, to, .. } if s == service => Some(to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(calls, told, "{service}: every switch the provider took is told once, in order");
+    }
+}
+
+/// Runs one seed on its own paused runtime; on failure, the seed and its event log.
+fn run_seed(seed: u64) -> Result<(), String> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    count_panics();
+    PANICS.store(0, Ordering::SeqCst);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(simulate(seed, log.clone()))));
+    drop(rt);
+    if std::env::var_os("DHAF_SIM_LOG").is_some() {
+        eprintln!("{}", log.lock().unwrap().join("\n"));
+    }
+    outcome.map_err(|e| {
+        let why = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        let log = log.lock().unwrap().join("\n");
+        format!("seed {seed} failed: {why}\nreplay: DHAF_SIM_SEED={seed} cargo test -p dhaf-core --test t30_simulation\n{log}")
+    })
+}
+
+fn seeds() -> Vec<u64> {
+    if let Ok(s) = std::env::var("DHAF_SIM_SEED") {
+        return vec![s.parse().expect("DHAF_SIM_SEED must be a u64")];
+    }
+    let n = std::env::var("DHAF_SIM_SEEDS").map(|s| s.parse().expect("DHAF_SIM_SEEDS must be a number")).unwrap_or(DEFAULT_SEEDS);
+    let first: u64 = std::env::var("DHAF_SIM_FIRST").map(|s| s.parse().expect("DHAF_SIM_FIRST must be a u64")).unwrap_or(0);
+    (first..first + n).collect()
+}
+
+#[test]
+fn random_fault_schedules_keep_the_invariants() {
+    let started = std::time::Instant::now();
+    let seeds = seeds();
+    let failures: Vec<String> = seeds.iter().filter_map(|&s| run_seed(s).err()).collect();
+    eprintln!("{} seeds in {:.1} s, {} failed", seeds.len(), started.elapsed().as_secs_f64(), failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
