@@ -350,18 +350,21 @@ impl Agreement {
 }
 
 /// The first service of which a majority of the alive nodes share a definition other than this
-/// node's (`own`, by service): such a node must not lead, as it would place that service against
-/// the majority's config.
+/// node's (`own`, by service), or one this node lacks: such a node must not lead, as it would
+/// place that service against the majority's config, or not at all.
 pub(crate) fn outvoted(snapshot: &Snapshot, own: &BTreeMap<String, ServiceDefinition>) -> Option<String> {
     let alive = snapshot.alive.len();
-    own.iter().find_map(|(service, mine)| {
+    let published = snapshot.alive.iter().filter_map(|n| snapshot.definitions.get(n));
+    let services: BTreeSet<&String> = own.keys().chain(published.flat_map(|defs| defs.keys())).collect();
+    services.into_iter().find_map(|service| {
+        let mine = own.get(service).map(|d| d.fingerprint.as_str());
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for node in &snapshot.alive {
             if let Some(d) = snapshot.definitions.get(node).and_then(|defs| defs.get(service)) {
                 *counts.entry(d.fingerprint.as_str()).or_default() += 1;
             }
         }
-        counts.iter().any(|(f, n)| *f != mine.fingerprint && n * 2 > alive).then(|| service.clone())
+        counts.iter().any(|(f, n)| Some(*f) != mine && n * 2 > alive).then(|| service.clone())
     })
 }
 
@@ -801,6 +804,11 @@ mod tests {
             assert!(outvoted(&s, &own(&s, n)).is_some(), "{n}");
             assert_eq!(stand_aside(&s, &own(&s, n), n), None, "{n}");
         }
+
+        // A service the majority has and n3 lacks (a rolling add half done): n3 would not place it.
+        let s = snapshot(&[("n1", &[("a", "x"), ("new", "q")]), ("n2", &[("a", "x"), ("new", "q")]), ("n3", &[("a", "x")])]);
+        assert_eq!(stand_aside(&s, &own(&s, "n3"), "n3").as_deref(), Some("new"));
+        assert_eq!(stand_aside(&s, &own(&s, "n1"), "n1"), None);
 
         // Two nodes that differ: no definition has a majority, nobody is outvoted.
         let s = snapshot(&[("n1", &[("a", "x")]), ("n2", &[("a", "z")])]);
