@@ -4,6 +4,7 @@ use dhaf_core::registry::Registry;
 
 pub mod check;
 pub mod etcd;
+mod http;
 pub mod notify;
 mod script;
 pub mod switch;

@@ -155,13 +155,7 @@ impl WebhookNotifier {
         let timeout = f.seconds("timeout", 10, 1, 120);
         let retries = f.int("retries", 2, 0, 10) as u32;
         f.finish();
-        let http = match reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build() {
-            Ok(h) => h,
-            Err(e) => {
-                f.problem(f.path(), format!("cannot set up an HTTP client: {e}"));
-                reqwest::Client::new()
-            }
-        };
+        let http = crate::http::client(&f, timeout);
         f.into_result(Arc::new(WebhookNotifier {
             url: Secret(url),
             origin,
@@ -230,7 +224,10 @@ impl WebhookNotifier {
             }
             Err(e) => {
                 let e = e.without_url();
-                return Err((ProviderError::transient(self.scrub(&format!("{what}: cannot reach the webhook: {}", chain(&e)))), true));
+                return Err((
+                    ProviderError::transient(self.scrub(&format!("{what}: cannot reach the webhook: {}", crate::http::error_chain(&e)))),
+                    true,
+                ));
             }
         };
         let status = resp.status();
@@ -359,16 +356,6 @@ fn plain_text(r: &Report) -> String {
         out.push_str(&format!("Next: {next}\n"));
     }
     out.trim_end().to_string()
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::http::error_chain;
+
 /// Cloudflare's public API.
 pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
 
@@ -275,14 +277,7 @@ impl CloudflareSwitcher {
         if !zone.is_empty() && domain != zone && !domain.ends_with(&format!(".{zone}")) {
             f.problem(f.key("zone"), format!("the service's domain {domain} is not in zone {zone}"));
         }
-        let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build();
-        let http = match http {
-            Ok(h) => h,
-            Err(e) => {
-                f.problem(f.path(), format!("cannot set up an HTTP client: {e}"));
-                reqwest::Client::new()
-            }
-        };
+        let http = crate::http::client(&f, timeout);
         f.into_result(CloudflareSwitcher {
             service: svc.name.clone(),
             domain,
@@ -742,16 +737,6 @@ fn describe_failure(envelope: Option<&Envelope>, text: &str) -> String {
         let cut: String = text.chars().take(200).collect();
         format!("unexpected answer: {cut}")
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -332,14 +332,7 @@ impl Route53Switcher {
 
         let svc = ctx.service();
         let domain = format!("{}.", svc.domain.trim().trim_end_matches('.').to_ascii_lowercase());
-        let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build();
-        let http = match http {
-            Ok(h) => h,
-            Err(e) => {
-                f.problem(f.path(), format!("cannot set up an HTTP client: {e}"));
-                reqwest::Client::new()
-            }
-        };
+        let http = crate::http::client(&f, timeout);
         f.into_result(Route53Switcher {
             service: svc.name.clone(),
             entry_points: svc.entry_points.clone(),
@@ -676,16 +669,11 @@ fn value_term(value: &str) -> Option<i64> {
 
 /// A reqwest error without its URL (which is not secret, but long) for messages.
 fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(&format!(" for url ({url})"), "");
+    let text = crate::http::error_chain(e);
+    match e.url() {
+        Some(url) => text.replace(&format!(" for url ({url})"), ""),
+        None => text,
     }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 /// What a request's signature is made from.
