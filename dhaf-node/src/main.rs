@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Distributed high-availability failover: one node of a dhaf cluster.
+/// dhaf-node: one node of a dhaf cluster (distributed high-availability failover). The nodes
+/// health-check every entry point of each service, agree by majority which are healthy, and the
+/// elected leader points the public entry at the highest-priority healthy one.
 #[derive(Parser)]
-#[command(name = "dhaf-node", version, about)]
+#[command(name = "dhaf-node", version)]
 struct Args {
     /// The node's config file (YAML).
     #[arg(long, short)]

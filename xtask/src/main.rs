@@ -7,6 +7,9 @@
 //!   `aiosmtpd`), Route 53's stand-in `moto` in server mode (PyPI `moto[server]`), Cloudflare's contract validator Prism (npm `@stoplight/prism-cli`), and, as
 //!   root from Debian's packages when missing, `iproute2`, `iptables` and Knot DNS (`knot`,
 //!   `knot-dnsutils`) for the `rfc2136` switcher's tests.
+//! - `cargo xtask deb`   — the Debian package `dhaf` (release build) under `target/debian/`, with
+//!   `cargo-deb` fetched into `target/tools/`. The test command builds it too (from the dev build)
+//!   and a test installs it, starts the node it ships and purges it again.
 //! - `cargo xtask tools` — only fetch the tools, and print the environment the tests read.
 //!
 //! Tools go under `target/tools/`, so a second run fetches nothing.
@@ -27,9 +30,15 @@ fn main() {
             system_tools();
             let mut env = base_env();
             env.extend(tools(&root));
+            let deb = package(&root, "dev", &env);
+            env.push(("DHAF_DEB".into(), deb.display().to_string()));
             run(cargo().args(["test", "--workspace", "--all-targets"]).args(&rest).envs(env.clone()));
             // Doc tests are not part of --all-targets.
             run(cargo().args(["test", "--workspace", "--doc"]).envs(env));
+        }
+        "deb" => {
+            let deb = package(&root, "release", &base_env());
+            println!("{}", deb.display());
         }
         "tools" => {
             for (k, v) in tools(&root) {
@@ -38,7 +47,7 @@ fn main() {
         }
         "protoc" => println!("{}", protoc().display()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|tools|protoc> [args]");
+            eprintln!("usage: cargo xtask <demo|test|deb|tools|protoc> [args]");
             exit(if task == "help" { 0 } else { 2 });
         }
     }
@@ -76,8 +85,8 @@ fn base_env() -> Vec<(String, String)> {
 /// The fault-injection suite builds hosts from network namespaces and firewall rules: it needs
 /// `ip` (iproute2) and `iptables`, which a fresh machine may lack. The `rfc2136` switcher's tests
 /// run a real authoritative DNS server, Knot DNS (`knotd`, with `kdig` and `knsupdate` from
-/// knot-dnsutils). As root, install them from the distribution's packages; otherwise say what is
-/// missing (the fault-injection suite needs root anyway).
+/// knot-dnsutils). As root, install them from the distribution's packages; otherwise say at once,
+/// before building anything, what is needed and how, and stop: those suites cannot pass.
 fn system_tools() {
     let mut missing: Vec<&str> =
         [("ip", "iproute2"), ("iptables", "iptables"), ("knotd", "knot"), ("kdig", "knot-dnsutils"), ("knsupdate", "knot-dnsutils")]
@@ -88,12 +97,20 @@ fn system_tools() {
             .map(|(_, pkg)| pkg)
             .collect();
     missing.dedup();
+    if !is_root() {
+        // Said before anything is built, so a long build does not end in a wall of panics.
+        eprintln!("xtask: the fault-injection suite (network namespaces, iptables) and the Debian package test need root:");
+        eprintln!("xtask:   run `sudo -E env PATH=\"$PATH\" cargo xtask test`; as root the test command installs what it needs itself");
+        if !missing.is_empty() {
+            eprintln!("xtask: missing here: {}; as root: apt-get install -y {}", missing.join(", "), missing.join(" "));
+        }
+        fail("not root: stopping before the build (single tests run without root: cargo test -p <crate> --test <name>)");
+    }
     if missing.is_empty() {
         return;
     }
-    if !is_root() || which(&["apt-get"]).is_none() {
-        eprintln!("xtask: the tests need {} (the fault-injection suite also root); install them to run those tests", missing.join(", "));
-        return;
+    if which(&["apt-get"]).is_none() {
+        fail(&format!("the tests need {}, and there is no apt-get to install them: install them, then run again", missing.join(", ")));
     }
     eprintln!("xtask: installing {} for the fault-injection and DNS tests", missing.join(", "));
     let apt =
@@ -140,6 +157,33 @@ fn tools(root: &Path) -> Vec<(String, String)> {
         ("DHAF_PYTHONPATH".into(), py.display().to_string()),
         ("DHAF_PRISM".into(), prism.display().to_string()),
     ]
+}
+
+/// The cargo-deb release the package metadata (`dhaf-node/Cargo.toml`) is written for.
+const CARGO_DEB: &str = "3.8.0";
+
+/// Build both binaries with `profile`, then the Debian package from them; returns the `.deb`.
+fn package(root: &Path, profile: &str, env: &[(String, String)]) -> PathBuf {
+    let tools = root.join("target/tools/cargo-deb");
+    let cargo_deb = tools.join("bin/cargo-deb");
+    let installed =
+        Command::new(&cargo_deb).arg("--version").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB));
+    if !installed {
+        eprintln!("xtask: installing cargo-deb {CARGO_DEB} into {}", tools.display());
+        run(cargo().args(["install", "--quiet", "--locked", "--version", CARGO_DEB, "cargo-deb", "--root"]).arg(&tools));
+    }
+    run(cargo().args(["build", "--profile", profile, "-p", "dhaf-node", "-p", "dhaf-cli"]).envs(env.iter().cloned()));
+    let out = root.join("target/debian");
+    let _ = std::fs::remove_dir_all(&out);
+    run(Command::new(&cargo_deb)
+        .args(["--quiet", "--no-build", "-p", "dhaf-node", "--profile", profile, "--output"])
+        .arg(&out)
+        .current_dir(root)
+        .envs(env.iter().cloned()));
+    std::fs::read_dir(&out)
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb")))
+        .unwrap_or_else(|| fail(&format!("cargo-deb left no .deb in {}", out.display())))
 }
 
 fn which(names: &[&str]) -> Option<PathBuf> {
