@@ -117,7 +117,7 @@ fn shape(id: &str) -> (Option<String>, Vec<Seg>, Vec<(&'static str, String)>) {
         ["services[]"] => (None, vec![Key("services"), First], vec![]),
         ["services[].entry-points[]"] => (Some("services[]".into()), vec![Key("entry-points"), First], vec![]),
         // `type` and `name` with a notifier's own required keys.
-        ["notifiers[]"] => (None, vec![Key("notifiers"), First], vec![("token", "'1:x'".into()), ("join-code", "j".into())]),
+        ["notifiers[]"] => (None, vec![Key("notifiers"), First], vec![("token", "'1:x'".into()), ("join-code", "join-me-please".into())]),
         ["checker", kind] => (None, vec![Key("services"), First, Key("health-checker")], vec![("type", kind.to_string())]),
         ["switcher", kind] => (None, vec![Key("services"), First, Key("switcher")], vec![("type", kind.to_string())]),
         ["notifier", kind] => (None, vec![Key("notifiers"), First], vec![("type", kind.to_string())]),

@@ -136,10 +136,13 @@ fn try_notifier(yaml: &str) -> Result<Arc<EmailNotifier>, dhaf_core::config::Con
     EmailNotifier::from_config(&section, &ctx)
 }
 
+/// The local SMTP server's settings; with `security: none` the credentials cross in clear, which
+/// must be allowed explicitly.
 fn config(port: u16, security: &str, password: &str, extra: &str) -> String {
+    let plain = if security == "none" { "  allow-plaintext-auth: true\n" } else { "" };
     format!(
         "from: dhaf <dhaf@example.com>\nto: oncall@example.com, backup@example.com\nsmtp:\n  server: 127.0.0.1\n  port: {port}\n  \
-         security: {security}\n  username: {USER}\n  password: {password}\n  timeout: 10\n{extra}"
+         security: {security}\n  username: {USER}\n  password: {password}\n  timeout: 10\n{plain}{extra}"
     )
 }
 
@@ -345,6 +348,28 @@ async fn t61_a_server_that_stops_answering_does_not_hold_the_notifier() {
 }
 
 #[test]
+fn t72_credentials_in_clear_are_refused_unless_allowed() {
+    let base = "from: a@b.c\nto: d@e.f\nsmtp:\n  server: smtp.example.com\n  username: u\n  password: hunter2-secret\n";
+    // `security` defaults to none: the password would cross the network in clear.
+    for yaml in [base.to_string(), format!("{base}  security: none\n"), format!("{base}  security: none\n  allow-plaintext-auth: false\n")]
+    {
+        let err = try_notifier(&yaml).unwrap_err().to_string();
+        assert!(
+            err.contains("notifiers[0].smtp.security: none would send smtp.username and smtp.password in clear")
+                && err.contains("allow-plaintext-auth: true"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2-secret"), "{err}");
+    }
+    // Allowed explicitly (a relay on the same host or a trusted network), or no credentials at all.
+    try_notifier(&format!("{base}  allow-plaintext-auth: true\n")).unwrap();
+    try_notifier("from: a@b.c\nto: d@e.f\nsmtp:\n  server: smtp.example.com\n").unwrap();
+    // With TLS the setting has nothing to allow.
+    let err = try_notifier(&format!("{base}  security: starttls\n  allow-plaintext-auth: true\n")).unwrap_err().to_string();
+    assert!(err.contains("notifiers[0].smtp.allow-plaintext-auth: only applies with smtp.security none"), "{err}");
+}
+
+#[test]
 fn t70_bad_settings_are_reported_with_their_key_paths() {
     let err = try_notifier(
         "from: not an address\nsmtp:\n  port: 70000\n  security: tls\n  password: hunter2-secret\n  ca-file: /nonexistent/ca.pem\n  colour: blue\n",
@@ -373,7 +398,8 @@ fn t70_bad_settings_are_reported_with_their_key_paths() {
 fn t71_ports_default_by_security_and_debug_hides_the_password() {
     for (security, port) in [("ssl", 465), ("starttls", 587), ("none", 25)] {
         let n = notifier(&format!(
-            "from: a@b.c\nto: d@e.f\nsmtp:\n  server: h\n  security: {security}\n  username: u\n  password: hunter2-secret\n"
+            "from: a@b.c\nto: d@e.f\nsmtp:\n  server: h\n  security: {security}\n  username: u\n  password: hunter2-secret\n{}",
+            if security == "none" { "  allow-plaintext-auth: true\n" } else { "" }
         ));
         let shown = format!("{n:?}");
         assert!(shown.contains(&format!("port: {port}")), "{shown}");

@@ -14,7 +14,7 @@ use dhaf_core::config::ProviderConfig;
 use dhaf_core::dcs::memory::MemoryDcs;
 use dhaf_core::model::{Event, FencingToken, Notification, SwitchKind};
 use dhaf_core::provider::{BuildContext, Notifier, ProviderError, ProviderStore};
-use dhaf_providers::notify::tg::{TelegramNotifier, HELP, WRONG_CODE};
+use dhaf_providers::notify::tg::{TelegramNotifier, HELP, LOCKED_OUT, MAX_WRONG_CODES, WRONG_CODE};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "123456:TEST-bot-token";
@@ -366,6 +366,32 @@ async fn t10_subscribe_flow_with_right_and_wrong_codes() {
 }
 
 #[tokio::test]
+async fn t15_a_chat_that_guesses_is_locked_out_and_join_is_an_alias() {
+    let fake = Fake::start().await;
+    let dcs = Arc::new(MemoryDcs::new("c"));
+    let bot = notifier(&fake, &dcs);
+    let polling = lead(&bot);
+
+    for i in 1..=MAX_WRONG_CODES {
+        fake.say(9, &format!("/start guess-{i}"));
+        until("the guess is answered", || replies(&fake, 9).len() == i as usize).await;
+    }
+    assert!(replies(&fake, 9).iter().all(|r| r == WRONG_CODE), "{:?}", replies(&fake, 9));
+    // Locked out now: even the right code is refused, and said so.
+    fake.say(9, &format!("/start {CODE}"));
+    until("the locked-out chat is answered", || replies(&fake, 9).len() == MAX_WRONG_CODES as usize + 1).await;
+    assert_eq!(replies(&fake, 9).last().unwrap(), LOCKED_OUT);
+    assert!(chats(&dcs).await.is_empty(), "a locked-out chat is not subscribed");
+
+    // Another chat is not affected, and `/join <code>` (as older docs wrote it) works like /start.
+    fake.say(10, &format!("/join {CODE}"));
+    until("/join is answered", || replies(&fake, 10).len() == 1).await;
+    assert!(replies(&fake, 10)[0].starts_with("Subscribed"), "{:?}", replies(&fake, 10));
+    assert_eq!(chats(&dcs).await, vec!["chats/10"]);
+    polling.abort();
+}
+
+#[tokio::test]
 async fn t20_every_event_kind_reaches_every_chat_once() {
     let fake = Fake::start().await;
     let dcs = Arc::new(MemoryDcs::new("c"));
@@ -624,6 +650,10 @@ fn t90_bad_settings_are_reported_with_their_key_paths() {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
     assert!(!text.contains("not-a-token-secret"), "{text}");
+
+    let err = try_notifier(&format!("token: {TOKEN}\njoin-code: short\n"), &dcs).unwrap_err().to_string();
+    assert!(err.contains("notifiers[1].join-code: must be at least 8 characters"), "{err}");
+    assert!(!err.contains("short\n") && !err.contains("'short'"), "the code is not echoed: {err}");
 
     let bot = try_notifier(&format!("token: {TOKEN}\njoin-code: {CODE}\n"), &dcs).unwrap();
     let shown = format!("{bot:?}");

@@ -20,7 +20,7 @@ pub fn env(name: &str) -> Option<String> {
         "ETCD_PASSWORD" => "etcd-password-for-tests",
         "SMTP_PASSWORD" => "smtp-password-for-tests",
         "TG_TOKEN" => "123456:tg-token-for-tests",
-        "TG_JOIN_CODE" => "join-me",
+        "TG_JOIN_CODE" => "join-me-please",
         "CF_TOKEN" => "cf-token-for-tests",
         "GRAFANA_TOKEN" => "grafana-token-for-tests",
         "ALICE_TOKEN" => "alice-token-for-tests",

@@ -10,6 +10,7 @@
 //! | `smtp.port` | SMTP port | 465 for `ssl`, 587 for `starttls`, else 25 |
 //! | `smtp.security` | `ssl` (implicit TLS), `starttls` (required, never downgraded) or `none` | `none` |
 //! | `smtp.username`, `smtp.password` | credentials (AUTH PLAIN/LOGIN); go together | none |
+//! | `smtp.allow-plaintext-auth` | with `security: none`, send the credentials in clear anyway (logged as a warning) | `false` |
 //! | `smtp.ca-file` | PEM file of a CA to trust besides the public roots (a private or self-signed server) | none |
 //! | `smtp.accept-invalid-certs` | `true` skips certificate verification entirely; only for test servers | `false` |
 //! | `smtp.timeout` | seconds one delivery may take | 30 |
@@ -135,12 +136,31 @@ impl EmailNotifier {
                 }
             });
             let accept_invalid = s.boolean("accept-invalid-certs", false);
+            let allow_plaintext_auth = s.boolean("allow-plaintext-auth", false);
             if security == Security::None {
                 for key in ["ca-file", "accept-invalid-certs"] {
                     if s.has(key) {
                         s.problem(s.key(key), "only applies with smtp.security ssl or starttls");
                     }
                 }
+                if username.is_some() && password.is_some() {
+                    if !allow_plaintext_auth {
+                        s.problem(
+                            s.key("security"),
+                            "none would send smtp.username and smtp.password in clear: use ssl or starttls, or set \
+                             allow-plaintext-auth: true for a relay on a trusted network",
+                        );
+                    } else if let Some(server) = &server {
+                        tracing::warn!(
+                            notifier = %section.path,
+                            server = %server,
+                            port,
+                            "smtp credentials are sent in clear (smtp.security none, allow-plaintext-auth: true)"
+                        );
+                    }
+                }
+            } else if allow_plaintext_auth {
+                s.problem(s.key("allow-plaintext-auth"), "only applies with smtp.security none");
             }
             s.finish();
             if let Some(server) = server {

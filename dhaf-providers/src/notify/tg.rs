@@ -5,7 +5,7 @@
 //! | key | meaning | default |
 //! |---|---|---|
 //! | `token` | the bot's API token from @BotFather | required |
-//! | `join-code` | the code a chat sends (`/start <join-code>`) to subscribe | required |
+//! | `join-code` | the code a chat sends (`/start <join-code>`) to subscribe; at least 8 characters | required |
 //! | `api-url` | the Bot API's base URL | `https://api.telegram.org` |
 //! | `poll-timeout` | seconds one `getUpdates` long poll waits for updates (1–50) | 25 |
 //!
@@ -14,8 +14,10 @@
 //! - Only the leader polls ([`Notifier::lead`]): Telegram lets one `getUpdates` poller run per
 //!   bot and answers a second one with 409 Conflict, which is backed off and retried, so a new
 //!   leader takes over as soon as the old poller is gone.
-//! - `/start <join-code>` subscribes the chat; `/stop` unsubscribes it. A wrong code, a bare
-//!   `/start` or a stray message in a private chat gets a short answer saying what to send.
+//! - `/start <join-code>` (or `/join <join-code>`) subscribes the chat; `/stop` unsubscribes it. A
+//!   wrong code, a bare `/start` or a stray message in a private chat gets a short answer saying
+//!   what to send. After [`MAX_WRONG_CODES`] wrong codes a chat is locked out for [`LOCKOUT`] (even
+//!   the right code is refused then), so the code cannot be guessed by trying.
 //! - Subscribers live in the DCS (the notifier's [`ProviderStore`], keys `chats/<id>`), together
 //!   with the next update offset (`offset`), so every node can send and the next leader neither
 //!   loses subscribers nor answers the same update twice.
@@ -25,7 +27,7 @@
 //! - Messages are MarkdownV2, every user-provided text passed through [`escape_markdown_v2`]. A
 //!   notification that fails for some chats is retried only for those, so nobody gets it twice.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,6 +52,15 @@ const MAX_REASON_CHARS: usize = 300;
 
 /// The answer to a `/start` with the wrong join code.
 pub const WRONG_CODE: &str = "Wrong join code.";
+/// The answer to a chat locked out after too many wrong join codes.
+pub const LOCKED_OUT: &str = "Too many wrong join codes from this chat; try again in an hour.";
+/// Wrong join codes a chat may send before it is locked out.
+pub const MAX_WRONG_CODES: u32 = 5;
+/// How long a chat that sent [`MAX_WRONG_CODES`] wrong codes is locked out.
+pub const LOCKOUT: Duration = Duration::from_secs(3600);
+/// The fewest characters a join code may have.
+const MIN_JOIN_CODE: usize = 8;
+
 /// The answer to a bare `/start`, an unknown command, or a stray message in a private chat.
 pub const HELP: &str = "Send /start <join-code> to subscribe to dhaf notifications, /stop to unsubscribe.";
 
@@ -114,6 +125,8 @@ pub struct TelegramNotifier {
     // The notification being delivered and the chats that already have it, so a retry after a
     // partial failure reaches only the chats that missed it.
     delivered: Mutex<Option<(Notification, BTreeSet<i64>)>>,
+    // Wrong join codes per chat (on the leader, which alone polls): count and when the last came.
+    wrong_codes: Mutex<HashMap<i64, (u32, tokio::time::Instant)>>,
 }
 
 impl fmt::Debug for TelegramNotifier {
@@ -247,6 +260,9 @@ impl TelegramNotifier {
         let join_code = f.required_string("join-code");
         if matches!(&join_code, Some(c) if c.trim().is_empty() || c.chars().any(char::is_whitespace)) {
             f.problem(f.key("join-code"), "must be a non-empty word without spaces");
+        } else if matches!(&join_code, Some(c) if c.chars().count() < MIN_JOIN_CODE) {
+            // The code is a secret: say how long it must be, never what it is.
+            f.problem(f.key("join-code"), format!("must be at least {MIN_JOIN_CODE} characters, so that it cannot be guessed"));
         }
         let api = f.string("api-url").unwrap_or_else(|| "https://api.telegram.org".into());
         if !(api.starts_with("http://") || api.starts_with("https://")) {
@@ -270,6 +286,7 @@ impl TelegramNotifier {
                 http,
                 known_chats: Mutex::new(None),
                 delivered: Mutex::new(None),
+                wrong_codes: Mutex::new(HashMap::new()),
             })),
             (Err(e), ..) => Err(e),
             // Every missing piece above recorded a problem; this arm only keeps the match total.
@@ -439,8 +456,13 @@ impl TelegramNotifier {
         let Some(text) = msg.text.as_deref() else { return };
         let private = msg.chat.kind == "private";
         let answer = match command(text) {
-            Some(("start", "")) => HELP.to_string(),
-            Some(("start", code)) if constant_time_eq(code.as_bytes(), self.join_code.as_bytes()) => {
+            Some(("start" | "join", "")) => HELP.to_string(),
+            Some(("start" | "join", _)) if self.locked_out(msg.chat.id) => {
+                tracing::info!(chat = msg.chat.id, "telegram join attempt from a locked-out chat");
+                LOCKED_OUT.to_string()
+            }
+            Some(("start" | "join", code)) if constant_time_eq(code.as_bytes(), self.join_code.as_bytes()) => {
+                self.wrong_codes.lock().unwrap_or_else(|p| p.into_inner()).remove(&msg.chat.id);
                 match self.subscribe(&msg.chat).await {
                     Ok(true) => format!("Subscribed: this chat now gets the notifications of dhaf cluster {}.", self.cluster),
                     Ok(false) => format!("This chat is already subscribed to the notifications of dhaf cluster {}.", self.cluster),
@@ -450,8 +472,9 @@ impl TelegramNotifier {
                     }
                 }
             }
-            Some(("start", _)) => {
-                tracing::info!(chat = msg.chat.id, "telegram /start with a wrong join code");
+            Some(("start" | "join", _)) => {
+                let tries = self.wrong_code(msg.chat.id);
+                tracing::warn!(chat = msg.chat.id, tries, "telegram join attempt with a wrong join code");
                 WRONG_CODE.to_string()
             }
             Some(("stop", _)) => match self.unsubscribe(msg.chat.id, "/stop").await {
@@ -468,6 +491,31 @@ impl TelegramNotifier {
             None => return,
         };
         self.reply(msg.chat.id, &answer).await;
+    }
+
+    /// Whether `chat` sent [`MAX_WRONG_CODES`] wrong codes, the last less than [`LOCKOUT`] ago.
+    fn locked_out(&self, chat: i64) -> bool {
+        let mut wrong = self.wrong_codes.lock().unwrap_or_else(|p| p.into_inner());
+        match wrong.get(&chat) {
+            Some(&(_, last)) if last.elapsed() >= LOCKOUT => {
+                wrong.remove(&chat);
+                false
+            }
+            Some(&(n, _)) => n >= MAX_WRONG_CODES,
+            None => false,
+        }
+    }
+
+    /// Count a wrong code from `chat`; returns how many it sent in a row.
+    fn wrong_code(&self, chat: i64) -> u32 {
+        let mut wrong = self.wrong_codes.lock().unwrap_or_else(|p| p.into_inner());
+        if wrong.len() >= 10_000 {
+            // Many chats guessing: forget those whose lockout is over, so the map stays bounded.
+            wrong.retain(|_, (_, last)| last.elapsed() < LOCKOUT);
+        }
+        let entry = wrong.entry(chat).or_insert((0, tokio::time::Instant::now()));
+        *entry = (entry.0 + 1, tokio::time::Instant::now());
+        entry.0
     }
 
     async fn load_offset(&self) -> i64 {
