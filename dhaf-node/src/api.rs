@@ -318,9 +318,14 @@ where
 }
 
 /// Parse a JSON body strictly: malformed JSON, unknown fields and missing fields are refused.
+/// Every request body is a JSON object (serde alone would also read a struct from an array).
 fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("invalid JSON body: it must be a JSON object"));
+    }
+    T::deserialize(value).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Every endpoint: method and path (axum's `{param}` syntax, as in the OpenAPI document).

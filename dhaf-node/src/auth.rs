@@ -163,10 +163,11 @@ impl Guard {
         if self.tokens.is_empty() {
             return Err(Refusal::NotConfigured);
         }
+        // No token is no guess: it is answered 401 even from a blocked address, which tells nothing.
+        let Some(given) = authorization.and_then(bearer) else { return Err(Refusal::Missing) };
         if let Some(wait) = client.and_then(|ip| self.blocked_for(ip)) {
             return Err(Refusal::TooManyFailures(wait));
         }
-        let Some(given) = authorization.and_then(bearer) else { return Err(Refusal::Missing) };
         let d = digest(given);
         let mut found = None;
         for t in &self.tokens {
@@ -333,5 +334,6 @@ mod tests {
         // Blocked even with the right token now; another address is not.
         assert!(matches!(g.check(Access::Role(Role::Read), Some(b"Bearer read-secret"), Some(bad)), Err(Refusal::TooManyFailures(_))));
         assert!(g.check(Access::Role(Role::Read), Some(b"Bearer read-secret"), Some(good)).is_ok());
+        assert_eq!(g.check(Access::Role(Role::Read), None, Some(bad)), Err(Refusal::Missing), "no token is no guess");
     }
 }

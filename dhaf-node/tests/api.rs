@@ -329,11 +329,16 @@ async fn t40_bad_bodies_are_rejected() {
         ("{}".to_string(), "a missing field"),
         ("{\"entry_point\": 2}".to_string(), "a wrong type"),
         (String::new(), "an empty body"),
+        // serde reads a struct from a sequence too; the API's bodies are objects.
+        ("[\"ep2\"]".to_string(), "an array instead of an object"),
     ] {
         let (s, text) = send(body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{what}: {text}");
         assert_error(&(s, serde_json::from_str(&text).unwrap()), 400, "bad_request");
     }
+    let (s, text) = r.send(Method::POST, "/api/v1/reload", Some(TOKEN), Some("[]".into())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "an array as the reload body: {text}");
+    assert!(text.contains("must be a JSON object"), "{text}");
     let (s, text) = send(format!("{{\"entry_point\": \"{}\"}}", "x".repeat(17 * 1024))).await;
     assert_error(&(s, serde_json::from_str(&text).unwrap()), 413, "payload_too_large");
     tokio::time::sleep(Duration::from_millis(1500)).await;

