@@ -35,11 +35,22 @@ impl std::io::Write for Logs {
     }
 }
 
+/// The process's log lines, shared by every test of this binary (one global subscriber).
 fn capture_logs() -> Logs {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let _ = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).with_max_level(tracing::Level::DEBUG).try_init();
-    logs
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).with_max_level(tracing::Level::DEBUG).init();
+        logs
+    })
+    .clone()
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -270,4 +281,22 @@ async fn t40_bodies_are_refused_on_their_headers_and_names_are_not_echoed() {
     let (status, text, _) = site.send(Method::GET, &format!("/api/v1/services/{long}"), Some(READ)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.len() < 1000, "the name was echoed: {} bytes", text.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_listening_beyond_loopback_without_tls_is_warned_at_start() {
+    let logs = capture_logs();
+    let warning = "listening beyond loopback without TLS";
+    let mut bound = Vec::new();
+    for host in ["127.0.0.1", "0.0.0.0"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = support::tcp_site(dir.path(), "warn", 9, "");
+        support::set_web_api(&config, &format!("    host: {host}\n    port: 0"));
+        let (addr, _handle, stop) = support::start_node(&config, ApiLimits::default()).await;
+        bound.push((addr, stop, dir));
+    }
+    let lines = logs.text();
+    let warned = |addr: std::net::SocketAddr| lines.lines().any(|l| l.contains(warning) && l.contains(&addr.to_string()));
+    assert!(!warned(bound[0].0), "a loopback API is not warned about:\n{lines}");
+    assert!(warned(bound[1].0), "an API on 0.0.0.0 without TLS is warned about at start:\n{lines}");
 }
