@@ -74,6 +74,8 @@ pub struct SwitchCall {
     pub token: FencingToken,
     /// When, on tokio's clock.
     pub at: tokio::time::Instant,
+    /// Whether the caller got the answer ([`FakeProvider::lose_next_answers`] loses it).
+    pub answered: bool,
 }
 
 #[derive(Default)]
@@ -81,6 +83,7 @@ struct FakeState {
     current: Option<String>,
     calls: Vec<SwitchCall>,
     failures_left: u32,
+    answers_to_lose: u32,
     delay: Duration,
     read_delay: Duration,
 }
@@ -124,6 +127,12 @@ impl FakeProvider {
         self.state.lock().unwrap().failures_left = n;
     }
 
+    /// The next `n` switches are carried out but their answer is lost: the caller gets an error
+    /// (a connection reset after the request went out), while the provider points at the target.
+    pub fn lose_next_answers(&self, n: u32) {
+        self.state.lock().unwrap().answers_to_lose = n;
+    }
+
     /// Every switch takes `delay`.
     pub fn set_delay(&self, delay: Duration) {
         self.state.lock().unwrap().delay = delay;
@@ -162,15 +171,27 @@ impl Switcher for RecordingSwitcher {
             return Err(ProviderError::transient("HTTP 502 from the fake provider"));
         }
         s.current = Some(to.name.clone());
-        s.calls.push(SwitchCall { node: self.node.clone(), to: to.name.clone(), token, at: tokio::time::Instant::now() });
+        let lost = s.answers_to_lose > 0;
+        s.calls.push(SwitchCall { node: self.node.clone(), to: to.name.clone(), token, at: tokio::time::Instant::now(), answered: !lost });
+        if lost {
+            s.answers_to_lose -= 1;
+            return Err(ProviderError::transient("connection reset by peer after the request was sent"));
+        }
         Ok(())
     }
 }
 
-/// A notifier that keeps every notification.
-#[derive(Clone, Default)]
+/// A notifier that keeps every notification, and can be made to hang.
+#[derive(Clone)]
 pub struct RecordingNotifier {
     got: Arc<Mutex<Vec<Notification>>>,
+    hanging: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for RecordingNotifier {
+    fn default() -> Self {
+        RecordingNotifier { got: Arc::default(), hanging: Arc::new(tokio::sync::watch::Sender::new(false)) }
+    }
 }
 
 impl RecordingNotifier {
@@ -188,11 +209,23 @@ impl RecordingNotifier {
     pub fn notifications(&self) -> Vec<Notification> {
         self.got.lock().unwrap().clone()
     }
+
+    /// While `on`, every `notify` waits without answering (a mail server that accepts the
+    /// connection and says nothing); what was sent arrives once it stops, if the caller waited.
+    pub fn set_hanging(&self, on: bool) {
+        self.hanging.send_replace(on);
+    }
 }
 
 #[async_trait]
 impl Notifier for RecordingNotifier {
     async fn notify(&self, n: &Notification) -> Result<(), ProviderError> {
+        let mut hanging = self.hanging.subscribe();
+        while *hanging.borrow_and_update() {
+            if hanging.changed().await.is_err() {
+                break;
+            }
+        }
         self.got.lock().unwrap().push(n.clone());
         Ok(())
     }

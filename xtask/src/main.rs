@@ -8,6 +8,8 @@
 //!   Schemathesis (PyPI `schemathesis`), Cloudflare's contract validator Prism (npm `@stoplight/prism-cli`), and, as
 //!   root from Debian's packages when missing, `iproute2`, `iptables` and Knot DNS (`knot`,
 //!   `knot-dnsutils`) for the `rfc2136` switcher's tests.
+//! - `cargo xtask sim --seeds N [--first F]` — the deterministic simulation over many seeds,
+//!   optimised (`--seed S` replays one).
 //! - `cargo xtask deb`   — the Debian package `dhaf` (release build) under `target/debian/`, with
 //!   `cargo-deb` fetched into `target/tools/`. The test command builds it too (from the dev build)
 //!   and a test installs it, starts the node it ships and purges it again.
@@ -37,6 +39,22 @@ fn main() {
             // Doc tests are not part of --all-targets.
             run(cargo().args(["test", "--workspace", "--doc"]).envs(env));
         }
+        "sim" => {
+            // `--seeds N` and `--first F` (default 0): the simulation over seeds F..F+N, optimised.
+            let mut env = base_env();
+            let mut it = rest.iter();
+            while let Some(flag) = it.next() {
+                let var = match flag.as_str() {
+                    "--seeds" => "DHAF_SIM_SEEDS",
+                    "--first" => "DHAF_SIM_FIRST",
+                    "--seed" => "DHAF_SIM_SEED",
+                    other => fail(&format!("sim: unknown flag {other} (--seeds N, --first F, --seed S)")),
+                };
+                let value = it.next().unwrap_or_else(|| fail(&format!("sim: {flag} needs a number")));
+                env.push((var.into(), value.clone()));
+            }
+            run(cargo().args(["test", "--release", "-q", "-p", "dhaf-core", "--test", "t30_simulation", "--", "--nocapture"]).envs(env));
+        }
         "deb" => {
             let deb = package(&root, "release", &base_env());
             println!("{}", deb.display());
@@ -48,7 +66,7 @@ fn main() {
         }
         "protoc" => println!("{}", protoc().display()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|deb|tools|protoc> [args]");
+            eprintln!("usage: cargo xtask <demo|test|sim|deb|tools|protoc> [args]");
             exit(if task == "help" { 0 } else { 2 });
         }
     }

@@ -144,6 +144,24 @@ struct Slot {
     shown_live: Option<String>,
     /// The nodes last told to define the service differently.
     disagreeing: BTreeSet<String>,
+    /// Whether the term looked for a switch an earlier leader made but did not live to tell.
+    untold_checked: bool,
+    /// A switch made and not yet told (its history entry could not be written yet).
+    untold: Option<Untold>,
+}
+
+/// A switch carried out and not yet told.
+#[derive(Clone)]
+struct Untold {
+    from: Option<String>,
+    record: SwitchRecord,
+    /// Failed attempts before it went through: told as recovered too.
+    recovered_after: u32,
+}
+
+/// Whether two records are the same switch (the wall-clock time aside).
+fn same_switch(a: &SwitchRecord, b: &SwitchRecord) -> bool {
+    a.token == b.token && a.entry_point == b.entry_point && a.kind == b.kind
 }
 
 /// A switch under way: what it is, kept beside its task so that a switcher that panics is
@@ -511,6 +529,13 @@ impl Leading {
         let mut wake: Option<Instant> = None;
         let mut switches = Vec::new();
         for (i, svc) in config.services.iter().enumerate() {
+            if self.slots[i].read_once && !self.slots[i].untold_checked {
+                self.slots[i].untold_checked = true;
+                self.tell_untold_switch(i, snapshot).await;
+            }
+            if self.slots[i].untold.is_some() {
+                self.tell_switch(i).await;
+            }
             let agreement = Agreement::of(snapshot, &svc.name, &inner.definitions[&svc.name], &config.dhaf.node_name);
             let mut view = service_view(snapshot, svc, &agreement);
             let slot = &mut self.slots[i];
@@ -628,17 +653,63 @@ impl Leading {
         self.slots[i].live = Some(record.entry_point.clone());
         inner.local.lock().unwrap().metrics.switches += 1;
         let from = if record.kind == SwitchKind::Repair { None } else { from };
-        let event = Event::Switched { service: svc.name.clone(), from, to: record.entry_point.clone(), kind: record.kind };
-        tracing::info!(summary = %event.summary(), attempts = attempts + 1, "switched");
-        inner.notifications.send(&inner.config, event);
+        tracing::info!(service = %svc.name, to = %record.entry_point, kind = ?record.kind, attempts = attempts + 1, "switched");
         if attempts > 0 {
-            inner
-                .notifications
-                .send(&inner.config, Event::SwitchRecovered { service: svc.name.clone(), to: record.entry_point.clone(), attempts });
             let _ = inner.dcs_call(inner.dcs.kv_delete(SWITCHING_NS, &svc.name)).await;
         }
         self.keep_live(i).await;
-        self.append_history(&svc.name, record).await;
+        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: attempts });
+        self.tell_switch(i).await;
+    }
+
+    /// Tell the switch service `i` made once it is in the history: the history is what the next
+    /// leader reads to know it was told, so a leader that dies (or loses the DCS) between the
+    /// switch and the telling leaves it to its successor instead of losing it, and one that told
+    /// it never leaves it to be told again. Until the history takes it, each round tries again.
+    async fn tell_switch(&mut self, i: usize) {
+        let Some(untold) = self.slots[i].untold.clone() else { return };
+        let inner = self.inner.clone();
+        let svc = &inner.config.services[i];
+        if !self.append_history(&svc.name, &untold.record).await {
+            return;
+        }
+        self.slots[i].untold = None;
+        let to = untold.record.entry_point.clone();
+        inner.notifications.send(
+            &inner.config,
+            Event::Switched { service: svc.name.clone(), from: untold.from, to: to.clone(), kind: untold.record.kind },
+        );
+        if untold.recovered_after > 0 {
+            inner
+                .notifications
+                .send(&inner.config, Event::SwitchRecovered { service: svc.name.clone(), to, attempts: untold.recovered_after });
+        }
+    }
+
+    /// An earlier leader that recorded a switch, carried it out (the provider points there) and
+    /// died before its history took it, never told it: tell it now, as the switch it was.
+    /// Adopted records (`Initial`, no call made) are not switches to tell.
+    async fn tell_untold_switch(&mut self, i: usize, snapshot: &Snapshot) {
+        let inner = self.inner.clone();
+        let svc = &inner.config.services[i];
+        let Some(record) = snapshot.records.get(&svc.name) else { return };
+        if record.token == self.token || record.kind == SwitchKind::Initial || self.slots[i].live.as_deref() != Some(&record.entry_point) {
+            return;
+        }
+        let history: Vec<SwitchRecord> = match inner.dcs_call(inner.dcs.kv_get(HISTORY_NS, &svc.name)).await {
+            Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
+            Err(_) => return,
+        };
+        // Told already, or no change to tell: the last switch told went to the same place (a
+        // record rewritten without a provider call, as a switch away from a target that never
+        // took effect).
+        if history.last().is_some_and(|h| same_switch(h, record) || h.entry_point == record.entry_point) {
+            return;
+        }
+        let from = if record.kind == SwitchKind::Repair { None } else { history.last().map(|h| h.entry_point.clone()) };
+        tracing::warn!(service = %svc.name, to = %record.entry_point, by = %record.node, "telling a switch the previous leader made but did not tell");
+        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: 0 });
+        self.tell_switch(i).await;
     }
 
     /// A failed switch: back off, keep its progress in the DCS for status, tell people at the
@@ -680,16 +751,21 @@ impl Leading {
         }
     }
 
-    async fn append_history(&self, service: &str, record: &SwitchRecord) {
+    /// Append `record` to the service's history, unless it is its last entry already (a write
+    /// whose answer was lost, tried again); whether the history holds it now.
+    async fn append_history(&self, service: &str, record: &SwitchRecord) -> bool {
         let dcs = &self.inner.dcs;
         let mut list: Vec<SwitchRecord> = match self.inner.dcs_call(dcs.kv_get(HISTORY_NS, service)).await {
             Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
-            Err(_) => return,
+            Err(_) => return false,
         };
+        if list.last().is_some_and(|h| same_switch(h, record)) {
+            return true;
+        }
         list.push(record.clone());
         let excess = list.len().saturating_sub(HISTORY_LEN);
         list.drain(..excess);
-        let _ = self.inner.dcs_call(dcs.kv_put(HISTORY_NS, service, &serde_json::to_string(&list).expect("plain data"))).await;
+        self.inner.dcs_call(dcs.kv_put(HISTORY_NS, service, &serde_json::to_string(&list).expect("plain data"))).await.is_ok()
     }
 }
 
