@@ -19,6 +19,8 @@
 pub mod api;
 pub mod auth;
 pub mod diff;
+pub mod logging;
+pub mod metrics;
 pub mod reload;
 pub mod tls;
 

@@ -89,7 +89,6 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                     fresh
                 };
                 if fresh {
-                    tracing::info!(%token, "elected leader");
                     inner.notifications.send(&inner.config, engine::leader_elected(&node, token));
                 }
                 lead(inner.clone(), token).await;
@@ -152,6 +151,8 @@ struct Switching {
     service: usize,
     from: Option<String>,
     record: SwitchRecord,
+    /// When it was decided, for the switch-duration metric.
+    decided: Instant,
 }
 
 /// A read-back under way: its service, and the slot's epoch when it began.
@@ -383,27 +384,18 @@ pub(crate) fn stand_aside(snapshot: &Snapshot, own: &BTreeMap<String, ServiceDef
     fitter.then_some(service)
 }
 
-/// Tell operators once when the set of nodes that define `svc` differently changes: an ERROR
-/// line and a notification, and once more when all agree again.
+/// Tell operators once when the set of nodes that define `svc` differently changes (a
+/// notification, logged with what differs), and once more when all agree again.
 fn tell_agreement(inner: &Inner, svc: &ServiceConfig, slot: &mut Slot, agreement: &Agreement, held: bool) {
     let nodes: BTreeSet<String> = agreement.differing.keys().cloned().collect();
     if nodes == slot.disagreeing {
         return;
     }
     let event = if nodes.is_empty() {
-        tracing::info!(service = %svc.name, "every node defines the service alike again");
         Event::DefinitionsAgree { service: svc.name.clone() }
     } else {
         let differences: Vec<String> =
             agreement.differing.iter().flat_map(|(node, diff)| diff.iter().map(move |d| format!("{node}: {d}"))).collect();
-        let list: Vec<&str> = nodes.iter().map(String::as_str).collect();
-        tracing::error!(
-            service = %svc.name,
-            nodes = %list.join(", "),
-            held,
-            differences = %differences.join("; "),
-            "nodes define the service differently from this node; fix their config files (`dhaf-node --check --diff` shows what a reload would change)"
-        );
         Event::DefinitionsDisagree { service: svc.name.clone(), nodes: nodes.iter().cloned().collect(), differences, held }
     };
     inner.notifications.send(&inner.config, event);
@@ -570,7 +562,7 @@ impl Leading {
                     carry_out(&inner, i, &record, &eligible).await
                 }
             });
-            self.switching.insert(task.id(), Switching { service: i, from, record });
+            self.switching.insert(task.id(), Switching { service: i, from, record, decided: Instant::now() });
             self.slots[i].epoch += 1;
         }
         Ok(wake)
@@ -596,10 +588,14 @@ impl Leading {
             Ok((id, outcome)) => (id, outcome),
             Err(e) => (e.id(), Outcome::Failed(format!("the switcher panicked: {e}"))),
         };
-        let Some(Switching { service: i, from, record }) = self.switching.remove(&id) else { return Ok(()) };
+        let Some(Switching { service: i, from, record, decided }) = self.switching.remove(&id) else { return Ok(()) };
         self.slots[i].epoch += 1;
         match outcome {
-            Outcome::Done => self.switched(i, from, &record).await,
+            Outcome::Done => {
+                let took = decided.elapsed();
+                self.inner.local.lock().unwrap().metrics.service(&self.inner.config.services[i].name).switch_duration.observe(took);
+                self.switched(i, from, &record).await
+            }
             // The next round's decision waits out the backoff.
             Outcome::Failed(reason) => self.failed(i, &record, reason).await,
             Outcome::NotStarted(why) => {
@@ -626,10 +622,13 @@ impl Leading {
         let svc = &inner.config.services[i];
         let attempts = self.slots[i].state.switch_succeeded();
         self.slots[i].live = Some(record.entry_point.clone());
-        inner.local.lock().unwrap().metrics.switches += 1;
+        {
+            let mut l = inner.local.lock().unwrap();
+            l.metrics.switches += 1;
+            *l.metrics.service(&svc.name).switches.entry(record.kind).or_default() += 1;
+        }
         let from = if record.kind == SwitchKind::Repair { None } else { from };
         let event = Event::Switched { service: svc.name.clone(), from, to: record.entry_point.clone(), kind: record.kind };
-        tracing::info!(summary = %event.summary(), attempts = attempts + 1, "switched");
         inner.notifications.send(&inner.config, event);
         if attempts > 0 {
             inner
@@ -647,9 +646,15 @@ impl Leading {
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
         let retry = self.slots[i].state.switch_failed(Instant::now().into_std(), reason.clone());
-        inner.local.lock().unwrap().metrics.switch_failures += 1;
-        tracing::error!(service = %svc.name, to = %record.entry_point, %reason, attempts = retry.attempts, retry_in = ?retry.backoff, "switch failed");
-        if retry.tell {
+        {
+            let mut l = inner.local.lock().unwrap();
+            l.metrics.switch_failures += 1;
+            *l.metrics.service(&svc.name).switch_failures.entry(record.kind).or_default() += 1;
+        }
+        if !retry.tell {
+            // The attempts between those told: logged here, as no event tells them.
+            tracing::error!(service = %svc.name, to = %record.entry_point, %reason, attempts = retry.attempts, retry_in = ?retry.backoff, "switch failed again");
+        } else {
             let (service, to) = (svc.name.clone(), record.entry_point.clone());
             let event = if retry.attempts == 1 {
                 Event::SwitchFailed { service, to, reason: reason.clone() }
