@@ -79,14 +79,19 @@ fn base_env() -> Vec<(String, String)> {
 /// knot-dnsutils). As root, install them from the distribution's packages; otherwise say what is
 /// missing (the fault-injection suite needs root anyway).
 fn system_tools() {
-    let mut missing: Vec<&str> =
-        [("ip", "iproute2"), ("iptables", "iptables"), ("knotd", "knot"), ("kdig", "knot-dnsutils"), ("knsupdate", "knot-dnsutils")]
-            .into_iter()
-            .filter(|(bin, _)| {
-                which(&[bin]).is_none() && !Path::new("/usr/sbin").join(bin).is_file() && !Path::new("/sbin").join(bin).is_file()
-            })
-            .map(|(_, pkg)| pkg)
-            .collect();
+    let mut missing: Vec<&str> = [
+        ("ip", "iproute2"),
+        ("iptables", "iptables"),
+        ("knotd", "knot"),
+        ("kdig", "knot-dnsutils"),
+        ("knsupdate", "knot-dnsutils"),
+        // `check metrics`, `check rules`, `test rules` of the monitoring tests.
+        ("promtool", "prometheus"),
+    ]
+    .into_iter()
+    .filter(|(bin, _)| which(&[bin]).is_none() && !Path::new("/usr/sbin").join(bin).is_file() && !Path::new("/sbin").join(bin).is_file())
+    .map(|(_, pkg)| pkg)
+    .collect();
     missing.dedup();
     if missing.is_empty() {
         return;
@@ -95,7 +100,7 @@ fn system_tools() {
         eprintln!("xtask: the tests need {} (the fault-injection suite also root); install them to run those tests", missing.join(", "));
         return;
     }
-    eprintln!("xtask: installing {} for the fault-injection and DNS tests", missing.join(", "));
+    eprintln!("xtask: installing {} for the fault-injection, DNS and monitoring tests", missing.join(", "));
     let apt =
         |args: &[&str]| Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
     // The package lists of a fresh machine may be empty or stale: update once, then install.
