@@ -533,8 +533,7 @@ impl Leading {
                             Err(e) => tracing::warn!(%service, error = %e, "cannot record the adopted entry point"),
                         }
                     }
-                    Action::PurgeSwitchover { service, entry_point, why } => {
-                        tracing::info!(%service, %entry_point, why, "purging switchover");
+                    Action::PurgeSwitchover { service, entry_point, .. } => {
                         // Only the request this decision was about: a newer one stays.
                         let revision =
                             snapshot.switchovers.get(&service).filter(|r| r.entry_point == entry_point).map_or(0, |r| r.revision);
@@ -756,7 +755,8 @@ async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord, eligible: &El
     if !inner.may_lead(record.token, Instant::now()) {
         return Outcome::Failed("the lease deadline passed before the provider call could start".to_string());
     }
-    tracing::info!(service = %svc.name, to = %ep.name, kind = %record.kind, token = %record.token, "switching");
+    // The outcome is the event (`Switched`, `SwitchFailed`); this line only marks the call's start.
+    tracing::debug!(service = %svc.name, to = %ep.name, kind = %record.kind, token = %record.token, "calling the switcher");
     let switcher = inner.providers.services[i].switcher.clone();
     tokio::select! {
         // Polled first: a deadline already past wins over starting the call.
