@@ -189,3 +189,36 @@ async fn deliver(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn levels_say_what_an_event_needs() {
+        let s = || "main".to_string();
+        let ep = || "a".to_string();
+        let switched = |kind| Event::Switched { service: s(), from: Some(ep()), to: "b".into(), kind };
+        let table = [
+            (Event::ServiceWentDown { service: s() }, Level::ERROR),
+            (Event::SwitchFailed { service: s(), to: ep(), reason: "503".into() }, Level::ERROR),
+            (Event::SwitchStillFailing { service: s(), to: ep(), attempts: 5, reason: "503".into() }, Level::ERROR),
+            (Event::DcsUnavailable { node: "n1".into(), reason: "timeout".into() }, Level::ERROR),
+            (Event::DefinitionsDisagree { service: s(), nodes: vec![], differences: vec![], held: true }, Level::ERROR),
+            (Event::DefinitionsDisagree { service: s(), nodes: vec![], differences: vec![], held: false }, Level::WARN),
+            (Event::EntryPointWentDown { service: s(), entry_point: ep(), reasons: vec![] }, Level::WARN),
+            (switched(SwitchKind::Failover), Level::WARN),
+            (switched(SwitchKind::Failback), Level::WARN),
+            (Event::NodeWentDown { node: "n2".into() }, Level::WARN),
+            (switched(SwitchKind::Switchover), Level::INFO),
+            (switched(SwitchKind::Initial), Level::INFO),
+            (Event::EntryPointCameUp { service: s(), entry_point: ep() }, Level::INFO),
+            (Event::DcsRecovered { node: "n1".into() }, Level::INFO),
+        ];
+        for (event, want) in table {
+            assert_eq!(level(&event), want, "{event:?}");
+        }
+    }
+}
