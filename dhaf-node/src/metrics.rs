@@ -50,7 +50,7 @@ pub async fn render(h: &NodeHandle, reloader: Option<&Reloader>) -> String {
     let mut switch_duration = Vec::new();
     for (service, s) in &m.services {
         for kind in SwitchKind::ALL {
-            let l = vec![("service", service.clone()), ("kind", kind.to_string())];
+            let l = vec![("service", service.clone()), ("kind", kind_label(kind))];
             switches.push((l.clone(), s.switches.get(&kind).copied().unwrap_or(0)));
             switch_failures.push((l, s.switch_failures.get(&kind).copied().unwrap_or(0)));
         }
@@ -160,6 +160,11 @@ pub async fn render(h: &NodeHandle, reloader: Option<&Reloader>) -> String {
     out.finish()
 }
 
+/// A switch kind as the API and the logs name it (`failback`, not the prose `switching back`).
+fn kind_label(kind: SwitchKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| kind.to_string())
+}
+
 /// A registry filled from snapshots; counters are set by counting up to the snapshot's value.
 #[derive(Default)]
 struct Exposition {
@@ -234,5 +239,16 @@ impl Collector for Histograms {
             family.encode_family(labels)?.encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_kinds_are_labelled_by_their_api_names() {
+        let labels: Vec<String> = SwitchKind::ALL.into_iter().map(kind_label).collect();
+        assert_eq!(labels, ["initial", "failover", "switchover", "failback", "maintenance", "repair"]);
     }
 }
