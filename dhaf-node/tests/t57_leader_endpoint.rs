@@ -1,6 +1,7 @@
 //! `GET /leader` on a three-node cluster over a real etcd, as a load balancer sees it: exactly
 //! one node answers 200, the others 503; when the leader dies, exactly one of the survivors
-//! takes over the 200. `GET /healthz` answers 200 on every registered node.
+//! takes over the 200, and the others export it as down. `GET /healthz` answers 200 on every
+//! registered node.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -53,16 +54,21 @@ impl Member {
         self.api.clone()
     }
 
-    /// The status code of `GET path`, or 0 when the node does not answer.
-    fn status(&mut self, path: &str) -> u16 {
+    /// The status code and body of `GET path`; status 0 when the node does not answer.
+    fn get(&mut self, path: &str) -> (u16, String) {
         use std::io::{Read as _, Write as _};
-        let Some(addr) = self.api() else { return 0 };
-        let Ok(mut s) = std::net::TcpStream::connect(&addr) else { return 0 };
+        let Some(addr) = self.api() else { return (0, String::new()) };
+        let Ok(mut s) = std::net::TcpStream::connect(&addr) else { return (0, String::new()) };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
         let mut answer = String::new();
         let _ = s.read_to_string(&mut answer);
-        answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+        let status = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    }
+
+    fn status(&mut self, path: &str) -> u16 {
+        self.get(path).0
     }
 }
 
@@ -109,6 +115,20 @@ fn exactly_one_of_three_nodes_answers_200_on_leader_and_a_survivor_takes_over() 
     let _ = dead.node.0.wait();
     assert_eq!(dead.status("/leader"), 0, "the dead node answers nothing");
     one_leader(&mut nodes.iter_mut().collect::<Vec<_>>(), Duration::from_secs(60));
+
+    // What the node-down alert reads: the survivors export the dead node as not alive.
+    let gone = format!("dhaf_node_alive{{node=\"node-{}\"}} 0", leader + 1);
+    let start = Instant::now();
+    for m in &mut nodes {
+        loop {
+            let (_, metrics) = m.get("/metrics");
+            if metrics.contains(&gone) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no `{gone}` in:\n{metrics}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
