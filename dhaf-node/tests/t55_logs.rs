@@ -192,3 +192,21 @@ fn an_unknown_log_format_is_refused_naming_the_choices() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--log-format") && stderr.contains("yaml") && stderr.contains("json"), "{stderr}");
 }
+
+#[test]
+fn a_rust_log_that_does_not_parse_is_named_and_the_default_used() {
+    let dir = dir("bad-filter");
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = config(&dir, backend.local_addr().unwrap().port(), None);
+    let out = Command::new(env!("CARGO_BIN_EXE_dhaf-node"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--check")
+        .env("RUST_LOG", "dhaf_core=loud")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("RUST_LOG") && stderr.contains("default filter"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
