@@ -121,6 +121,7 @@ fn json_logs_are_one_object_per_line_each_event_once_without_wire_noise() {
     assert_eq!(failover["event"], "switched", "{failover}");
     assert_eq!(failover["kind"], "failover", "{failover}");
     assert_eq!(failover["to"], "ep-2", "{failover}");
+    assert!(failover["term"].is_string(), "the leader's term: {failover}");
 
     let down = with("entry point ep-1 is down");
     assert_eq!(down.len(), 1, "{down:?}");

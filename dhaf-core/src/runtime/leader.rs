@@ -497,7 +497,7 @@ impl Leading {
                 Event::NodeCameUp { node } => (node.clone(), "up"),
                 _ => continue,
             };
-            inner.notifications.send(&config, e);
+            inner.notifications.send_in_term(&config, e, self.token);
             let _ = inner.dcs_call(inner.dcs.kv_put(NODES_NS, &node, state)).await;
         }
         let mut wake: Option<Instant> = None;
@@ -523,7 +523,7 @@ impl Leading {
             }
             for action in decision.actions {
                 match action {
-                    Action::Notify(event) => inner.notifications.send(&config, event),
+                    Action::Notify(event) => inner.notifications.send_in_term(&config, event, self.token),
                     Action::Adopt { service, entry_point } => {
                         let record = self.record(&entry_point, SwitchKind::Initial);
                         match inner.dcs_call(inner.dcs.record_switch(&service, &record)).await {
@@ -628,11 +628,10 @@ impl Leading {
         }
         let from = if record.kind == SwitchKind::Repair { None } else { from };
         let event = Event::Switched { service: svc.name.clone(), from, to: record.entry_point.clone(), kind: record.kind };
-        inner.notifications.send(&inner.config, event);
+        inner.notifications.send_in_term(&inner.config, event, record.token);
         if attempts > 0 {
-            inner
-                .notifications
-                .send(&inner.config, Event::SwitchRecovered { service: svc.name.clone(), to: record.entry_point.clone(), attempts });
+            let recovered = Event::SwitchRecovered { service: svc.name.clone(), to: record.entry_point.clone(), attempts };
+            inner.notifications.send_in_term(&inner.config, recovered, record.token);
             let _ = inner.dcs_call(inner.dcs.kv_delete(SWITCHING_NS, &svc.name)).await;
         }
         self.keep_live(i).await;
@@ -652,7 +651,7 @@ impl Leading {
         }
         if !retry.tell {
             // The attempts between those told: logged here, as no event tells them.
-            tracing::error!(service = %svc.name, to = %record.entry_point, %reason, attempts = retry.attempts, retry_in = ?retry.backoff, "switch failed again");
+            tracing::error!(service = %svc.name, to = %record.entry_point, %reason, attempts = retry.attempts, retry_in = ?retry.backoff, term = %record.token.0, "switch failed again");
         } else {
             let (service, to) = (svc.name.clone(), record.entry_point.clone());
             let event = if retry.attempts == 1 {
@@ -660,7 +659,7 @@ impl Leading {
             } else {
                 Event::SwitchStillFailing { service, to, attempts: retry.attempts, reason: reason.clone() }
             };
-            inner.notifications.send(&inner.config, event);
+            inner.notifications.send_in_term(&inner.config, event, record.token);
         }
         if let Some(p) = self.slots[i].state.pending_switch() {
             let since = p.failing_since.map_or(wall_now(), |t| wall_now() - Instant::now().into_std().saturating_duration_since(t));

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::wall_now;
 use crate::config::Config;
-use crate::model::{Event, Notification, SwitchKind};
+use crate::model::{Event, FencingToken, Notification, SwitchKind};
 use crate::provider::{Notifier, ProviderError};
 
 /// How many times a notification is tried before it is dropped (and logged).
@@ -41,10 +41,10 @@ pub(crate) fn level(event: &Event) -> tracing::Level {
     }
 }
 
-/// One log line per event: its summary as the message, its fields (as notifiers get them) as
-/// the line's fields, so `--log-format json` gives `service`, `entry_point`, `term`, … to
-/// search on.
-fn log(event: &Event) {
+/// One log line per event: its summary as the message, its fields (as notifiers get them) and
+/// the leader's term as the line's fields, so `--log-format json` gives `service`,
+/// `entry_point`, `term`, … to search on.
+fn log(event: &Event, term: Option<FencingToken>) {
     let fields = serde_json::to_value(event).unwrap_or_default();
     let field = |key: &str| -> Option<String> {
         match fields.get(key)? {
@@ -57,7 +57,8 @@ fn log(event: &Event) {
         }
     };
     let (kind, service, entry_point, node) = (field("event"), field("service"), field("entry_point"), field("node"));
-    let (from, to, switch, term) = (field("from"), field("to"), field("kind"), field("token"));
+    let (from, to, switch) = (field("from"), field("to"), field("kind"));
+    let term = field("token").or_else(|| term.map(|t| t.0.to_string()));
     let (reason, attempts, nodes, details) =
         (field("reason").or_else(|| field("why")), field("attempts"), field("nodes"), field("reasons").or_else(|| field("differences")));
     let show = |v: &Option<String>| v.clone().map(tracing::field::display);
@@ -127,7 +128,17 @@ impl Notifications {
     /// Log `event` (its one log line: callers do not log it again) and queue it for every
     /// notifier.
     pub fn send(&self, config: &Config, event: Event) {
-        log(&event);
+        self.send_as(config, event, None);
+    }
+
+    /// [`Notifications::send`] for an event of the leader's work in term `term`, which its log
+    /// line carries.
+    pub fn send_in_term(&self, config: &Config, event: Event, term: FencingToken) {
+        self.send_as(config, event, Some(term));
+    }
+
+    fn send_as(&self, config: &Config, event: Event, term: Option<FencingToken>) {
+        log(&event, term);
         let entry_points = event.service().and_then(|s| config.service(s)).map(|s| s.entry_points.clone()).unwrap_or_default();
         let n = Notification {
             cluster: config.dhaf.cluster_name.clone(),
