@@ -97,7 +97,7 @@ impl fmt::Display for FencingToken {
 }
 
 /// Why the cluster points a service where it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SwitchKind {
     /// The service had no current entry point yet (first start).
@@ -112,6 +112,18 @@ pub enum SwitchKind {
     Maintenance,
     /// The provider's live state drifted from the desired one and was repaired.
     Repair,
+}
+
+impl SwitchKind {
+    /// Every kind, for series that should exist (at zero) before the first switch of a kind.
+    pub const ALL: [SwitchKind; 6] = [
+        SwitchKind::Initial,
+        SwitchKind::Failover,
+        SwitchKind::Switchover,
+        SwitchKind::Failback,
+        SwitchKind::Maintenance,
+        SwitchKind::Repair,
+    ];
 }
 
 impl fmt::Display for SwitchKind {

@@ -40,7 +40,6 @@
 //! The OpenAPI description ([`OPENAPI`]) is served at `/api/v1/openapi.json`; a test keeps it and
 //! [`routes`] equal, and the router is built from [`routes`] alone.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -54,7 +53,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use dhaf_core::config::Role;
-use dhaf_core::engine::Verdict;
 use dhaf_core::runtime::{CommandError, NodeHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -543,11 +541,7 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// Leadership counts only while the node may act on it: a leader whose lease deadline passed
-/// (the DCS is away) may already have been replaced.
-fn leads(h: &NodeHandle) -> bool {
-    h.is_leader() && h.holds_lease()
-}
+use crate::metrics::leads;
 
 async fn healthz(State(h): State<NodeHandle>) -> Response {
     let registered = h.holds_lease();
@@ -570,118 +564,6 @@ async fn leader(State(h): State<NodeHandle>) -> Response {
 }
 
 async fn metrics(State(h): State<NodeHandle>, State(reloader): State<Option<Arc<Reloader>>>) -> Response {
-    let m = h.metrics();
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
-    };
-    let one = |v: u64| vec![(String::new(), v)];
-    metric("dhaf_checks_total", "counter", "Health checks this node ran.", &one(m.checks));
-    metric("dhaf_checks_failed_total", "counter", "Health checks that found an entry point unhealthy.", &one(m.checks_failed));
-    metric("dhaf_switches_total", "counter", "Switches this node carried out as leader.", &one(m.switches));
-    metric("dhaf_switch_failures_total", "counter", "Switches that failed at the provider.", &one(m.switch_failures));
-    metric("dhaf_leader_changes_total", "counter", "Times this node became the leader.", &one(m.leader_changes));
-    metric("dhaf_dcs_errors_total", "counter", "DCS calls that failed for want of the DCS.", &one(m.dcs_errors));
-    metric("dhaf_is_leader", "gauge", "1 while this node is the cluster leader.", &one(u64::from(leads(&h))));
-    metric("dhaf_registered", "gauge", "1 while this node holds a live lease in the DCS.", &one(u64::from(h.holds_lease())));
-    if let Some(r) = reloader {
-        let state = r.state();
-        metric(
-            "dhaf_config_last_reload_successful",
-            "gauge",
-            "1 if the last config reload was applied (or none was tried), 0 if it was refused.",
-            &one(u64::from(state.last_successful)),
-        );
-        metric(
-            "dhaf_config_last_reload_success_timestamp_seconds",
-            "gauge",
-            "When the config in force was loaded, Unix seconds.",
-            &one(state.last_success_at as u64),
-        );
-    }
-    // Verdicts come from the DCS; without it they are the last known ones, and
-    // dhaf_dcs_reachable says so.
-    if let Ok(status) = h.status().await {
-        metric(
-            "dhaf_dcs_reachable",
-            "gauge",
-            "0 while this node cannot read the DCS (the other values are then the last known).",
-            &one(u64::from(!status.stale)),
-        );
-        let mut verdicts = Vec::new();
-        let mut current = Vec::new();
-        let mut desired = Vec::new();
-        let mut failing = Vec::new();
-        let mut maintenance = Vec::new();
-        let mut panic = Vec::new();
-        let mut disagreeing = Vec::new();
-        let mut held = Vec::new();
-        for s in &status.services {
-            panic.push((labels(&[("service", &s.name)]), u64::from(s.panic)));
-            disagreeing.push((labels(&[("service", &s.name)]), s.disagreement.len() as u64));
-            held.push((labels(&[("service", &s.name)]), u64::from(s.held)));
-            failing.push((labels(&[("service", &s.name)]), s.switching.as_ref().map_or(0, |p| u64::from(p.attempts))));
-            for ep in &s.entry_points {
-                for v in [Verdict::Healthy, Verdict::Unhealthy, Verdict::Unknown] {
-                    let name = match v {
-                        Verdict::Healthy => "healthy",
-                        Verdict::Unhealthy => "unhealthy",
-                        Verdict::Unknown => "unknown",
-                    };
-                    let l = labels(&[("service", &s.name), ("entry_point", &ep.name), ("verdict", name)]);
-                    verdicts.push((l, u64::from(ep.verdict == v)));
-                }
-                let l = labels(&[("service", &s.name), ("entry_point", &ep.name)]);
-                // Where the provider points, as read back; the desired one until it is read.
-                let live = if s.live.is_some() { ep.live } else { ep.current };
-                current.push((l.clone(), u64::from(live)));
-                desired.push((l.clone(), u64::from(ep.current)));
-                maintenance.push((l, u64::from(ep.maintenance)));
-            }
-        }
-        metric("dhaf_entry_point_verdict", "gauge", "The majority's verdict of each entry point (1 for the verdict it has).", &verdicts);
-        metric("dhaf_entry_point_current", "gauge", "1 for the entry point each service's provider points at (as read back).", &current);
-        metric("dhaf_entry_point_desired", "gauge", "1 for the entry point each service should point at (the leader's record).", &desired);
-        metric(
-            "dhaf_switch_failing_attempts",
-            "gauge",
-            "Failed attempts of a switch that keeps failing; 0 when none is failing.",
-            &failing,
-        );
-        metric("dhaf_entry_point_maintenance", "gauge", "1 while an entry point is in maintenance.", &maintenance);
-        metric("dhaf_service_panic", "gauge", "1 while a service has no healthy entry point.", &panic);
-        metric(
-            "dhaf_config_disagreeing_nodes",
-            "gauge",
-            "Alive nodes that define a service differently from this node (their votes on it do not count).",
-            &disagreeing,
-        );
-        metric(
-            "dhaf_service_held",
-            "gauge",
-            "1 while fewer than a majority of the nodes share a service's definition: it is not switched.",
-            &held,
-        );
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
-}
-
-/// Prometheus labels, values escaped as the text format requires.
-fn labels(pairs: &[(&str, &str)]) -> String {
-    let inner: Vec<String> =
-        pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))).collect();
-    format!("{{{}}}", inner.join(","))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(labels(&[("a", "x\"y\\z\n")]), "{a=\"x\\\"y\\\\z\\n\"}");
-    }
+    let text = crate::metrics::render(&h, reloader.as_deref()).await;
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -11,6 +11,9 @@
 //! closes idle keep-alive connections), so clients that open connections and say nothing cannot
 //! use up the node's file descriptors and starve its checks.
 //!
+//! What the node tells its operators beside the API lives in [`logging`] (text or JSON lines,
+//! the default filter) and [`metrics`] (the `/metrics` exposition, every series in one place).
+//!
 //! With `dhaf.web-api.tls` the API speaks HTTPS only ([`tls`]): a plain-HTTP request is answered
 //! with a short JSON refusal and the connection closed; certificates are reloaded when their
 //! files change. Without TLS on an address other than loopback, the node warns at start: tokens
@@ -19,6 +22,8 @@
 pub mod api;
 pub mod auth;
 pub mod diff;
+pub mod logging;
+pub mod metrics;
 pub mod reload;
 pub mod tls;
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use dhaf_node::logging::LogFormat;
 
 /// dhaf-node: one node of a dhaf cluster (distributed high-availability failover). The nodes
 /// health-check every entry point of each service, agree by majority which are healthy, and the
@@ -21,16 +22,17 @@ struct Args {
     /// (asked of its REST API; token from $DHAF_API_TOKEN or the file, CA from $DHAF_CA_FILE).
     #[arg(long, requires = "check")]
     diff: bool,
+    /// How log lines are written: `text` for people, `json` (one object per line) for log
+    /// collectors. The filter is $RUST_LOG (default: dhaf at info, the rest at warn).
+    #[arg(long, value_enum, env = "DHAF_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     let (shutdown, hangups) = signals();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_target(false)
-        .init();
+    dhaf_node::logging::init(args.log_format);
     let prepared = match dhaf_node::prepare(&args.config, &dhaf_providers::registry()) {
         Ok(p) => p,
         Err(e) => {

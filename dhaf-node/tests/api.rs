@@ -14,6 +14,8 @@ use dhaf_core::testing::{FakeProvider, ScriptedChecker};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+mod support;
+
 const TOKEN: &str = "s3cret-test-token";
 
 fn config_yaml(token: Option<&str>) -> String {
@@ -397,40 +399,107 @@ async fn t70_metrics_are_prometheus_text() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = resp.text().await.unwrap();
+    promtool_finds_nothing(&text);
+    let m = Scrape::parse(&text);
 
-    let mut samples = std::collections::HashMap::new();
-    let mut typed = BTreeSet::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(["counter", "gauge"].contains(&kind), "{line}");
-            typed.insert(name.to_string());
-            continue;
-        }
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
-        let name = series.split('{').next().unwrap();
-        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad metric name: {line}");
-        assert!(typed.contains(name), "sample before its TYPE: {line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{line}");
-        }
-        samples.insert(series.to_string(), value);
+    assert!(m.sum("dhaf_checks_total", &[]) >= 3.0, "{text}");
+    assert!(m.value("dhaf_checks_total", &[("entry_point", "ep3"), ("result", "unhealthy")]) >= 1.0, "{text}");
+    assert!(m.value("dhaf_checks_failed_total", &[]) >= 1.0, "{text}");
+    assert!(m.sum("dhaf_switches_total", &[]) >= 1.0, "{text}");
+    assert_eq!(m.sum("dhaf_switch_failures_total", &[]), 0.0);
+    assert!(m.value("dhaf_leader_changes_total", &[]) >= 1.0);
+    assert_eq!(m.value("dhaf_dcs_errors_total", &[]), 0.0);
+    assert_eq!(m.value("dhaf_is_leader", &[]), 1.0);
+    assert_eq!(m.value("dhaf_dcs_up", &[]), 1.0);
+    assert_eq!(m.value("dhaf_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+    assert_eq!(m.value("dhaf_entry_point_verdict", &[("entry_point", "ep1"), ("verdict", "healthy")]), 1.0);
+    assert_eq!(m.value("dhaf_entry_point_verdict", &[("entry_point", "ep3"), ("verdict", "unhealthy")]), 1.0);
+    assert_eq!(m.value("dhaf_entry_point_verdict", &[("entry_point", "ep3"), ("verdict", "healthy")]), 0.0);
+    assert_eq!(m.value("dhaf_entry_point_current", &[("service", "main"), ("entry_point", "ep1")]), 1.0);
+    assert_eq!(m.value("dhaf_node_alive", &[("node", "n1")]), 1.0);
+}
+
+/// The counters an alert needs move with what happened: a failover counted by kind and timed,
+/// a failing switch counted, the checks counted per entry point and result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t71_metrics_count_switches_and_failures_by_service_and_kind() {
+    let r = start(Some(TOKEN)).await;
+    let before = Scrape::parse(&r.text("/metrics").await);
+    assert_eq!(before.value("dhaf_switches_total", &[("service", "main"), ("kind", "failover")]), 0.0);
+    assert_eq!(before.value("dhaf_switch_failures_total", &[("service", "main"), ("kind", "failover")]), 0.0);
+
+    // The provider refuses the failover twice, then takes it.
+    r.provider.fail_next(2);
+    r.checker.down("ep1", "connection refused");
+    r.wait_for("the failover to ep2", |r| r.provider.current().as_deref() == Some("ep2")).await;
+    let text = r.text("/metrics").await;
+    promtool_finds_nothing(&text);
+    let after = Scrape::parse(&text);
+    let main_failover = [("service", "main"), ("kind", "failover")];
+    assert_eq!(after.value("dhaf_switches_total", &main_failover), 1.0, "{text}");
+    assert_eq!(after.value("dhaf_switch_failures_total", &main_failover), 2.0, "{text}");
+    assert!(after.value("dhaf_checks_total", &[("entry_point", "ep1"), ("result", "unhealthy")]) >= 1.0, "{text}");
+    assert!(after.value("dhaf_checks_total", &[("entry_point", "ep2"), ("result", "healthy")]) >= 1.0, "{text}");
+    // Every switch that went through is timed, from decision to acknowledgement.
+    let switched = after.sum("dhaf_switches_total", &[("service", "main")]);
+    assert_eq!(after.value("dhaf_switch_duration_seconds_count", &[("service", "main")]), switched, "{text}");
+    assert!(after.value("dhaf_check_duration_seconds_count", &[("entry_point", "ep1")]) >= 1.0, "{text}");
+    let last = after.value("dhaf_last_switch_timestamp_seconds", &[("service", "main")]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(last > now - 60.0 && last <= now + 1.0, "{last} vs {now}");
+    assert_eq!(after.value("dhaf_entry_point_current", &[("entry_point", "ep2")]), 1.0, "{text}");
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) has nothing to say about `text`.
+fn promtool_finds_nothing(text: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(support::promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\non:\n{text}");
+}
+
+/// A scrape, parsed by a Prometheus text parser.
+struct Scrape(prometheus_parse::Scrape);
+
+impl Scrape {
+    fn parse(text: &str) -> Scrape {
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        Scrape(prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}")))
     }
-    assert!(samples["dhaf_checks_total"] >= 3.0, "{text}");
-    assert!(samples["dhaf_checks_failed_total"] >= 1.0, "{text}");
-    assert!(samples["dhaf_switches_total"] >= 1.0, "{text}");
-    assert_eq!(samples["dhaf_switch_failures_total"], 0.0);
-    assert!(samples["dhaf_leader_changes_total"] >= 1.0);
-    assert_eq!(samples["dhaf_dcs_errors_total"], 0.0);
-    assert_eq!(samples["dhaf_is_leader"], 1.0);
-    assert_eq!(samples["dhaf_entry_point_verdict{service=\"main\",entry_point=\"ep1\",verdict=\"healthy\"}"], 1.0);
-    assert_eq!(samples["dhaf_entry_point_verdict{service=\"main\",entry_point=\"ep3\",verdict=\"unhealthy\"}"], 1.0);
-    assert_eq!(samples["dhaf_entry_point_verdict{service=\"main\",entry_point=\"ep3\",verdict=\"healthy\"}"], 0.0);
-    assert_eq!(samples["dhaf_entry_point_current{service=\"main\",entry_point=\"ep1\"}"], 1.0);
+
+    /// The samples of `name` whose labels include `labels`, as numbers (a histogram's
+    /// `_count` and `_sum` are their own names here).
+    fn matching(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+        self.0
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("{name}: not a number: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The one sample of `name` with `labels`.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        match self.matching(name, labels)[..] {
+            [v] => v,
+            ref all => panic!("{name}{labels:?}: {} samples, not one: {all:?}", all.len()),
+        }
+    }
+
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels).iter().sum()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

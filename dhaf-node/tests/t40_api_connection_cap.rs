@@ -78,8 +78,8 @@ async fn idle_connections_beyond_the_cap_starve_neither_the_checks_nor_the_api()
     let before = handle.metrics();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after = handle.metrics();
-    let passed = |m: dhaf_core::runtime::Metrics| m.checks - m.checks_failed;
-    assert!(passed(after) >= passed(before) + 2, "checks stalled: {before:?} -> {after:?}");
+    let passed = |m: &dhaf_core::runtime::Metrics| m.checks - m.checks_failed;
+    assert!(passed(&after) >= passed(&before) + 2, "checks stalled: {before:?} -> {after:?}");
     assert_eq!(after.checks_failed, before.checks_failed, "checks failed while the API was flooded");
     // ...and a new request is served once the idle connections ahead of it time out.
     let answered = http.get(&healthz).send().await.expect("the API answers despite the flood");

@@ -62,7 +62,7 @@ impl Node {
             .spawn()
             .unwrap();
         let node = Node { child, log, dir };
-        node.wait_log("the node to lead", "elected leader", Duration::from_secs(30));
+        node.wait_log("the node to lead", "is the new leader", Duration::from_secs(30));
         node
     }
 
@@ -135,7 +135,7 @@ fn sighup_reloads_the_config_in_place_refuses_a_broken_one_and_sigint_stops_clea
     assert!(node.log().contains("dhaf.node-name"), "{}", node.log());
 
     assert!(node.child.try_wait().unwrap().is_none(), "SIGHUP killed the node; log:\n{}", node.log());
-    assert_eq!(node.count("elected leader"), 1, "the node kept its leadership: {}", node.log());
+    assert_eq!(node.count("is the new leader"), 1, "the node kept its leadership: {}", node.log());
     assert!(!node.log().contains("shutting down"), "{}", node.log());
 
     node.signal("INT");

@@ -107,14 +107,19 @@ fn base_env() -> Vec<(String, String)> {
 /// knot-dnsutils). As root, install them from the distribution's packages; otherwise say at once,
 /// before building anything, what is needed and how, and stop: those suites cannot pass.
 fn system_tools() {
-    let mut missing: Vec<&str> =
-        [("ip", "iproute2"), ("iptables", "iptables"), ("knotd", "knot"), ("kdig", "knot-dnsutils"), ("knsupdate", "knot-dnsutils")]
-            .into_iter()
-            .filter(|(bin, _)| {
-                which(&[bin]).is_none() && !Path::new("/usr/sbin").join(bin).is_file() && !Path::new("/sbin").join(bin).is_file()
-            })
-            .map(|(_, pkg)| pkg)
-            .collect();
+    let mut missing: Vec<&str> = [
+        ("ip", "iproute2"),
+        ("iptables", "iptables"),
+        ("knotd", "knot"),
+        ("kdig", "knot-dnsutils"),
+        ("knsupdate", "knot-dnsutils"),
+        // `check metrics`, `check rules`, `test rules` of the monitoring tests.
+        ("promtool", "prometheus"),
+    ]
+    .into_iter()
+    .filter(|(bin, _)| which(&[bin]).is_none() && !Path::new("/usr/sbin").join(bin).is_file() && !Path::new("/sbin").join(bin).is_file())
+    .map(|(_, pkg)| pkg)
+    .collect();
     missing.dedup();
     if !is_root() {
         // Said before anything is built, so a long build does not end in a wall of panics.
@@ -131,7 +136,7 @@ fn system_tools() {
     if which(&["apt-get"]).is_none() {
         fail(&format!("the tests need {}, and there is no apt-get to install them: install them, then run again", missing.join(", ")));
     }
-    eprintln!("xtask: installing {} for the fault-injection and DNS tests", missing.join(", "));
+    eprintln!("xtask: installing {} for the fault-injection, DNS and monitoring tests", missing.join(", "));
     let apt =
         |args: &[&str]| Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
     // The package lists of a fresh machine may be empty or stale: update once, then install.

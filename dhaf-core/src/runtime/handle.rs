@@ -10,28 +10,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::leader::{service_view, Agreement, HISTORY_NS, LIVE_NS, SWITCHING_NS};
-use super::{Inner, ReloadError, ReloadReport, ReloadRequest};
+use super::{Inner, Metrics, ReloadError, ReloadReport, ReloadRequest};
 use crate::config::{Config, ServiceConfig};
 use crate::dcs::{DcsError, Leader, Purge, Snapshot};
 use crate::engine::{self, Verdict};
 use crate::model::{SwitchProgress, SwitchRecord};
-
-/// Counters since the node started, for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Metrics {
-    /// Health checks run.
-    pub checks: u64,
-    /// Health checks that found an entry point unhealthy.
-    pub checks_failed: u64,
-    /// Switches this node carried out.
-    pub switches: u64,
-    /// Switches that failed at the provider.
-    pub switch_failures: u64,
-    /// Times this node became leader.
-    pub leader_changes: u64,
-    /// DCS calls that failed for want of the DCS.
-    pub dcs_errors: u64,
-}
 
 /// A command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -290,7 +273,7 @@ impl NodeHandle {
 
     /// Counters since start.
     pub fn metrics(&self) -> Metrics {
-        self.inner().local.lock().unwrap().metrics
+        self.inner().local.lock().unwrap().metrics.clone()
     }
 
     /// Whether this node leads now.

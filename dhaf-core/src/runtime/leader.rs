@@ -89,7 +89,6 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                     fresh
                 };
                 if fresh {
-                    tracing::info!(%token, "elected leader");
                     inner.notifications.send(&inner.config, engine::leader_elected(&node, token));
                 }
                 lead(inner.clone(), token).await;
@@ -170,6 +169,8 @@ struct Switching {
     service: usize,
     from: Option<String>,
     record: SwitchRecord,
+    /// When it was decided, for the switch-duration metric.
+    decided: Instant,
 }
 
 /// A read-back under way: its service, and the slot's epoch when it began.
@@ -401,27 +402,18 @@ pub(crate) fn stand_aside(snapshot: &Snapshot, own: &BTreeMap<String, ServiceDef
     fitter.then_some(service)
 }
 
-/// Tell operators once when the set of nodes that define `svc` differently changes: an ERROR
-/// line and a notification, and once more when all agree again.
+/// Tell operators once when the set of nodes that define `svc` differently changes (a
+/// notification, logged with what differs), and once more when all agree again.
 fn tell_agreement(inner: &Inner, svc: &ServiceConfig, slot: &mut Slot, agreement: &Agreement, held: bool) {
     let nodes: BTreeSet<String> = agreement.differing.keys().cloned().collect();
     if nodes == slot.disagreeing {
         return;
     }
     let event = if nodes.is_empty() {
-        tracing::info!(service = %svc.name, "every node defines the service alike again");
         Event::DefinitionsAgree { service: svc.name.clone() }
     } else {
         let differences: Vec<String> =
             agreement.differing.iter().flat_map(|(node, diff)| diff.iter().map(move |d| format!("{node}: {d}"))).collect();
-        let list: Vec<&str> = nodes.iter().map(String::as_str).collect();
-        tracing::error!(
-            service = %svc.name,
-            nodes = %list.join(", "),
-            held,
-            differences = %differences.join("; "),
-            "nodes define the service differently from this node; fix their config files (`dhaf-node --check --diff` shows what a reload would change)"
-        );
         Event::DefinitionsDisagree { service: svc.name.clone(), nodes: nodes.iter().cloned().collect(), differences, held }
     };
     inner.notifications.send(&inner.config, event);
@@ -523,7 +515,7 @@ impl Leading {
                 Event::NodeCameUp { node } => (node.clone(), "up"),
                 _ => continue,
             };
-            inner.notifications.send(&config, e);
+            inner.notifications.send_in_term(&config, e, self.token);
             let _ = inner.dcs_call(inner.dcs.kv_put(NODES_NS, &node, state)).await;
         }
         let mut wake: Option<Instant> = None;
@@ -556,7 +548,7 @@ impl Leading {
             }
             for action in decision.actions {
                 match action {
-                    Action::Notify(event) => inner.notifications.send(&config, event),
+                    Action::Notify(event) => inner.notifications.send_in_term(&config, event, self.token),
                     Action::Adopt { service, entry_point } => {
                         let record = self.record(&entry_point, SwitchKind::Initial);
                         match inner.dcs_call(inner.dcs.record_switch(&service, &record)).await {
@@ -566,8 +558,7 @@ impl Leading {
                             Err(e) => tracing::warn!(%service, error = %e, "cannot record the adopted entry point"),
                         }
                     }
-                    Action::PurgeSwitchover { service, entry_point, why } => {
-                        tracing::info!(%service, %entry_point, why, "purging switchover");
+                    Action::PurgeSwitchover { service, entry_point, .. } => {
                         // Only the request this decision was about: a newer one stays.
                         let revision =
                             snapshot.switchovers.get(&service).filter(|r| r.entry_point == entry_point).map_or(0, |r| r.revision);
@@ -595,7 +586,7 @@ impl Leading {
                     carry_out(&inner, i, &record, &eligible).await
                 }
             });
-            self.switching.insert(task.id(), Switching { service: i, from, record });
+            self.switching.insert(task.id(), Switching { service: i, from, record, decided: Instant::now() });
             self.slots[i].epoch += 1;
         }
         Ok(wake)
@@ -621,10 +612,14 @@ impl Leading {
             Ok((id, outcome)) => (id, outcome),
             Err(e) => (e.id(), Outcome::Failed(format!("the switcher panicked: {e}"))),
         };
-        let Some(Switching { service: i, from, record }) = self.switching.remove(&id) else { return Ok(()) };
+        let Some(Switching { service: i, from, record, decided }) = self.switching.remove(&id) else { return Ok(()) };
         self.slots[i].epoch += 1;
         match outcome {
-            Outcome::Done => self.switched(i, from, &record).await,
+            Outcome::Done => {
+                let took = decided.elapsed();
+                self.inner.local.lock().unwrap().metrics.service(&self.inner.config.services[i].name).switch_duration.observe(took);
+                self.switched(i, from, &record).await
+            }
             // The next round's decision waits out the backoff.
             Outcome::Failed(reason) => self.failed(i, &record, reason).await,
             Outcome::NotStarted(why) => {
@@ -651,9 +646,13 @@ impl Leading {
         let svc = &inner.config.services[i];
         let attempts = self.slots[i].state.switch_succeeded();
         self.slots[i].live = Some(record.entry_point.clone());
-        inner.local.lock().unwrap().metrics.switches += 1;
+        {
+            let mut l = inner.local.lock().unwrap();
+            l.metrics.switches += 1;
+            *l.metrics.service(&svc.name).switches.entry(record.kind).or_default() += 1;
+        }
         let from = if record.kind == SwitchKind::Repair { None } else { from };
-        tracing::info!(service = %svc.name, to = %record.entry_point, kind = ?record.kind, attempts = attempts + 1, "switched");
+        tracing::debug!(service = %svc.name, to = %record.entry_point, kind = ?record.kind, attempts = attempts + 1, "switch carried out; told once the history has it");
         if attempts > 0 {
             let _ = inner.dcs_call(inner.dcs.kv_delete(SWITCHING_NS, &svc.name)).await;
         }
@@ -707,7 +706,7 @@ impl Leading {
             return;
         }
         let from = if record.kind == SwitchKind::Repair { None } else { history.last().map(|h| h.entry_point.clone()) };
-        tracing::warn!(service = %svc.name, to = %record.entry_point, by = %record.node, "telling a switch the previous leader made but did not tell");
+        tracing::info!(service = %svc.name, to = %record.entry_point, by = %record.node, "telling a switch the previous leader made but did not tell");
         self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: 0 });
         self.tell_switch(i).await;
     }
@@ -718,16 +717,22 @@ impl Leading {
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
         let retry = self.slots[i].state.switch_failed(Instant::now().into_std(), reason.clone());
-        inner.local.lock().unwrap().metrics.switch_failures += 1;
-        tracing::error!(service = %svc.name, to = %record.entry_point, %reason, attempts = retry.attempts, retry_in = ?retry.backoff, "switch failed");
-        if retry.tell {
+        {
+            let mut l = inner.local.lock().unwrap();
+            l.metrics.switch_failures += 1;
+            *l.metrics.service(&svc.name).switch_failures.entry(record.kind).or_default() += 1;
+        }
+        if !retry.tell {
+            // The attempts between those told: logged here, as no event tells them.
+            tracing::error!(service = %svc.name, to = %record.entry_point, %reason, attempts = retry.attempts, retry_in = ?retry.backoff, term = %record.token.0, "switch failed again");
+        } else {
             let (service, to) = (svc.name.clone(), record.entry_point.clone());
             let event = if retry.attempts == 1 {
                 Event::SwitchFailed { service, to, reason: reason.clone() }
             } else {
                 Event::SwitchStillFailing { service, to, attempts: retry.attempts, reason: reason.clone() }
             };
-            inner.notifications.send(&inner.config, event);
+            inner.notifications.send_in_term(&inner.config, event, record.token);
         }
         if let Some(p) = self.slots[i].state.pending_switch() {
             let since = p.failing_since.map_or(wall_now(), |t| wall_now() - Instant::now().into_std().saturating_duration_since(t));
@@ -827,7 +832,8 @@ async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord, eligible: &El
     if !inner.may_lead(record.token, Instant::now()) {
         return Outcome::Failed("the lease deadline passed before the provider call could start".to_string());
     }
-    tracing::info!(service = %svc.name, to = %ep.name, kind = %record.kind, token = %record.token, "switching");
+    // The outcome is the event (`Switched`, `SwitchFailed`); this line only marks the call's start.
+    tracing::debug!(service = %svc.name, to = %ep.name, kind = %record.kind, token = %record.token, "calling the switcher");
     let switcher = inner.providers.services[i].switcher.clone();
     tokio::select! {
         // Polled first: a deadline already past wins over starting the call.

@@ -24,6 +24,7 @@
 
 mod handle;
 mod leader;
+mod metrics;
 mod notify;
 mod reload;
 
@@ -43,9 +44,8 @@ use crate::model::{Event, FencingToken, Health, Opinion, ServiceDefinition};
 use crate::provider::ProviderError;
 use crate::registry::Providers;
 
-pub use handle::{
-    CommandError, EntryPointStatus, HistoryEntry, Metrics, NodeDisagreement, NodeHandle, NodeStatus, ServiceStatus, VoteStatus,
-};
+pub use handle::{CommandError, EntryPointStatus, HistoryEntry, NodeDisagreement, NodeHandle, NodeStatus, ServiceStatus, VoteStatus};
+pub use metrics::{EntryPointMetrics, Histogram, Metrics, ServiceMetrics, CHECK_DURATION_BUCKETS, SWITCH_DURATION_BUCKETS};
 use notify::Notifications;
 pub use reload::{restart_only_settings, DefinitionsDiff, ReloadError, ReloadReport};
 
@@ -203,7 +203,6 @@ impl Inner {
             l.dcs_error.replace(error.to_string()).is_none()
         };
         if first {
-            tracing::error!(error, "lost the dcs: the last switch stays in force, no switching until it is back");
             self.notifications
                 .send(&self.config, Event::DcsUnavailable { node: self.config.dhaf.node_name.clone(), reason: error.to_string() });
         }
@@ -222,7 +221,6 @@ impl Inner {
             recovered
         };
         if recovered {
-            tracing::info!("the dcs is reachable again");
             self.notifications.send(&self.config, Event::DcsRecovered { node: self.config.dhaf.node_name.clone() });
         }
     }
@@ -640,14 +638,15 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
     let mut next_check = Instant::now();
     loop {
         if Instant::now() >= next_check {
-            let health = {
+            let (health, took) = {
                 let _permit = limit.acquire().await.expect("never closed");
                 let timeout = checker.timeout();
                 // Its own task, so a checker that panics is caught: it cannot vouch for its
                 // entry point, and keeping the last opinion would keep a dead one healthy.
                 let (checker, target) = (checker.clone(), ep.clone());
+                let started = Instant::now();
                 let mut check = tokio::spawn(async move { checker.check(&target).await });
-                match tokio::time::timeout(timeout, &mut check).await {
+                let health = match tokio::time::timeout(timeout, &mut check).await {
                     Ok(Ok(h)) => h,
                     Ok(Err(e)) => {
                         tracing::error!(service = %key.0, entry_point = %key.1, error = %e, "the health checker panicked");
@@ -657,7 +656,8 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
                         check.abort();
                         Health::unhealthy(format!("timed out after {} s", timeout.as_secs_f64()))
                     }
-                }
+                };
+                (health, started.elapsed())
             };
             // A check that could not run here is no evidence about the entry point: the node
             // abstains (its published opinion is withdrawn) until it can check again.
@@ -680,6 +680,13 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
                 if !health.is_healthy() {
                     l.metrics.checks_failed += 1;
                 }
+                let counted = l.metrics.entry_point(&key.0, &key.1);
+                match &health {
+                    Health::Abstain { .. } => counted.abstained += 1,
+                    h if h.is_healthy() => counted.healthy += 1,
+                    _ => counted.unhealthy += 1,
+                }
+                counted.check_duration.observe(took);
                 match hysteresis.current() {
                     Some(op) if !abstaining => l.opinions.insert(key.clone(), op),
                     _ => l.opinions.remove(&key),

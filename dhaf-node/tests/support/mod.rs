@@ -153,3 +153,53 @@ pub async fn start_node(
     ));
     (addr_rx.await.unwrap(), handle, stop)
 }
+
+/// Prometheus' `promtool` (Debian's `prometheus` package; `cargo xtask` installs it).
+pub fn promtool() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file());
+    let found = on_path.or_else(|| Some(PathBuf::from("/usr/bin/promtool")).filter(|p| p.is_file()));
+    found.expect("promtool not found on PATH or at /usr/bin/promtool: install Debian's `prometheus` package (apt-get install prometheus)")
+}
+
+/// A process killed when dropped.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A one-member etcd (`$DHAF_ETCD`, else `etcd` in `PATH`) with its data in `dir`, serving
+/// clients once this returns; and its client address, `127.0.0.1:port`.
+pub fn etcd_member(dir: &Path) -> (Kill, String) {
+    let binary = std::env::var_os("DHAF_ETCD")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("etcd")).find(|p| p.is_file())))
+        .expect("no etcd binary: set DHAF_ETCD or put etcd in PATH (`cargo xtask tools` provides it)");
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (c, p) = (free(), free());
+    let (client, peer) =
+        (format!("127.0.0.1:{}", c.local_addr().unwrap().port()), format!("http://127.0.0.1:{}", p.local_addr().unwrap().port()));
+    drop((c, p));
+    let child = std::process::Command::new(binary)
+        .args(["--name", "m0", "--listen-client-urls", &format!("http://{client}"), "--advertise-client-urls", &format!("http://{client}")])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &format!("m0={peer}")])
+        .arg("--data-dir")
+        .arg(dir.join("etcd-data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("etcd starts");
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(&client).is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "etcd did not listen on {client}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (Kill(child), client)
+}
