@@ -674,14 +674,12 @@ impl Leading {
         }
         self.slots[i].untold = None;
         let to = untold.record.entry_point.clone();
-        inner.notifications.send(
-            &inner.config,
-            Event::Switched { service: svc.name.clone(), from: untold.from, to: to.clone(), kind: untold.record.kind },
-        );
+        let token = untold.record.token;
+        let switched = Event::Switched { service: svc.name.clone(), from: untold.from, to: to.clone(), kind: untold.record.kind };
+        inner.notifications.send_in_term(&inner.config, switched, token);
         if untold.recovered_after > 0 {
-            inner
-                .notifications
-                .send(&inner.config, Event::SwitchRecovered { service: svc.name.clone(), to, attempts: untold.recovered_after });
+            let recovered = Event::SwitchRecovered { service: svc.name.clone(), to, attempts: untold.recovered_after };
+            inner.notifications.send_in_term(&inner.config, recovered, token);
         }
     }
 
