@@ -6,7 +6,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::client::{Api, CliError, TlsOptions};
+use crate::client::{parse_urls, Api, CliError, TlsOptions};
 use crate::render;
 
 /// Look at and manage a dhaf cluster through one of its nodes.
@@ -26,8 +26,14 @@ pub struct Cli {
 #[derive(Debug, Args)]
 struct Common {
     /// The node's config file: gives the API address (dhaf.web-api.host/port) and token.
+    /// Default, without --url or $DHAF_URL: /etc/dhaf/config.yaml.
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Nodes' API addresses instead of a config file, comma-separated (http://HOST:PORT,...): each
+    /// is tried in turn until one answers (default: $DHAF_URL). The token comes from
+    /// $DHAF_API_TOKEN.
+    #[arg(long, global = true, value_name = "URL[,URL...]", conflicts_with = "config")]
+    url: Option<String>,
     /// Print the API's JSON instead of tables, for scripts.
     #[arg(long, global = true)]
     json: bool,
@@ -149,14 +155,9 @@ impl Cli {
 
 /// Run one command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let Common { config, json, ca_file, client_cert, client_key } = cli.common;
+    let Common { config, url, json, ca_file, client_cert, client_key } = cli.common;
     let tls = TlsOptions { ca_file, client_cert, client_key }.or_env();
-    let api = || -> Result<Api, CliError> {
-        let path = config.as_ref().ok_or_else(|| {
-            CliError::Usage("--config FILE is required: the node's config file, which gives the API address and token".into())
-        })?;
-        Api::from_config(path, &tls)
-    };
+    let api = || -> Result<Api, CliError> { connect(config.as_deref(), url.as_deref(), &tls) };
     let show = |v: &Value, table: &dyn Fn(&Value) -> String| {
         if json {
             println!("{}", serde_json::to_string_pretty(v).expect("JSON values serialize"));
@@ -243,6 +244,28 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         ),
     }
     Ok(())
+}
+
+/// The config file used when neither --config, --url nor $DHAF_URL is given.
+pub const DEFAULT_CONFIG: &str = "/etc/dhaf/config.yaml";
+
+/// Where to find the cluster: `--config FILE`, else `--url`, else `$DHAF_URL`, else the
+/// default config file.
+fn connect(config: Option<&std::path::Path>, url: Option<&str>, tls: &TlsOptions) -> Result<Api, CliError> {
+    if let Some(path) = config {
+        return Api::from_config(path, tls);
+    }
+    let from_env = std::env::var("DHAF_URL").ok().filter(|u| !u.trim().is_empty());
+    match (url, from_env) {
+        (Some(list), _) => Api::from_urls(parse_urls(list, "--url")?, "--url", tls),
+        (None, Some(list)) => Api::from_urls(parse_urls(&list, "$DHAF_URL")?, "$DHAF_URL", tls),
+        (None, None) => Api::from_config(std::path::Path::new(DEFAULT_CONFIG), tls).map_err(|e| match e {
+            CliError::Usage(m) => {
+                CliError::Usage(format!("{m} (no --config FILE, --url URL or $DHAF_URL was given, so the default config file is used)"))
+            }
+            other => other,
+        }),
+    }
 }
 
 /// A status the node could not read fresh from the DCS is shown, then told as exit code 4, so a

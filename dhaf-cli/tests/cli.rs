@@ -194,6 +194,7 @@ fn cli(args: &[&str]) -> Done {
     let Output { status, stdout, stderr } = Command::new(env!("CARGO_BIN_EXE_dhaf-cli"))
         .args(args)
         .env_remove("DHAF_API_TOKEN")
+        .env_remove("DHAF_URL")
         .env_remove("DHAF_CA_FILE")
         .env_remove("DHAF_CLIENT_CERT")
         .env_remove("DHAF_CLIENT_KEY")
@@ -327,8 +328,10 @@ fn t40_tokens_and_config_errors() {
     assert_eq!(status.code(), Some(0));
     r.wait_maintenance("ep3");
 
-    // Usage and config errors: 2, naming the problem.
-    cli(&["status-dhaf"]).failed(2, "--config");
+    // Usage and config errors: 2, naming the problem. Without --config, --url or $DHAF_URL the
+    // default config file is read (none exists here).
+    let done = cli(&["status-dhaf"]).failed(2, "--config");
+    assert!(done.stderr.contains("/etc/dhaf/config.yaml") && done.stderr.contains("--url"), "{}", done.stderr);
     let missing = r.dir.join("missing.yaml");
     cli(&["status-dhaf", "--config", missing.to_str().unwrap()]).failed(2, "cannot read");
     let bad = r.dir.join("bad.yaml");
@@ -380,6 +383,56 @@ fn t50_unreachable_node_is_exit_3() {
     assert!(done.stderr.contains("running"), "{}", done.stderr);
     cli(&["switchover-to", "ep2", "--service", "main", "--config", config]).failed(3, "cannot reach");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A port that was just free: nothing listens there.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Run the CLI with extra environment variables.
+fn cli_env(args: &[&str], env: &[(&str, &str)]) -> Done {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dhaf-cli"));
+    cmd.args(args).env_remove("DHAF_API_TOKEN").env_remove("DHAF_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let Output { status, stdout, stderr } = cmd.output().expect("dhaf-cli runs");
+    Done { code: status.code().unwrap(), stdout: String::from_utf8(stdout).unwrap(), stderr: String::from_utf8(stderr).unwrap() }
+}
+
+#[test]
+fn t52_url_list_without_a_config_file_skips_a_dead_node() {
+    let r = start();
+    let dead = format!("http://127.0.0.1:{}", dead_port());
+    let live = format!("http://127.0.0.1:{}", r.port);
+    let list = format!("{dead},{live}");
+
+    // Reads: the dead node is skipped, the live one answers.
+    let v = cli_env(&["status-dhaf", "--json", "--url", &list], &[("DHAF_API_TOKEN", TOKEN)]).ok().json();
+    assert_eq!(v["leader"]["node"], "n1");
+    // A node with a token wants it for reads too: without $DHAF_API_TOKEN the live node refuses,
+    // and the hint names the variable.
+    cli(&["status-dhaf", "--url", &list]).failed(1, "$DHAF_API_TOKEN");
+    // The same list from $DHAF_URL, the token from $DHAF_API_TOKEN; a mutation goes through.
+    let env = [("DHAF_URL", list.as_str()), ("DHAF_API_TOKEN", TOKEN)];
+    cli_env(&["switchover-to", "ep2", "--service", "main"], &env).ok();
+    r.wait_for("the provider to point at ep2", |r| r.provider.current().as_deref() == Some("ep2"));
+    let out = cli_env(&["status-service", "--service", "main"], &env).ok().stdout;
+    assert!(out.contains("Switchover: to ep2"), "{out}");
+    // A wrong token is a refusal by the live node, not a reason to try elsewhere.
+    cli_env(&["switchover-purge", "--service", "main"], &[("DHAF_URL", &list), ("DHAF_API_TOKEN", "nope")]).failed(1, "unauthorized");
+
+    // Every node down: exit 3, and the error names each URL tried.
+    let dead2 = format!("http://127.0.0.1:{}", dead_port());
+    let done = cli(&["status-dhaf", "--url", &format!("{dead},{dead2}")]).failed(3, &dead);
+    assert!(done.stderr.contains(&dead2), "{}", done.stderr);
+
+    // Bad lists are usage errors naming the culprit; --url and --config exclude each other.
+    cli(&["status-dhaf", "--url", "ftp://127.0.0.1:1"]).failed(2, "ftp://127.0.0.1:1");
+    cli(&["status-dhaf", "--url", &format!("{live},")]).failed(2, "empty URL");
+    cli_env(&["status-dhaf"], &[("DHAF_URL", "http://127.0.0.1:1/api?x")]).failed(2, "$DHAF_URL");
+    cli(&["status-dhaf", "--url", &live, "--config", r.config.to_str().unwrap()]).failed(2, "--config");
 }
 
 #[test]
