@@ -62,6 +62,7 @@ fn view(s: usize) -> ServiceView {
         awaiting_read_back: false,
         switchover: s.is_multiple_of(19).then(|| format!("ep{}", (s + 2) % ENTRY_POINTS)),
         out_of_agreement: false,
+        paused: false,
     }
 }
 

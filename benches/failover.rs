@@ -593,6 +593,10 @@ impl Dcs for CountingDcs {
         self.write();
         self.inner.set_maintenance(service, ep, on).await
     }
+    async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
+        self.write();
+        self.inner.set_pause(pause).await
+    }
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
         self.write();
         self.inner.record_switch(service, record).await

@@ -143,6 +143,17 @@ pub struct SwitchRecord {
     pub at: SystemTime,
 }
 
+/// The cluster is paused: every node goes on checking and reporting, and nobody switches
+/// anything until it is resumed (for maintenance of the DCS or of a provider).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// When it was paused (wall clock, for people).
+    #[serde(with = "unix_seconds")]
+    pub since: SystemTime,
+    /// Who paused it: the API token's name and the client's address, as the API knew them.
+    pub by: String,
+}
+
 /// A switch that is failing, as the leader keeps it in the DCS for status: what it tries, since
 /// when, how often, and why it fails.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +343,13 @@ pub enum Event {
         /// Node.
         node: String,
     },
+    /// The cluster was paused: nodes go on checking and reporting, nobody switches anything.
+    Paused {
+        /// Who paused it.
+        by: String,
+    },
+    /// The cluster was resumed: switching goes on as usual.
+    Resumed {},
 }
 
 impl Event {
@@ -389,6 +407,8 @@ impl Event {
                 format!("node {node} lost the DCS ({reason}); last switch stays in force")
             }
             Event::DcsRecovered { node } => format!("node {node} reaches the DCS again"),
+            Event::Paused { by } => format!("the cluster is paused by {by}: nothing is switched until it is resumed"),
+            Event::Resumed {} => "the cluster is resumed: switching goes on as usual".to_string(),
             Event::DefinitionsDisagree { service, nodes, held, .. } => format!(
                 "{service}: node{} {} define{} the service differently{}",
                 if nodes.len() == 1 { "" } else { "s" },

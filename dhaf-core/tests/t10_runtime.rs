@@ -460,6 +460,49 @@ async fn a_node_whose_writes_are_refused_stops_voting_its_stale_opinion_and_says
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_paused_cluster_does_not_fail_over_until_resumed_and_says_so_once() {
+    let mut c = Cluster::new(3, Some("ep-1"), "");
+    let first = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    let asker = c.nodes.iter().find(|n| n.name != first).unwrap().name.clone();
+    c.node(&asker).handle.pause("ops from 10.0.0.9:5000").await.unwrap();
+    let paused = c.node(&first).handle.status().await.unwrap().paused.expect("status says the cluster is paused");
+    assert_eq!(paused.by, "ops from 10.0.0.9:5000");
+    // Pausing twice keeps the first pause.
+    c.node(&first).handle.pause("someone else").await.unwrap();
+    assert_eq!(c.node(&asker).handle.status().await.unwrap().paused.unwrap().by, "ops from 10.0.0.9:5000");
+
+    // The primary fails while paused: the nodes see it and tell it, nobody switches.
+    c.down_everywhere("ep-1");
+    wait_for("ep-1 told down", Duration::from_secs(30), || async {
+        c.events().iter().any(|e| matches!(e, Event::EntryPointWentDown { entry_point, .. } if entry_point == "ep-1")).then_some(())
+    })
+    .await;
+    sleep(Duration::from_secs(20)).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-1"));
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+    // A new leader during the pause holds still too, and does not tell the pause again.
+    c.crash(&first);
+    let second = wait_for("a new leader", Duration::from_secs(30), || {
+        let first = first.clone();
+        let c = &c;
+        async move { c.leader().await.filter(|l| *l != first) }
+    })
+    .await;
+    sleep(Duration::from_secs(10)).await;
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+
+    // Resumed: the failover happens at once, by the leader.
+    c.node(&second).handle.resume().await.unwrap();
+    wait_for("the failover", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    assert_eq!(c.switches(), [(second.clone(), "ep-2".to_string())]);
+    assert!(c.node(&second).handle.status().await.unwrap().paused.is_none());
+    sleep(Duration::from_secs(5)).await;
+    let told: Vec<Event> = c.events().into_iter().filter(|e| matches!(e, Event::Paused { .. } | Event::Resumed {})).collect();
+    assert_eq!(told, [Event::Paused { by: "ops from 10.0.0.9:5000".into() }, Event::Resumed {}], "each told once, across leaders");
+}
+
+#[tokio::test(start_paused = true)]
 async fn switchover_pins_the_target_and_purge_switches_back() {
     let c = Cluster::new(2, Some("ep-1"), "");
     c.wait_leader().await;
@@ -1132,6 +1175,9 @@ impl Dcs for FaultyDcs {
     }
     async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
         self.inner.set_maintenance(service, ep, on).await
+    }
+    async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
+        self.inner.set_pause(pause).await
     }
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
         let (delay, lose) = {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Dcs, DcsError, Purge};
-use crate::model::{FencingToken, Opinion, SwitchKind, SwitchRecord};
+use crate::model::{FencingToken, Opinion, Pause, SwitchKind, SwitchRecord};
 
 /// Writes beneath the [`Dcs`] contract, for tests: any value at any key, as a newer version of
 /// dhaf or an operator's hand edit would leave it.
@@ -57,6 +57,7 @@ where
         ("fencing", |d, _| Box::pin(fencing(d))),
         ("switchover_and_maintenance", |d, _| Box::pin(switchover_and_maintenance(d))),
         ("purge_names_its_request", |d, _| Box::pin(purge_names_its_request(d))),
+        ("pause", |d, r| Box::pin(pause(d, r))),
         ("decommission", |d, _| Box::pin(decommission(d))),
         ("provider_store", |d, _| Box::pin(provider_store(d))),
         ("watch", |d, _| Box::pin(watch(d))),
@@ -249,6 +250,36 @@ pub async fn switchover_and_maintenance(dcs: Arc<dyn Dcs>) {
     assert!(snap.switchovers.is_empty());
     assert!(!snap.maintenance.contains_key("svc"));
     assert!(snap.maintenance["other"].contains("ep9"));
+}
+
+/// The cluster-wide pause is stored with who paused it and since when, outlives every lease,
+/// is watched like the rest, and an unreadable one is named, not taken for "not paused" silently.
+pub async fn pause(dcs: Arc<dyn Dcs>, raw: Arc<dyn RawPut>) {
+    assert_eq!(dcs.snapshot().await.unwrap().paused, None);
+    let lease = dcs.register("n1", TTL).await.unwrap();
+    let mut w = dcs.watch().await.unwrap();
+    let since = std::time::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let first = Pause { since, by: "ops-token from 10.0.0.9:5000".into() };
+    dcs.set_pause(Some(&first)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), w.changed()).await;
+    assert_eq!(got, Ok(true), "a watch must signal a pause");
+    assert_eq!(dcs.snapshot().await.unwrap().paused.as_ref(), Some(&first));
+    let second = Pause { since: since + Duration::from_secs(60), by: "admin".into() };
+    dcs.set_pause(Some(&second)).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().paused.as_ref(), Some(&second), "a new pause replaces the one in force");
+    // Bound to no lease: the pause outlives the node that asked for it.
+    dcs.revoke(lease).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().paused.as_ref(), Some(&second));
+    dcs.set_pause(None).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().paused, None);
+    dcs.set_pause(None).await.unwrap();
+    // A flag that cannot be read still pauses (holding still is the safe side), and is named.
+    raw.raw_put("paused", "yes please").await;
+    let snap = dcs.snapshot().await.unwrap();
+    assert!(snap.paused.is_some());
+    assert!(snap.skipped.keys().any(|k| k.ends_with("/paused")), "{:?}", snap.skipped);
+    dcs.set_pause(None).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().paused, None);
 }
 
 /// Only a dead member can be decommissioned.

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::model::{FencingToken, Opinion, ServiceDefinition, SwitchRecord};
+use crate::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
 
 /// A DCS lease id.
 pub type LeaseId = i64;
@@ -84,6 +84,9 @@ pub struct Snapshot {
     pub maintenance: BTreeMap<String, BTreeSet<String>>,
     /// The desired entry point of each service, as the leader recorded it.
     pub records: BTreeMap<String, SwitchRecord>,
+    /// The cluster is paused: nobody switches anything.
+    #[serde(default)]
+    pub paused: Option<Pause>,
     /// Values that could not be read and were left out, by full key: why. Each affects only what
     /// it describes (one opinion, one service's record or request); the rest is read as usual.
     #[serde(default)]
@@ -214,6 +217,10 @@ pub trait Dcs: Send + Sync {
 
     /// Put an entry point into maintenance or take it out.
     async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), DcsError>;
+
+    /// Pause the cluster (`Some`), replacing a pause in force, or resume it (`None`; resuming a
+    /// cluster that is not paused is `Ok`).
+    async fn set_pause(&self, pause: Option<&Pause>) -> Result<(), DcsError>;
 
     /// Record the desired entry point of `service`, only while `record.token`'s term leads:
     /// [`DcsError::Fenced`] otherwise. The leader calls it before every switch.

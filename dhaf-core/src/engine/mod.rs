@@ -28,6 +28,9 @@
 //! 7. A switch that failed, or whose outcome was lost, is retried (with backoff) as the kind of
 //!    switch it was, while its target is still where the service should point.
 //!
+//! While the nodes disagree on the service's definition, or the cluster is paused
+//! ([`ServiceView::paused`]), rules 2–7 are held: only transitions are told.
+//!
 //! Before these, a service the cluster has no record of adopts where the provider points
 //! ([`Action::Adopt`]), and waits for the first read-back of a term rather than switching blind.
 //! A switch under way ([`PendingSwitch::in_flight`]) gets no second one; the runtime reports its
@@ -87,6 +90,9 @@ pub struct ServiceView {
     /// (their `entry_points` votes are only those that do): the engine holds the service still —
     /// no switch, adoption or purge — and only tells what it sees, until they agree again.
     pub out_of_agreement: bool,
+    /// The cluster is paused by an operator: the engine holds every service still — no switch,
+    /// adoption or purge, not even a failover — and only tells what it sees, until it is resumed.
+    pub paused: bool,
 }
 
 /// What the engine asks the runtime to do.
@@ -359,7 +365,7 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
         }
     }
     announce(service, view, &a, state, &mut d);
-    if view.out_of_agreement {
+    if view.out_of_agreement || view.paused {
         hold(state, &mut d);
     } else {
         let (pinned, pending_switchover) = switchover(service, view, &a, state, &mut d);
@@ -417,8 +423,8 @@ fn announce(service: &ServiceConfig, view: &ServiceView, a: &Assessment, state: 
 }
 
 /// Rule 1: nodes that define the service differently hold it still (what one leader would switch
-/// to, the next might switch away from): only the news is told. A failed switch stays pending:
-/// once they agree, it is retried if still right.
+/// to, the next might switch away from), and so does a pause: only the news is told. A failed
+/// switch stays pending: once they agree (or the cluster is resumed), it is retried if still right.
 fn hold(state: &mut ServiceState, d: &mut Decision) {
     d.actions.retain(|a| matches!(a, Action::Notify(_)));
     state.failback_since = None;
@@ -594,6 +600,16 @@ impl ClusterState {
         self.primed = true;
         self.alive = alive.clone();
         events
+    }
+}
+
+/// The event to tell when the cluster's pause changed from what was last told (`told_paused`),
+/// if any: [`Event::Paused`] or [`Event::Resumed`], once per transition.
+pub fn pause_transition(told_paused: bool, paused: Option<&crate::model::Pause>) -> Option<Event> {
+    match (told_paused, paused) {
+        (false, Some(p)) => Some(Event::Paused { by: p.by.clone() }),
+        (true, None) => Some(Event::Resumed {}),
+        _ => None,
     }
 }
 

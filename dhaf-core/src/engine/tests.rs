@@ -75,6 +75,7 @@ fn view(alive: usize, eps: &[&str]) -> V {
         awaiting_read_back: false,
         switchover: None,
         out_of_agreement: false,
+        paused: false,
     })
 }
 
@@ -102,6 +103,11 @@ impl V {
     /// Fewer than a majority of the alive nodes share the leader's definition of the service.
     fn disagree(mut self) -> Self {
         self.0.out_of_agreement = true;
+        self
+    }
+    /// The cluster is paused.
+    fn paused(mut self) -> Self {
+        self.0.paused = true;
         self
     }
 }
@@ -263,6 +269,81 @@ fn nodes_that_define_the_service_differently_hold_it_still() {
     for (name, k, steps) in cases {
         run(name, k, steps);
     }
+}
+
+#[test]
+fn a_paused_cluster_switches_nothing_but_tells_the_news() {
+    let cases = [
+        (
+            "no failover while paused; resumed, the service moves at once",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "+++", "+++"]).cur("a").paused(),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"])],
+                    None,
+                ),
+                D(2 * S, view(3, &["---", "+++", "+++"]).cur("a").paused(), vec![], None),
+                D(3 * S, view(3, &["---", "+++", "+++"]).cur("a"), vec![sw("b", Failover)], None),
+            ],
+        ),
+        (
+            "no initial switch, no adoption",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).live("b").paused(), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).paused(), vec![], None),
+                D(2 * S, view(3, &["+++", "+++", "+++"]), vec![sw("a", Initial)], None),
+            ],
+        ),
+        (
+            "no switchover, no purge, no failback, no repair, no maintenance move",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "---"]).cur("b").live("c").so("c").paused(), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("b").so("c").paused(), vec![up("c")], None),
+                D(2 * S, view(3, &["+++", "M+++", "+++"]).cur("b").paused(), vec![], None),
+                D(3 * S, view(3, &["+++", "M+++", "+++"]).cur("b"), vec![sw("a", Maint)], None),
+            ],
+        ),
+        (
+            "panic mode is still told",
+            K,
+            vec![
+                D(0, view(1, &["+", "+", "+"]).cur("a").paused(), vec![], None),
+                D(
+                    S,
+                    view(1, &["-", "-", "-"]).cur("a").paused(),
+                    vec![down("a", &["n1: refused"]), down("b", &["n1: refused"]), down("c", &["n1: refused"]), svc_down()],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "a failed switch is retried only once resumed",
+            K,
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]).cur("a"), vec![sw("b", Failover)], None),
+                Failed(0, 500, true),
+                D(S, view(3, &["---", "+++", "+++"]).cur("a").paused(), vec![], None),
+                D(2 * S, view(3, &["---", "+++", "+++"]).cur("b"), vec![sw("b", Failover)], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn pause_and_resume_are_told_once_each() {
+    let pause = crate::model::Pause { since: std::time::UNIX_EPOCH, by: "ops from 10.0.0.9:5000".into() };
+    assert_eq!(pause_transition(false, Some(&pause)), Some(Event::Paused { by: "ops from 10.0.0.9:5000".into() }));
+    assert_eq!(pause_transition(true, Some(&pause)), None);
+    assert_eq!(pause_transition(true, None), Some(Event::Resumed {}));
+    assert_eq!(pause_transition(false, None), None);
 }
 
 #[test]
@@ -1341,6 +1422,7 @@ impl ViewSpec {
             awaiting_read_back: false,
             switchover: self.switchover.map(name),
             out_of_agreement: self.out_of_agreement,
+            paused: false,
         }
     }
 }
@@ -1440,6 +1522,15 @@ proptest! {
         let d = decide(&svc, s.min_votes, &mut state, &view, now);
         prop_assert!(d.actions.iter().all(|a| matches!(a, Action::Notify(_))), "{:?}", d.actions);
         prop_assert_eq!(state.verdicts().len(), svc.entry_points.len(), "the verdicts are kept for status");
+    }
+
+    /// A paused cluster: nothing but news, whatever came before.
+    #[test]
+    fn paused_holds_still(s in scenario()) {
+        let (svc, mut state, mut view, now) = s.setup();
+        view.paused = true;
+        let d = decide(&svc, s.min_votes, &mut state, &view, now);
+        prop_assert!(d.actions.iter().all(|a| matches!(a, Action::Notify(_))), "{:?}", d.actions);
     }
 
     /// The same config, state, view and time always give the same decision.

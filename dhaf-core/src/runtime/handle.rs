@@ -145,8 +145,19 @@ pub struct NodeStatus {
     pub stale: bool,
     /// How old the stale state is, in seconds (none if nothing was ever read).
     pub snapshot_age_secs: Option<u64>,
+    /// The cluster is paused: nodes check and report, nobody switches anything.
+    pub paused: Option<PauseStatus>,
     /// Every service.
     pub services: Vec<ServiceStatus>,
+}
+
+/// A pause in force.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PauseStatus {
+    /// When it was paused (Unix seconds).
+    pub since: f64,
+    /// Who paused it (the API token's name and the client's address).
+    pub by: String,
 }
 
 /// One node's opinion of an entry point.
@@ -358,6 +369,7 @@ impl NodeHandle {
             stale: stale.is_some(),
             snapshot_age_secs: stale.as_ref().and_then(|s| s.age),
             dcs_skipped: snap.skipped.clone(),
+            paused: snap.paused.as_ref().map(|p| PauseStatus { since: unix_secs(p.since), by: p.by.clone() }),
             services: config.services.iter().map(|s| self.service_from(&snap, &extras, s, stale.as_ref())).collect(),
         })
     }
@@ -498,6 +510,23 @@ impl NodeHandle {
             }
         }
         Ok(self.inner().dcs_call(self.inner().dcs.set_maintenance(service, entry_point, on)).await?)
+    }
+
+    /// Pause the whole cluster: every node goes on checking and reporting, and no leader switches
+    /// anything (not even a failover) until [`NodeHandle::resume`]. `by` says who asked, for
+    /// status and the notifiers. Pausing a paused cluster keeps the first pause.
+    pub async fn pause(&self, by: &str) -> Result<(), CommandError> {
+        if self.snapshot().await?.paused.is_some() {
+            return Ok(());
+        }
+        let pause = crate::model::Pause { since: super::wall_now(), by: by.to_string() };
+        Ok(self.inner().dcs_call(self.inner().dcs.set_pause(Some(&pause))).await?)
+    }
+
+    /// Resume a paused cluster: the leader decides and switches again at once. Resuming a
+    /// cluster that is not paused does nothing.
+    pub async fn resume(&self) -> Result<(), CommandError> {
+        Ok(self.inner().dcs_call(self.inner().dcs.set_pause(None)).await?)
     }
 
     /// Forget a dead node.

@@ -23,6 +23,9 @@ pub(crate) const ANNOUNCED_NS: &str = "dhaf.announced";
 pub(crate) const SWITCHING_NS: &str = "dhaf.switching";
 /// The namespace where the leader keeps each service's live state as last read back, for status.
 pub(crate) const LIVE_NS: &str = "dhaf.live";
+/// The namespace where the leader keeps whether it told the cluster paused (`told`: `paused` or
+/// `running`), so each pause and resume is told once across leaders.
+pub(crate) const PAUSE_NS: &str = "dhaf.pause";
 /// The longest a read-back of a provider's live state may take.
 const READ_BACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many services may be switching at once.
@@ -181,6 +184,8 @@ struct Leading {
     reading: JoinSet<Result<Option<String>, String>>,
     reads: HashMap<tokio::task::Id, Reading>,
     eligible: Eligibility,
+    /// Whether the cluster was last told paused (by this leader or an earlier one).
+    told_paused: bool,
 }
 
 /// Lead under `token` until the term ends (lease lost, fenced, stepped down).
@@ -198,7 +203,11 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
         reading: JoinSet::new(),
         reads: HashMap::new(),
         eligible: Arc::new(Mutex::new(vec![Vec::new(); n])),
+        told_paused: false,
     };
+    if let Ok(told) = inner.dcs_call(inner.dcs.kv_get(PAUSE_NS, "told")).await {
+        me.told_paused = told.as_deref() == Some("paused");
+    }
     // What earlier leaders announced, so a node that died with its leader is still announced.
     if let Ok(known) = inner.dcs_call(inner.dcs.kv_list(NODES_NS)).await {
         me.cluster = ClusterState::with_known(known.into_iter().filter(|(_, v)| v == "up").map(|(k, _)| k).collect());
@@ -436,6 +445,7 @@ pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig, agreement: 
         awaiting_read_back: false,
         switchover: snapshot.switchovers.get(&svc.name).map(|r| r.entry_point.clone()),
         out_of_agreement: !agreement.majority(snapshot.alive.len()),
+        paused: snapshot.paused.is_some(),
     }
 }
 
@@ -507,6 +517,16 @@ impl Leading {
             };
             inner.notifications.send(&config, e);
             let _ = inner.dcs_call(inner.dcs.kv_put(NODES_NS, &node, state)).await;
+        }
+        if let Some(e) = engine::pause_transition(self.told_paused, snapshot.paused.as_ref()) {
+            self.told_paused = !self.told_paused;
+            match &e {
+                Event::Paused { by } => tracing::warn!(%by, "the cluster is paused: nothing is switched until it is resumed"),
+                _ => tracing::info!("the cluster is resumed: switching goes on"),
+            }
+            inner.notifications.send(&config, e);
+            let told = if self.told_paused { "paused" } else { "running" };
+            let _ = inner.dcs_call(inner.dcs.kv_put(PAUSE_NS, "told", told)).await;
         }
         let mut wake: Option<Instant> = None;
         let mut switches = Vec::new();

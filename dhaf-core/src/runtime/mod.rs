@@ -44,7 +44,7 @@ use crate::provider::ProviderError;
 use crate::registry::Providers;
 
 pub use handle::{
-    CommandError, EntryPointStatus, HistoryEntry, Metrics, NodeDisagreement, NodeHandle, NodeStatus, ServiceStatus, VoteStatus,
+    CommandError, EntryPointStatus, HistoryEntry, Metrics, NodeDisagreement, NodeHandle, NodeStatus, PauseStatus, ServiceStatus, VoteStatus,
 };
 use notify::Notifications;
 pub use reload::{restart_only_settings, DefinitionsDiff, ReloadError, ReloadReport};

@@ -185,6 +185,10 @@ impl Dcs for PausableDcs {
         self.counts.add("set_maintenance");
         gated!(self, self.inner.set_maintenance(service, ep, on))
     }
+    async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
+        self.counts.add("set_pause");
+        gated!(self, self.inner.set_pause(pause))
+    }
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
         self.counts.add("record_switch");
         gated!(self, self.inner.record_switch(service, record))
