@@ -581,9 +581,9 @@ impl Dcs for CountingDcs {
     async fn watch(&self) -> Result<Watch, DcsError> {
         self.inner.watch().await
     }
-    async fn request_switchover(&self, service: &str, ep: &str) -> Result<(), DcsError> {
+    async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
         self.write();
-        self.inner.request_switchover(service, ep).await
+        self.inner.put_switchover(service, request).await
     }
     async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.write();

@@ -141,6 +141,10 @@ pub struct SwitchRecord {
     /// When (wall clock, for people; never compared across nodes).
     #[serde(with = "unix_seconds")]
     pub at: SystemTime,
+    /// Who asked for it (the API token's name and the client's address), for a switchover
+    /// requested through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// The cluster is paused: every node goes on checking and reporting, and nobody switches

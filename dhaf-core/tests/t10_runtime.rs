@@ -1156,8 +1156,8 @@ impl Dcs for FaultyDcs {
     async fn watch(&self) -> Result<Watch, DcsError> {
         self.inner.watch().await
     }
-    async fn request_switchover(&self, service: &str, ep: &str) -> Result<(), DcsError> {
-        self.inner.request_switchover(service, ep).await
+    async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
+        self.inner.put_switchover(service, request).await
     }
     async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.inner.purge_switchover(service, purge).await

@@ -554,8 +554,8 @@ impl Dcs for EtcdDcs {
         Ok(watch)
     }
 
-    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
-        let value = encode(&SwitchoverRequest { entry_point: entry_point.into(), revision: 0 });
+    async fn put_switchover(&self, service: &str, request: &SwitchoverRequest) -> Result<(), DcsError> {
+        let value = encode(&SwitchoverRequest { revision: 0, ..request.clone() });
         self.put(self.keys.switchover(service), value, None).await
     }
 

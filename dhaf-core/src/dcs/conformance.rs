@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Dcs, DcsError, Purge};
+use super::{Dcs, DcsError, Purge, SwitchoverRequest};
 use crate::model::{FencingToken, Opinion, Pause, SwitchKind, SwitchRecord};
 
 /// Writes beneath the [`Dcs`] contract, for tests: any value at any key, as a newer version of
@@ -191,7 +191,14 @@ pub async fn withdraw_opinion(dcs: Arc<dyn Dcs>) {
 }
 
 fn record(ep: &str, token: FencingToken) -> SwitchRecord {
-    SwitchRecord { entry_point: ep.into(), kind: SwitchKind::Failover, token, node: "n1".into(), at: std::time::SystemTime::now() }
+    SwitchRecord {
+        entry_point: ep.into(),
+        kind: SwitchKind::Failover,
+        token,
+        node: "n1".into(),
+        at: std::time::SystemTime::now(),
+        requested_by: None,
+    }
 }
 
 /// Only the current term may record a switch or purge a switchover as leader.
@@ -243,6 +250,11 @@ pub async fn switchover_and_maintenance(dcs: Arc<dyn Dcs>) {
     dcs.set_maintenance("other", "ep9", true).await.unwrap();
     let snap = dcs.snapshot().await.unwrap();
     assert_eq!(snap.switchovers["svc"].entry_point, "ep3", "a new request replaces the pending one");
+    assert_eq!(snap.switchovers["svc"].by, None);
+    let asked = SwitchoverRequest { by: Some("ops from 10.0.0.9:5000".into()), ..SwitchoverRequest::to("ep2") };
+    dcs.put_switchover("svc", &asked).await.unwrap();
+    let got = dcs.snapshot().await.unwrap().switchovers["svc"].clone();
+    assert_eq!((got.entry_point.as_str(), got.by.as_deref()), ("ep2", Some("ops from 10.0.0.9:5000")), "who asked is kept");
     assert_eq!(snap.maintenance["svc"].iter().collect::<Vec<_>>(), ["ep1"]);
     dcs.purge_switchover("svc", Purge::Any).await.unwrap();
     dcs.set_maintenance("svc", "ep1", false).await.unwrap();

@@ -458,11 +458,9 @@ impl Dcs for MemoryDcs {
         Ok(watch)
     }
 
-    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
+    async fn put_switchover(&self, service: &str, request: &SwitchoverRequest) -> Result<(), DcsError> {
         self.enter_write().await?;
-        self.with_store(|s, k| {
-            put(s, k.switchover(service), encode(&SwitchoverRequest { entry_point: entry_point.into(), revision: 0 }), None)
-        })?;
+        self.with_store(|s, k| put(s, k.switchover(service), encode(&SwitchoverRequest { revision: 0, ..request.clone() }), None))?;
         Ok(())
     }
 

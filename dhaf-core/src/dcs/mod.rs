@@ -34,14 +34,25 @@ pub struct Leader {
 }
 
 /// A pending switchover request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwitchoverRequest {
     /// The target entry point.
     pub entry_point: String,
+    /// Who asked (the API token's name and the client's address), when known; the switch it
+    /// leads to carries it into the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// The DCS revision that wrote the request, which tells two requests for the same target
     /// apart. Filled in when read; not part of the stored value.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub revision: i64,
+}
+
+impl SwitchoverRequest {
+    /// A request for `entry_point`, nothing else said.
+    pub fn to(entry_point: &str) -> Self {
+        SwitchoverRequest { entry_point: entry_point.into(), ..SwitchoverRequest::default() }
+    }
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -209,7 +220,13 @@ pub trait Dcs: Send + Sync {
     async fn watch(&self) -> Result<Watch, DcsError>;
 
     /// Ask for a switchover of `service` to `entry_point` (replaces a pending one).
-    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError>;
+    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
+        self.put_switchover(service, &SwitchoverRequest::to(entry_point)).await
+    }
+
+    /// Store `request` as `service`'s pending switchover, replacing a pending one (its
+    /// `revision` is ignored: the store sets it).
+    async fn put_switchover(&self, service: &str, request: &SwitchoverRequest) -> Result<(), DcsError>;
 
     /// Drop the pending switchover of `service`, as [`Purge`] says: any (an operator's), or only
     /// the request the leader means while its term leads. A request already gone is `Ok`.

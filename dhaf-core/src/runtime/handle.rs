@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::leader::{service_view, Agreement, HISTORY_NS, LIVE_NS, SWITCHING_NS};
 use super::{Inner, ReloadError, ReloadReport, ReloadRequest};
 use crate::config::{Config, ServiceConfig};
-use crate::dcs::{DcsError, Leader, Purge, Snapshot};
+use crate::dcs::{DcsError, Leader, Purge, Snapshot, SwitchoverRequest};
 use crate::engine::{self, Verdict};
 use crate::model::{SwitchProgress, SwitchRecord};
 
@@ -471,6 +471,17 @@ impl NodeHandle {
 
     /// Ask the leader to switch `service` over to `entry_point` and keep it there while healthy.
     pub async fn switchover_to(&self, service: &str, entry_point: &str) -> Result<(), CommandError> {
+        self.request_switchover(service, SwitchoverRequest::to(entry_point)).await
+    }
+
+    /// [`NodeHandle::switchover_to`], saying who asked (`by`: the API token's name and the
+    /// client's address), which the switch's history entry then carries.
+    pub async fn switchover_to_by(&self, service: &str, entry_point: &str, by: &str) -> Result<(), CommandError> {
+        self.request_switchover(service, SwitchoverRequest { by: Some(by.to_string()), ..SwitchoverRequest::to(entry_point) }).await
+    }
+
+    async fn request_switchover(&self, service: &str, request: SwitchoverRequest) -> Result<(), CommandError> {
+        let entry_point = request.entry_point.as_str();
         let status = self.service_status_fresh(service).await?;
         let ep = status
             .entry_points
@@ -483,7 +494,7 @@ impl NodeHandle {
         if ep.verdict != Verdict::Healthy {
             return Err(CommandError::Unhealthy { service: service.into(), entry_point: entry_point.into(), verdict: ep.verdict });
         }
-        Ok(self.inner().dcs_call(self.inner().dcs.request_switchover(service, entry_point)).await?)
+        Ok(self.inner().dcs_call(self.inner().dcs.put_switchover(service, &request)).await?)
     }
 
     /// Drop `service`'s pending switchover; automatic rules (failback) apply again.

@@ -572,7 +572,11 @@ impl Leading {
                             Ok(()) => {}
                         }
                     }
-                    Action::Switch { to, kind, .. } => switches.push((i, view.current.clone(), to, kind)),
+                    Action::Switch { to, kind, .. } => {
+                        // A switchover carries who asked for it into the record and the history.
+                        let asked = snapshot.switchovers.get(&svc.name).filter(|r| kind == SwitchKind::Switchover && r.entry_point == to);
+                        switches.push((i, view.current.clone(), to, kind, asked.and_then(|r| r.by.clone())))
+                    }
                 }
             }
             self.keep_announced(i).await;
@@ -580,8 +584,8 @@ impl Leading {
         }
         // Services switch concurrently, and in the background: one slow provider call must not
         // delay another service's failover, even one decided while it runs.
-        for (i, from, to, kind) in switches {
-            let record = self.record(&to, kind);
+        for (i, from, to, kind, requested_by) in switches {
+            let record = SwitchRecord { requested_by, ..self.record(&to, kind) };
             let (inner, limit, eligible) = (inner.clone(), self.limit.clone(), self.eligible.clone());
             let task = self.running.spawn({
                 let record = record.clone();
@@ -638,6 +642,7 @@ impl Leading {
             token: self.token,
             node: self.inner.config.dhaf.node_name.clone(),
             at: wall_now(),
+            requested_by: None,
         }
     }
 

@@ -173,9 +173,9 @@ impl Dcs for PausableDcs {
         self.counts.add("watch");
         gated!(self, self.inner.watch())
     }
-    async fn request_switchover(&self, service: &str, ep: &str) -> Result<(), DcsError> {
+    async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
         self.counts.add("request_switchover");
-        gated!(self, self.inner.request_switchover(service, ep))
+        gated!(self, self.inner.put_switchover(service, request))
     }
     async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.counts.add("purge_switchover");
