@@ -27,6 +27,8 @@ pub enum CliError {
     Unreachable(String),
     /// The node answered, but cannot reach the DCS: what it showed is its last known state (exit 4).
     DcsUnreachable(String),
+    /// `--wait` gave up: the change was dropped, or the timeout passed first (exit 5).
+    WaitFailed(String),
 }
 
 impl CliError {
@@ -37,6 +39,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Unreachable(_) => 3,
             CliError::DcsUnreachable(_) => 4,
+            CliError::WaitFailed(_) => 5,
         }
     }
 }
@@ -44,7 +47,9 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Usage(m) | CliError::Unreachable(m) | CliError::DcsUnreachable(m) => f.write_str(m.trim_end()),
+            CliError::Usage(m) | CliError::Unreachable(m) | CliError::DcsUnreachable(m) | CliError::WaitFailed(m) => {
+                f.write_str(m.trim_end())
+            }
             CliError::Refused { status, code, message } => write!(f, "the node refused ({code}, HTTP {status}): {message}"),
         }
     }

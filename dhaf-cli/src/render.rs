@@ -56,6 +56,7 @@ fn age(v: &Value) -> String {
 pub fn cluster(v: &Value) -> String {
     let stale = v["stale"] == true;
     let mut out = format!("Cluster: {}\n", s(&v["cluster"]));
+    out += &paused(v);
     out += &match (v["leader"].is_null(), stale) {
         (true, false) => "Leader:  none (an election is due)\n".to_string(),
         (false, false) => format!("Leader:  {} (term {})\n", s(&v["leader"]["node"]), s(&v["leader"]["token"])),
@@ -209,6 +210,19 @@ fn current_mark(service: &Value, e: &Value) -> String {
     }
 }
 
+/// The `Cluster: PAUSED ...` line of a status, empty while the cluster is not paused.
+fn paused(status: &Value) -> String {
+    let p = &status["paused"];
+    if p.is_null() {
+        return String::new();
+    }
+    format!(
+        "Cluster: PAUSED since {} UTC by {}: nodes check and report, nothing is switched until `dhaf-cli resume`\n",
+        when(&p["since"]),
+        s(&p["by"])
+    )
+}
+
 /// `status-services`: one line per service.
 pub fn services(v: &Value) -> String {
     let rows: Vec<Vec<String>> = list(v)
@@ -241,6 +255,11 @@ pub fn services(v: &Value) -> String {
     out
 }
 
+/// `status-services` from the whole status: the services, and a paused cluster said first.
+pub fn services_of(status: &Value) -> String {
+    paused(status) + &services(&status["services"])
+}
+
 /// `switchover-candidates`.
 pub fn candidates(v: &Value) -> String {
     let rows: Vec<Vec<String>> = list(v)
@@ -255,12 +274,39 @@ pub fn candidates(v: &Value) -> String {
 
 /// `history`, oldest first.
 pub fn history(v: &Value) -> String {
-    let rows: Vec<Vec<String>> =
-        list(v).iter().map(|h| vec![when(&h["at"]), s(&h["kind"]), s(&h["entry_point"]), s(&h["node"]), s(&h["token"])]).collect();
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|h| vec![when(&h["at"]), s(&h["kind"]), s(&h["entry_point"]), s(&h["node"]), s(&h["token"]), s(&h["requested_by"])])
+        .collect();
     if rows.is_empty() {
         return "No switches recorded yet.\n".into();
     }
-    table(&["TIME (UTC)", "KIND", "ENTRY POINT", "BY NODE", "TERM"], &rows)
+    table(&["TIME (UTC)", "KIND", "ENTRY POINT", "BY NODE", "TERM", "ASKED BY"], &rows)
+}
+
+/// `audit`: the node's audit trail of mutations, oldest first.
+pub fn audit(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|a| {
+            let outcome = match a["code"].as_str() {
+                Some(code) => format!("{} {} ({code})", s(&a["outcome"]), s(&a["status"])),
+                None => format!("{} {}", s(&a["outcome"]), s(&a["status"])),
+            };
+            vec![
+                when(&a["at_ms"].as_f64().map_or(Value::Null, |ms| Value::from(ms / 1000.0))),
+                s(&a["token"]),
+                s(&a["role"]),
+                s(&a["client"]),
+                format!("{} {}", s(&a["method"]), s(&a["path"])),
+                outcome,
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "No changes asked of this node yet.\n".into();
+    }
+    table(&["TIME (UTC)", "TOKEN", "ROLE", "FROM", "REQUEST", "OUTCOME"], &rows)
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS`.

@@ -114,7 +114,8 @@ fn start_with(services: usize) -> Running {
     let handle = node.handle();
     let app = dhaf_node::api::router(handle.clone());
     rt.spawn(node.run(std::future::pending()));
-    rt.spawn(async move { axum::serve(listener, app).await });
+    // With the client's address, as dhaf-node serves it: the audit trail and "who asked" name it.
+    rt.spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await });
     let r = Running { _rt: rt, dcs, port, config, dir, checker, provider, handle };
     r.wait_for("the node to lead and point main at ep1", |r| r.handle.is_leader() && r.provider.current().as_deref() == Some("ep1"));
     r
@@ -621,4 +622,57 @@ fn t80_lost_dcs_is_said_and_exits_4() {
     r.dcs.set_unavailable(false);
     r.wait_for("the dcs back", |r| r.cli(&["status-dhaf"]).code == 0);
     assert!(r.cli(&["status-services"]).ok().stdout.lines().any(|l| l.starts_with("main") && l.contains("ep1")));
+}
+
+#[test]
+fn t90_pause_resume_wait_audit() {
+    let r = start();
+    // Paused: status says so, by whom; a switchover waited for gives up with why (exit 5).
+    let out = r.cli(&["pause"]).ok().stdout;
+    assert!(out.contains("paused"), "{out}");
+    let out = r.cli(&["status-dhaf"]).ok().stdout;
+    let line = out.lines().find(|l| l.starts_with("Cluster: PAUSED since 20")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains(" by token from 127.0.0.1:"), "{line}");
+    assert!(r.cli(&["status-services"]).ok().stdout.contains("Cluster: PAUSED"));
+    assert_eq!(r.cli(&["status-dhaf", "--json"]).ok().json()["paused"]["by"].as_str().unwrap().split(' ').next(), Some("token"));
+    let done = r.cli(&["switchover-to", "ep2", "--service", "main", "--wait", "--timeout", "2s"]).failed(5, "paused");
+    assert!(done.stderr.contains("main points at ep1"), "{}", done.stderr);
+    assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+
+    // Resumed, the same waits until the provider shows ep2.
+    r.cli(&["resume"]).ok();
+    assert!(!r.cli(&["status-dhaf"]).ok().stdout.contains("PAUSED"));
+    let out = r.cli(&["switchover-to", "ep2", "--service", "main", "--wait"]).ok().stdout;
+    assert!(out.contains("Done: main points at ep2 (read back from the provider)"), "{out}");
+    assert_eq!(r.provider.current().as_deref(), Some("ep2"));
+    // The history says who asked for the switchover.
+    let out = r.cli(&["history", "--service", "main"]).ok().stdout;
+    let line = out.lines().find(|l| l.contains("switchover")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("token from 127.0.0.1:"), "{out}");
+
+    // Purge and wait: settled back on ep1; maintenance waits until traffic left.
+    r.cli(&["switchover-purge", "--service", "main", "--wait", "--timeout", "30s"]).ok();
+    r.wait_for("failback to ep1", |r| r.provider.current().as_deref() == Some("ep1"));
+    let out = r.cli(&["maintenance-on", "ep1", "--service", "main", "--wait"]).ok().stdout;
+    assert!(out.contains("Done: main points at ep2"), "{out}");
+    assert_eq!(r.provider.current().as_deref(), Some("ep2"));
+    r.cli(&["maintenance-off", "ep1", "--service", "main", "--wait"]).ok();
+
+    // A switchover whose target goes down is dropped: the wait says so at once.
+    r.checker.down("ep3", "connection refused");
+    r.wait_json("ep3 down", &["status-service", "--service", "main", "--json"], |v| ep(v, "ep3")["verdict"] == "unhealthy");
+    r.cli(&["switchover-to", "ep3", "--service", "main", "--wait"]).failed(1, "unhealthy_target");
+    cli(&["switchover-to", "ep2", "--service", "main", "--timeout", "5s"]).failed(2, "--wait");
+    r.cli(&["switchover-to", "ep2", "--service", "main", "--wait", "--timeout", "soon"]).failed(2, "soon");
+
+    // The audit trail: every change, with the token's name and the address.
+    let out = r.cli(&["audit"]).ok().stdout;
+    for path in
+        ["POST /api/v1/pause", "POST /api/v1/resume", "POST /api/v1/services/main/switchover", "DELETE /api/v1/services/main/switchover"]
+    {
+        let line = out.lines().find(|l| l.contains(path)).unwrap_or_else(|| panic!("{path} not in {out}"));
+        assert!(line.contains("token") && line.contains("127.0.0.1:") && line.contains("accepted"), "{line}");
+    }
+    assert!(out.lines().any(|l| l.contains("switchover") && l.contains("refused 422 (unhealthy_target)")), "{out}");
+    assert!(r.cli(&["audit", "--json"]).ok().json().as_array().unwrap().len() >= 6);
 }
