@@ -153,6 +153,12 @@ pub fn service(v: &Value) -> String {
             Some(to) => format!("to {to} (pending)"),
         }
     );
+    if let Some(to) = v["failback"]["to"].as_str() {
+        out += &match v["failback"]["in_secs"].as_u64() {
+            Some(0) | None => format!("Failback: switching back to {to} now\n"),
+            Some(secs) => format!("Failback: switching back to {to} in {secs} s (at {} UTC)\n", when(&v["failback"]["at"])),
+        };
+    }
     if v["panic"] == true {
         out += "Panic mode: YES - no entry point is healthy; dhaf leaves the service as it is\n";
     }
@@ -399,6 +405,15 @@ mod tests {
         let out = cluster(&v);
         assert!(out.contains("Config disagreement: service site is defined differently by n3"), "{out}");
         assert!(!out.contains("service api"), "{out}");
+    }
+
+    #[test]
+    fn a_pending_failback_says_where_and_when() {
+        let v = json!({"name": "site", "current": "ep-2", "live": "ep-2", "switchover": null,
+                       "failback": {"to": "ep-1", "at": 1_709_210_108u64, "in_secs": 12}, "entry_points": []});
+        assert!(service(&v).contains("Failback: switching back to ep-1 in 12 s (at 2024-02-29 12:35:08 UTC)"), "{}", service(&v));
+        let none = json!({"name": "site", "current": "ep-1", "failback": null, "entry_points": []});
+        assert!(!service(&none).contains("Failback"));
     }
 
     #[test]

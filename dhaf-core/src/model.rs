@@ -158,6 +158,16 @@ pub struct Pause {
     pub by: String,
 }
 
+/// A failback waiting out `failback-delay`, as the leader keeps it in the DCS for status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingFailback {
+    /// The entry point the service switches back to.
+    pub to: String,
+    /// When it is due (wall clock, for people).
+    #[serde(with = "unix_seconds")]
+    pub at: SystemTime,
+}
+
 /// A switch that is failing, as the leader keeps it in the DCS for status: what it tries, since
 /// when, how often, and why it fails.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -553,9 +553,20 @@ async fn the_primary_recovering_is_switched_back_to_after_the_delay() {
     c.down_everywhere("ep-1");
     wait_for("the failover", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
     c.up_everywhere("ep-1");
+    // Status shows the failback coming: where to, and in how long.
+    let failback = wait_for("the pending failback in status", Duration::from_secs(10), || async {
+        c.node("n1").handle.service_status("main").await.unwrap().failback
+    })
+    .await;
+    assert_eq!(failback.to, "ep-1");
+    assert!(failback.in_secs > 0 && failback.in_secs <= 30, "{failback:?}");
     sleep(Duration::from_secs(20)).await;
     assert_eq!(c.provider.current().as_deref(), Some("ep-2"), "not before the failback delay");
     wait_for("switching back", Duration::from_secs(40), || async { (c.provider.current().as_deref() == Some("ep-1")).then_some(()) }).await;
+    wait_for("no failback pending", Duration::from_secs(10), || async {
+        c.node("n1").handle.service_status("main").await.unwrap().failback.is_none().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]

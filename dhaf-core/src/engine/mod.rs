@@ -225,6 +225,14 @@ impl ServiceState {
         self.panic
     }
 
+    /// The failback waiting out `failback-delay`, if any: the entry point it switches back to and
+    /// when it is due (the service stays put until then, and for good if that entry point goes
+    /// down again first).
+    pub fn pending_failback<'a>(&self, service: &'a ServiceConfig) -> Option<(&'a str, Instant)> {
+        let (i, since) = self.failback_since?;
+        Some((service.entry_points.get(i)?.name.as_str(), since + service.failback_delay))
+    }
+
     /// The switch asked for and not yet known to be carried out, if any.
     pub fn pending_switch(&self) -> Option<&PendingSwitch> {
         self.pending.as_ref()

@@ -272,6 +272,29 @@ fn nodes_that_define_the_service_differently_hold_it_still() {
 }
 
 #[test]
+fn a_pending_failback_says_where_to_and_when() {
+    let svc = service(3, Failback::Auto, Duration::from_secs(30));
+    let mut state = ServiceState::default();
+    let t0 = Instant::now();
+    decide(&svc, 1, &mut state, &view(3, &["---", "+++", "+++"]).cur("b").0, t0);
+    assert_eq!(state.pending_failback(&svc), None);
+    let d = decide(&svc, 1, &mut state, &view(3, &["+++", "+++", "+++"]).cur("b").0, t0 + Duration::from_secs(1));
+    assert_eq!(state.pending_failback(&svc), Some(("a", t0 + Duration::from_secs(31))));
+    assert_eq!(d.wake_at, Some(t0 + Duration::from_secs(31)));
+    // Still waiting later: the same deadline, not a sliding one.
+    decide(&svc, 1, &mut state, &view(3, &["+++", "+++", "+++"]).cur("b").0, t0 + Duration::from_secs(10));
+    assert_eq!(state.pending_failback(&svc), Some(("a", t0 + Duration::from_secs(31))));
+    // The primary down again: no failback pending.
+    decide(&svc, 1, &mut state, &view(3, &["---", "+++", "+++"]).cur("b").0, t0 + Duration::from_secs(11));
+    assert_eq!(state.pending_failback(&svc), None);
+    // Manual failback never has one.
+    let manual = service(3, Failback::Manual, Duration::from_secs(30));
+    let mut state = ServiceState::default();
+    decide(&manual, 1, &mut state, &view(3, &["+++", "+++", "+++"]).cur("b").0, t0);
+    assert_eq!(state.pending_failback(&manual), None);
+}
+
+#[test]
 fn a_paused_cluster_switches_nothing_but_tells_the_news() {
     let cases = [
         (

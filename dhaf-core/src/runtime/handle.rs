@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::leader::{service_view, Agreement, HISTORY_NS, LIVE_NS, SWITCHING_NS};
+use super::leader::{service_view, Agreement, FAILBACK_NS, HISTORY_NS, LIVE_NS, SWITCHING_NS};
 use super::{Inner, ReloadError, ReloadReport, ReloadRequest};
 use crate::config::{Config, ServiceConfig};
 use crate::dcs::{DcsError, Leader, Purge, Snapshot, SwitchoverRequest};
@@ -213,6 +213,8 @@ pub struct ServiceStatus {
     pub last_switch: Option<SwitchRecord>,
     /// The pending switchover request's target.
     pub switchover: Option<String>,
+    /// A failback waiting out `failback-delay`: where to, and when.
+    pub failback: Option<FailbackStatus>,
     /// No healthy entry point: dhaf holds still.
     pub panic: bool,
     /// The DCS could not be read: this is the last known state of the service.
@@ -232,6 +234,17 @@ pub struct ServiceStatus {
     pub entry_points: Vec<EntryPointStatus>,
 }
 
+/// A failback waiting out `failback-delay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailbackStatus {
+    /// The entry point the service switches back to.
+    pub to: String,
+    /// When it is due (whole Unix seconds).
+    pub at: u64,
+    /// In how many seconds, by the answering node's clock (0 when due).
+    pub in_secs: u64,
+}
+
 /// One node that defines a service differently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeDisagreement {
@@ -246,6 +259,7 @@ pub struct NodeDisagreement {
 struct Extras {
     live: std::collections::BTreeMap<String, String>,
     switching: std::collections::BTreeMap<String, SwitchProgress>,
+    failback: std::collections::BTreeMap<String, crate::model::PendingFailback>,
 }
 
 /// One past switch.
@@ -381,6 +395,7 @@ impl NodeHandle {
         Extras {
             live: list(LIVE_NS).await.into_iter().collect(),
             switching: list(SWITCHING_NS).await.into_iter().filter_map(|(k, v)| Some((k, serde_json::from_str(&v).ok()?))).collect(),
+            failback: list(FAILBACK_NS).await.into_iter().filter_map(|(k, v)| Some((k, serde_json::from_str(&v).ok()?))).collect(),
         }
     }
 
@@ -410,6 +425,17 @@ impl NodeHandle {
             switching,
             last_switch: record,
             switchover: view.switchover.clone(),
+            // Only while it still makes sense: not yet where it would switch back to, and no
+            // switchover pinning the service elsewhere.
+            failback: extras
+                .failback
+                .get(&svc.name)
+                .filter(|f| current.as_deref() != Some(f.to.as_str()) && view.switchover.is_none())
+                .map(|f| FailbackStatus {
+                    to: f.to.clone(),
+                    at: unix_secs(f.at).ceil() as u64,
+                    in_secs: f.at.duration_since(super::wall_now()).map_or(0, |d| d.as_secs_f64().ceil() as u64),
+                }),
             panic: assessment.panic,
             stale: stale.is_some(),
             snapshot_age_secs: stale.and_then(|s| s.age),

@@ -11,7 +11,7 @@ use super::{wall_now, Inner};
 use crate::config::ServiceConfig;
 use crate::dcs::{DcsError, Purge, Snapshot};
 use crate::engine::{self, Action, Announced, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
-use crate::model::{Event, FencingToken, ServiceDefinition, SwitchKind, SwitchProgress, SwitchRecord};
+use crate::model::{Event, FencingToken, PendingFailback, ServiceDefinition, SwitchKind, SwitchProgress, SwitchRecord};
 
 /// The namespace of the switch history in the providers' store.
 pub(crate) const HISTORY_NS: &str = "dhaf.history";
@@ -21,6 +21,8 @@ pub(crate) const NODES_NS: &str = "dhaf.nodes";
 pub(crate) const ANNOUNCED_NS: &str = "dhaf.announced";
 /// The namespace where the leader keeps each service's failing switch, for status.
 pub(crate) const SWITCHING_NS: &str = "dhaf.switching";
+/// The namespace where the leader keeps each service's pending failback, for status.
+pub(crate) const FAILBACK_NS: &str = "dhaf.failback";
 /// The namespace where the leader keeps each service's live state as last read back, for status.
 pub(crate) const LIVE_NS: &str = "dhaf.live";
 /// The namespace where the leader keeps whether it told the cluster paused (`told`: `paused` or
@@ -145,6 +147,8 @@ struct Slot {
     /// only when they change.
     announced: Option<Announced>,
     shown_live: Option<String>,
+    /// The pending failback's target as kept in the DCS for status (`Some("")`: none kept).
+    shown_failback: Option<String>,
     /// The nodes last told to define the service differently.
     disagreeing: BTreeSet<String>,
 }
@@ -581,6 +585,7 @@ impl Leading {
             }
             self.keep_announced(i).await;
             self.keep_live(i).await;
+            self.keep_failback(i).await;
         }
         // Services switch concurrently, and in the background: one slow provider call must not
         // delay another service's failover, even one decided while it runs.
@@ -691,6 +696,30 @@ impl Leading {
             let _ = inner.dcs_call(inner.dcs.kv_put(SWITCHING_NS, &svc.name, &value)).await;
         }
         self.read_back(i);
+    }
+
+    /// Keep service `i`'s pending failback in the DCS for status (where to, and when by the wall
+    /// clock), when its target changed; none is kept while none is pending.
+    async fn keep_failback(&mut self, i: usize) {
+        let svc = &self.inner.config.services[i];
+        let slot = &self.slots[i];
+        let pending = slot.state.pending_failback(svc);
+        let target = pending.map_or(String::new(), |(to, _)| to.to_string());
+        if slot.shown_failback.as_ref() == Some(&target) {
+            return;
+        }
+        let dcs = &self.inner.dcs;
+        let done = match pending {
+            Some((to, due)) => {
+                let at = wall_now() + due.saturating_duration_since(Instant::now().into_std());
+                let value = serde_json::to_string(&PendingFailback { to: to.to_string(), at }).expect("plain data");
+                self.inner.dcs_call(dcs.kv_put(FAILBACK_NS, &svc.name, &value)).await
+            }
+            None => self.inner.dcs_call(dcs.kv_delete(FAILBACK_NS, &svc.name)).await,
+        };
+        if done.is_ok() {
+            self.slots[i].shown_failback = Some(target);
+        }
     }
 
     /// Keep the provider's live state in the DCS for status, when it changed.

@@ -44,7 +44,8 @@ use crate::provider::ProviderError;
 use crate::registry::Providers;
 
 pub use handle::{
-    CommandError, EntryPointStatus, HistoryEntry, Metrics, NodeDisagreement, NodeHandle, NodeStatus, PauseStatus, ServiceStatus, VoteStatus,
+    CommandError, EntryPointStatus, FailbackStatus, HistoryEntry, Metrics, NodeDisagreement, NodeHandle, NodeStatus, PauseStatus,
+    ServiceStatus, VoteStatus,
 };
 use notify::Notifications;
 pub use reload::{restart_only_settings, DefinitionsDiff, ReloadError, ReloadReport};
