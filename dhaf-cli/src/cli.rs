@@ -77,10 +77,15 @@ enum Command {
         /// The service's name.
         #[arg(long, short)]
         service: String,
+        /// Schedule it for this time (RFC 3339: 2026-12-24T03:00:00Z): whichever node leads then
+        /// carries it out, or refuses it if the target is not healthy then. Cancel it with
+        /// switchover-purge.
+        #[arg(long, value_name = "TIME", conflicts_with = "wait")]
+        at: Option<String>,
         #[command(flatten)]
         wait: Wait,
     },
-    /// Drop a service's switchover; automatic rules (failback) apply again.
+    /// Drop a service's switchover (a scheduled one too); automatic rules (failback) apply again.
     ///
     /// Without --service: the node's only service; with several, name one or give --all.
     SwitchoverPurge {
@@ -253,18 +258,22 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             show(&api()?.get(&format!("/api/v1/services/{}/candidates", seg(&service)))?, &render::candidates)
         }
         Command::History { service } => show(&api()?.get(&format!("/api/v1/services/{}/history", seg(&service)))?, &render::history),
-        Command::SwitchoverTo { entry_point, service, wait } => {
+        Command::SwitchoverTo { entry_point, service, at, wait } => {
             let api = api()?;
-            show(
-                &api.change(
-                    Method::POST,
-                    &format!("/api/v1/services/{}/switchover", seg(&service)),
-                    Some(json!({ "entry_point": entry_point })),
-                )?,
-                &|_| {
-                    format!("Switchover of {service} to {entry_point} requested: the leader switches to it and keeps it there while it is healthy.\n")
-                },
-            );
+            let body = match &at {
+                Some(at) => json!({ "entry_point": entry_point, "at": at }),
+                None => json!({ "entry_point": entry_point }),
+            };
+            show(&api.change(Method::POST, &format!("/api/v1/services/{}/switchover", seg(&service)), Some(body))?, &|_| {
+                match &at {
+                Some(at) => format!(
+                    "Switchover of {service} to {entry_point} scheduled for {at}: the leader then switches to it if it is healthy, or refuses it. Cancel it with switchover-purge.\n"
+                ),
+                None => format!(
+                    "Switchover of {service} to {entry_point} requested: the leader switches to it and keeps it there while it is healthy.\n"
+                ),
+            }
+            });
             if wait.wait {
                 wait_for(&api, &service, &Goal::Points(entry_point.clone()), wait.timeout, json)?;
             }

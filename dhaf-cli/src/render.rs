@@ -150,6 +150,7 @@ pub fn service(v: &Value) -> String {
         match v["switchover"].as_str() {
             None => "none".into(),
             Some(to) if Some(to) == v["current"].as_str() && v["switching"].is_null() => format!("to {to} (in force, pinned)"),
+            Some(to) if v["switchover_at"].is_u64() => format!("scheduled: switchover to {to} at {} UTC", when(&v["switchover_at"])),
             Some(to) => format!("to {to} (pending)"),
         }
     );
@@ -245,7 +246,10 @@ pub fn services(v: &Value) -> String {
                 s(&svc["domain"]),
                 current,
                 format!("{healthy}/{}", eps.len()),
-                s(&svc["switchover"]),
+                match (svc["switchover"].as_str(), svc["switchover_at"].is_u64()) {
+                    (Some(to), true) if svc["current"].as_str() != Some(to) => format!("{to} at {}", when(&svc["switchover_at"])),
+                    _ => s(&svc["switchover"]),
+                },
                 match (svc["panic"] == true, svc["degraded"] == true) {
                     (true, _) => "PANIC".into(),
                     (_, true) => "DEGRADED".into(),

@@ -676,3 +676,27 @@ fn t90_pause_resume_wait_audit() {
     assert!(out.lines().any(|l| l.contains("switchover") && l.contains("refused 422 (unhealthy_target)")), "{out}");
     assert!(r.cli(&["audit", "--json"]).ok().json().as_array().unwrap().len() >= 6);
 }
+
+#[test]
+fn t95_scheduled_switchover_shown_and_cancelled() {
+    let r = start();
+    let out = r.cli(&["switchover-to", "ep3", "--service", "main", "--at", "2099-12-24T03:00:00Z"]).ok().stdout;
+    assert!(out.contains("scheduled for 2099-12-24T03:00:00Z"), "{out}");
+    let out = r.cli(&["status-service", "--service", "main"]).ok().stdout;
+    assert!(out.contains("Switchover: scheduled: switchover to ep3 at 2099-12-24 03:00:00 UTC"), "{out}");
+    let out = r.cli(&["status-services"]).ok().stdout;
+    assert!(out.lines().any(|l| l.starts_with("main") && l.contains("ep3 at 2099-12-24 03:00:00")), "{out}");
+    let v = r.cli(&["status-service", "--service", "main", "--json"]).ok().json();
+    assert_eq!(v["switchover_at"], 4_101_764_400u64);
+    // Not before its time.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+    // Cancelled with switchover-purge.
+    r.cli(&["switchover-purge", "--service", "main"]).ok();
+    let v = r.cli(&["status-service", "--service", "main", "--json"]).ok().json();
+    assert!(v["switchover"].is_null() && v["switchover_at"].is_null(), "{v}");
+    // Bad times are refused, naming what is wrong.
+    r.cli(&["switchover-to", "ep3", "--service", "main", "--at", "tomorrow"]).failed(1, "RFC 3339");
+    r.cli(&["switchover-to", "ep3", "--service", "main", "--at", "2001-01-01T00:00:00Z"]).failed(1, "time_in_the_past");
+    cli(&["switchover-to", "ep3", "--service", "main", "--at", "2099-12-24T03:00:00Z", "--wait"]).failed(2, "--wait");
+}

@@ -357,6 +357,16 @@ pub enum Event {
         /// Node.
         node: String,
     },
+    /// A scheduled switchover came due and was refused: its target was not healthy (or not in
+    /// rotation) then.
+    ScheduledSwitchoverRefused {
+        /// Service.
+        service: String,
+        /// The switchover's target.
+        entry_point: String,
+        /// Why it was refused.
+        why: String,
+    },
     /// The cluster was paused: nodes go on checking and reporting, nobody switches anything.
     Paused {
         /// Who paused it.
@@ -377,6 +387,7 @@ impl Event {
             | Event::SwitchStillFailing { service, .. }
             | Event::SwitchRecovered { service, .. }
             | Event::SwitchoverPurged { service, .. }
+            | Event::ScheduledSwitchoverRefused { service, .. }
             | Event::ServiceWentDown { service }
             | Event::ServiceCameUp { service }
             | Event::DefinitionsDisagree { service, .. }
@@ -409,6 +420,9 @@ impl Event {
             }
             Event::SwitchoverPurged { service, entry_point, why } => {
                 format!("{service}: switchover to {entry_point} purged: {why}")
+            }
+            Event::ScheduledSwitchoverRefused { service, entry_point, why } => {
+                format!("{service}: scheduled switchover to {entry_point} refused: {why}")
             }
             Event::ServiceWentDown { service } => {
                 format!("{service}: no healthy entry point (panic mode), nothing switched")

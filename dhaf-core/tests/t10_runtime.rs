@@ -503,6 +503,70 @@ async fn a_paused_cluster_does_not_fail_over_until_resumed_and_says_so_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_scheduled_switchover_is_carried_out_at_its_time_by_whoever_leads_then() {
+    let mut c = Cluster::new(3, Some("ep-1"), "");
+    let first = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    // The wall clock the nodes judge a schedule by moves with the test's paused clock.
+    let at = dhaf_core::runtime::model_wall_now() + Duration::from_secs(120);
+    let h = &c.node(&first).handle;
+    assert_eq!(h.switchover_at("main", "ep-9", at, None).await.unwrap_err().code(), "unknown_entry_point");
+    let past = dhaf_core::runtime::model_wall_now() - Duration::from_secs(1);
+    assert_eq!(h.switchover_at("main", "ep-3", past, None).await.unwrap_err().code(), "time_in_the_past");
+    h.switchover_at("main", "ep-3", at, Some("ops from 10.0.0.9:5000")).await.unwrap();
+    let status = h.service_status("main").await.unwrap();
+    assert_eq!((status.switchover.as_deref(), status.switchover_at.is_some()), (Some("ep-3"), true));
+
+    // The leader that took the request dies; one elected after it carries it out, at the time.
+    c.crash(&first);
+    let second = wait_for("a new leader", Duration::from_secs(30), || {
+        let first = first.clone();
+        let c = &c;
+        async move { c.leader().await.filter(|l| *l != first) }
+    })
+    .await;
+    sleep(Duration::from_secs(60)).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-1"), "not before its time");
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+    wait_for("the scheduled switchover", Duration::from_secs(120), || async {
+        (c.provider.current().as_deref() == Some("ep-3")).then_some(())
+    })
+    .await;
+    assert_eq!(c.switches(), [(second.clone(), "ep-3".to_string())]);
+    let history = c.node(&second).handle.history("main").await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!((last.kind, last.requested_by.as_deref()), (SwitchKind::Switchover, Some("ops from 10.0.0.9:5000")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_switchover_to_a_target_down_at_its_time_is_refused_once_and_can_be_cancelled() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    let h = &c.node("n1").handle;
+    // Cancelled before its time: nothing happens.
+    h.switchover_at("main", "ep-2", dhaf_core::runtime::model_wall_now() + Duration::from_secs(30), None).await.unwrap();
+    h.switchover_purge("main").await.unwrap();
+    sleep(Duration::from_secs(60)).await;
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+
+    h.switchover_at("main", "ep-2", dhaf_core::runtime::model_wall_now() + Duration::from_secs(30), None).await.unwrap();
+    c.down_everywhere("ep-2");
+    sleep(Duration::from_secs(60)).await;
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+    assert_eq!(h.service_status("main").await.unwrap().switchover, None, "the refused request is dropped");
+    let refused: Vec<Event> = c.events().into_iter().filter(|e| matches!(e, Event::ScheduledSwitchoverRefused { .. })).collect();
+    assert_eq!(
+        refused,
+        [Event::ScheduledSwitchoverRefused {
+            service: "main".into(),
+            entry_point: "ep-2".into(),
+            why: "entry point ep-2 is unhealthy".into()
+        }]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn switchover_pins_the_target_and_purge_switches_back() {
     let c = Cluster::new(2, Some("ep-1"), "");
     c.wait_leader().await;

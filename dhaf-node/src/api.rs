@@ -97,6 +97,7 @@ impl From<CommandError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             CommandError::Unhealthy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            CommandError::TimeInThePast(_) => StatusCode::BAD_REQUEST,
             CommandError::InMaintenance { .. } | CommandError::LastHealthy { .. } | CommandError::NodeAlive(_) => StatusCode::CONFLICT,
             CommandError::Dcs(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -452,6 +453,9 @@ async fn history(State(h): State<NodeHandle>, Param(Name(service)): Param<Name>)
 #[serde(deny_unknown_fields)]
 struct SwitchoverBody {
     entry_point: String,
+    /// A scheduled switchover: RFC 3339 (`2026-12-24T03:00:00Z`).
+    #[serde(default)]
+    at: Option<String>,
 }
 
 async fn switchover_to(
@@ -461,6 +465,24 @@ async fn switchover_to(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let body: SwitchoverBody = parse_body(body)?;
+    if let Some(text) = &body.at {
+        let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|e| {
+            ApiError::bad_request(format!("at: '{}' is not an RFC 3339 time like 2026-12-24T03:00:00Z ({e})", cut(text, 64)))
+        })?;
+        let at = std::time::SystemTime::from(at);
+        h.switchover_at(&service, &body.entry_point, at, Some(&asker.0)).await?;
+        tracing::info!(service = %service, entry_point = %body.entry_point, at = %text, "api: switchover scheduled");
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "service": service,
+                "switchover": body.entry_point,
+                "at": text,
+                "message": "switchover scheduled; the leader at that time carries it out if the target is healthy then, or refuses it",
+            })),
+        )
+            .into_response());
+    }
     h.switchover_to_by(&service, &body.entry_point, &asker.0).await?;
     tracing::info!(service = %service, entry_point = %body.entry_point, "api: switchover requested");
     Ok((

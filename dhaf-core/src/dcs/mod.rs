@@ -42,6 +42,10 @@ pub struct SwitchoverRequest {
     /// leads to carries it into the history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// A scheduled switchover: not before this wall-clock time (Unix seconds). Whichever node
+    /// leads then carries it out, or refuses it if the target is not healthy then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
     /// The DCS revision that wrote the request, which tells two requests for the same target
     /// apart. Filled in when read; not part of the stored value.
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -74,6 +74,8 @@ fn view(alive: usize, eps: &[&str]) -> V {
         live: None,
         awaiting_read_back: false,
         switchover: None,
+        switchover_at: None,
+        wall_secs: 0,
         out_of_agreement: false,
         paused: false,
     })
@@ -103,6 +105,12 @@ impl V {
     /// Fewer than a majority of the alive nodes share the leader's definition of the service.
     fn disagree(mut self) -> Self {
         self.0.out_of_agreement = true;
+        self
+    }
+    /// The switchover request is scheduled for wall-clock second `at`; the wall clock shows `wall`.
+    fn sched(mut self, at: u64, wall: u64) -> Self {
+        self.0.switchover_at = Some(at);
+        self.0.wall_secs = wall;
         self
     }
     /// The cluster is paused.
@@ -263,6 +271,76 @@ fn nodes_that_define_the_service_differently_hold_it_still() {
                 Failed(0, 500, true),
                 D(S, view(3, &["---", "++.", "++."]).cur("a").disagree(), vec![], None),
                 D(2 * S, view(3, &["---", "+++", "+++"]).cur("b"), vec![sw("b", Failover)], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+fn refused(ep: &str, why: &str) -> Action {
+    Action::Notify(Event::ScheduledSwitchoverRefused { service: SVC.into(), entry_point: ep.into(), why: why.into() })
+}
+
+#[test]
+fn a_scheduled_switchover_waits_for_its_time_then_is_carried_out_or_refused() {
+    const T: u64 = 1_800_000_000;
+    let cases = [
+        (
+            "nothing before its time (the engine asks to be woken then); at its time, the switch",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a").so("b").sched(T + 60, T), vec![], Some(60 * S)),
+                D(30 * S, view(3, &["+++", "+++", "+++"]).cur("a").so("b").sched(T + 60, T + 30), vec![], Some(60 * S)),
+                D(60 * S, view(3, &["+++", "+++", "+++"]).cur("a").so("b").sched(T + 60, T + 60), vec![sw("b", Switchover)], None),
+                // Carried out, it is pinned like any switchover.
+                D(61 * S, view(3, &["+++", "+++", "+++"]).cur("b").so("b").sched(T + 60, T + 61), vec![], None),
+            ],
+        ),
+        (
+            "a target that is down before its time is not purged early; still down at its time, refused once",
+            K,
+            vec![
+                D(0, view(3, &["+++", "---", "+++"]).cur("a").so("b").sched(T + 60, T), vec![], Some(60 * S)),
+                D(
+                    60 * S,
+                    view(3, &["+++", "---", "+++"]).cur("a").so("b").sched(T + 60, T + 60),
+                    vec![purge("b", "entry point b is unhealthy"), refused("b", "entry point b is unhealthy")],
+                    None,
+                ),
+                D(
+                    61 * S,
+                    view(3, &["+++", "---", "+++"]).cur("a").so("b").sched(T + 60, T + 61),
+                    vec![purge("b", "entry point b is unhealthy")],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "a target in maintenance at its time is refused",
+            K,
+            vec![D(
+                0,
+                view(3, &["+++", "M+++", "+++"]).cur("a").so("b").sched(T, T + 5),
+                vec![purge("b", "entry point b is in maintenance"), refused("b", "entry point b is in maintenance")],
+                None,
+            )],
+        ),
+        (
+            "before its time, failback goes on as if there were no request",
+            K,
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]).cur("b").so("c").sched(T + 60, T), vec![], Some(60 * S)),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("b").so("c").sched(T + 60, T + 1), vec![up("a"), sw("a", Back)], Some(60 * S)),
+            ],
+        ),
+        (
+            "due while paused: carried out once resumed",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a").so("c").sched(T, T + 1).paused(), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("a").so("c").sched(T, T + 2), vec![sw("c", Switchover)], None),
             ],
         ),
     ];
@@ -1444,6 +1522,8 @@ impl ViewSpec {
             live: self.live.map(name),
             awaiting_read_back: false,
             switchover: self.switchover.map(name),
+            switchover_at: None,
+            wall_secs: 0,
             out_of_agreement: self.out_of_agreement,
             paused: false,
         }

@@ -82,6 +82,9 @@ pub enum CommandError {
     /// No such node.
     #[error("node '{0}' is not a member of the cluster")]
     UnknownNode(String),
+    /// A scheduled switchover's time is not in the future.
+    #[error("the time {0} (Unix seconds) is not in the future; leave the time out to switch over now")]
+    TimeInThePast(u64),
     /// The DCS failed.
     #[error("{0}")]
     Dcs(DcsError),
@@ -98,6 +101,7 @@ impl CommandError {
             CommandError::LastHealthy { .. } => "last_healthy_entry_point",
             CommandError::NodeAlive(_) => "node_alive",
             CommandError::UnknownNode(_) => "unknown_node",
+            CommandError::TimeInThePast(_) => "time_in_the_past",
             CommandError::Dcs(_) => "dcs_unavailable",
         }
     }
@@ -213,6 +217,8 @@ pub struct ServiceStatus {
     pub last_switch: Option<SwitchRecord>,
     /// The pending switchover request's target.
     pub switchover: Option<String>,
+    /// When a scheduled switchover request is due (Unix seconds); `None` for one asked for now.
+    pub switchover_at: Option<u64>,
     /// A failback waiting out `failback-delay`: where to, and when.
     pub failback: Option<FailbackStatus>,
     /// No healthy entry point: dhaf holds still.
@@ -425,6 +431,7 @@ impl NodeHandle {
             switching,
             last_switch: record,
             switchover: view.switchover.clone(),
+            switchover_at: view.switchover_at,
             // Only while it still makes sense: not yet where it would switch back to, and no
             // switchover pinning the service elsewhere.
             failback: extras
@@ -504,6 +511,29 @@ impl NodeHandle {
     /// client's address), which the switch's history entry then carries.
     pub async fn switchover_to_by(&self, service: &str, entry_point: &str, by: &str) -> Result<(), CommandError> {
         self.request_switchover(service, SwitchoverRequest { by: Some(by.to_string()), ..SwitchoverRequest::to(entry_point) }).await
+    }
+
+    /// Schedule a switchover of `service` to `entry_point` for wall-clock time `at` (replacing any
+    /// pending request): whichever node leads then carries it out if the target is healthy and in
+    /// rotation then, or refuses it ([`crate::model::Event::ScheduledSwitchoverRefused`]). `by`
+    /// says who asked. Cancel it with [`NodeHandle::switchover_purge`].
+    pub async fn switchover_at(
+        &self,
+        service: &str,
+        entry_point: &str,
+        at: std::time::SystemTime,
+        by: Option<&str>,
+    ) -> Result<(), CommandError> {
+        let svc = self.service(service)?;
+        if svc.entry_point_index(entry_point).is_none() {
+            return Err(CommandError::UnknownEntryPoint { service: service.into(), entry_point: entry_point.into() });
+        }
+        let at = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if at <= super::model_wall_secs() {
+            return Err(CommandError::TimeInThePast(at));
+        }
+        let request = SwitchoverRequest { by: by.map(String::from), at: Some(at), ..SwitchoverRequest::to(entry_point) };
+        Ok(self.inner().dcs_call(self.inner().dcs.put_switchover(service, &request)).await?)
     }
 
     async fn request_switchover(&self, service: &str, request: SwitchoverRequest) -> Result<(), CommandError> {

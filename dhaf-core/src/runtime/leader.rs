@@ -448,6 +448,8 @@ pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig, agreement: 
         live: None,
         awaiting_read_back: false,
         switchover: snapshot.switchovers.get(&svc.name).map(|r| r.entry_point.clone()),
+        switchover_at: snapshot.switchovers.get(&svc.name).and_then(|r| r.at),
+        wall_secs: super::model_wall_secs(),
         out_of_agreement: !agreement.majority(snapshot.alive.len()),
         paused: snapshot.paused.is_some(),
     }

@@ -281,6 +281,16 @@ impl Report {
                     None,
                 )
             }
+            Event::ScheduledSwitchoverRefused { entry_point, why, .. } => {
+                facts.push(("Entry point", at(entry_point)));
+                (
+                    Severity::Problem,
+                    format!("A scheduled switchover to {entry_point} came due and was refused."),
+                    "Left the service where it is; the scheduled switchover is dropped.".into(),
+                    vec![why.clone()],
+                    Some("Check the entry point, then ask again (`dhaf-cli switchover-to`), now or at a later time.".into()),
+                )
+            }
             Event::Paused { by } => {
                 facts.push(("Paused by", by.clone()));
                 (
