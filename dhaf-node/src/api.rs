@@ -659,8 +659,6 @@ async fn metrics(State(h): State<NodeHandle>, State(reloader): State<Option<Arc<
     metric("dhaf_dcs_errors_total", "counter", "DCS calls that failed for want of the DCS.", &one(m.dcs_errors));
     metric("dhaf_is_leader", "gauge", "1 while this node is the cluster leader.", &one(u64::from(leads(&h))));
     metric("dhaf_registered", "gauge", "1 while this node holds a live lease in the DCS.", &one(u64::from(h.holds_lease())));
-    let paused = h.status().await.is_ok_and(|s| s.paused.is_some());
-    metric("dhaf_paused", "gauge", "1 while the cluster is paused: nothing is switched.", &one(u64::from(paused)));
     if let Some(r) = reloader {
         let state = r.state();
         metric(
@@ -685,6 +683,7 @@ async fn metrics(State(h): State<NodeHandle>, State(reloader): State<Option<Arc<
             "0 while this node cannot read the DCS (the other values are then the last known).",
             &one(u64::from(!status.stale)),
         );
+        metric("dhaf_paused", "gauge", "1 while the cluster is paused: nothing is switched.", &one(u64::from(status.paused.is_some())));
         let mut verdicts = Vec::new();
         let mut current = Vec::new();
         let mut desired = Vec::new();
