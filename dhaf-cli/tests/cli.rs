@@ -86,8 +86,34 @@ fn start() -> Running {
     start_with(1)
 }
 
+/// A switcher that cannot read its live state back (an `exec` switcher without a `current`
+/// script), switching through a fake provider.
+struct Blind(dhaf_core::testing::RecordingSwitcher);
+
+#[async_trait::async_trait]
+impl dhaf_core::provider::Switcher for Blind {
+    async fn current(&self) -> Result<Option<String>, dhaf_core::provider::ProviderError> {
+        Ok(None)
+    }
+    fn reads_back(&self) -> bool {
+        false
+    }
+    async fn switch(
+        &self,
+        to: &dhaf_core::model::EntryPoint,
+        token: dhaf_core::model::FencingToken,
+    ) -> Result<(), dhaf_core::provider::ProviderError> {
+        self.0.switch(to, token).await
+    }
+}
+
 /// A node with `services` services: `main`, then `backup`.
 fn start_with(services: usize) -> Running {
+    start_node(services, false)
+}
+
+/// A node with `services` services; with `blind`, `main`'s switcher cannot read back.
+fn start_node(services: usize, blind: bool) -> Running {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -101,10 +127,9 @@ fn start_with(services: usize) -> Running {
 
     let checker = ScriptedChecker::new();
     let provider = FakeProvider::new(None);
-    let mut providers = Providers {
-        services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
-        notifiers: vec![],
-    };
+    let switcher: Arc<dyn dhaf_core::provider::Switcher> =
+        if blind { Arc::new(Blind(provider.switcher("n1"))) } else { Arc::new(provider.switcher("n1")) };
+    let mut providers = Providers { services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher }], notifiers: vec![] };
     if services > 1 {
         let backup = FakeProvider::new(None);
         providers.services.push(ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(backup.switcher("n1")) });
@@ -699,4 +724,13 @@ fn t95_scheduled_switchover_shown_and_cancelled() {
     r.cli(&["switchover-to", "ep3", "--service", "main", "--at", "tomorrow"]).failed(1, "RFC 3339");
     r.cli(&["switchover-to", "ep3", "--service", "main", "--at", "2001-01-01T00:00:00Z"]).failed(1, "time_in_the_past");
     cli(&["switchover-to", "ep3", "--service", "main", "--at", "2099-12-24T03:00:00Z", "--wait"]).failed(2, "--wait");
+}
+
+#[test]
+fn t92_wait_without_read_back_follows_the_desired_state_and_says_so() {
+    let r = start_node(1, true);
+    let done = r.cli(&["switchover-to", "ep2", "--service", "main", "--wait"]).ok();
+    assert!(done.stderr.contains("cannot read its live state back") && done.stderr.contains("desired state"), "{}", done.stderr);
+    assert!(done.stdout.contains("Done: main points at ep2 (desired; not read back)"), "{}", done.stdout);
+    assert_eq!(r.provider.current().as_deref(), Some("ep2"));
 }
