@@ -1472,6 +1472,8 @@ struct ViewSpec {
     current: Option<usize>,
     live: Option<usize>,
     switchover: Option<usize>,
+    /// A scheduled switchover: due in this many seconds (0 or less: due).
+    scheduled: Option<i8>,
     out_of_agreement: bool,
 }
 
@@ -1483,14 +1485,16 @@ fn view_spec() -> impl Strategy<Value = ViewSpec> {
         prop::option::of(0..6usize),
         prop::option::weighted(0.3, 0..6usize),
         prop::option::weighted(0.3, 0..6usize),
+        prop::option::weighted(0.3, -3..=3i8),
         prop::bool::weighted(0.1),
     )
-        .prop_map(|(alive, eps, current, live, switchover, out_of_agreement)| ViewSpec {
+        .prop_map(|(alive, eps, current, live, switchover, scheduled, out_of_agreement)| ViewSpec {
             alive,
             eps,
             current,
             live,
             switchover,
+            scheduled,
             out_of_agreement,
         })
 }
@@ -1522,8 +1526,8 @@ impl ViewSpec {
             live: self.live.map(name),
             awaiting_read_back: false,
             switchover: self.switchover.map(name),
-            switchover_at: None,
-            wall_secs: 0,
+            switchover_at: self.scheduled.map(|due_in| (1_000 + i64::from(due_in)) as u64),
+            wall_secs: 1_000,
             out_of_agreement: self.out_of_agreement,
             paused: false,
         }
