@@ -433,11 +433,12 @@ impl NodeHandle {
             switchover: view.switchover.clone(),
             switchover_at: view.switchover_at,
             // Only while it still makes sense: not yet where it would switch back to, and no
-            // switchover pinning the service elsewhere.
+            // switchover pinning the service elsewhere (one scheduled for later pins nothing yet).
             failback: extras
                 .failback
                 .get(&svc.name)
-                .filter(|f| current.as_deref() != Some(f.to.as_str()) && view.switchover.is_none())
+                .filter(|f| current.as_deref() != Some(f.to.as_str()))
+                .filter(|_| view.switchover.is_none() || view.switchover_at.is_some_and(|at| at > view.wall_secs))
                 .map(|f| FailbackStatus {
                     to: f.to.clone(),
                     at: unix_secs(f.at).ceil() as u64,
