@@ -61,7 +61,10 @@ fn view(s: usize) -> ServiceView {
         live: s.is_multiple_of(5).then(|| format!("ep{}", (s + 1) % ENTRY_POINTS)),
         awaiting_read_back: false,
         switchover: s.is_multiple_of(19).then(|| format!("ep{}", (s + 2) % ENTRY_POINTS)),
+        switchover_at: None,
+        wall_secs: 0,
         out_of_agreement: false,
+        paused: false,
     }
 }
 

@@ -581,9 +581,9 @@ impl Dcs for CountingDcs {
     async fn watch(&self) -> Result<Watch, DcsError> {
         self.inner.watch().await
     }
-    async fn request_switchover(&self, service: &str, ep: &str) -> Result<(), DcsError> {
+    async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
         self.write();
-        self.inner.request_switchover(service, ep).await
+        self.inner.put_switchover(service, request).await
     }
     async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.write();
@@ -592,6 +592,10 @@ impl Dcs for CountingDcs {
     async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
         self.write();
         self.inner.set_maintenance(service, ep, on).await
+    }
+    async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
+        self.write();
+        self.inner.set_pause(pause).await
     }
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
         self.write();

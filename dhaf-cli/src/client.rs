@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dhaf_core::config::Config;
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -27,6 +27,8 @@ pub enum CliError {
     Unreachable(String),
     /// The node answered, but cannot reach the DCS: what it showed is its last known state (exit 4).
     DcsUnreachable(String),
+    /// `--wait` gave up: the change was dropped, or the timeout passed first (exit 5).
+    WaitFailed(String),
 }
 
 impl CliError {
@@ -37,6 +39,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Unreachable(_) => 3,
             CliError::DcsUnreachable(_) => 4,
+            CliError::WaitFailed(_) => 5,
         }
     }
 }
@@ -44,7 +47,9 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Usage(m) | CliError::Unreachable(m) | CliError::DcsUnreachable(m) => f.write_str(m.trim_end()),
+            CliError::Usage(m) | CliError::Unreachable(m) | CliError::DcsUnreachable(m) | CliError::WaitFailed(m) => {
+                f.write_str(m.trim_end())
+            }
             CliError::Refused { status, code, message } => write!(f, "the node refused ({code}, HTTP {status}): {message}"),
         }
     }
@@ -108,12 +113,56 @@ impl TlsOptions {
     }
 }
 
-/// A node's API, as found in its config file.
+/// A cluster's API: one or more nodes, tried in turn until one answers.
 pub struct Api {
-    base: reqwest::Url,
+    /// The nodes to ask, in order; the first that answers is asked from then on.
+    bases: Vec<reqwest::Url>,
+    /// Index into `bases` of the node that answered last.
+    answering: std::cell::Cell<usize>,
     token: Option<String>,
-    config_path: String,
+    /// Where the addresses came from, for hints ("--config FILE", "--url").
+    source: String,
     http: Client,
+}
+
+/// `$DHAF_API_TOKEN`, unless empty or blank: reads may need no token at all.
+fn env_token() -> Option<String> {
+    std::env::var("DHAF_API_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+fn http_client(https: bool, tls: &TlsOptions) -> Result<Client, CliError> {
+    let mut builder = Client::builder().timeout(Duration::from_secs(15)).connect_timeout(Duration::from_secs(5));
+    if https {
+        builder = tls.apply(builder)?;
+    }
+    builder.build().map_err(|e| CliError::Usage(format!("cannot set up HTTP: {e}")))
+}
+
+/// Parse a comma-separated list of node URLs (`--url`, `$DHAF_URL`); `from` names where it came
+/// from in errors. A URL without a scheme is taken as `http://`.
+pub fn parse_urls(list: &str, from: &str) -> Result<Vec<reqwest::Url>, CliError> {
+    let mut urls = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(CliError::Usage(format!("{from} '{list}': an empty URL in the list")));
+        }
+        let text = if item.contains("://") { item.to_string() } else { format!("http://{item}") };
+        let url = reqwest::Url::parse(&text).map_err(|e| CliError::Usage(format!("{from} '{item}': not a URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(CliError::Usage(format!("{from} '{item}': the scheme must be http or https")));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some()
+        {
+            return Err(CliError::Usage(format!(
+                "{from} '{item}': give only scheme, host and port (http://HOST:PORT); the token goes in $DHAF_API_TOKEN"
+            )));
+        }
+        if url.host_str().is_none() {
+            return Err(CliError::Usage(format!("{from} '{item}': no host")));
+        }
+        urls.push(url);
+    }
+    Ok(urls)
 }
 
 impl Api {
@@ -138,73 +187,80 @@ impl Api {
             h => h.to_string(),
         };
         let file_token = web.token.clone().filter(|t| !t.contains(UNSET));
-        // An empty or blank variable is as good as unset: reads may need no token at all.
-        let token = std::env::var("DHAF_API_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).or(file_token);
+        let token = env_token().or(file_token);
         let scheme = if web.tls.is_some() { "https" } else { "http" };
         let base = reqwest::Url::parse(&format!("{scheme}://{host}:{}/", web.port))
             .ok()
             .filter(|u| u.path() == "/" && u.query().is_none() && u.fragment().is_none() && u.username().is_empty())
             .ok_or_else(|| usage(&format!("dhaf.web-api.host '{}' is not a host name or an IP address", web.host.escape_debug())))?;
-        let mut builder = Client::builder().timeout(Duration::from_secs(15)).connect_timeout(Duration::from_secs(5));
-        if web.tls.is_some() {
-            builder = tls.apply(builder)?;
-        }
-        let http = builder.build().map_err(|e| CliError::Usage(format!("cannot set up HTTP: {e}")))?;
-        Ok(Api { base, token, config_path: path.display().to_string(), http })
+        let http = http_client(web.tls.is_some(), tls)?;
+        Ok(Api { bases: vec![base], answering: 0.into(), token, source: format!("dhaf.web-api.host/port in {}", path.display()), http })
+    }
+
+    /// Nodes named by URL (`--url`, `$DHAF_URL`), tried in turn; the token comes from
+    /// `$DHAF_API_TOKEN`. `from` names the flag or variable, for hints.
+    pub fn from_urls(bases: Vec<reqwest::Url>, from: &str, tls: &TlsOptions) -> Result<Api, CliError> {
+        let https = bases.iter().any(|u| u.scheme() == "https");
+        let http = http_client(https, tls)?;
+        Ok(Api { bases, answering: 0.into(), token: env_token(), source: from.to_string(), http })
     }
 
     /// GET `path`, with the token when there is one: a node with tokens wants one for reads too.
     pub fn get(&self, path: &str) -> Result<Value, CliError> {
-        let mut req = self.http.get(self.url(path)?);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        self.send(req)
+        self.request(Method::GET, path, None)
     }
 
     /// A mutation: `method` on `path` with the token and an optional JSON body.
     pub fn change(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, CliError> {
-        let mut req = self.http.request(method, self.url(path)?);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        self.send(req)
+        self.request(method, path, body)
     }
 
-    /// `path` (its segments already escaped) on the node; never another host.
-    fn url(&self, path: &str) -> Result<reqwest::Url, CliError> {
-        let url = self.base.join(path).map_err(|e| CliError::Usage(format!("cannot build a URL for {path}: {e}")))?;
-        if url.origin() != self.base.origin() {
-            return Err(CliError::Usage(format!("{path} would leave {}", self.base)));
-        }
-        Ok(url)
-    }
-
-    fn send(&self, req: RequestBuilder) -> Result<Value, CliError> {
-        let resp = req.send().map_err(|e| {
-            CliError::Unreachable(format!(
-                "cannot reach the dhaf node at {} ({}); check that the node is running and that dhaf.web-api.host/port in {} point at it\
-                 {}",
-                self.base,
-                root_cause(&e),
-                self.config_path,
-                if self.base.scheme() == "https" {
-                    "; over TLS, give the CA of the node's certificate with --ca-file (or $DHAF_CA_FILE), and a client \
-                     certificate with --client-cert/--client-key if the node asks for one"
-                } else {
-                    ""
+    /// `method` on `path` at the node that answered last, else at each node in turn: a node
+    /// that is down (connection refused, timed out) is skipped; one that answers, even with a
+    /// refusal, is the answer. Skipping is safe for mutations: a request that never connected
+    /// was never carried out.
+    fn request(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, CliError> {
+        let first = self.answering.get();
+        let order = (first..self.bases.len()).chain(0..first);
+        let mut tried = Vec::new();
+        for i in order {
+            let base = &self.bases[i];
+            let mut req = self.http.request(method.clone(), url(base, path)?);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            match req.send() {
+                Ok(resp) => {
+                    self.answering.set(i);
+                    return self.answer(base, resp);
                 }
-            ))
-        })?;
+                Err(e) => tried.push(format!("{base} ({})", root_cause(&e))),
+            }
+        }
+        let https = self.bases.iter().any(|b| b.scheme() == "https");
+        Err(CliError::Unreachable(format!(
+            "cannot reach a dhaf node: tried {}; check that the node is running and that {} point at it{}",
+            tried.join(", "),
+            self.source,
+            if https {
+                "; over TLS, give the CA of the node's certificate with --ca-file (or $DHAF_CA_FILE), and a client \
+                 certificate with --client-cert/--client-key if the node asks for one"
+            } else {
+                ""
+            }
+        )))
+    }
+
+    fn answer(&self, base: &reqwest::Url, resp: reqwest::blocking::Response) -> Result<Value, CliError> {
         let status = resp.status();
-        let text = resp.text().map_err(|e| CliError::Unreachable(format!("the node at {} broke off its answer: {e}", self.base)))?;
+        let text = resp.text().map_err(|e| CliError::Unreachable(format!("the node at {base} broke off its answer: {e}")))?;
         let json: Option<Value> = serde_json::from_str(&text).ok();
         if status.is_success() {
             return json.ok_or_else(|| {
-                CliError::Unreachable(format!("{} answered something that is not dhaf's JSON API; is it a dhaf node?", self.base))
+                CliError::Unreachable(format!("{base} answered something that is not dhaf's JSON API; is it a dhaf node?"))
             });
         }
         let err = json.as_ref().map(|j| &j["error"]);
@@ -216,20 +272,31 @@ impl Api {
                 }
                 if code == "unauthorized" || code == "forbidden" {
                     message.push_str(&format!(
-                        "; dhaf-cli sends $DHAF_API_TOKEN, else dhaf.web-api.token from {}: it must be one of the node's tokens{}",
-                        self.config_path,
+                        "; dhaf-cli sends $DHAF_API_TOKEN{}: it must be one of the node's tokens{}",
+                        self.source
+                            .strip_prefix("dhaf.web-api.host/port in ")
+                            .map(|f| format!(", else dhaf.web-api.token from {f}"))
+                            .unwrap_or_default(),
                         if code == "forbidden" { ", of a role that allows this" } else { "" }
                     ));
                 }
                 Err(CliError::Refused { status: status.as_u16(), code: code.to_string(), message })
             }
             None => Err(CliError::Unreachable(format!(
-                "{} answered HTTP {} without dhaf's error format; is it a dhaf node?",
-                self.base,
+                "{base} answered HTTP {} without dhaf's error format; is it a dhaf node?",
                 status.as_u16()
             ))),
         }
     }
+}
+
+/// `path` (its segments already escaped) on the node at `base`; never another host.
+fn url(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, CliError> {
+    let url = base.join(path).map_err(|e| CliError::Usage(format!("cannot build a URL for {path}: {e}")))?;
+    if url.origin() != base.origin() {
+        return Err(CliError::Usage(format!("{path} would leave {base}")));
+    }
+    Ok(url)
 }
 
 /// The innermost cause: reqwest's own message ("error sending request") says nothing useful.

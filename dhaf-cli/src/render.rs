@@ -56,6 +56,7 @@ fn age(v: &Value) -> String {
 pub fn cluster(v: &Value) -> String {
     let stale = v["stale"] == true;
     let mut out = format!("Cluster: {}\n", s(&v["cluster"]));
+    out += &paused(v);
     out += &match (v["leader"].is_null(), stale) {
         (true, false) => "Leader:  none (an election is due)\n".to_string(),
         (false, false) => format!("Leader:  {} (term {})\n", s(&v["leader"]["node"]), s(&v["leader"]["token"])),
@@ -149,9 +150,16 @@ pub fn service(v: &Value) -> String {
         match v["switchover"].as_str() {
             None => "none".into(),
             Some(to) if Some(to) == v["current"].as_str() && v["switching"].is_null() => format!("to {to} (in force, pinned)"),
+            Some(to) if v["switchover_at"].is_u64() => format!("scheduled: switchover to {to} at {} UTC", when(&v["switchover_at"])),
             Some(to) => format!("to {to} (pending)"),
         }
     );
+    if let Some(to) = v["failback"]["to"].as_str() {
+        out += &match v["failback"]["in_secs"].as_u64() {
+            Some(0) | None => format!("Failback: switching back to {to} now\n"),
+            Some(secs) => format!("Failback: switching back to {to} in {secs} s (at {} UTC)\n", when(&v["failback"]["at"])),
+        };
+    }
     if v["panic"] == true {
         out += "Panic mode: YES - no entry point is healthy; dhaf leaves the service as it is\n";
     }
@@ -209,6 +217,19 @@ fn current_mark(service: &Value, e: &Value) -> String {
     }
 }
 
+/// The `Cluster: PAUSED ...` line of a status, empty while the cluster is not paused.
+fn paused(status: &Value) -> String {
+    let p = &status["paused"];
+    if p.is_null() {
+        return String::new();
+    }
+    format!(
+        "Cluster: PAUSED since {} UTC by {}: nodes check and report, nothing is switched until `dhaf-cli resume`\n",
+        when(&p["since"]),
+        s(&p["by"])
+    )
+}
+
 /// `status-services`: one line per service.
 pub fn services(v: &Value) -> String {
     let rows: Vec<Vec<String>> = list(v)
@@ -225,7 +246,10 @@ pub fn services(v: &Value) -> String {
                 s(&svc["domain"]),
                 current,
                 format!("{healthy}/{}", eps.len()),
-                s(&svc["switchover"]),
+                match (svc["switchover"].as_str(), svc["switchover_at"].is_u64()) {
+                    (Some(to), true) if svc["current"].as_str() != Some(to) => format!("{to} at {}", when(&svc["switchover_at"])),
+                    _ => s(&svc["switchover"]),
+                },
                 match (svc["panic"] == true, svc["degraded"] == true) {
                     (true, _) => "PANIC".into(),
                     (_, true) => "DEGRADED".into(),
@@ -239,6 +263,11 @@ pub fn services(v: &Value) -> String {
         out += &format!("\nThe DCS is unreachable: this is the last known state ({}).\n", age(stale));
     }
     out
+}
+
+/// `status-services` from the whole status: the services, and a paused cluster said first.
+pub fn services_of(status: &Value) -> String {
+    paused(status) + &services(&status["services"])
 }
 
 /// `switchover-candidates`.
@@ -255,12 +284,39 @@ pub fn candidates(v: &Value) -> String {
 
 /// `history`, oldest first.
 pub fn history(v: &Value) -> String {
-    let rows: Vec<Vec<String>> =
-        list(v).iter().map(|h| vec![when(&h["at"]), s(&h["kind"]), s(&h["entry_point"]), s(&h["node"]), s(&h["token"])]).collect();
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|h| vec![when(&h["at"]), s(&h["kind"]), s(&h["entry_point"]), s(&h["node"]), s(&h["token"]), s(&h["requested_by"])])
+        .collect();
     if rows.is_empty() {
         return "No switches recorded yet.\n".into();
     }
-    table(&["TIME (UTC)", "KIND", "ENTRY POINT", "BY NODE", "TERM"], &rows)
+    table(&["TIME (UTC)", "KIND", "ENTRY POINT", "BY NODE", "TERM", "ASKED BY"], &rows)
+}
+
+/// `audit`: the node's audit trail of mutations, oldest first.
+pub fn audit(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|a| {
+            let outcome = match a["code"].as_str() {
+                Some(code) => format!("{} {} ({code})", s(&a["outcome"]), s(&a["status"])),
+                None => format!("{} {}", s(&a["outcome"]), s(&a["status"])),
+            };
+            vec![
+                when(&a["at_ms"].as_f64().map_or(Value::Null, |ms| Value::from(ms / 1000.0))),
+                s(&a["token"]),
+                s(&a["role"]),
+                s(&a["client"]),
+                format!("{} {}", s(&a["method"]), s(&a["path"])),
+                outcome,
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "No changes asked of this node yet.\n".into();
+    }
+    table(&["TIME (UTC)", "TOKEN", "ROLE", "FROM", "REQUEST", "OUTCOME"], &rows)
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS`.
@@ -353,6 +409,15 @@ mod tests {
         let out = cluster(&v);
         assert!(out.contains("Config disagreement: service site is defined differently by n3"), "{out}");
         assert!(!out.contains("service api"), "{out}");
+    }
+
+    #[test]
+    fn a_pending_failback_says_where_and_when() {
+        let v = json!({"name": "site", "current": "ep-2", "live": "ep-2", "switchover": null,
+                       "failback": {"to": "ep-1", "at": 1_709_210_108u64, "in_secs": 12}, "entry_points": []});
+        assert!(service(&v).contains("Failback: switching back to ep-1 in 12 s (at 2024-02-29 12:35:08 UTC)"), "{}", service(&v));
+        let none = json!({"name": "site", "current": "ep-1", "failback": null, "entry_points": []});
+        assert!(!service(&none).contains("Failback"));
     }
 
     #[test]

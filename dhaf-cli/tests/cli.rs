@@ -86,8 +86,34 @@ fn start() -> Running {
     start_with(1)
 }
 
+/// A switcher that cannot read its live state back (an `exec` switcher without a `current`
+/// script), switching through a fake provider.
+struct Blind(dhaf_core::testing::RecordingSwitcher);
+
+#[async_trait::async_trait]
+impl dhaf_core::provider::Switcher for Blind {
+    async fn current(&self) -> Result<Option<String>, dhaf_core::provider::ProviderError> {
+        Ok(None)
+    }
+    fn reads_back(&self) -> bool {
+        false
+    }
+    async fn switch(
+        &self,
+        to: &dhaf_core::model::EntryPoint,
+        token: dhaf_core::model::FencingToken,
+    ) -> Result<(), dhaf_core::provider::ProviderError> {
+        self.0.switch(to, token).await
+    }
+}
+
 /// A node with `services` services: `main`, then `backup`.
 fn start_with(services: usize) -> Running {
+    start_node(services, false)
+}
+
+/// A node with `services` services; with `blind`, `main`'s switcher cannot read back.
+fn start_node(services: usize, blind: bool) -> Running {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -101,10 +127,9 @@ fn start_with(services: usize) -> Running {
 
     let checker = ScriptedChecker::new();
     let provider = FakeProvider::new(None);
-    let mut providers = Providers {
-        services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
-        notifiers: vec![],
-    };
+    let switcher: Arc<dyn dhaf_core::provider::Switcher> =
+        if blind { Arc::new(Blind(provider.switcher("n1"))) } else { Arc::new(provider.switcher("n1")) };
+    let mut providers = Providers { services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher }], notifiers: vec![] };
     if services > 1 {
         let backup = FakeProvider::new(None);
         providers.services.push(ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(backup.switcher("n1")) });
@@ -114,7 +139,8 @@ fn start_with(services: usize) -> Running {
     let handle = node.handle();
     let app = dhaf_node::api::router(handle.clone());
     rt.spawn(node.run(std::future::pending()));
-    rt.spawn(async move { axum::serve(listener, app).await });
+    // With the client's address, as dhaf-node serves it: the audit trail and "who asked" name it.
+    rt.spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await });
     let r = Running { _rt: rt, dcs, port, config, dir, checker, provider, handle };
     r.wait_for("the node to lead and point main at ep1", |r| r.handle.is_leader() && r.provider.current().as_deref() == Some("ep1"));
     r
@@ -194,6 +220,7 @@ fn cli(args: &[&str]) -> Done {
     let Output { status, stdout, stderr } = Command::new(env!("CARGO_BIN_EXE_dhaf-cli"))
         .args(args)
         .env_remove("DHAF_API_TOKEN")
+        .env_remove("DHAF_URL")
         .env_remove("DHAF_CA_FILE")
         .env_remove("DHAF_CLIENT_CERT")
         .env_remove("DHAF_CLIENT_KEY")
@@ -327,8 +354,10 @@ fn t40_tokens_and_config_errors() {
     assert_eq!(status.code(), Some(0));
     r.wait_maintenance("ep3");
 
-    // Usage and config errors: 2, naming the problem.
-    cli(&["status-dhaf"]).failed(2, "--config");
+    // Usage and config errors: 2, naming the problem. Without --config, --url or $DHAF_URL the
+    // default config file is read (none exists here).
+    let done = cli(&["status-dhaf"]).failed(2, "--config");
+    assert!(done.stderr.contains("/etc/dhaf/config.yaml") && done.stderr.contains("--url"), "{}", done.stderr);
     let missing = r.dir.join("missing.yaml");
     cli(&["status-dhaf", "--config", missing.to_str().unwrap()]).failed(2, "cannot read");
     let bad = r.dir.join("bad.yaml");
@@ -380,6 +409,56 @@ fn t50_unreachable_node_is_exit_3() {
     assert!(done.stderr.contains("running"), "{}", done.stderr);
     cli(&["switchover-to", "ep2", "--service", "main", "--config", config]).failed(3, "cannot reach");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A port that was just free: nothing listens there.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Run the CLI with extra environment variables.
+fn cli_env(args: &[&str], env: &[(&str, &str)]) -> Done {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dhaf-cli"));
+    cmd.args(args).env_remove("DHAF_API_TOKEN").env_remove("DHAF_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let Output { status, stdout, stderr } = cmd.output().expect("dhaf-cli runs");
+    Done { code: status.code().unwrap(), stdout: String::from_utf8(stdout).unwrap(), stderr: String::from_utf8(stderr).unwrap() }
+}
+
+#[test]
+fn t52_url_list_without_a_config_file_skips_a_dead_node() {
+    let r = start();
+    let dead = format!("http://127.0.0.1:{}", dead_port());
+    let live = format!("http://127.0.0.1:{}", r.port);
+    let list = format!("{dead},{live}");
+
+    // Reads: the dead node is skipped, the live one answers.
+    let v = cli_env(&["status-dhaf", "--json", "--url", &list], &[("DHAF_API_TOKEN", TOKEN)]).ok().json();
+    assert_eq!(v["leader"]["node"], "n1");
+    // A node with a token wants it for reads too: without $DHAF_API_TOKEN the live node refuses,
+    // and the hint names the variable.
+    cli(&["status-dhaf", "--url", &list]).failed(1, "$DHAF_API_TOKEN");
+    // The same list from $DHAF_URL, the token from $DHAF_API_TOKEN; a mutation goes through.
+    let env = [("DHAF_URL", list.as_str()), ("DHAF_API_TOKEN", TOKEN)];
+    cli_env(&["switchover-to", "ep2", "--service", "main"], &env).ok();
+    r.wait_for("the provider to point at ep2", |r| r.provider.current().as_deref() == Some("ep2"));
+    let out = cli_env(&["status-service", "--service", "main"], &env).ok().stdout;
+    assert!(out.contains("Switchover: to ep2"), "{out}");
+    // A wrong token is a refusal by the live node, not a reason to try elsewhere.
+    cli_env(&["switchover-purge", "--service", "main"], &[("DHAF_URL", &list), ("DHAF_API_TOKEN", "nope")]).failed(1, "unauthorized");
+
+    // Every node down: exit 3, and the error names each URL tried.
+    let dead2 = format!("http://127.0.0.1:{}", dead_port());
+    let done = cli(&["status-dhaf", "--url", &format!("{dead},{dead2}")]).failed(3, &dead);
+    assert!(done.stderr.contains(&dead2), "{}", done.stderr);
+
+    // Bad lists are usage errors naming the culprit; --url and --config exclude each other.
+    cli(&["status-dhaf", "--url", "ftp://127.0.0.1:1"]).failed(2, "ftp://127.0.0.1:1");
+    cli(&["status-dhaf", "--url", &format!("{live},")]).failed(2, "empty URL");
+    cli_env(&["status-dhaf"], &[("DHAF_URL", "http://127.0.0.1:1/api?x")]).failed(2, "$DHAF_URL");
+    cli(&["status-dhaf", "--url", &live, "--config", r.config.to_str().unwrap()]).failed(2, "--config");
 }
 
 #[test]
@@ -568,4 +647,90 @@ fn t80_lost_dcs_is_said_and_exits_4() {
     r.dcs.set_unavailable(false);
     r.wait_for("the dcs back", |r| r.cli(&["status-dhaf"]).code == 0);
     assert!(r.cli(&["status-services"]).ok().stdout.lines().any(|l| l.starts_with("main") && l.contains("ep1")));
+}
+
+#[test]
+fn t90_pause_resume_wait_audit() {
+    let r = start();
+    // Paused: status says so, by whom; a switchover waited for gives up with why (exit 5).
+    let out = r.cli(&["pause"]).ok().stdout;
+    assert!(out.contains("paused"), "{out}");
+    let out = r.cli(&["status-dhaf"]).ok().stdout;
+    let line = out.lines().find(|l| l.starts_with("Cluster: PAUSED since 20")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains(" by token from 127.0.0.1:"), "{line}");
+    assert!(r.cli(&["status-services"]).ok().stdout.contains("Cluster: PAUSED"));
+    assert_eq!(r.cli(&["status-dhaf", "--json"]).ok().json()["paused"]["by"].as_str().unwrap().split(' ').next(), Some("token"));
+    let done = r.cli(&["switchover-to", "ep2", "--service", "main", "--wait", "--timeout", "2s"]).failed(5, "paused");
+    assert!(done.stderr.contains("main points at ep1"), "{}", done.stderr);
+    assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+
+    // Resumed, the same waits until the provider shows ep2.
+    r.cli(&["resume"]).ok();
+    assert!(!r.cli(&["status-dhaf"]).ok().stdout.contains("PAUSED"));
+    let out = r.cli(&["switchover-to", "ep2", "--service", "main", "--wait"]).ok().stdout;
+    assert!(out.contains("Done: main points at ep2 (read back from the provider)"), "{out}");
+    assert_eq!(r.provider.current().as_deref(), Some("ep2"));
+    // The history says who asked for the switchover.
+    let out = r.cli(&["history", "--service", "main"]).ok().stdout;
+    let line = out.lines().find(|l| l.contains("switchover")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("token from 127.0.0.1:"), "{out}");
+
+    // Purge and wait: settled back on ep1; maintenance waits until traffic left.
+    r.cli(&["switchover-purge", "--service", "main", "--wait", "--timeout", "30s"]).ok();
+    r.wait_for("failback to ep1", |r| r.provider.current().as_deref() == Some("ep1"));
+    let out = r.cli(&["maintenance-on", "ep1", "--service", "main", "--wait"]).ok().stdout;
+    assert!(out.contains("Done: main points at ep2"), "{out}");
+    assert_eq!(r.provider.current().as_deref(), Some("ep2"));
+    r.cli(&["maintenance-off", "ep1", "--service", "main", "--wait"]).ok();
+
+    // A switchover whose target goes down is dropped: the wait says so at once.
+    r.checker.down("ep3", "connection refused");
+    r.wait_json("ep3 down", &["status-service", "--service", "main", "--json"], |v| ep(v, "ep3")["verdict"] == "unhealthy");
+    r.cli(&["switchover-to", "ep3", "--service", "main", "--wait"]).failed(1, "unhealthy_target");
+    cli(&["switchover-to", "ep2", "--service", "main", "--timeout", "5s"]).failed(2, "--wait");
+    r.cli(&["switchover-to", "ep2", "--service", "main", "--wait", "--timeout", "soon"]).failed(2, "soon");
+
+    // The audit trail: every change, with the token's name and the address.
+    let out = r.cli(&["audit"]).ok().stdout;
+    for path in
+        ["POST /api/v1/pause", "POST /api/v1/resume", "POST /api/v1/services/main/switchover", "DELETE /api/v1/services/main/switchover"]
+    {
+        let line = out.lines().find(|l| l.contains(path)).unwrap_or_else(|| panic!("{path} not in {out}"));
+        assert!(line.contains("token") && line.contains("127.0.0.1:") && line.contains("accepted"), "{line}");
+    }
+    assert!(out.lines().any(|l| l.contains("switchover") && l.contains("refused 422 (unhealthy_target)")), "{out}");
+    assert!(r.cli(&["audit", "--json"]).ok().json().as_array().unwrap().len() >= 6);
+}
+
+#[test]
+fn t95_scheduled_switchover_shown_and_cancelled() {
+    let r = start();
+    let out = r.cli(&["switchover-to", "ep3", "--service", "main", "--at", "2099-12-24T03:00:00Z"]).ok().stdout;
+    assert!(out.contains("scheduled for 2099-12-24T03:00:00Z"), "{out}");
+    let out = r.cli(&["status-service", "--service", "main"]).ok().stdout;
+    assert!(out.contains("Switchover: scheduled: switchover to ep3 at 2099-12-24 03:00:00 UTC"), "{out}");
+    let out = r.cli(&["status-services"]).ok().stdout;
+    assert!(out.lines().any(|l| l.starts_with("main") && l.contains("ep3 at 2099-12-24 03:00:00")), "{out}");
+    let v = r.cli(&["status-service", "--service", "main", "--json"]).ok().json();
+    assert_eq!(v["switchover_at"], 4_101_764_400u64);
+    // Not before its time.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+    // Cancelled with switchover-purge.
+    r.cli(&["switchover-purge", "--service", "main"]).ok();
+    let v = r.cli(&["status-service", "--service", "main", "--json"]).ok().json();
+    assert!(v["switchover"].is_null() && v["switchover_at"].is_null(), "{v}");
+    // Bad times are refused, naming what is wrong.
+    r.cli(&["switchover-to", "ep3", "--service", "main", "--at", "tomorrow"]).failed(1, "RFC 3339");
+    r.cli(&["switchover-to", "ep3", "--service", "main", "--at", "2001-01-01T00:00:00Z"]).failed(1, "time_in_the_past");
+    cli(&["switchover-to", "ep3", "--service", "main", "--at", "2099-12-24T03:00:00Z", "--wait"]).failed(2, "--wait");
+}
+
+#[test]
+fn t92_wait_without_read_back_follows_the_desired_state_and_says_so() {
+    let r = start_node(1, true);
+    let done = r.cli(&["switchover-to", "ep2", "--service", "main", "--wait"]).ok();
+    assert!(done.stderr.contains("cannot read its live state back") && done.stderr.contains("desired state"), "{}", done.stderr);
+    assert!(done.stdout.contains("Done: main points at ep2 (desired; not read back)"), "{}", done.stdout);
+    assert_eq!(r.provider.current().as_deref(), Some("ep2"));
 }

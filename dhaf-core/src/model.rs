@@ -153,6 +153,31 @@ pub struct SwitchRecord {
     /// When (wall clock, for people; never compared across nodes).
     #[serde(with = "unix_seconds")]
     pub at: SystemTime,
+    /// Who asked for it (the API token's name and the client's address), for a switchover
+    /// requested through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// The cluster is paused: every node goes on checking and reporting, and nobody switches
+/// anything until it is resumed (for maintenance of the DCS or of a provider).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// When it was paused (wall clock, for people).
+    #[serde(with = "unix_seconds")]
+    pub since: SystemTime,
+    /// Who paused it: the API token's name and the client's address, as the API knew them.
+    pub by: String,
+}
+
+/// A failback waiting out `failback-delay`, as the leader keeps it in the DCS for status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingFailback {
+    /// The entry point the service switches back to.
+    pub to: String,
+    /// When it is due (wall clock, for people).
+    #[serde(with = "unix_seconds")]
+    pub at: SystemTime,
 }
 
 /// A switch that is failing, as the leader keeps it in the DCS for status: what it tries, since
@@ -344,6 +369,23 @@ pub enum Event {
         /// Node.
         node: String,
     },
+    /// A scheduled switchover came due and was refused: its target was not healthy (or not in
+    /// rotation) then.
+    ScheduledSwitchoverRefused {
+        /// Service.
+        service: String,
+        /// The switchover's target.
+        entry_point: String,
+        /// Why it was refused.
+        why: String,
+    },
+    /// The cluster was paused: nodes go on checking and reporting, nobody switches anything.
+    Paused {
+        /// Who paused it.
+        by: String,
+    },
+    /// The cluster was resumed: switching goes on as usual.
+    Resumed {},
 }
 
 impl Event {
@@ -357,6 +399,7 @@ impl Event {
             | Event::SwitchStillFailing { service, .. }
             | Event::SwitchRecovered { service, .. }
             | Event::SwitchoverPurged { service, .. }
+            | Event::ScheduledSwitchoverRefused { service, .. }
             | Event::ServiceWentDown { service }
             | Event::ServiceCameUp { service }
             | Event::DefinitionsDisagree { service, .. }
@@ -390,6 +433,9 @@ impl Event {
             Event::SwitchoverPurged { service, entry_point, why } => {
                 format!("{service}: switchover to {entry_point} purged: {why}")
             }
+            Event::ScheduledSwitchoverRefused { service, entry_point, why } => {
+                format!("{service}: scheduled switchover to {entry_point} refused: {why}")
+            }
             Event::ServiceWentDown { service } => {
                 format!("{service}: no healthy entry point (panic mode), nothing switched")
             }
@@ -401,6 +447,8 @@ impl Event {
                 format!("node {node} lost the DCS ({reason}); last switch stays in force")
             }
             Event::DcsRecovered { node } => format!("node {node} reaches the DCS again"),
+            Event::Paused { by } => format!("the cluster is paused by {by}: nothing is switched until it is resumed"),
+            Event::Resumed {} => "the cluster is resumed: switching goes on as usual".to_string(),
             Event::DefinitionsDisagree { service, nodes, held, .. } => format!(
                 "{service}: node{} {} define{} the service differently{}",
                 if nodes.len() == 1 { "" } else { "s" },

@@ -460,6 +460,113 @@ async fn a_node_whose_writes_are_refused_stops_voting_its_stale_opinion_and_says
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_paused_cluster_does_not_fail_over_until_resumed_and_says_so_once() {
+    let mut c = Cluster::new(3, Some("ep-1"), "");
+    let first = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    let asker = c.nodes.iter().find(|n| n.name != first).unwrap().name.clone();
+    c.node(&asker).handle.pause("ops from 10.0.0.9:5000").await.unwrap();
+    let paused = c.node(&first).handle.status().await.unwrap().paused.expect("status says the cluster is paused");
+    assert_eq!(paused.by, "ops from 10.0.0.9:5000");
+    // Pausing twice keeps the first pause.
+    c.node(&first).handle.pause("someone else").await.unwrap();
+    assert_eq!(c.node(&asker).handle.status().await.unwrap().paused.unwrap().by, "ops from 10.0.0.9:5000");
+
+    // The primary fails while paused: the nodes see it and tell it, nobody switches.
+    c.down_everywhere("ep-1");
+    wait_for("ep-1 told down", Duration::from_secs(30), || async {
+        c.events().iter().any(|e| matches!(e, Event::EntryPointWentDown { entry_point, .. } if entry_point == "ep-1")).then_some(())
+    })
+    .await;
+    sleep(Duration::from_secs(20)).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-1"));
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+    // A new leader during the pause holds still too, and does not tell the pause again.
+    c.crash(&first);
+    let second = wait_for("a new leader", Duration::from_secs(30), || {
+        let first = first.clone();
+        let c = &c;
+        async move { c.leader().await.filter(|l| *l != first) }
+    })
+    .await;
+    sleep(Duration::from_secs(10)).await;
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+
+    // Resumed: the failover happens at once, by the leader.
+    c.node(&second).handle.resume().await.unwrap();
+    wait_for("the failover", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    assert_eq!(c.switches(), [(second.clone(), "ep-2".to_string())]);
+    assert!(c.node(&second).handle.status().await.unwrap().paused.is_none());
+    sleep(Duration::from_secs(5)).await;
+    let told: Vec<Event> = c.events().into_iter().filter(|e| matches!(e, Event::Paused { .. } | Event::Resumed {})).collect();
+    assert_eq!(told, [Event::Paused { by: "ops from 10.0.0.9:5000".into() }, Event::Resumed {}], "each told once, across leaders");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_switchover_is_carried_out_at_its_time_by_whoever_leads_then() {
+    let mut c = Cluster::new(3, Some("ep-1"), "");
+    let first = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    // The wall clock the nodes judge a schedule by moves with the test's paused clock.
+    let at = dhaf_core::runtime::model_wall_now() + Duration::from_secs(120);
+    let h = &c.node(&first).handle;
+    assert_eq!(h.switchover_at("main", "ep-9", at, None).await.unwrap_err().code(), "unknown_entry_point");
+    let past = dhaf_core::runtime::model_wall_now() - Duration::from_secs(1);
+    assert_eq!(h.switchover_at("main", "ep-3", past, None).await.unwrap_err().code(), "time_in_the_past");
+    h.switchover_at("main", "ep-3", at, Some("ops from 10.0.0.9:5000")).await.unwrap();
+    let status = h.service_status("main").await.unwrap();
+    assert_eq!((status.switchover.as_deref(), status.switchover_at.is_some()), (Some("ep-3"), true));
+
+    // The leader that took the request dies; one elected after it carries it out, at the time.
+    c.crash(&first);
+    let second = wait_for("a new leader", Duration::from_secs(30), || {
+        let first = first.clone();
+        let c = &c;
+        async move { c.leader().await.filter(|l| *l != first) }
+    })
+    .await;
+    sleep(Duration::from_secs(60)).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-1"), "not before its time");
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+    wait_for("the scheduled switchover", Duration::from_secs(120), || async {
+        (c.provider.current().as_deref() == Some("ep-3")).then_some(())
+    })
+    .await;
+    assert_eq!(c.switches(), [(second.clone(), "ep-3".to_string())]);
+    let history = c.node(&second).handle.history("main").await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!((last.kind, last.requested_by.as_deref()), (SwitchKind::Switchover, Some("ops from 10.0.0.9:5000")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_switchover_to_a_target_down_at_its_time_is_refused_once_and_can_be_cancelled() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    let h = &c.node("n1").handle;
+    // Cancelled before its time: nothing happens.
+    h.switchover_at("main", "ep-2", dhaf_core::runtime::model_wall_now() + Duration::from_secs(30), None).await.unwrap();
+    h.switchover_purge("main").await.unwrap();
+    sleep(Duration::from_secs(60)).await;
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+
+    h.switchover_at("main", "ep-2", dhaf_core::runtime::model_wall_now() + Duration::from_secs(30), None).await.unwrap();
+    c.down_everywhere("ep-2");
+    sleep(Duration::from_secs(60)).await;
+    assert!(c.switches().is_empty(), "{:?}", c.switches());
+    assert_eq!(h.service_status("main").await.unwrap().switchover, None, "the refused request is dropped");
+    let refused: Vec<Event> = c.events().into_iter().filter(|e| matches!(e, Event::ScheduledSwitchoverRefused { .. })).collect();
+    assert_eq!(
+        refused,
+        [Event::ScheduledSwitchoverRefused {
+            service: "main".into(),
+            entry_point: "ep-2".into(),
+            why: "entry point ep-2 is unhealthy".into()
+        }]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn switchover_pins_the_target_and_purge_switches_back() {
     let c = Cluster::new(2, Some("ep-1"), "");
     c.wait_leader().await;
@@ -510,9 +617,20 @@ async fn the_primary_recovering_is_switched_back_to_after_the_delay() {
     c.down_everywhere("ep-1");
     wait_for("the failover", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
     c.up_everywhere("ep-1");
+    // Status shows the failback coming: where to, and in how long.
+    let failback = wait_for("the pending failback in status", Duration::from_secs(10), || async {
+        c.node("n1").handle.service_status("main").await.unwrap().failback
+    })
+    .await;
+    assert_eq!(failback.to, "ep-1");
+    assert!(failback.in_secs > 0 && failback.in_secs <= 30, "{failback:?}");
     sleep(Duration::from_secs(20)).await;
     assert_eq!(c.provider.current().as_deref(), Some("ep-2"), "not before the failback delay");
     wait_for("switching back", Duration::from_secs(40), || async { (c.provider.current().as_deref() == Some("ep-1")).then_some(()) }).await;
+    wait_for("no failback pending", Duration::from_secs(10), || async {
+        c.node("n1").handle.service_status("main").await.unwrap().failback.is_none().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1113,8 +1231,8 @@ impl Dcs for FaultyDcs {
     async fn watch(&self) -> Result<Watch, DcsError> {
         self.inner.watch().await
     }
-    async fn request_switchover(&self, service: &str, ep: &str) -> Result<(), DcsError> {
-        self.inner.request_switchover(service, ep).await
+    async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
+        self.inner.put_switchover(service, request).await
     }
     async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.inner.purge_switchover(service, purge).await
@@ -1132,6 +1250,9 @@ impl Dcs for FaultyDcs {
     }
     async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
         self.inner.set_maintenance(service, ep, on).await
+    }
+    async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
+        self.inner.set_pause(pause).await
     }
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
         let (delay, lose) = {

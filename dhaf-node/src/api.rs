@@ -1,9 +1,9 @@
 //! The node's REST API: a thin HTTP layer over [`NodeHandle`], exported so an embedder can mount
 //! it next to its own routes.
 //!
-//! Every route needs a role ([`crate::auth::Access`]): reads `read`, switchover and maintenance
-//! `operate`, decommission `admin`, given as `Authorization: Bearer <token>` with one of
-//! `dhaf.web-api.tokens` (the single `dhaf.web-api.token` is an `admin` token). While no token
+//! Every route needs a role ([`crate::auth::Access`]): reads `read`; switchover, maintenance,
+//! pause and resume `operate`; decommission `admin`; given as `Authorization: Bearer <token>`
+//! with one of `dhaf.web-api.tokens` (the single `dhaf.web-api.token` is an `admin` token). While no token
 //! is configured, or with `public-read: true`, reads are open; `/healthz`, `/leader` and the
 //! OpenAPI document always are. Every mutation, accepted or refused, goes to the audit trail
 //! (`/api/v1/audit` and the log) with the token's name and the client's address.
@@ -51,7 +51,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use dhaf_core::config::Role;
 use dhaf_core::runtime::{CommandError, NodeHandle};
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,7 @@ impl From<CommandError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             CommandError::Unhealthy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            CommandError::TimeInThePast(_) => StatusCode::BAD_REQUEST,
             CommandError::InMaintenance { .. } | CommandError::LastHealthy { .. } | CommandError::NodeAlive(_) => StatusCode::CONFLICT,
             CommandError::Dcs(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -174,9 +175,25 @@ fn cut(s: &str, max: usize) -> String {
     }
 }
 
+/// Who asked for a request, as the audit trail names them: the token's name and the client's
+/// address (`ops from 10.0.0.9:51234`). Put in every accepted request's extensions, so what a
+/// mutation leaves in the DCS (a pause, a switchover and the switch it leads to) says it too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asker(pub String);
+
+impl Asker {
+    fn of(token: Option<&str>, client: Option<SocketAddr>) -> Asker {
+        let client = client.map_or_else(|| "an unknown address".to_string(), |c| c.to_string());
+        match token {
+            Some(name) => Asker(format!("{name} from {client}")),
+            None => Asker(format!("no token, from {client}")),
+        }
+    }
+}
+
 /// Before every route: the token and its role, then (for a mutation) the body's declared size
 /// and type, all before the body is read; after a mutation, its audit record.
-async fn guard(State((guard, access)): State<(Arc<Guard>, Access)>, req: Request, next: Next) -> Response {
+async fn guard(State((guard, access)): State<(Arc<Guard>, Access)>, mut req: Request, next: Next) -> Response {
     let client = client_addr(&req);
     let mutation = req.method() != Method::GET && req.method() != Method::HEAD;
     let method = req.method().to_string();
@@ -187,6 +204,7 @@ async fn guard(State((guard, access)): State<(Arc<Guard>, Access)>, req: Request
         Err(Refusal::Forbidden { caller, .. }) => Some(caller.clone()),
         Err(_) => None,
     };
+    req.extensions_mut().insert(Asker::of(caller.as_ref().map(|c| c.name.as_str()), client));
     let response = match checked {
         Err(refusal) => refused(refusal).into_response(),
         Ok(_) if mutation => match body_allowed(req.headers()) {
@@ -363,6 +381,8 @@ fn endpoints() -> Vec<(Method, &'static str, Access, MethodRouter<ApiState>)> {
         (Method::GET, "/api/v1/services/{service}/history", R(Role::Read), on(MethodFilter::GET, history)),
         (Method::DELETE, "/api/v1/nodes/{node}", R(Role::Admin), on(MethodFilter::DELETE, decommission)),
         (Method::POST, "/api/v1/reload", R(Role::Admin), on(MethodFilter::POST, reload)),
+        (Method::POST, "/api/v1/pause", R(Role::Operate), on(MethodFilter::POST, pause)),
+        (Method::POST, "/api/v1/resume", R(Role::Operate), on(MethodFilter::POST, resume)),
         (Method::GET, "/api/v1/config", R(Role::Read), on(MethodFilter::GET, running_config)),
         (Method::GET, "/api/v1/audit", R(Role::Read), on(MethodFilter::GET, audit)),
         (Method::GET, "/api/v1/openapi.json", Open, on(MethodFilter::GET, openapi)),
@@ -436,11 +456,37 @@ async fn history(State(h): State<NodeHandle>, Param(Name(service)): Param<Name>)
 #[serde(deny_unknown_fields)]
 struct SwitchoverBody {
     entry_point: String,
+    /// A scheduled switchover: RFC 3339 (`2026-12-24T03:00:00Z`).
+    #[serde(default)]
+    at: Option<String>,
 }
 
-async fn switchover_to(State(h): State<NodeHandle>, Param(Name(service)): Param<Name>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+async fn switchover_to(
+    State(h): State<NodeHandle>,
+    Param(Name(service)): Param<Name>,
+    Extension(asker): Extension<Asker>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
     let body: SwitchoverBody = parse_body(body)?;
-    h.switchover_to(&service, &body.entry_point).await?;
+    if let Some(text) = &body.at {
+        let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|e| {
+            ApiError::bad_request(format!("at: '{}' is not an RFC 3339 time like 2026-12-24T03:00:00Z ({e})", cut(text, 64)))
+        })?;
+        let at = std::time::SystemTime::from(at);
+        h.switchover_at(&service, &body.entry_point, at, Some(&asker.0)).await?;
+        tracing::info!(service = %service, entry_point = %body.entry_point, at = %text, "api: switchover scheduled");
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "service": service,
+                "switchover": body.entry_point,
+                "at": text,
+                "message": "switchover scheduled; the leader at that time carries it out if the target is healthy then, or refuses it",
+            })),
+        )
+            .into_response());
+    }
+    h.switchover_to_by(&service, &body.entry_point, &asker.0).await?;
     tracing::info!(service = %service, entry_point = %body.entry_point, "api: switchover requested");
     Ok((
         StatusCode::ACCEPTED,
@@ -488,6 +534,37 @@ async fn maintenance(h: NodeHandle, service: String, ep: String, on: bool, force
     tracing::info!(service = %service, entry_point = %ep, on, force, "api: maintenance changed");
     let message = if on { "entry point taken out of rotation" } else { "entry point back in rotation" };
     ok(json!({ "service": service, "entry_point": ep, "maintenance": on, "message": message }))
+}
+
+/// `POST /api/v1/pause` and `/resume` take no settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoSettings {}
+
+fn no_settings(body: Result<Bytes, BytesRejection>) -> Result<(), ApiError> {
+    let body = body?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let _: NoSettings = parse_body(Ok(body))?;
+    }
+    Ok(())
+}
+
+async fn pause(State(h): State<NodeHandle>, Extension(asker): Extension<Asker>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    no_settings(body)?;
+    h.pause(&asker.0).await?;
+    let status = h.status().await?;
+    tracing::warn!(by = %asker.0, "api: cluster paused");
+    ok(json!({
+        "paused": status.paused,
+        "message": "cluster paused: every node goes on checking and reporting; nothing is switched until it is resumed",
+    }))
+}
+
+async fn resume(State(h): State<NodeHandle>, Extension(asker): Extension<Asker>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    no_settings(body)?;
+    h.resume().await?;
+    tracing::info!(by = %asker.0, "api: cluster resumed");
+    ok(json!({ "paused": null, "message": "cluster resumed: the leader switches again as usual" }))
 }
 
 async fn decommission(State(h): State<NodeHandle>, Param(Name(node)): Param<Name>) -> ApiResult {

@@ -106,6 +106,11 @@ pub async fn render(h: &NodeHandle, reloader: Option<&Reloader>) -> String {
         "0 while this node cannot read the DCS (the other values are then the last known)",
         f64::from(u8::from(!status.stale)),
     );
+    out.gauge1(
+        "dhaf_paused",
+        "1 while the cluster is paused: nodes check and report, nobody switches",
+        f64::from(u8::from(status.paused.is_some())),
+    );
     let nodes = status.nodes.iter().map(|n| (vec![("node", n.name.clone())], f64::from(u8::from(n.alive)))).collect();
     out.gauge("dhaf_node_alive", "Each member node as this node sees it: 1 while its presence lease is alive", nodes);
     let mut verdicts = Vec::new();

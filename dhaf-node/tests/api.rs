@@ -589,3 +589,48 @@ async fn t55_maintenance_refuses_to_take_the_last_healthy_entry_point_out_of_rot
     let (s, body) = r.admin(Method::POST, &on("ep3"), None).await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90_pause_holds_every_switch_until_resume_and_says_who_asked() {
+    let r = start(Some(TOKEN)).await;
+    // Mutations: the token is needed, and a body other than empty or `{}` is refused.
+    assert_error(&r.call(Method::POST, "/api/v1/pause", None, None).await, 401, "unauthorized");
+    assert_error(&r.admin(Method::POST, "/api/v1/pause", Some(json!({"why": "etcd upgrade"}))).await, 400, "bad_request");
+    let (s, body) = r.admin(Method::POST, "/api/v1/pause", Some(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // The single dhaf.web-api.token is named `token`.
+    assert!(body["paused"]["by"].as_str().unwrap().starts_with("token from "), "{body}");
+    let (_, status) = r.get("/api/v1/status").await;
+    assert!(status["paused"]["since"].as_f64().unwrap() > 1.7e9, "{status}");
+    assert!(r.text("/metrics").await.lines().any(|l| l == "dhaf_paused 1"));
+
+    // Paused: the primary fails and nothing is switched; a switchover is kept but not carried out.
+    r.checker.down("ep1", "connection refused");
+    r.wait_json("ep1 unhealthy", "/api/v1/services/main", |v| ep(v, "ep1")["verdict"] == "unhealthy").await;
+    let (s, body) = r.admin(Method::POST, "/api/v1/services/main/switchover", Some(json!({"entry_point": "ep3"}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(r.provider.current().as_deref(), Some("ep1"));
+
+    // Resumed: the switchover goes through, and its history entry says who asked for it.
+    let (s, body) = r.admin(Method::POST, "/api/v1/resume", None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    r.wait_for("the switchover", |r| r.provider.current().as_deref() == Some("ep3")).await;
+    let history = r
+        .wait_json("the switchover in history", "/api/v1/services/main/history", |v| {
+            v.as_array().unwrap().iter().any(|h| h["kind"] == "switchover")
+        })
+        .await;
+    let entry = history.as_array().unwrap().iter().find(|h| h["kind"] == "switchover").unwrap();
+    assert!(entry["requested_by"].as_str().unwrap().starts_with("token from "), "{entry}");
+    assert!(history.as_array().unwrap().iter().filter(|h| h["kind"] != "switchover").all(|h| h["requested_by"].is_null()));
+    let (_, status) = r.get("/api/v1/status").await;
+    assert!(status["paused"].is_null(), "{status}");
+    assert!(r.text("/metrics").await.lines().any(|l| l == "dhaf_paused 0"));
+
+    // The audit trail has both.
+    let (_, audit) = r.get("/api/v1/audit").await;
+    for path in ["/api/v1/pause", "/api/v1/resume"] {
+        assert!(audit.as_array().unwrap().iter().any(|a| a["path"] == path && a["outcome"] == "accepted"), "{path}: {audit}");
+    }
+}

@@ -56,7 +56,7 @@ use dhaf_core::config::{Config, EtcdConfig, EtcdTls};
 use dhaf_core::dcs::keys::{encode, Keys, RawEntry};
 use dhaf_core::dcs::memory::MemoryDcs;
 use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
-use dhaf_core::model::{FencingToken, Opinion, ServiceDefinition, SwitchRecord};
+use dhaf_core::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, PutOptions, TlsOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
@@ -554,8 +554,8 @@ impl Dcs for EtcdDcs {
         Ok(watch)
     }
 
-    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
-        let value = encode(&SwitchoverRequest { entry_point: entry_point.into(), revision: 0 });
+    async fn put_switchover(&self, service: &str, request: &SwitchoverRequest) -> Result<(), DcsError> {
+        let value = encode(&SwitchoverRequest { revision: 0, ..request.clone() });
         self.put(self.keys.switchover(service), value, None).await
     }
 
@@ -594,6 +594,13 @@ impl Dcs for EtcdDcs {
             Ok(())
         } else {
             self.delete(key).await.map(drop)
+        }
+    }
+
+    async fn set_pause(&self, pause: Option<&Pause>) -> Result<(), DcsError> {
+        match pause {
+            Some(p) => self.put(self.keys.paused(), encode(p), None).await,
+            None => self.delete(self.keys.paused()).await.map(drop),
         }
     }
 

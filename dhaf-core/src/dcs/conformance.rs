@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Dcs, DcsError, Purge};
-use crate::model::{FencingToken, Opinion, SwitchKind, SwitchRecord};
+use super::{Dcs, DcsError, Purge, SwitchoverRequest};
+use crate::model::{FencingToken, Opinion, Pause, SwitchKind, SwitchRecord};
 
 /// Writes beneath the [`Dcs`] contract, for tests: any value at any key, as a newer version of
 /// dhaf or an operator's hand edit would leave it.
@@ -57,6 +57,7 @@ where
         ("fencing", |d, _| Box::pin(fencing(d))),
         ("switchover_and_maintenance", |d, _| Box::pin(switchover_and_maintenance(d))),
         ("purge_names_its_request", |d, _| Box::pin(purge_names_its_request(d))),
+        ("pause", |d, r| Box::pin(pause(d, r))),
         ("decommission", |d, _| Box::pin(decommission(d))),
         ("provider_store", |d, _| Box::pin(provider_store(d))),
         ("watch", |d, _| Box::pin(watch(d))),
@@ -190,7 +191,14 @@ pub async fn withdraw_opinion(dcs: Arc<dyn Dcs>) {
 }
 
 fn record(ep: &str, token: FencingToken) -> SwitchRecord {
-    SwitchRecord { entry_point: ep.into(), kind: SwitchKind::Failover, token, node: "n1".into(), at: std::time::SystemTime::now() }
+    SwitchRecord {
+        entry_point: ep.into(),
+        kind: SwitchKind::Failover,
+        token,
+        node: "n1".into(),
+        at: std::time::SystemTime::now(),
+        requested_by: None,
+    }
 }
 
 /// Only the current term may record a switch or purge a switchover as leader.
@@ -242,6 +250,11 @@ pub async fn switchover_and_maintenance(dcs: Arc<dyn Dcs>) {
     dcs.set_maintenance("other", "ep9", true).await.unwrap();
     let snap = dcs.snapshot().await.unwrap();
     assert_eq!(snap.switchovers["svc"].entry_point, "ep3", "a new request replaces the pending one");
+    assert_eq!(snap.switchovers["svc"].by, None);
+    let asked = SwitchoverRequest { by: Some("ops from 10.0.0.9:5000".into()), ..SwitchoverRequest::to("ep2") };
+    dcs.put_switchover("svc", &asked).await.unwrap();
+    let got = dcs.snapshot().await.unwrap().switchovers["svc"].clone();
+    assert_eq!((got.entry_point.as_str(), got.by.as_deref()), ("ep2", Some("ops from 10.0.0.9:5000")), "who asked is kept");
     assert_eq!(snap.maintenance["svc"].iter().collect::<Vec<_>>(), ["ep1"]);
     dcs.purge_switchover("svc", Purge::Any).await.unwrap();
     dcs.set_maintenance("svc", "ep1", false).await.unwrap();
@@ -249,6 +262,36 @@ pub async fn switchover_and_maintenance(dcs: Arc<dyn Dcs>) {
     assert!(snap.switchovers.is_empty());
     assert!(!snap.maintenance.contains_key("svc"));
     assert!(snap.maintenance["other"].contains("ep9"));
+}
+
+/// The cluster-wide pause is stored with who paused it and since when, outlives every lease,
+/// is watched like the rest, and an unreadable one is named, not taken for "not paused" silently.
+pub async fn pause(dcs: Arc<dyn Dcs>, raw: Arc<dyn RawPut>) {
+    assert_eq!(dcs.snapshot().await.unwrap().paused, None);
+    let lease = dcs.register("n1", TTL).await.unwrap();
+    let mut w = dcs.watch().await.unwrap();
+    let since = std::time::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let first = Pause { since, by: "ops-token from 10.0.0.9:5000".into() };
+    dcs.set_pause(Some(&first)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), w.changed()).await;
+    assert_eq!(got, Ok(true), "a watch must signal a pause");
+    assert_eq!(dcs.snapshot().await.unwrap().paused.as_ref(), Some(&first));
+    let second = Pause { since: since + Duration::from_secs(60), by: "admin".into() };
+    dcs.set_pause(Some(&second)).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().paused.as_ref(), Some(&second), "a new pause replaces the one in force");
+    // Bound to no lease: the pause outlives the node that asked for it.
+    dcs.revoke(lease).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().paused.as_ref(), Some(&second));
+    dcs.set_pause(None).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().paused, None);
+    dcs.set_pause(None).await.unwrap();
+    // A flag that cannot be read still pauses (holding still is the safe side), and is named.
+    raw.raw_put("paused", "yes please").await;
+    let snap = dcs.snapshot().await.unwrap();
+    assert!(snap.paused.is_some());
+    assert!(snap.skipped.keys().any(|k| k.ends_with("/paused")), "{:?}", snap.skipped);
+    dcs.set_pause(None).await.unwrap();
+    assert_eq!(dcs.snapshot().await.unwrap().paused, None);
 }
 
 /// Only a dead member can be decommissioned.

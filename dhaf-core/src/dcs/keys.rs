@@ -10,6 +10,7 @@
 //! | `switchovers/<service>` | JSON [`SwitchoverRequest`] | no |
 //! | `maintenance/<service>/<entry-point>` | `""` | no |
 //! | `records/<service>` | JSON [`SwitchRecord`] | no |
+//! | `paused` | JSON [`Pause`] | no |
 //! | `kv/<namespace>/<key>` | the provider's string | no |
 //!
 //! Names are restricted to `a-z A-Z 0-9 - _` by config validation, so `/` separates safely.
@@ -17,7 +18,7 @@
 use serde::de::DeserializeOwned;
 
 use super::{Leader, Snapshot, SwitchoverRequest};
-use crate::model::{FencingToken, Opinion, ServiceDefinition, SwitchRecord};
+use crate::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
 
 /// Builds and parses the keys of one cluster.
 #[derive(Debug, Clone)]
@@ -81,6 +82,11 @@ impl Keys {
         format!("{}records/{service}", self.root)
     }
 
+    /// The cluster's pause flag.
+    pub fn paused(&self) -> String {
+        format!("{}paused", self.root)
+    }
+
     /// A provider's key.
     pub fn kv(&self, namespace: &str, key: &str) -> String {
         format!("{}kv/{namespace}/{key}", self.root)
@@ -137,6 +143,15 @@ impl Keys {
                 ["maintenance", service, ep] => {
                     s.maintenance.entry(service.to_string()).or_default().insert(ep.to_string());
                 }
+                // A pause that cannot be read still pauses: switching during a maintenance
+                // someone asked for is worse than holding still until they resume.
+                ["paused"] => match parse::<Pause>(value) {
+                    Ok(pause) => s.paused = Some(pause),
+                    Err(why) => {
+                        skip(why);
+                        s.paused = Some(Pause { since: std::time::UNIX_EPOCH, by: "unknown (the pause flag is unreadable)".into() });
+                    }
+                },
                 ["records", service] => match parse::<SwitchRecord>(value) {
                     Ok(record) => {
                         s.records.insert(service.to_string(), record);

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::keys::{encode, Keys, RawEntry};
 use super::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch, WatchSender};
-use crate::model::{FencingToken, Opinion, ServiceDefinition, SwitchRecord};
+use crate::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
@@ -458,11 +458,9 @@ impl Dcs for MemoryDcs {
         Ok(watch)
     }
 
-    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
+    async fn put_switchover(&self, service: &str, request: &SwitchoverRequest) -> Result<(), DcsError> {
         self.enter_write().await?;
-        self.with_store(|s, k| {
-            put(s, k.switchover(service), encode(&SwitchoverRequest { entry_point: entry_point.into(), revision: 0 }), None)
-        })?;
+        self.with_store(|s, k| put(s, k.switchover(service), encode(&SwitchoverRequest { revision: 0, ..request.clone() }), None))?;
         Ok(())
     }
 
@@ -493,6 +491,17 @@ impl Dcs for MemoryDcs {
                 }
             } else {
                 delete(s, &key);
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn set_pause(&self, pause: Option<&Pause>) -> Result<(), DcsError> {
+        self.enter_as(pause.is_some()).await?;
+        self.with_store(|s, k| match pause {
+            Some(p) => put(s, k.paused(), encode(p), None),
+            None => {
+                delete(s, &k.paused());
             }
         })?;
         Ok(())

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::model::{FencingToken, Opinion, ServiceDefinition, SwitchRecord};
+use crate::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
 
 /// A DCS lease id.
 pub type LeaseId = i64;
@@ -34,14 +34,29 @@ pub struct Leader {
 }
 
 /// A pending switchover request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwitchoverRequest {
     /// The target entry point.
     pub entry_point: String,
+    /// Who asked (the API token's name and the client's address), when known; the switch it
+    /// leads to carries it into the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// A scheduled switchover: not before this wall-clock time (Unix seconds). Whichever node
+    /// leads then carries it out, or refuses it if the target is not healthy then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
     /// The DCS revision that wrote the request, which tells two requests for the same target
     /// apart. Filled in when read; not part of the stored value.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub revision: i64,
+}
+
+impl SwitchoverRequest {
+    /// A request for `entry_point`, nothing else said.
+    pub fn to(entry_point: &str) -> Self {
+        SwitchoverRequest { entry_point: entry_point.into(), ..SwitchoverRequest::default() }
+    }
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -84,6 +99,9 @@ pub struct Snapshot {
     pub maintenance: BTreeMap<String, BTreeSet<String>>,
     /// The desired entry point of each service, as the leader recorded it.
     pub records: BTreeMap<String, SwitchRecord>,
+    /// The cluster is paused: nobody switches anything.
+    #[serde(default)]
+    pub paused: Option<Pause>,
     /// Values that could not be read and were left out, by full key: why. Each affects only what
     /// it describes (one opinion, one service's record or request); the rest is read as usual.
     #[serde(default)]
@@ -206,7 +224,13 @@ pub trait Dcs: Send + Sync {
     async fn watch(&self) -> Result<Watch, DcsError>;
 
     /// Ask for a switchover of `service` to `entry_point` (replaces a pending one).
-    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError>;
+    async fn request_switchover(&self, service: &str, entry_point: &str) -> Result<(), DcsError> {
+        self.put_switchover(service, &SwitchoverRequest::to(entry_point)).await
+    }
+
+    /// Store `request` as `service`'s pending switchover, replacing a pending one (its
+    /// `revision` is ignored: the store sets it).
+    async fn put_switchover(&self, service: &str, request: &SwitchoverRequest) -> Result<(), DcsError>;
 
     /// Drop the pending switchover of `service`, as [`Purge`] says: any (an operator's), or only
     /// the request the leader means while its term leads. A request already gone is `Ok`.
@@ -214,6 +238,10 @@ pub trait Dcs: Send + Sync {
 
     /// Put an entry point into maintenance or take it out.
     async fn set_maintenance(&self, service: &str, entry_point: &str, on: bool) -> Result<(), DcsError>;
+
+    /// Pause the cluster (`Some`), replacing a pause in force, or resume it (`None`; resuming a
+    /// cluster that is not paused is `Ok`).
+    async fn set_pause(&self, pause: Option<&Pause>) -> Result<(), DcsError>;
 
     /// Record the desired entry point of `service`, only while `record.token`'s term leads:
     /// [`DcsError::Fenced`] otherwise. The leader calls it before every switch.

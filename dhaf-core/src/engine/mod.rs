@@ -17,7 +17,9 @@
 //! The rules, in order:
 //! 1. Each entry point gets a [`Verdict`] by majority of the alive nodes ([`quorum`]).
 //! 2. A switchover request whose target is unhealthy, in maintenance or unknown is purged; a
-//!    healthy target is pinned (switched to, and kept while healthy).
+//!    healthy target is pinned (switched to, and kept while healthy). A scheduled request
+//!    (`switchover_at`) is left alone until its wall-clock time (`wall_secs`), then judged the
+//!    same way (refused, [`Event::ScheduledSwitchoverRefused`], if its target is not healthy).
 //! 3. With no current entry point, the highest-priority healthy one is chosen.
 //! 4. A current entry point in maintenance, or that the majority holds unhealthy, is left for the
 //!    highest-priority healthy one (failover). With no entry point healthy (in maintenance or not)
@@ -27,6 +29,9 @@
 //! 6. If the provider's live state (read back) differs from the desired one, it is repaired.
 //! 7. A switch that failed, or whose outcome was lost, is retried (with backoff) as the kind of
 //!    switch it was, while its target is still where the service should point.
+//!
+//! While the nodes disagree on the service's definition, or the cluster is paused
+//! ([`ServiceView::paused`]), rules 2–7 are held: only transitions are told.
 //!
 //! Before these, a service the cluster has no record of adopts where the provider points
 //! ([`Action::Adopt`]), and waits for the first read-back of a term rather than switching blind.
@@ -83,10 +88,19 @@ pub struct ServiceView {
     pub awaiting_read_back: bool,
     /// The pending switchover request's target.
     pub switchover: Option<String>,
+    /// A scheduled switchover request: not before this wall-clock time (Unix seconds), judged
+    /// against `wall_secs`.
+    pub switchover_at: Option<u64>,
+    /// The wall clock now (Unix seconds), for what is due at a wall-clock time. The engine never
+    /// reads a clock: this and `now` come in together.
+    pub wall_secs: u64,
     /// Fewer than a majority of the alive nodes share the leader's definition of the service
     /// (their `entry_points` votes are only those that do): the engine holds the service still —
     /// no switch, adoption or purge — and only tells what it sees, until they agree again.
     pub out_of_agreement: bool,
+    /// The cluster is paused by an operator: the engine holds every service still — no switch,
+    /// adoption or purge, not even a failover — and only tells what it sees, until it is resumed.
+    pub paused: bool,
 }
 
 /// What the engine asks the runtime to do.
@@ -217,6 +231,14 @@ impl ServiceState {
     /// Whether the service is in panic mode (no healthy entry point).
     pub fn in_panic(&self) -> bool {
         self.panic
+    }
+
+    /// The failback waiting out `failback-delay`, if any: the entry point it switches back to and
+    /// when it is due (the service stays put until then, and for good if that entry point goes
+    /// down again first).
+    pub fn pending_failback<'a>(&self, service: &'a ServiceConfig) -> Option<(&'a str, Instant)> {
+        let (i, since) = self.failback_since?;
+        Some((service.entry_points.get(i)?.name.as_str(), since + service.failback_delay))
     }
 
     /// The switch asked for and not yet known to be carried out, if any.
@@ -359,10 +381,10 @@ pub fn decide(service: &ServiceConfig, min_votes: usize, state: &mut ServiceStat
         }
     }
     announce(service, view, &a, state, &mut d);
-    if view.out_of_agreement {
+    if view.out_of_agreement || view.paused {
         hold(state, &mut d);
     } else {
-        let (pinned, pending_switchover) = switchover(service, view, &a, state, &mut d);
+        let (pinned, pending_switchover) = switchover(service, view, &a, state, now, &mut d);
         let mut target = placement(service, view, &a, current, pinned, pending_switchover, state, now, &mut d);
         if target.is_none() {
             target = repair(service, view, &a, current);
@@ -417,8 +439,8 @@ fn announce(service: &ServiceConfig, view: &ServiceView, a: &Assessment, state: 
 }
 
 /// Rule 1: nodes that define the service differently hold it still (what one leader would switch
-/// to, the next might switch away from): only the news is told. A failed switch stays pending:
-/// once they agree, it is retried if still right.
+/// to, the next might switch away from), and so does a pause: only the news is told. A failed
+/// switch stays pending: once they agree (or the cluster is resumed), it is retried if still right.
 fn hold(state: &mut ServiceState, d: &mut Decision) {
     d.actions.retain(|a| matches!(a, Action::Notify(_)));
     state.failback_since = None;
@@ -431,6 +453,7 @@ fn switchover(
     view: &ServiceView,
     a: &Assessment,
     state: &mut ServiceState,
+    now: Instant,
     d: &mut Decision,
 ) -> (Option<usize>, bool) {
     let name = &service.name;
@@ -439,6 +462,17 @@ fn switchover(
         state.purge_told = None;
     }
     let Some(target) = &view.switchover else { return (None, false) };
+    // A scheduled request changes nothing before its time (not even failback), and is judged
+    // only then: the target may well be down for maintenance until shortly before.
+    let scheduled = match view.switchover_at {
+        Some(at) if view.wall_secs < at => {
+            let due = now + Duration::from_secs(at - view.wall_secs);
+            d.wake_at = Some(d.wake_at.map_or(due, |w| w.min(due)));
+            return (None, false);
+        }
+        Some(_) => view.current.as_deref() != Some(target.as_str()),
+        None => false,
+    };
     let why = match service.entry_point_index(target) {
         None => Some(format!("entry point {target} is not configured")),
         Some(t) if in_maintenance(view, t) => Some(format!("entry point {target} is in maintenance")),
@@ -454,7 +488,13 @@ fn switchover(
     d.actions.push(Action::PurgeSwitchover { service: name.clone(), entry_point: target.clone(), why: why.clone() });
     if state.purge_told.is_none() {
         state.purge_told = Some(target.clone());
-        d.actions.push(Action::Notify(Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }));
+        // Due and never carried out: the scheduled switchover is refused, not merely dropped.
+        let event = if scheduled {
+            Event::ScheduledSwitchoverRefused { service: name.clone(), entry_point: target.clone(), why }
+        } else {
+            Event::SwitchoverPurged { service: name.clone(), entry_point: target.clone(), why }
+        };
+        d.actions.push(Action::Notify(event));
     }
     (pinned, false)
 }
@@ -594,6 +634,16 @@ impl ClusterState {
         self.primed = true;
         self.alive = alive.clone();
         events
+    }
+}
+
+/// The event to tell when the cluster's pause changed from what was last told (`told_paused`),
+/// if any: [`Event::Paused`] or [`Event::Resumed`], once per transition.
+pub fn pause_transition(told_paused: bool, paused: Option<&crate::model::Pause>) -> Option<Event> {
+    match (told_paused, paused) {
+        (false, Some(p)) => Some(Event::Paused { by: p.by.clone() }),
+        (true, None) => Some(Event::Resumed {}),
+        _ => None,
     }
 }
 

@@ -74,7 +74,10 @@ fn view(alive: usize, eps: &[&str]) -> V {
         live: None,
         awaiting_read_back: false,
         switchover: None,
+        switchover_at: None,
+        wall_secs: 0,
         out_of_agreement: false,
+        paused: false,
     })
 }
 
@@ -102,6 +105,17 @@ impl V {
     /// Fewer than a majority of the alive nodes share the leader's definition of the service.
     fn disagree(mut self) -> Self {
         self.0.out_of_agreement = true;
+        self
+    }
+    /// The switchover request is scheduled for wall-clock second `at`; the wall clock shows `wall`.
+    fn sched(mut self, at: u64, wall: u64) -> Self {
+        self.0.switchover_at = Some(at);
+        self.0.wall_secs = wall;
+        self
+    }
+    /// The cluster is paused.
+    fn paused(mut self) -> Self {
+        self.0.paused = true;
         self
     }
 }
@@ -263,6 +277,174 @@ fn nodes_that_define_the_service_differently_hold_it_still() {
     for (name, k, steps) in cases {
         run(name, k, steps);
     }
+}
+
+fn refused(ep: &str, why: &str) -> Action {
+    Action::Notify(Event::ScheduledSwitchoverRefused { service: SVC.into(), entry_point: ep.into(), why: why.into() })
+}
+
+#[test]
+fn a_scheduled_switchover_waits_for_its_time_then_is_carried_out_or_refused() {
+    const T: u64 = 1_800_000_000;
+    let cases = [
+        (
+            "nothing before its time (the engine asks to be woken then); at its time, the switch",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a").so("b").sched(T + 60, T), vec![], Some(60 * S)),
+                D(30 * S, view(3, &["+++", "+++", "+++"]).cur("a").so("b").sched(T + 60, T + 30), vec![], Some(60 * S)),
+                D(60 * S, view(3, &["+++", "+++", "+++"]).cur("a").so("b").sched(T + 60, T + 60), vec![sw("b", Switchover)], None),
+                // Carried out, it is pinned like any switchover.
+                D(61 * S, view(3, &["+++", "+++", "+++"]).cur("b").so("b").sched(T + 60, T + 61), vec![], None),
+            ],
+        ),
+        (
+            "a target that is down before its time is not purged early; still down at its time, refused once",
+            K,
+            vec![
+                D(0, view(3, &["+++", "---", "+++"]).cur("a").so("b").sched(T + 60, T), vec![], Some(60 * S)),
+                D(
+                    60 * S,
+                    view(3, &["+++", "---", "+++"]).cur("a").so("b").sched(T + 60, T + 60),
+                    vec![purge("b", "entry point b is unhealthy"), refused("b", "entry point b is unhealthy")],
+                    None,
+                ),
+                D(
+                    61 * S,
+                    view(3, &["+++", "---", "+++"]).cur("a").so("b").sched(T + 60, T + 61),
+                    vec![purge("b", "entry point b is unhealthy")],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "a target in maintenance at its time is refused",
+            K,
+            vec![D(
+                0,
+                view(3, &["+++", "M+++", "+++"]).cur("a").so("b").sched(T, T + 5),
+                vec![purge("b", "entry point b is in maintenance"), refused("b", "entry point b is in maintenance")],
+                None,
+            )],
+        ),
+        (
+            "before its time, failback goes on as if there were no request",
+            K,
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]).cur("b").so("c").sched(T + 60, T), vec![], Some(60 * S)),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("b").so("c").sched(T + 60, T + 1), vec![up("a"), sw("a", Back)], Some(60 * S)),
+            ],
+        ),
+        (
+            "due while paused: carried out once resumed",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a").so("c").sched(T, T + 1).paused(), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("a").so("c").sched(T, T + 2), vec![sw("c", Switchover)], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn a_pending_failback_says_where_to_and_when() {
+    let svc = service(3, Failback::Auto, Duration::from_secs(30));
+    let mut state = ServiceState::default();
+    let t0 = Instant::now();
+    decide(&svc, 1, &mut state, &view(3, &["---", "+++", "+++"]).cur("b").0, t0);
+    assert_eq!(state.pending_failback(&svc), None);
+    let d = decide(&svc, 1, &mut state, &view(3, &["+++", "+++", "+++"]).cur("b").0, t0 + Duration::from_secs(1));
+    assert_eq!(state.pending_failback(&svc), Some(("a", t0 + Duration::from_secs(31))));
+    assert_eq!(d.wake_at, Some(t0 + Duration::from_secs(31)));
+    // Still waiting later: the same deadline, not a sliding one.
+    decide(&svc, 1, &mut state, &view(3, &["+++", "+++", "+++"]).cur("b").0, t0 + Duration::from_secs(10));
+    assert_eq!(state.pending_failback(&svc), Some(("a", t0 + Duration::from_secs(31))));
+    // The primary down again: no failback pending.
+    decide(&svc, 1, &mut state, &view(3, &["---", "+++", "+++"]).cur("b").0, t0 + Duration::from_secs(11));
+    assert_eq!(state.pending_failback(&svc), None);
+    // Manual failback never has one.
+    let manual = service(3, Failback::Manual, Duration::from_secs(30));
+    let mut state = ServiceState::default();
+    decide(&manual, 1, &mut state, &view(3, &["+++", "+++", "+++"]).cur("b").0, t0);
+    assert_eq!(state.pending_failback(&manual), None);
+}
+
+#[test]
+fn a_paused_cluster_switches_nothing_but_tells_the_news() {
+    let cases = [
+        (
+            "no failover while paused; resumed, the service moves at once",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(
+                    S,
+                    view(3, &["---", "+++", "+++"]).cur("a").paused(),
+                    vec![down("a", &["n1: refused", "n2: refused", "n3: refused"])],
+                    None,
+                ),
+                D(2 * S, view(3, &["---", "+++", "+++"]).cur("a").paused(), vec![], None),
+                D(3 * S, view(3, &["---", "+++", "+++"]).cur("a"), vec![sw("b", Failover)], None),
+            ],
+        ),
+        (
+            "no initial switch, no adoption",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).live("b").paused(), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).paused(), vec![], None),
+                D(2 * S, view(3, &["+++", "+++", "+++"]), vec![sw("a", Initial)], None),
+            ],
+        ),
+        (
+            "no switchover, no purge, no failback, no repair, no maintenance move",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "---"]).cur("b").live("c").so("c").paused(), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("b").so("c").paused(), vec![up("c")], None),
+                D(2 * S, view(3, &["+++", "M+++", "+++"]).cur("b").paused(), vec![], None),
+                D(3 * S, view(3, &["+++", "M+++", "+++"]).cur("b"), vec![sw("a", Maint)], None),
+            ],
+        ),
+        (
+            "panic mode is still told",
+            K,
+            vec![
+                D(0, view(1, &["+", "+", "+"]).cur("a").paused(), vec![], None),
+                D(
+                    S,
+                    view(1, &["-", "-", "-"]).cur("a").paused(),
+                    vec![down("a", &["n1: refused"]), down("b", &["n1: refused"]), down("c", &["n1: refused"]), svc_down()],
+                    None,
+                ),
+            ],
+        ),
+        (
+            "a failed switch is retried only once resumed",
+            K,
+            vec![
+                D(0, view(3, &["---", "+++", "+++"]).cur("a"), vec![sw("b", Failover)], None),
+                Failed(0, 500, true),
+                D(S, view(3, &["---", "+++", "+++"]).cur("a").paused(), vec![], None),
+                D(2 * S, view(3, &["---", "+++", "+++"]).cur("b"), vec![sw("b", Failover)], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
+fn pause_and_resume_are_told_once_each() {
+    let pause = crate::model::Pause { since: std::time::UNIX_EPOCH, by: "ops from 10.0.0.9:5000".into() };
+    assert_eq!(pause_transition(false, Some(&pause)), Some(Event::Paused { by: "ops from 10.0.0.9:5000".into() }));
+    assert_eq!(pause_transition(true, Some(&pause)), None);
+    assert_eq!(pause_transition(true, None), Some(Event::Resumed {}));
+    assert_eq!(pause_transition(false, None), None);
 }
 
 #[test]
@@ -1290,6 +1472,8 @@ struct ViewSpec {
     current: Option<usize>,
     live: Option<usize>,
     switchover: Option<usize>,
+    /// A scheduled switchover: due in this many seconds (0 or less: due).
+    scheduled: Option<i8>,
     out_of_agreement: bool,
 }
 
@@ -1301,14 +1485,16 @@ fn view_spec() -> impl Strategy<Value = ViewSpec> {
         prop::option::of(0..6usize),
         prop::option::weighted(0.3, 0..6usize),
         prop::option::weighted(0.3, 0..6usize),
+        prop::option::weighted(0.3, -3..=3i8),
         prop::bool::weighted(0.1),
     )
-        .prop_map(|(alive, eps, current, live, switchover, out_of_agreement)| ViewSpec {
+        .prop_map(|(alive, eps, current, live, switchover, scheduled, out_of_agreement)| ViewSpec {
             alive,
             eps,
             current,
             live,
             switchover,
+            scheduled,
             out_of_agreement,
         })
 }
@@ -1340,7 +1526,10 @@ impl ViewSpec {
             live: self.live.map(name),
             awaiting_read_back: false,
             switchover: self.switchover.map(name),
+            switchover_at: self.scheduled.map(|due_in| (1_000 + i64::from(due_in)) as u64),
+            wall_secs: 1_000,
             out_of_agreement: self.out_of_agreement,
+            paused: false,
         }
     }
 }
@@ -1440,6 +1629,15 @@ proptest! {
         let d = decide(&svc, s.min_votes, &mut state, &view, now);
         prop_assert!(d.actions.iter().all(|a| matches!(a, Action::Notify(_))), "{:?}", d.actions);
         prop_assert_eq!(state.verdicts().len(), svc.entry_points.len(), "the verdicts are kept for status");
+    }
+
+    /// A paused cluster: nothing but news, whatever came before.
+    #[test]
+    fn paused_holds_still(s in scenario()) {
+        let (svc, mut state, mut view, now) = s.setup();
+        view.paused = true;
+        let d = decide(&svc, s.min_votes, &mut state, &view, now);
+        prop_assert!(d.actions.iter().all(|a| matches!(a, Action::Notify(_))), "{:?}", d.actions);
     }
 
     /// The same config, state, view and time always give the same decision.

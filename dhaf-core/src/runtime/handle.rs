@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::leader::{service_view, Agreement, HISTORY_NS, LIVE_NS, SWITCHING_NS};
+use super::leader::{service_view, Agreement, FAILBACK_NS, HISTORY_NS, LIVE_NS, SWITCHING_NS};
 use super::{Inner, Metrics, ReloadError, ReloadReport, ReloadRequest};
 use crate::config::{Config, ServiceConfig};
-use crate::dcs::{DcsError, Leader, Purge, Snapshot};
+use crate::dcs::{DcsError, Leader, Purge, Snapshot, SwitchoverRequest};
 use crate::engine::{self, Verdict};
 use crate::model::{SwitchProgress, SwitchRecord};
 
@@ -65,6 +65,9 @@ pub enum CommandError {
     /// No such node.
     #[error("node '{0}' is not a member of the cluster")]
     UnknownNode(String),
+    /// A scheduled switchover's time is not in the future.
+    #[error("the time {0} (Unix seconds) is not in the future; leave the time out to switch over now")]
+    TimeInThePast(u64),
     /// The DCS failed.
     #[error("{0}")]
     Dcs(DcsError),
@@ -81,6 +84,7 @@ impl CommandError {
             CommandError::LastHealthy { .. } => "last_healthy_entry_point",
             CommandError::NodeAlive(_) => "node_alive",
             CommandError::UnknownNode(_) => "unknown_node",
+            CommandError::TimeInThePast(_) => "time_in_the_past",
             CommandError::Dcs(_) => "dcs_unavailable",
         }
     }
@@ -128,8 +132,19 @@ pub struct NodeStatus {
     pub stale: bool,
     /// How old the stale state is, in seconds (none if nothing was ever read).
     pub snapshot_age_secs: Option<u64>,
+    /// The cluster is paused: nodes check and report, nobody switches anything.
+    pub paused: Option<PauseStatus>,
     /// Every service.
     pub services: Vec<ServiceStatus>,
+}
+
+/// A pause in force.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PauseStatus {
+    /// When it was paused (Unix seconds).
+    pub since: f64,
+    /// Who paused it (the API token's name and the client's address).
+    pub by: String,
 }
 
 /// One node's opinion of an entry point.
@@ -185,6 +200,10 @@ pub struct ServiceStatus {
     pub last_switch: Option<SwitchRecord>,
     /// The pending switchover request's target.
     pub switchover: Option<String>,
+    /// When a scheduled switchover request is due (Unix seconds); `None` for one asked for now.
+    pub switchover_at: Option<u64>,
+    /// A failback waiting out `failback-delay`: where to, and when.
+    pub failback: Option<FailbackStatus>,
     /// No healthy entry point: dhaf holds still.
     pub panic: bool,
     /// The DCS could not be read: this is the last known state of the service.
@@ -204,6 +223,17 @@ pub struct ServiceStatus {
     pub entry_points: Vec<EntryPointStatus>,
 }
 
+/// A failback waiting out `failback-delay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailbackStatus {
+    /// The entry point the service switches back to.
+    pub to: String,
+    /// When it is due (whole Unix seconds).
+    pub at: u64,
+    /// In how many seconds, by the answering node's clock (0 when due).
+    pub in_secs: u64,
+}
+
 /// One node that defines a service differently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeDisagreement {
@@ -218,6 +248,7 @@ pub struct NodeDisagreement {
 struct Extras {
     live: std::collections::BTreeMap<String, String>,
     switching: std::collections::BTreeMap<String, SwitchProgress>,
+    failback: std::collections::BTreeMap<String, crate::model::PendingFailback>,
 }
 
 /// One past switch.
@@ -341,6 +372,7 @@ impl NodeHandle {
             stale: stale.is_some(),
             snapshot_age_secs: stale.as_ref().and_then(|s| s.age),
             dcs_skipped: snap.skipped.clone(),
+            paused: snap.paused.as_ref().map(|p| PauseStatus { since: unix_secs(p.since), by: p.by.clone() }),
             services: config.services.iter().map(|s| self.service_from(&snap, &extras, s, stale.as_ref())).collect(),
         })
     }
@@ -352,6 +384,7 @@ impl NodeHandle {
         Extras {
             live: list(LIVE_NS).await.into_iter().collect(),
             switching: list(SWITCHING_NS).await.into_iter().filter_map(|(k, v)| Some((k, serde_json::from_str(&v).ok()?))).collect(),
+            failback: list(FAILBACK_NS).await.into_iter().filter_map(|(k, v)| Some((k, serde_json::from_str(&v).ok()?))).collect(),
         }
     }
 
@@ -381,6 +414,19 @@ impl NodeHandle {
             switching,
             last_switch: record,
             switchover: view.switchover.clone(),
+            switchover_at: view.switchover_at,
+            // Only while it still makes sense: not yet where it would switch back to, and no
+            // switchover pinning the service elsewhere (one scheduled for later pins nothing yet).
+            failback: extras
+                .failback
+                .get(&svc.name)
+                .filter(|f| current.as_deref() != Some(f.to.as_str()))
+                .filter(|_| view.switchover.is_none() || view.switchover_at.is_some_and(|at| at > view.wall_secs))
+                .map(|f| FailbackStatus {
+                    to: f.to.clone(),
+                    at: unix_secs(f.at).ceil() as u64,
+                    in_secs: f.at.duration_since(super::wall_now()).map_or(0, |d| d.as_secs_f64().ceil() as u64),
+                }),
             panic: assessment.panic,
             stale: stale.is_some(),
             snapshot_age_secs: stale.and_then(|s| s.age),
@@ -442,6 +488,40 @@ impl NodeHandle {
 
     /// Ask the leader to switch `service` over to `entry_point` and keep it there while healthy.
     pub async fn switchover_to(&self, service: &str, entry_point: &str) -> Result<(), CommandError> {
+        self.request_switchover(service, SwitchoverRequest::to(entry_point)).await
+    }
+
+    /// [`NodeHandle::switchover_to`], saying who asked (`by`: the API token's name and the
+    /// client's address), which the switch's history entry then carries.
+    pub async fn switchover_to_by(&self, service: &str, entry_point: &str, by: &str) -> Result<(), CommandError> {
+        self.request_switchover(service, SwitchoverRequest { by: Some(by.to_string()), ..SwitchoverRequest::to(entry_point) }).await
+    }
+
+    /// Schedule a switchover of `service` to `entry_point` for wall-clock time `at` (replacing any
+    /// pending request): whichever node leads then carries it out if the target is healthy and in
+    /// rotation then, or refuses it ([`crate::model::Event::ScheduledSwitchoverRefused`]). `by`
+    /// says who asked. Cancel it with [`NodeHandle::switchover_purge`].
+    pub async fn switchover_at(
+        &self,
+        service: &str,
+        entry_point: &str,
+        at: std::time::SystemTime,
+        by: Option<&str>,
+    ) -> Result<(), CommandError> {
+        let svc = self.service(service)?;
+        if svc.entry_point_index(entry_point).is_none() {
+            return Err(CommandError::UnknownEntryPoint { service: service.into(), entry_point: entry_point.into() });
+        }
+        let at = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if at <= super::model_wall_secs() {
+            return Err(CommandError::TimeInThePast(at));
+        }
+        let request = SwitchoverRequest { by: by.map(String::from), at: Some(at), ..SwitchoverRequest::to(entry_point) };
+        Ok(self.inner().dcs_call(self.inner().dcs.put_switchover(service, &request)).await?)
+    }
+
+    async fn request_switchover(&self, service: &str, request: SwitchoverRequest) -> Result<(), CommandError> {
+        let entry_point = request.entry_point.as_str();
         let status = self.service_status_fresh(service).await?;
         let ep = status
             .entry_points
@@ -454,7 +534,7 @@ impl NodeHandle {
         if ep.verdict != Verdict::Healthy {
             return Err(CommandError::Unhealthy { service: service.into(), entry_point: entry_point.into(), verdict: ep.verdict });
         }
-        Ok(self.inner().dcs_call(self.inner().dcs.request_switchover(service, entry_point)).await?)
+        Ok(self.inner().dcs_call(self.inner().dcs.put_switchover(service, &request)).await?)
     }
 
     /// Drop `service`'s pending switchover; automatic rules (failback) apply again.
@@ -481,6 +561,23 @@ impl NodeHandle {
             }
         }
         Ok(self.inner().dcs_call(self.inner().dcs.set_maintenance(service, entry_point, on)).await?)
+    }
+
+    /// Pause the whole cluster: every node goes on checking and reporting, and no leader switches
+    /// anything (not even a failover) until [`NodeHandle::resume`]. `by` says who asked, for
+    /// status and the notifiers. Pausing a paused cluster keeps the first pause.
+    pub async fn pause(&self, by: &str) -> Result<(), CommandError> {
+        if self.snapshot().await?.paused.is_some() {
+            return Ok(());
+        }
+        let pause = crate::model::Pause { since: super::wall_now(), by: by.to_string() };
+        Ok(self.inner().dcs_call(self.inner().dcs.set_pause(Some(&pause))).await?)
+    }
+
+    /// Resume a paused cluster: the leader decides and switches again at once. Resuming a
+    /// cluster that is not paused does nothing.
+    pub async fn resume(&self) -> Result<(), CommandError> {
+        Ok(self.inner().dcs_call(self.inner().dcs.set_pause(None)).await?)
     }
 
     /// Forget a dead node.

@@ -11,7 +11,7 @@ use super::{wall_now, Inner};
 use crate::config::ServiceConfig;
 use crate::dcs::{DcsError, Purge, Snapshot};
 use crate::engine::{self, Action, Announced, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
-use crate::model::{Event, FencingToken, ServiceDefinition, SwitchKind, SwitchProgress, SwitchRecord};
+use crate::model::{Event, FencingToken, PendingFailback, ServiceDefinition, SwitchKind, SwitchProgress, SwitchRecord};
 
 /// The namespace of the switch history in the providers' store.
 pub(crate) const HISTORY_NS: &str = "dhaf.history";
@@ -21,8 +21,13 @@ pub(crate) const NODES_NS: &str = "dhaf.nodes";
 pub(crate) const ANNOUNCED_NS: &str = "dhaf.announced";
 /// The namespace where the leader keeps each service's failing switch, for status.
 pub(crate) const SWITCHING_NS: &str = "dhaf.switching";
+/// The namespace where the leader keeps each service's pending failback, for status.
+pub(crate) const FAILBACK_NS: &str = "dhaf.failback";
 /// The namespace where the leader keeps each service's live state as last read back, for status.
 pub(crate) const LIVE_NS: &str = "dhaf.live";
+/// The namespace where the leader keeps whether it told the cluster paused (`told`: `paused` or
+/// `running`), so each pause and resume is told once across leaders.
+pub(crate) const PAUSE_NS: &str = "dhaf.pause";
 /// The longest a read-back of a provider's live state may take.
 const READ_BACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many services may be switching at once.
@@ -141,6 +146,8 @@ struct Slot {
     /// only when they change.
     announced: Option<Announced>,
     shown_live: Option<String>,
+    /// The pending failback's target as kept in the DCS for status (`Some("")`: none kept).
+    shown_failback: Option<String>,
     /// The nodes last told to define the service differently.
     disagreeing: BTreeSet<String>,
     /// Whether the term looked for a switch an earlier leader made but did not live to tell.
@@ -200,6 +207,8 @@ struct Leading {
     reading: JoinSet<Result<Option<String>, String>>,
     reads: HashMap<tokio::task::Id, Reading>,
     eligible: Eligibility,
+    /// Whether the cluster was last told paused (by this leader or an earlier one).
+    told_paused: bool,
 }
 
 /// Lead under `token` until the term ends (lease lost, fenced, stepped down).
@@ -217,7 +226,11 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
         reading: JoinSet::new(),
         reads: HashMap::new(),
         eligible: Arc::new(Mutex::new(vec![Vec::new(); n])),
+        told_paused: false,
     };
+    if let Ok(told) = inner.dcs_call(inner.dcs.kv_get(PAUSE_NS, "told")).await {
+        me.told_paused = told.as_deref() == Some("paused");
+    }
     // What earlier leaders announced, so a node that died with its leader is still announced.
     if let Ok(known) = inner.dcs_call(inner.dcs.kv_list(NODES_NS)).await {
         me.cluster = ClusterState::with_known(known.into_iter().filter(|(_, v)| v == "up").map(|(k, _)| k).collect());
@@ -445,7 +458,10 @@ pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig, agreement: 
         live: None,
         awaiting_read_back: false,
         switchover: snapshot.switchovers.get(&svc.name).map(|r| r.entry_point.clone()),
+        switchover_at: snapshot.switchovers.get(&svc.name).and_then(|r| r.at),
+        wall_secs: super::model_wall_secs(),
         out_of_agreement: !agreement.majority(snapshot.alive.len()),
+        paused: snapshot.paused.is_some(),
     }
 }
 
@@ -518,6 +534,16 @@ impl Leading {
             inner.notifications.send_in_term(&config, e, self.token);
             let _ = inner.dcs_call(inner.dcs.kv_put(NODES_NS, &node, state)).await;
         }
+        if let Some(e) = engine::pause_transition(self.told_paused, snapshot.paused.as_ref()) {
+            self.told_paused = !self.told_paused;
+            match &e {
+                Event::Paused { by } => tracing::warn!(%by, "the cluster is paused: nothing is switched until it is resumed"),
+                _ => tracing::info!("the cluster is resumed: switching goes on"),
+            }
+            inner.notifications.send(&config, e);
+            let told = if self.told_paused { "paused" } else { "running" };
+            let _ = inner.dcs_call(inner.dcs.kv_put(PAUSE_NS, "told", told)).await;
+        }
         let mut wake: Option<Instant> = None;
         let mut switches = Vec::new();
         for (i, svc) in config.services.iter().enumerate() {
@@ -568,16 +594,21 @@ impl Leading {
                             Ok(()) => {}
                         }
                     }
-                    Action::Switch { to, kind, .. } => switches.push((i, view.current.clone(), to, kind)),
+                    Action::Switch { to, kind, .. } => {
+                        // A switchover carries who asked for it into the record and the history.
+                        let asked = snapshot.switchovers.get(&svc.name).filter(|r| kind == SwitchKind::Switchover && r.entry_point == to);
+                        switches.push((i, view.current.clone(), to, kind, asked.and_then(|r| r.by.clone())))
+                    }
                 }
             }
             self.keep_announced(i).await;
             self.keep_live(i).await;
+            self.keep_failback(i).await;
         }
         // Services switch concurrently, and in the background: one slow provider call must not
         // delay another service's failover, even one decided while it runs.
-        for (i, from, to, kind) in switches {
-            let record = self.record(&to, kind);
+        for (i, from, to, kind, requested_by) in switches {
+            let record = SwitchRecord { requested_by, ..self.record(&to, kind) };
             let (inner, limit, eligible) = (inner.clone(), self.limit.clone(), self.eligible.clone());
             let task = self.running.spawn({
                 let record = record.clone();
@@ -638,6 +669,7 @@ impl Leading {
             token: self.token,
             node: self.inner.config.dhaf.node_name.clone(),
             at: wall_now(),
+            requested_by: None,
         }
     }
 
@@ -740,6 +772,30 @@ impl Leading {
             let _ = inner.dcs_call(inner.dcs.kv_put(SWITCHING_NS, &svc.name, &value)).await;
         }
         self.read_back(i);
+    }
+
+    /// Keep service `i`'s pending failback in the DCS for status (where to, and when by the wall
+    /// clock), when its target changed; none is kept while none is pending.
+    async fn keep_failback(&mut self, i: usize) {
+        let svc = &self.inner.config.services[i];
+        let slot = &self.slots[i];
+        let pending = slot.state.pending_failback(svc);
+        let target = pending.map_or(String::new(), |(to, _)| to.to_string());
+        if slot.shown_failback.as_ref() == Some(&target) {
+            return;
+        }
+        let dcs = &self.inner.dcs;
+        let done = match pending {
+            Some((to, due)) => {
+                let at = wall_now() + due.saturating_duration_since(Instant::now().into_std());
+                let value = serde_json::to_string(&PendingFailback { to: to.to_string(), at }).expect("plain data");
+                self.inner.dcs_call(dcs.kv_put(FAILBACK_NS, &svc.name, &value)).await
+            }
+            None => self.inner.dcs_call(dcs.kv_delete(FAILBACK_NS, &svc.name)).await,
+        };
+        if done.is_ok() {
+            self.slots[i].shown_failback = Some(target);
+        }
     }
 
     /// Keep the provider's live state in the DCS for status, when it changed.

@@ -44,7 +44,10 @@ use crate::model::{Event, FencingToken, Health, Opinion, ServiceDefinition};
 use crate::provider::ProviderError;
 use crate::registry::Providers;
 
-pub use handle::{CommandError, EntryPointStatus, HistoryEntry, NodeDisagreement, NodeHandle, NodeStatus, ServiceStatus, VoteStatus};
+pub use handle::{
+    CommandError, EntryPointStatus, FailbackStatus, HistoryEntry, NodeDisagreement, NodeHandle, NodeStatus, PauseStatus, ServiceStatus,
+    VoteStatus,
+};
 pub use metrics::{EntryPointMetrics, Histogram, Metrics, ServiceMetrics, CHECK_DURATION_BUCKETS, SWITCH_DURATION_BUCKETS};
 use notify::Notifications;
 pub use reload::{restart_only_settings, DefinitionsDiff, ReloadError, ReloadReport};
@@ -753,4 +756,18 @@ async fn withdraw_stale(inner: &Inner, key: &(String, String)) -> bool {
 /// The wall clock, for records people read.
 pub(crate) fn wall_now() -> SystemTime {
     SystemTime::now()
+}
+
+/// The wall clock the engine is given, for what is due at a wall-clock time (a scheduled
+/// switchover): the system's, plus however far tokio's clock runs ahead of the real one. In a
+/// running node the two run together and this is the system's clock (NTP steps included); under
+/// tokio's paused test clock, time moved forward there is moved forward here too, so a test can
+/// wait for a scheduled time without waiting for real.
+pub fn model_wall_now() -> SystemTime {
+    SystemTime::now() + tokio::time::Instant::now().into_std().saturating_duration_since(std::time::Instant::now())
+}
+
+/// [`model_wall_now`] in whole Unix seconds, as the engine takes it.
+pub(crate) fn model_wall_secs() -> u64 {
+    model_wall_now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

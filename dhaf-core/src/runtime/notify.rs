@@ -36,6 +36,8 @@ pub(crate) fn level(event: &Event) -> tracing::Level {
         | Event::EntryPointWentDown { .. }
         | Event::NodeWentDown { .. }
         | Event::SwitchoverPurged { .. }
+        | Event::ScheduledSwitchoverRefused { .. }
+        | Event::Paused { .. }
         | Event::DefinitionsDisagree { .. } => Level::WARN,
         _ => Level::INFO,
     }

@@ -281,6 +281,33 @@ impl Report {
                     None,
                 )
             }
+            Event::ScheduledSwitchoverRefused { entry_point, why, .. } => {
+                facts.push(("Entry point", at(entry_point)));
+                (
+                    Severity::Problem,
+                    format!("A scheduled switchover to {entry_point} came due and was refused."),
+                    "Left the service where it is; the scheduled switchover is dropped.".into(),
+                    vec![why.clone()],
+                    Some("Check the entry point, then ask again (`dhaf-cli switchover-to`), now or at a later time.".into()),
+                )
+            }
+            Event::Paused { by } => {
+                facts.push(("Paused by", by.clone()));
+                (
+                    Severity::Change,
+                    format!("The dhaf cluster was paused by {by}."),
+                    "Every node goes on checking and reporting; nothing is switched, not even a failover, until it is resumed.".into(),
+                    Vec::new(),
+                    Some("Resume it with `dhaf-cli resume` once the maintenance is over.".into()),
+                )
+            }
+            Event::Resumed {} => (
+                Severity::Recovery,
+                "The dhaf cluster was resumed.".into(),
+                "Switches again as usual: failovers, switchovers and failbacks that were held take place now.".into(),
+                Vec::new(),
+                None,
+            ),
         };
         facts.push(("When (UTC)", rfc3339(n.at)));
         Report { severity, title: n.event.summary(), facts, happened, dhaf_did, reasons, next }

@@ -173,9 +173,9 @@ impl Dcs for PausableDcs {
         self.counts.add("watch");
         gated!(self, self.inner.watch())
     }
-    async fn request_switchover(&self, service: &str, ep: &str) -> Result<(), DcsError> {
+    async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
         self.counts.add("request_switchover");
-        gated!(self, self.inner.request_switchover(service, ep))
+        gated!(self, self.inner.put_switchover(service, request))
     }
     async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
         self.counts.add("purge_switchover");
@@ -184,6 +184,10 @@ impl Dcs for PausableDcs {
     async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
         self.counts.add("set_maintenance");
         gated!(self, self.inner.set_maintenance(service, ep, on))
+    }
+    async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
+        self.counts.add("set_pause");
+        gated!(self, self.inner.set_pause(pause))
     }
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
         self.counts.add("record_switch");
