@@ -95,7 +95,7 @@ impl From<CommandError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             CommandError::Unhealthy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            CommandError::TimeInThePast(_) => StatusCode::BAD_REQUEST,
+            CommandError::TimeInThePast(_) => StatusCode::UNPROCESSABLE_ENTITY,
             CommandError::InMaintenance { .. } | CommandError::LastHealthy { .. } | CommandError::NodeAlive(_) => StatusCode::CONFLICT,
             CommandError::Dcs(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
