@@ -88,6 +88,7 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                     }
                     fresh
                 };
+                inner.observers.gained(token);
                 if fresh {
                     tracing::info!(%token, "elected leader");
                     inner.notifications.send(&inner.config, engine::leader_elected(&node, token));
