@@ -1287,16 +1287,17 @@ pub struct Fields {
     path: String,
     used: RefCell<BTreeSet<String>>,
     problems: Rc<RefCell<Vec<ConfigProblem>>>,
+    finished: std::cell::Cell<bool>,
 }
 
 impl Fields {
     /// A reader over `map`, found at key path `path`.
     pub fn new(map: &Mapping, path: &str) -> Fields {
-        Fields { map: map.clone(), path: path.into(), used: RefCell::default(), problems: Rc::default() }
+        Fields { map: map.clone(), path: path.into(), used: RefCell::default(), problems: Rc::default(), finished: Default::default() }
     }
 
     fn child(&self, map: Mapping, path: String) -> Fields {
-        Fields { map, path, used: RefCell::default(), problems: self.problems.clone() }
+        Fields { map, path, used: RefCell::default(), problems: self.problems.clone(), finished: Default::default() }
     }
 
     /// The full key path of `key` in this mapping.
@@ -1534,8 +1535,12 @@ impl Fields {
         }
     }
 
-    /// Report every key of this mapping that no getter asked for.
+    /// Report every key of this mapping that no getter asked for (once: calling it again, or
+    /// [`Fields::into_result`] after it, adds nothing).
     pub fn finish(&self) {
+        if self.finished.replace(true) {
+            return;
+        }
         let used = self.used.borrow();
         for k in self.map.keys() {
             let name = k.as_str().unwrap_or("?");
@@ -1551,8 +1556,11 @@ impl Fields {
         std::mem::take(&mut *self.problems.borrow_mut())
     }
 
-    /// `Ok(value)` if no problem was recorded, else every problem.
+    /// `Ok(value)` if no problem was recorded, else every problem. Keys of this mapping no
+    /// getter asked for are problems ([`Fields::finish`]), so a typo in a provider's section is
+    /// refused even by a factory that never calls `finish`.
     pub fn into_result<T>(self, value: T) -> Result<T, ConfigError> {
+        self.finish();
         let problems = self.take_problems();
         if problems.is_empty() {
             Ok(value)

@@ -666,9 +666,9 @@ async fn t95_a_leading_node_polls_and_tells_every_transition_once() {
     let dns = FakeProvider::new(Some("ep-1"));
     let mut registry = dhaf_providers::registry();
     let c = checker.clone();
-    registry.checker("scripted", move |_, _| Ok(Arc::new(c.clone()) as _));
+    registry.checker("scripted", move |_, _| Ok(Arc::new(c.clone())));
     let d = dns.clone();
-    registry.switcher("fake", move |_, _| Ok(Arc::new(d.switcher("n1")) as _));
+    registry.switcher("fake", move |_, _| Ok(Arc::new(d.switcher("n1"))));
     let providers = registry.build(&config, dcs.clone()).unwrap();
     let node = dhaf_core::runtime::Node::new(config, dcs.clone(), providers);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -310,8 +310,8 @@ async fn a_running_node_tells_each_event_once() {
     let provider = FakeProvider::new(Some("ep-1"));
     let mut registry = dhaf_providers::registry();
     let (c, p) = (checker.clone(), provider.clone());
-    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(c.clone()) as _));
-    registry.switcher("recording", move |s, _| s.fields().into_result(Arc::new(p.switcher("n1")) as _));
+    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(c.clone())));
+    registry.switcher("recording", move |s, _| s.fields().into_result(Arc::new(p.switcher("n1"))));
     let dcs = Arc::new(MemoryDcs::new("c1"));
     let providers = registry.build(&config, dcs.clone()).unwrap();
     let node = dhaf_core::runtime::Node::new(config, dcs, providers);

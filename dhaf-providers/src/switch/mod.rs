@@ -17,10 +17,8 @@ pub mod route53;
 
 /// Register the built-in switchers (`cloudflare`, `exec`, `rfc2136`, `route53`).
 pub fn register(registry: &mut Registry) {
-    registry.switcher("exec", |section, ctx| exec::ExecSwitcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
-    registry.switcher("cloudflare", |section, ctx| {
-        cloudflare::CloudflareSwitcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _)
-    });
-    registry.switcher("rfc2136", |section, ctx| rfc2136::Rfc2136Switcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
-    registry.switcher("route53", |section, ctx| route53::Route53Switcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
+    registry.switcher("exec", exec::ExecSwitcher::from_config);
+    registry.switcher("cloudflare", cloudflare::CloudflareSwitcher::from_config);
+    registry.switcher("rfc2136", rfc2136::Rfc2136Switcher::from_config);
+    registry.switcher("route53", route53::Route53Switcher::from_config);
 }
