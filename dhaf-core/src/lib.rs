@@ -34,7 +34,7 @@
 //! [`config::Config::parse`]), and [`runtime::Node::builder`] checks both before the node runs
 //! inside the program's own tokio runtime. [`runtime::NodeHandle::subscribe`] tells what happens;
 //! [`runtime::NodeHandle::leadership`] watches the lead. The traits are async through
-//! [`async_trait`], re-exported here so the attribute needs no dependency of its own: write
+//! [`macro@async_trait`], re-exported here so the attribute needs no dependency of its own: write
 //! `#[async_trait]` on every `impl` of a provider trait (without it, rustc reports E0195,
 //! "lifetime parameters … do not match the trait declaration").
 //!

@@ -340,8 +340,15 @@ impl Node {
         NodeHandle::new(self.current.clone(), self.reload_tx.clone())
     }
 
-    /// Initialize the providers, then run until `shutdown` completes; then resign and revoke the
-    /// lease so the other nodes take over at once.
+    /// Validate the config and initialize the providers (each `init` bounded by 60 s), then run
+    /// until `shutdown` completes.
+    ///
+    /// On shutdown the node's tasks end at once (a switch under way is cut short; its record in
+    /// the DCS lets the next leader finish it), then it resigns the lead and revokes its lease so
+    /// the other nodes take over at once rather than after the lease's TTL (each DCS call bounded
+    /// by a third of `healthy-node-status-ttl`, 1–5 s), and gives queued notifications 5 s more:
+    /// about 15 s at most. A node dropped without shutdown (its task aborted) is like a crash: the
+    /// others take over when its lease expires.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
         let Node { current, mut reloads, reload_tx } = self;
         // Requests that arrive after the node stops are answered "not running".
