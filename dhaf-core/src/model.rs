@@ -160,8 +160,9 @@ pub struct SwitchProgress {
     pub last_error: String,
 }
 
-/// Serialize [`SystemTime`] as fractional seconds since the Unix epoch.
-pub mod unix_seconds {
+/// Serialize [`SystemTime`] as fractional seconds since the Unix epoch (how times travel in the
+/// DCS and the API; a detail of their serde, not part of the library).
+pub(crate) mod unix_seconds {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use serde::{Deserialize, Deserializer, Serializer};

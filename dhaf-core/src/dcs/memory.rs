@@ -48,7 +48,8 @@ struct Store {
     reaper: bool,
 }
 
-/// Faults to inject, shared by every handle of a store.
+/// Faults to inject, shared by every handle of a store; set with [`MemoryDcs`]'s fault methods
+/// (`set_faults`, `cut_off`, …), which only the `testing` feature offers.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// Every call fails with [`DcsError::Unavailable`].
@@ -123,16 +124,19 @@ impl MemoryDcs {
     }
 
     /// Change the injected faults.
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
         f(&mut lock(&self.shared.faults));
     }
 
     /// Make the whole store (un)available.
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_unavailable(&self, on: bool) {
         self.set_faults(|f| f.unavailable = on);
     }
 
     /// Cut node `node` off from the store, or reconnect it.
+    #[cfg(any(test, feature = "testing"))]
     pub fn cut_off(&self, node: &str, on: bool) {
         self.set_faults(|f| {
             if on {
@@ -144,6 +148,7 @@ impl MemoryDcs {
     }
 
     /// Refuse node `node`'s writes (see [`Faults::writes_refused`]), or accept them again.
+    #[cfg(any(test, feature = "testing"))]
     pub fn refuse_writes(&self, node: &str, on: bool) {
         self.set_faults(|f| {
             if on {
@@ -155,6 +160,7 @@ impl MemoryDcs {
     }
 
     /// Make every call take `latency` first.
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_latency(&self, latency: Duration) {
         self.set_faults(|f| f.latency = latency);
     }
