@@ -227,6 +227,7 @@ impl fmt::Display for ConfigError {
 
 /// The whole configuration of one node.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Config {
     /// `dhaf.*`.
     pub dhaf: DhafConfig,
@@ -244,6 +245,7 @@ pub struct Config {
 
 /// `dhaf.*`: the node and its cluster.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct DhafConfig {
     /// `dhaf.cluster-name`.
     pub cluster_name: String,
@@ -271,6 +273,7 @@ pub struct DhafConfig {
 
 /// `dhaf.web-api.*`.
 #[derive(Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct WebApiConfig {
     /// Host to listen on and for the CLI to reach (default `localhost`).
     pub host: String,
@@ -363,6 +366,7 @@ pub struct WebApiTls {
 
 /// `etcd.*`.
 #[derive(Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct EtcdConfig {
     /// Endpoints, each `http(s)://host:port`.
     pub hosts: Vec<String>,
@@ -431,6 +435,7 @@ pub enum Failback {
 
 /// `services[]`: one service and its entry points, in priority order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ServiceConfig {
     /// `name`.
     pub name: String,
@@ -538,6 +543,7 @@ fn flatten(out: &mut std::collections::BTreeMap<String, String>, path: String, v
 
 /// A provider section: its `type`, optional `name` (notifiers) and its own settings.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ProviderConfig {
     /// `type`: the registry name of the provider.
     pub kind: String,
@@ -834,6 +840,13 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+}
+
+impl EtcdConfig {
+    /// etcd at `hosts` (each `http(s)://host:port`), without authentication or TLS.
+    pub fn new(hosts: Vec<String>) -> EtcdConfig {
+        EtcdConfig { hosts, username: None, password: None, tls: None }
     }
 }
 

@@ -210,6 +210,7 @@ impl ServiceDefinition {
 /// Something that happened, told to the notifiers once per transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// The majority now holds an entry point unhealthy.
     EntryPointWentDown {

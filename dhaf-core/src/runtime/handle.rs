@@ -18,6 +18,7 @@ use crate::model::{SwitchProgress, SwitchRecord};
 
 /// Counters since the node started, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Metrics {
     /// Health checks run.
     pub checks: u64,
@@ -126,6 +127,7 @@ pub struct NodeInfo {
 
 /// The cluster as this node sees it.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct NodeStatus {
     /// `dhaf.cluster-name`.
     pub cluster: String,
@@ -151,6 +153,7 @@ pub struct NodeStatus {
 
 /// One node's opinion of an entry point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct VoteStatus {
     /// The node.
     pub node: String,
@@ -162,6 +165,7 @@ pub struct VoteStatus {
 
 /// One entry point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct EntryPointStatus {
     /// Name.
     pub name: String,
@@ -183,6 +187,7 @@ pub struct EntryPointStatus {
 
 /// One service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ServiceStatus {
     /// Name.
     pub name: String,
@@ -223,6 +228,7 @@ pub struct ServiceStatus {
 
 /// One node that defines a service differently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct NodeDisagreement {
     /// The node.
     pub node: String,

@@ -281,6 +281,8 @@ impl Report {
                     None,
                 )
             }
+            // An event newer than this layout: its one-line summary says what happened.
+            other => (Severity::Change, format!("{}.", other.summary()), String::new(), Vec::new(), None),
         };
         facts.push(("When (UTC)", rfc3339(n.at)));
         Report { severity, title: n.event.summary(), facts, happened, dhaf_did, reasons, next }
