@@ -231,7 +231,8 @@ impl fmt::Display for ConfigError {
 pub struct Config {
     /// `dhaf.*`.
     pub dhaf: DhafConfig,
-    /// `etcd.*`; `None` means the embedded in-memory DCS (a single node).
+    /// `etcd.*`; `None` means the embedded in-memory DCS (a single node). dhaf-core has no etcd
+    /// client: `dhaf_providers::dcs_from_config` connects, and the node is given the DCS.
     pub etcd: Option<EtcdConfig>,
     /// `services[]`.
     pub services: Vec<ServiceConfig>,
@@ -257,7 +258,8 @@ pub struct DhafConfig {
     pub heartbeat_interval: Duration,
     /// `dhaf.tact-interval`: how often every entry point is checked (default 10 s, 100 ms–1 h).
     pub tact_interval: Duration,
-    /// `dhaf.web-api`.
+    /// `dhaf.web-api`: served by `dhaf-node` (or wherever an embedder mounts its router); the
+    /// [`crate::runtime::Node`] itself serves nothing.
     pub web_api: WebApiConfig,
     /// `dhaf.min-votes`: the fewest alive nodes' votes a verdict needs (default 1, as the original).
     pub min_votes: usize,
@@ -267,7 +269,8 @@ pub struct DhafConfig {
     /// repairs drift (default 60 s).
     pub reconcile_interval: Duration,
     /// `dhaf.state-file`: where the embedded DCS keeps switchover requests, maintenance and provider
-    /// data across restarts (default: not kept).
+    /// data across restarts (default: not kept). Used by [`crate::runtime::Node::builder`] when
+    /// it is given no DCS.
     pub state_file: Option<PathBuf>,
 }
 

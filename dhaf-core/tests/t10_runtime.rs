@@ -1653,3 +1653,28 @@ async fn a_node_refuses_to_start_on_an_invalid_config_built_in_code() {
     let err = Node::builder(config).registry(&registry).build().err().unwrap();
     assert!(err.to_string().contains("unknown provider type 'nonesuch'"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_node_built_without_a_dcs_keeps_its_state_in_the_state_file() {
+    let provider = FakeProvider::new(None);
+    let mut registry = Registry::new();
+    registry.checker("scripted", |s, _| s.fields().into_result(ScriptedChecker::new()));
+    let fake = provider.clone();
+    registry.switcher("fake", move |s, ctx| s.fields().into_result(fake.switcher(&ctx.node)));
+    let dir = std::env::temp_dir().join(format!("dhaf-t10-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("state.json");
+    let _ = std::fs::remove_file(&file);
+
+    let mut config = code_built("n1");
+    config.dhaf.state_file = Some(file.clone());
+    let node = Node::builder(config).registry(&registry).build().unwrap();
+    let handle = node.handle();
+    let task = tokio::spawn(node.run(std::future::pending()));
+    wait_for("the lead", Duration::from_secs(30), || async { handle.is_leader().then_some(()) }).await;
+    handle.set_maintenance("main", "ep-2", true, false).await.unwrap();
+    task.abort();
+    let kept = std::fs::read_to_string(&file).expect("the state file is written");
+    assert!(kept.contains("ep-2"), "{kept}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -42,7 +42,8 @@ impl Node {
 impl NodeBuilder {
     /// The DCS the node registers, votes and leads in (one [`MemoryDcs::client`] per node
     /// for several nodes in one process). Without it the node runs on an embedded
-    /// [`MemoryDcs`] of its own, which a config with an `etcd` section refuses.
+    /// [`MemoryDcs`] of its own, kept in `dhaf.state-file` when the config names one; a config
+    /// with an `etcd` section needs a DCS given (`dhaf_providers::dcs_from_config` makes one).
     pub fn dcs(mut self, dcs: Arc<dyn Dcs>) -> Self {
         self.dcs = Some(dcs);
         self
@@ -72,7 +73,13 @@ impl NodeBuilder {
             None if config.etcd.is_some() => {
                 return Err(ConfigError::at("etcd", "the config names an etcd cluster but the node was given no DCS to reach it").into());
             }
-            None => Arc::new(MemoryDcs::new(&config.dhaf.cluster_name)),
+            None => match &config.dhaf.state_file {
+                None => Arc::new(MemoryDcs::new(&config.dhaf.cluster_name)),
+                Some(path) => Arc::new(
+                    MemoryDcs::with_state_file(&config.dhaf.cluster_name, path)
+                        .map_err(|e| ConfigError::at("dhaf.state-file", e.to_string()))?,
+                ),
+            },
         };
         let providers = match (providers, registry) {
             (Some(_), Some(_)) => return Err(NodeError::Mismatch("give a registry or built providers, not both".into())),
