@@ -11,7 +11,7 @@ use dhaf_core::engine::STILL_FAILING_AFTER;
 use dhaf_core::model::{Event, FencingToken, Opinion, SwitchKind, SwitchRecord};
 use dhaf_core::provider::{HealthChecker, Notifier, Switcher};
 use dhaf_core::registry::{Providers, Registry, ServiceProviders};
-use dhaf_core::runtime::{Node, NodeError, NodeEvent, NodeHandle};
+use dhaf_core::runtime::{Node, NodeError, NodeEvent, NodeHandle, ReloadError};
 use dhaf_core::testing::{FakeProvider, RecordingNotifier, ScriptedChecker};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -1677,4 +1677,19 @@ async fn a_node_built_without_a_dcs_keeps_its_state_in_the_state_file() {
     let kept = std::fs::read_to_string(&file).expect("the state file is written");
     assert!(kept.contains("ep-2"), "{kept}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_with_an_invalid_config_is_refused_by_key_path_and_the_node_goes_on() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    let handle = c.node(&leader).handle.clone();
+    let api = FakeProvider::new(None);
+    let mut bad = with_api(&leader, "10.0.1.1");
+    bad.services[1].fall = 0;
+    let err = handle.reload(bad.clone(), providers_for(&c, &leader, &bad, &api)).await.unwrap_err();
+    assert!(matches!(err, ReloadError::Config(_)), "{err}");
+    assert!(err.to_string().contains("services[1].fall: must be a whole number from 1 to 100"), "{err}");
+    assert_eq!(handle.config().services.len(), 1, "the old config goes on");
+    assert!(api.calls().is_empty(), "no provider of the refused config acts");
 }

@@ -73,6 +73,24 @@ struct Shared {
 }
 
 /// An in-memory DCS store, or one node's handle to it (see [`MemoryDcs::client`]).
+///
+/// One node alone needs nothing else (it is what [`crate::runtime::Node::builder`] uses when
+/// given no DCS). Several nodes in one process share one store, each through its own client, so
+/// presence, votes and the election work as over etcd:
+///
+/// ```
+/// use std::sync::Arc;
+/// use dhaf_core::config::Config;
+/// use dhaf_core::dcs::memory::MemoryDcs;
+/// use dhaf_core::runtime::Node;
+///
+/// let dcs = MemoryDcs::new("shop");
+/// let nodes: Vec<Node> = ["node-1", "node-2", "node-3"]
+///     .into_iter()
+///     .map(|name| Node::builder(Config::new("shop", name)).dcs(Arc::new(dcs.client(name))).build().unwrap())
+///     .collect();
+/// assert_eq!(nodes.len(), 3);
+/// ```
 #[derive(Clone)]
 pub struct MemoryDcs {
     shared: Arc<Shared>,
