@@ -12,30 +12,24 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use dhaf::core::config::{Failback, ProviderConfig, ServiceConfig};
 use dhaf::core::engine::{decide, EntryPointView, ServiceState, ServiceView, Vote};
-use dhaf::core::model::{EntryPoint, Opinion};
+use dhaf::core::model::Opinion;
 
 const SERVICES: usize = 10_000;
 const ENTRY_POINTS: usize = 3;
 const VOTERS: usize = 5;
 
 fn provider(kind: &str) -> ProviderConfig {
-    ProviderConfig { kind: kind.into(), name: None, path: String::new(), settings: serde_yaml::Mapping::new() }
+    ProviderConfig::new(kind)
 }
 
 fn service(s: usize) -> ServiceConfig {
-    ServiceConfig {
-        name: format!("svc-{s}"),
-        domain: format!("svc-{s}.example.com"),
-        entry_points: (0..ENTRY_POINTS)
-            .map(|e| EntryPoint { name: format!("ep{e}"), ip: IpAddr::V4(Ipv4Addr::new(10, (s >> 8) as u8, s as u8, e as u8)) })
-            .collect(),
-        switcher: provider("exec"),
-        health_checker: provider("web"),
-        rise: 2,
-        fall: 2,
-        failback: if s.is_multiple_of(2) { Failback::Auto } else { Failback::Manual },
-        failback_delay: Duration::from_secs(if s.is_multiple_of(3) { 0 } else { 30 }),
+    let mut service = ServiceConfig::new(format!("svc-{s}"), format!("svc-{s}.example.com"), provider("web"), provider("exec"));
+    for e in 0..ENTRY_POINTS {
+        service = service.with_entry_point(format!("ep{e}"), IpAddr::V4(Ipv4Addr::new(10, (s >> 8) as u8, s as u8, e as u8)));
     }
+    service.failback = if s.is_multiple_of(2) { Failback::Auto } else { Failback::Manual };
+    service.failback_delay = Duration::from_secs(if s.is_multiple_of(3) { 0 } else { 30 });
+    service
 }
 
 /// A spread of situations: all healthy, primary down (failover pending, since the bench never

@@ -3,6 +3,10 @@
 //! [`Node`] on the embedded DCS inside this program's own tokio runtime, and the node's REST API
 //! mounted on a listener this program owns.
 //!
+//! Everything but the REST API is `dhaf-core` alone (no built-in provider is registered); the
+//! router comes from `dhaf-node`. `examples/embedder/` is a crate of its own on `dhaf-core` only,
+//! with its config built in code.
+//!
 //! ```text
 //! cargo run --example embedding
 //! ```
@@ -17,14 +21,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dhaf::core::async_trait;
-use dhaf::core::config::Config;
-use dhaf::core::dcs::memory::MemoryDcs;
-use dhaf::core::dcs::Dcs;
-use dhaf::core::engine::quorum::Verdict;
-use dhaf::core::model::{EntryPoint, FencingToken, Health};
-use dhaf::core::provider::{HealthChecker, ProviderError, Switcher};
-use dhaf::core::runtime::Node;
+use dhaf_core::async_trait;
+use dhaf_core::config::Config;
+use dhaf_core::engine::quorum::Verdict;
+use dhaf_core::model::{EntryPoint, FencingToken, Health};
+use dhaf_core::provider::{HealthChecker, ProviderError, Switcher};
+use dhaf_core::registry::Registry;
+use dhaf_core::runtime::Node;
 use tokio::time::Instant;
 
 /// Entry points the program has flagged down, shared by the program and its checkers.
@@ -140,7 +143,8 @@ async fn run() {
     let flags = Flags::default();
     let router = MemoryRouter::default();
 
-    let mut registry = dhaf::providers::registry();
+    // Only this program's providers: `dhaf_providers::registry()` would add the built-ins.
+    let mut registry = Registry::new();
     let checker_flags = flags.clone();
     registry.checker("flag", move |section, _ctx| {
         // A provider parses its own settings with the same reader as the built-ins, so a typo in
@@ -148,7 +152,7 @@ async fn run() {
         let f = section.fields();
         let reason = f.string("reason").unwrap_or_else(|| "flagged down".into());
         f.finish();
-        f.into_result(Arc::new(FlagChecker { flags: checker_flags.clone(), reason }) as Arc<dyn HealthChecker>)
+        f.into_result(FlagChecker { flags: checker_flags.clone(), reason })
     });
     let shared_router = router.clone();
     registry.switcher("memory-router", move |section, ctx| {
@@ -160,15 +164,14 @@ async fn run() {
             *shared_router.current.lock().unwrap() = Some(initial);
         }
         f.finish();
-        f.into_result(Arc::new(shared_router.clone()) as Arc<dyn Switcher>)
+        f.into_result(shared_router.clone())
     });
 
     let config = Config::parse(CONFIG).expect("the example config is valid");
-    // The embedded in-memory DCS: one node, nothing else to run. `dhaf::providers::dcs_from_config`
-    // picks etcd instead when the config has an `etcd` section.
-    let dcs: Arc<dyn Dcs> = Arc::new(MemoryDcs::new(&config.dhaf.cluster_name));
-    let providers = registry.build(&config, dcs.clone()).expect("the providers build");
-    let node = Node::new(config, dcs, providers);
+    // The embedded in-memory DCS: one node, nothing else to run (`.dcs(…)` gives another, e.g.
+    // etcd from `dhaf_providers::dcs_from_config`). The registry builds the providers the config
+    // names; a type it lacks or a bad setting is refused here, by its key path.
+    let node = Node::builder(config).registry(&registry).build().expect("config and providers agree");
     let handle = node.handle();
     let (stop_node, node_stop) = tokio::sync::oneshot::channel::<()>();
     let node_task = tokio::spawn(node.run(async {
@@ -178,7 +181,7 @@ async fn run() {
     // The REST API is a plain axum router: mount it (or nest it) wherever the program serves HTTP.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the api");
     let api_addr = listener.local_addr().expect("the api address");
-    let app = axum::Router::new().merge(dhaf::node::api::router(handle.clone()));
+    let app = axum::Router::new().merge(dhaf_node::api::router(handle.clone()));
     let (stop_api, api_stop) = tokio::sync::oneshot::channel::<()>();
     let api_task = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -1,6 +1,7 @@
 //! The shipped examples work: every config in examples/configs/ builds with the built-in registry
-//! (as `dhaf-node --check` would), together they use every built-in provider, and the embedding
-//! example runs to its end.
+//! (as `dhaf-node --check` would), together they use every built-in provider, the embedding
+//! example runs to its end, and so does the embedder crate (`examples/embedder/`, outside the
+//! workspace, on `dhaf-core` alone).
 //!
 //! The embedding example is compiled into this test (`#[path]`) and its `main` called: that runs
 //! exactly the example's code, with its own runtime and its own assertions, without starting a
@@ -83,5 +84,41 @@ fn the_embedding_example_fails_over_and_exits() {
         Ok(()) => run.join().unwrap(),
         Err(_) if run.is_finished() => std::panic::resume_unwind(run.join().unwrap_err()),
         Err(e) => panic!("the embedding example did not finish within 60 s: {e}"),
+    }
+}
+
+/// `examples/embedder/` is a crate of its own, outside the workspace, as an embedder's would be:
+/// it builds against `dhaf-core` alone (no provider crate, no protoc, no YAML) and its three nodes
+/// fail over and hand the lead on. It is built with `cargo` in a target directory of its own (this
+/// build holds the workspace's), offline: the workspace's build fetched every crate it needs, at
+/// the versions of its `Cargo.lock`, a copy of the workspace's.
+#[test]
+fn the_embedder_crate_runs_three_nodes_on_dhaf_core_alone() {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut child = std::process::Command::new(cargo)
+        .args(["run", "--quiet", "--offline", "--manifest-path"])
+        .arg(root().join("examples/embedder/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target.join("embedder"))
+        .env_remove("CARGO_TARGET_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cargo runs");
+    // A loose bound, for a hang: a cold build of dhaf-core and its dependencies takes minutes.
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("cargo's status").is_none() {
+        if started.elapsed() > Duration::from_secs(1200) {
+            let _ = child.kill();
+            panic!("the embedder example did not finish within 20 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().expect("cargo's output");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the embedder example failed:\n{stdout}\n{stderr}");
+    for line in ["flagging the primary down", "failover from primary to secondary", "traffic stays on secondary", "done"] {
+        assert!(stdout.contains(line), "the embedder example never said {line:?}:\n{stdout}");
     }
 }

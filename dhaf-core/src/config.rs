@@ -27,6 +27,95 @@ pub const MIN_TACT: Duration = Duration::from_millis(100);
 /// The shortest `heartbeat-interval`.
 pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 
+/// The bounds of each numeric setting, as (least, most). The YAML reader and
+/// [`Config::validate`] check against the same ones, with the same messages.
+pub mod limits {
+    use std::time::Duration;
+
+    /// `dhaf.healthy-node-status-ttl`, in whole seconds.
+    pub const TTL_SECS: (u64, u64) = (2, 3600);
+    /// `dhaf.heartbeat-interval`.
+    pub const HEARTBEAT: (Duration, Duration) = (super::MIN_HEARTBEAT, Duration::from_secs(3600));
+    /// `dhaf.tact-interval`.
+    pub const TACT: (Duration, Duration) = (super::MIN_TACT, Duration::from_secs(3600));
+    /// `dhaf.min-votes`.
+    pub const MIN_VOTES: (u64, u64) = (1, 100);
+    /// `dhaf.check-concurrency`.
+    pub const CHECK_CONCURRENCY: (u64, u64) = (1, 4096);
+    /// `dhaf.reconcile-interval`.
+    pub const RECONCILE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86400));
+    /// `services[].rise` and `services[].fall`.
+    pub const RISE_FALL: (u64, u64) = (1, 100);
+    /// `services[].failback-delay`.
+    pub const FAILBACK_DELAY: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(86400));
+}
+
+/// Why the TTL is whole seconds, said whenever it is not.
+const TTL_WHOLE_WHY: &str = "the presence lease's TTL is counted in whole seconds (etcd's unit)";
+
+fn int_problem(n: u64, (min, max): (u64, u64)) -> Option<String> {
+    (!(min..=max).contains(&n)).then(|| format!("must be a whole number from {min} to {max}"))
+}
+
+fn duration_problem(d: Duration, (min, max): (Duration, Duration)) -> Option<String> {
+    (d < min || d > max).then(|| {
+        format!(
+            "must be a duration from {} to {} (a bare number is seconds), not {}",
+            format_duration(min),
+            format_duration(max),
+            format_duration(d)
+        )
+    })
+}
+
+fn name_problem(v: &str) -> Option<String> {
+    let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    (!ok).then(|| "only a-z A-Z 0-9 - _ allowed, at most 64 characters".to_string())
+}
+
+fn domain_problem(d: &str) -> Option<String> {
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    (!ok).then(|| format!("'{d}' is not a domain name"))
+}
+
+fn heartbeat_problem(heartbeat: Duration, ttl: Duration) -> Option<String> {
+    (heartbeat * 2 > ttl).then(|| {
+        format!(
+            "must be at most half of healthy-node-status-ttl ({}), or a single late heartbeat marks the node dead",
+            format_duration(ttl)
+        )
+    })
+}
+
+fn host_problem(host: &str) -> Option<String> {
+    // The CLI builds its URL from the host: anything beyond a name or an address would send its
+    // requests (and tokens) elsewhere.
+    let ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c));
+    (!ok).then(|| format!("'{}' is not a host name or an IP address", host.escape_debug()))
+}
+
+fn token_problem(t: &str) -> Option<&'static str> {
+    if t.len() < 8 {
+        Some("must be at least 8 characters")
+    } else if t.trim() != t {
+        // A header value loses its surrounding spaces on the way, so this token could never match.
+        Some("must not start or end with spaces")
+    } else if !t.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        Some("must be printable ASCII (it travels in an HTTP header)")
+    } else {
+        None
+    }
+}
+
+fn etcd_host_problem(h: &str) -> Option<String> {
+    let rest = h.split_once("://").map(|(_, r)| r).unwrap_or(h);
+    let port_ok = rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    (!(h.starts_with("http://") || h.starts_with("https://")) || !port_ok)
+        .then(|| format!("'{h}' is not `host:port` or `http(s)://host:port`"))
+}
+
 /// The units a duration may be written in, with their length in nanoseconds.
 const DURATION_UNITS: [(&str, u64); 4] = [("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000)];
 
@@ -138,10 +227,12 @@ impl fmt::Display for ConfigError {
 
 /// The whole configuration of one node.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Config {
     /// `dhaf.*`.
     pub dhaf: DhafConfig,
-    /// `etcd.*`; `None` means the embedded in-memory DCS (a single node).
+    /// `etcd.*`; `None` means the embedded in-memory DCS (a single node). dhaf-core has no etcd
+    /// client: `dhaf_providers::dcs_from_config` connects, and the node is given the DCS.
     pub etcd: Option<EtcdConfig>,
     /// `services[]`.
     pub services: Vec<ServiceConfig>,
@@ -155,6 +246,7 @@ pub struct Config {
 
 /// `dhaf.*`: the node and its cluster.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct DhafConfig {
     /// `dhaf.cluster-name`.
     pub cluster_name: String,
@@ -166,7 +258,8 @@ pub struct DhafConfig {
     pub heartbeat_interval: Duration,
     /// `dhaf.tact-interval`: how often every entry point is checked (default 10 s, 100 ms–1 h).
     pub tact_interval: Duration,
-    /// `dhaf.web-api`.
+    /// `dhaf.web-api`: served by `dhaf-node` (or wherever an embedder mounts its router); the
+    /// [`crate::runtime::Node`] itself serves nothing.
     pub web_api: WebApiConfig,
     /// `dhaf.min-votes`: the fewest alive nodes' votes a verdict needs (default 1, as the original).
     pub min_votes: usize,
@@ -176,12 +269,14 @@ pub struct DhafConfig {
     /// repairs drift (default 60 s).
     pub reconcile_interval: Duration,
     /// `dhaf.state-file`: where the embedded DCS keeps switchover requests, maintenance and provider
-    /// data across restarts (default: not kept).
+    /// data across restarts (default: not kept). Used by [`crate::runtime::Node::builder`] when
+    /// it is given no DCS.
     pub state_file: Option<PathBuf>,
 }
 
 /// `dhaf.web-api.*`.
 #[derive(Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct WebApiConfig {
     /// Host to listen on and for the CLI to reach (default `localhost`).
     pub host: String,
@@ -274,6 +369,7 @@ pub struct WebApiTls {
 
 /// `etcd.*`.
 #[derive(Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct EtcdConfig {
     /// Endpoints, each `http(s)://host:port`.
     pub hosts: Vec<String>,
@@ -342,6 +438,7 @@ pub enum Failback {
 
 /// `services[]`: one service and its entry points, in priority order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ServiceConfig {
     /// `name`.
     pub name: String,
@@ -449,6 +546,7 @@ fn flatten(out: &mut std::collections::BTreeMap<String, String>, path: String, v
 
 /// A provider section: its `type`, optional `name` (notifiers) and its own settings.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ProviderConfig {
     /// `type`: the registry name of the provider.
     pub kind: String,
@@ -548,13 +646,19 @@ impl Config {
         }
         let problems = top.take_problems();
         match (dhaf, problems.is_empty()) {
-            (Some(dhaf), true) => Ok(Config {
-                dhaf,
-                etcd: etcd.flatten(),
-                services: services.into_iter().flatten().collect(),
-                notifiers: notifiers.into_iter().flatten().collect(),
-                base_dir: std::env::current_dir().unwrap_or_default(),
-            }),
+            (Some(dhaf), true) => {
+                let config = Config {
+                    dhaf,
+                    etcd: etcd.flatten(),
+                    services: services.into_iter().flatten().collect(),
+                    notifiers: notifiers.into_iter().flatten().collect(),
+                    base_dir: std::env::current_dir().unwrap_or_default(),
+                };
+                // The reader above already said everything wrong in the file's own terms; this
+                // is the same gate a config built in code passes.
+                config.validate()?;
+                Ok(config)
+            }
             _ => Err(ConfigError { problems }),
         }
     }
@@ -563,31 +667,286 @@ impl Config {
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.iter().find(|s| s.name == name)
     }
+
+    /// A config for node `node_name` of cluster `cluster_name` with every default, no service
+    /// and no notifier, on the embedded DCS; add services with [`Config::with_service`].
+    ///
+    /// ```
+    /// use dhaf_core::config::{Config, ProviderConfig, ServiceConfig};
+    ///
+    /// let mut config = Config::new("shop", "node-1").with_service(
+    ///     ServiceConfig::new("web", "shop.example.com", ProviderConfig::new("my-checker"), ProviderConfig::new("my-switcher"))
+    ///         .with_entry_point("primary", "10.0.0.1".parse().unwrap())
+    ///         .with_entry_point("secondary", "10.0.0.2".parse().unwrap()),
+    /// );
+    /// assert!(config.validate().is_ok());
+    ///
+    /// // The same rules as the YAML file, with the same key paths.
+    /// config.dhaf.check_concurrency = 0;
+    /// config.services[0].fall = 0;
+    /// let err = config.validate().unwrap_err();
+    /// assert_eq!(err.problems[0].to_string(), "dhaf.check-concurrency: must be a whole number from 1 to 4096");
+    /// assert_eq!(err.problems[1].to_string(), "services[0].fall: must be a whole number from 1 to 100");
+    /// ```
+    pub fn new(cluster_name: impl Into<String>, node_name: impl Into<String>) -> Config {
+        Config {
+            dhaf: DhafConfig::new(cluster_name, node_name),
+            etcd: None,
+            services: Vec::new(),
+            notifiers: Vec::new(),
+            base_dir: std::env::current_dir().unwrap_or_default(),
+        }
+    }
+
+    /// This config with `service` added after the others; its provider sections get their key
+    /// paths (`services[N].switcher`) so a provider's problems name them.
+    pub fn with_service(mut self, mut service: ServiceConfig) -> Config {
+        let i = self.services.len();
+        service.health_checker.path = format!("services[{i}].health-checker");
+        service.switcher.path = format!("services[{i}].switcher");
+        self.services.push(service);
+        self
+    }
+
+    /// This config with notifier `notifier` added after the others (named `<type>-anon` when it
+    /// has no name, as in YAML).
+    pub fn with_notifier(mut self, mut notifier: ProviderConfig) -> Config {
+        notifier.path = format!("notifiers[{}]", self.notifiers.len());
+        notifier.name.get_or_insert_with(|| format!("{}-anon", notifier.kind));
+        self.notifiers.push(notifier);
+        self
+    }
+
+    /// Check every setting against the rules the YAML reader applies, with the same key paths
+    /// and messages; every problem at once. [`Config::parse`] and
+    /// [`crate::runtime::Node`] (which refuses to start) call it; call it on a config built in code
+    /// to learn early.
+    ///
+    /// Provider settings are checked by the providers themselves when the registry builds them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |path: String, message: String| problems.push(ConfigProblem { path, message });
+        let d = &self.dhaf;
+        for (key, v) in [("cluster-name", &d.cluster_name), ("node-name", &d.node_name)] {
+            if let Some(p) = name_problem(v) {
+                problem(format!("dhaf.{key}"), p);
+            }
+        }
+        let ttl = d.healthy_node_status_ttl;
+        if ttl.subsec_nanos() != 0 {
+            let p = format!("'{}' is not a whole number of seconds: {TTL_WHOLE_WHY}", format_duration(ttl));
+            problem("dhaf.healthy-node-status-ttl".into(), p);
+        } else if let Some(p) = duration_problem(ttl, (Duration::from_secs(limits::TTL_SECS.0), Duration::from_secs(limits::TTL_SECS.1))) {
+            problem("dhaf.healthy-node-status-ttl".into(), p);
+        }
+        let durations = [
+            ("heartbeat-interval", d.heartbeat_interval, limits::HEARTBEAT),
+            ("tact-interval", d.tact_interval, limits::TACT),
+            ("reconcile-interval", d.reconcile_interval, limits::RECONCILE),
+        ];
+        for (key, v, range) in durations {
+            if let Some(p) = duration_problem(v, range) {
+                problem(format!("dhaf.{key}"), p);
+            }
+        }
+        if let Some(p) = heartbeat_problem(d.heartbeat_interval, ttl) {
+            problem("dhaf.heartbeat-interval".into(), p);
+        }
+        for (key, v, range) in
+            [("min-votes", d.min_votes, limits::MIN_VOTES), ("check-concurrency", d.check_concurrency, limits::CHECK_CONCURRENCY)]
+        {
+            if let Some(p) = int_problem(v as u64, range) {
+                problem(format!("dhaf.{key}"), p);
+            }
+        }
+        if let Some(p) = host_problem(&d.web_api.host) {
+            problem("dhaf.web-api.host".into(), p);
+        }
+        if let Some(p) = d.web_api.token.as_deref().and_then(token_problem) {
+            problem("dhaf.web-api.token".into(), p.into());
+        }
+        for (i, t) in d.web_api.tokens.iter().enumerate() {
+            if let Some(p) = name_problem(&t.name) {
+                problem(format!("dhaf.web-api.tokens[{i}].name"), p);
+            }
+            if let Some(p) = match &t.secret {
+                TokenSecret::Plain(s) => token_problem(s),
+                TokenSecret::Sha256(_) => None,
+            } {
+                problem(format!("dhaf.web-api.tokens[{i}].token"), p.into());
+            }
+        }
+        if let Some(etcd) = &self.etcd {
+            if etcd.hosts.is_empty() {
+                problem("etcd.hosts".into(), "lists no host; write `ip1:port1,ip2:port2`".into());
+            }
+            for p in etcd.hosts.iter().filter_map(|h| etcd_host_problem(h)) {
+                problem("etcd.hosts".into(), p);
+            }
+            if etcd.username.is_some() != etcd.password.is_some() {
+                problem("etcd.password".into(), "etcd.username and etcd.password go together".into());
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let at = |key: &str| format!("services[{i}].{key}");
+            if let Some(p) = name_problem(&s.name) {
+                problem(at("name"), p);
+            } else if !names.insert(&s.name) {
+                problem(at("name"), format!("duplicate service name '{}'", s.name));
+            }
+            if let Some(p) = domain_problem(&s.domain) {
+                problem(at("domain"), p);
+            }
+            if s.entry_points.is_empty() {
+                problem(at("entry-points"), "must list at least one entry point".into());
+            }
+            let (mut ep_names, mut ips) = (HashSet::new(), HashSet::new());
+            for (j, ep) in s.entry_points.iter().enumerate() {
+                if let Some(p) = name_problem(&ep.name) {
+                    problem(at(&format!("entry-points[{j}].name")), p);
+                } else if !ep_names.insert(&ep.name) {
+                    problem(at(&format!("entry-points[{j}].name")), format!("duplicate entry point name '{}'", ep.name));
+                }
+                if !ips.insert(ep.ip) {
+                    problem(at(&format!("entry-points[{j}].ip")), format!("duplicate entry point address {}", ep.ip));
+                }
+            }
+            for (key, section) in [("switcher", &s.switcher), ("health-checker", &s.health_checker)] {
+                if section.kind.is_empty() {
+                    problem(at(&format!("{key}.type")), "is required".into());
+                }
+            }
+            for (key, v) in [("rise", s.rise), ("fall", s.fall)] {
+                if let Some(p) = int_problem(u64::from(v), limits::RISE_FALL) {
+                    problem(at(key), p);
+                }
+            }
+            if let Some(p) = duration_problem(s.failback_delay, limits::FAILBACK_DELAY) {
+                problem(at("failback-delay"), p);
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, n) in self.notifiers.iter().enumerate() {
+            if n.kind.is_empty() {
+                problem(format!("notifiers[{i}].type"), "is required".into());
+            }
+            let name = n.name.clone().unwrap_or_default();
+            if let Some(p) = name_problem(&name) {
+                problem(format!("notifiers[{i}].name"), p);
+            } else if !names.insert(name.clone()) {
+                problem(format!("notifiers[{i}].name"), format!("duplicate notifier name '{name}'"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+impl EtcdConfig {
+    /// etcd at `hosts` (each `http(s)://host:port`), without authentication or TLS.
+    pub fn new(hosts: Vec<String>) -> EtcdConfig {
+        EtcdConfig { hosts, username: None, password: None, tls: None }
+    }
+}
+
+impl DhafConfig {
+    /// Node `node_name` of cluster `cluster_name`, every other setting at its default.
+    pub fn new(cluster_name: impl Into<String>, node_name: impl Into<String>) -> DhafConfig {
+        DhafConfig {
+            cluster_name: cluster_name.into(),
+            node_name: node_name.into(),
+            healthy_node_status_ttl: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            tact_interval: Duration::from_secs(10),
+            web_api: WebApiConfig::default(),
+            min_votes: 1,
+            check_concurrency: 32,
+            reconcile_interval: Duration::from_secs(60),
+            state_file: None,
+        }
+    }
+}
+
+impl Default for WebApiConfig {
+    /// `localhost:8128`, no token, no TLS.
+    fn default() -> Self {
+        WebApiConfig { host: "localhost".into(), port: 8128, token: None, tokens: Vec::new(), public_read: false, tls: None }
+    }
+}
+
+impl ServiceConfig {
+    /// Service `name` at `domain`, checked by `health_checker` and switched by `switcher`, with
+    /// no entry point yet (add them with [`ServiceConfig::with_entry_point`], highest priority
+    /// first) and every other setting at its default.
+    pub fn new(
+        name: impl Into<String>,
+        domain: impl Into<String>,
+        health_checker: ProviderConfig,
+        switcher: ProviderConfig,
+    ) -> ServiceConfig {
+        ServiceConfig {
+            name: name.into(),
+            domain: domain.into(),
+            entry_points: Vec::new(),
+            switcher,
+            health_checker,
+            rise: 2,
+            fall: 2,
+            failback: Failback::Auto,
+            failback_delay: Duration::ZERO,
+        }
+    }
+
+    /// This service with entry point `name` at `ip` added, at a lower priority than the others.
+    pub fn with_entry_point(mut self, name: impl Into<String>, ip: IpAddr) -> ServiceConfig {
+        self.entry_points.push(EntryPoint { name: name.into(), ip });
+        self
+    }
+}
+
+impl ProviderConfig {
+    /// A section for provider type `kind` with no settings.
+    pub fn new(kind: impl Into<String>) -> ProviderConfig {
+        ProviderConfig { kind: kind.into(), name: None, path: String::new(), settings: Mapping::new() }
+    }
+
+    /// This section with the instance name `name` (notifiers).
+    pub fn with_name(mut self, name: impl Into<String>) -> ProviderConfig {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// This section with setting `key` set to `value`, as if written in YAML.
+    pub fn with_setting(mut self, key: &str, value: impl Into<Value>) -> ProviderConfig {
+        self.settings.insert(Value::String(key.into()), value.into());
+        self
+    }
 }
 
 fn parse_dhaf(top: &Fields) -> Option<DhafConfig> {
     let f = top.section_required("dhaf")?;
     let cluster_name = f.name("cluster-name");
     let node_name = f.name("node-name");
-    let ttl = f.whole_seconds("healthy-node-status-ttl", 30, 2, 3600, "the presence lease's TTL is counted in whole seconds (etcd's unit)");
-    let heartbeat = f.duration("heartbeat-interval", Duration::from_secs(5), MIN_HEARTBEAT, Duration::from_secs(3600));
-    let tact = f.duration("tact-interval", Duration::from_secs(10), MIN_TACT, Duration::from_secs(3600));
-    if heartbeat * 2 > ttl {
-        f.problem(
-            f.key("heartbeat-interval"),
-            format!(
-                "must be at most half of healthy-node-status-ttl ({}), or a single late heartbeat marks the node dead",
-                format_duration(ttl)
-            ),
-        );
+    let d = DhafConfig::new("", "");
+    let (ttl_min, ttl_max) = limits::TTL_SECS;
+    let ttl = f.whole_seconds("healthy-node-status-ttl", d.healthy_node_status_ttl.as_secs(), ttl_min, ttl_max, TTL_WHOLE_WHY);
+    let heartbeat = f.duration("heartbeat-interval", d.heartbeat_interval, limits::HEARTBEAT.0, limits::HEARTBEAT.1);
+    let tact = f.duration("tact-interval", d.tact_interval, limits::TACT.0, limits::TACT.1);
+    if let Some(p) = heartbeat_problem(heartbeat, ttl) {
+        f.problem(f.key("heartbeat-interval"), p);
     }
     let web_api = match f.section("web-api") {
         Some(w) => parse_web_api(&w),
-        None => WebApiConfig { host: "localhost".into(), port: 8128, token: None, tokens: Vec::new(), public_read: false, tls: None },
+        None => WebApiConfig::default(),
     };
-    let min_votes = f.int("min-votes", 1, 1, 100) as usize;
-    let check_concurrency = f.int("check-concurrency", 32, 1, 4096) as usize;
-    let reconcile_interval = f.seconds("reconcile-interval", 60, 1, 86400);
+    let min_votes = f.int("min-votes", d.min_votes as u64, limits::MIN_VOTES.0, limits::MIN_VOTES.1) as usize;
+    let check_concurrency =
+        f.int("check-concurrency", d.check_concurrency as u64, limits::CHECK_CONCURRENCY.0, limits::CHECK_CONCURRENCY.1) as usize;
+    let reconcile_interval = f.duration("reconcile-interval", d.reconcile_interval, limits::RECONCILE.0, limits::RECONCILE.1);
     let state_file = f.string("state-file").map(PathBuf::from);
     f.finish();
     Some(DhafConfig {
@@ -606,11 +965,8 @@ fn parse_dhaf(top: &Fields) -> Option<DhafConfig> {
 
 fn parse_web_api(w: &Fields) -> WebApiConfig {
     let host = w.string("host").unwrap_or_else(|| "localhost".into());
-    // The CLI builds its URL from the host: anything beyond a name or an address would send its
-    // requests (and tokens) elsewhere.
-    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c));
-    if !host_ok {
-        w.problem(w.key("host"), format!("'{}' is not a host name or an IP address", host.escape_debug()));
+    if let Some(p) = host_problem(&host) {
+        w.problem(w.key("host"), p);
     }
     let port = w.int("port", 8128, 0, 65535) as u16;
     let token = w.string("token");
@@ -674,18 +1030,13 @@ fn parse_web_api(w: &Fields) -> WebApiConfig {
 
 /// A token must be guessable by nobody and sendable as it is written.
 fn check_token_secret(f: &Fields, key: &str, t: &str) -> bool {
-    let problem = if t.len() < 8 {
-        "must be at least 8 characters"
-    } else if t.trim() != t {
-        // A header value loses its surrounding spaces on the way, so this token could never match.
-        "must not start or end with spaces"
-    } else if !t.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-        "must be printable ASCII (it travels in an HTTP header)"
-    } else {
-        return true;
-    };
-    f.problem(f.key(key), problem);
-    false
+    match token_problem(t) {
+        None => true,
+        Some(problem) => {
+            f.problem(f.key(key), problem);
+            false
+        }
+    }
 }
 
 fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
@@ -780,12 +1131,8 @@ fn parse_etcd(f: &Fields) -> Option<EtcdConfig> {
         if hosts.is_empty() {
             f.problem(f.key("hosts"), "lists no host; write `ip1:port1,ip2:port2`");
         }
-        for h in hosts {
-            let rest = h.split_once("://").map(|(_, r)| r).unwrap_or(h);
-            let port_ok = rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-            if !(h.starts_with("http://") || h.starts_with("https://")) || !port_ok {
-                f.problem(f.key("hosts"), format!("'{h}' is not `host:port` or `http(s)://host:port`"));
-            }
+        for p in hosts.iter().filter_map(|h| etcd_host_problem(h)) {
+            f.problem(f.key("hosts"), p);
         }
     }
     let username = f.string("username");
@@ -819,13 +1166,8 @@ fn parse_etcd(f: &Fields) -> Option<EtcdConfig> {
 fn parse_service(f: &Fields) -> Option<ServiceConfig> {
     let name = f.name("name");
     let domain = f.required_string("domain");
-    if let Some(d) = &domain {
-        let ok = !d.is_empty()
-            && d.len() <= 253
-            && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-        if !ok {
-            f.problem(f.key("domain"), format!("'{d}' is not a domain name"));
-        }
+    if let Some(p) = domain.as_deref().and_then(domain_problem) {
+        f.problem(f.key("domain"), p);
     }
     let eps = f.list("entry-points", true);
     if f.has("entry-points") && eps.is_empty() {
@@ -860,8 +1202,9 @@ fn parse_service(f: &Fields) -> Option<ServiceConfig> {
     }
     let switcher = f.section_required("switcher").and_then(|s| parse_provider(&s, false));
     let health_checker = f.section_required("health-checker").and_then(|s| parse_provider(&s, false));
-    let rise = f.int("rise", 2, 1, 100) as u32;
-    let fall = f.int("fall", 2, 1, 100) as u32;
+    let (least, most) = limits::RISE_FALL;
+    let rise = f.int("rise", 2, least, most) as u32;
+    let fall = f.int("fall", 2, least, most) as u32;
     let failback = match f.string("failback").as_deref() {
         None | Some("auto") => Failback::Auto,
         Some("manual") => Failback::Manual,
@@ -870,7 +1213,7 @@ fn parse_service(f: &Fields) -> Option<ServiceConfig> {
             Failback::Auto
         }
     };
-    let failback_delay = f.seconds("failback-delay", 0, 0, 86400);
+    let failback_delay = f.duration("failback-delay", Duration::ZERO, limits::FAILBACK_DELAY.0, limits::FAILBACK_DELAY.1);
     f.finish();
     Some(ServiceConfig {
         name: name?,
@@ -960,16 +1303,17 @@ pub struct Fields {
     path: String,
     used: RefCell<BTreeSet<String>>,
     problems: Rc<RefCell<Vec<ConfigProblem>>>,
+    finished: std::cell::Cell<bool>,
 }
 
 impl Fields {
     /// A reader over `map`, found at key path `path`.
     pub fn new(map: &Mapping, path: &str) -> Fields {
-        Fields { map: map.clone(), path: path.into(), used: RefCell::default(), problems: Rc::default() }
+        Fields { map: map.clone(), path: path.into(), used: RefCell::default(), problems: Rc::default(), finished: Default::default() }
     }
 
     fn child(&self, map: Mapping, path: String) -> Fields {
-        Fields { map, path, used: RefCell::default(), problems: self.problems.clone() }
+        Fields { map, path, used: RefCell::default(), problems: self.problems.clone(), finished: Default::default() }
     }
 
     /// The full key path of `key` in this mapping.
@@ -1029,12 +1373,12 @@ impl Fields {
     }
 
     fn check_name(&self, key: &str, v: String) -> Option<String> {
-        let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if ok {
-            Some(v)
-        } else {
-            self.problem(self.key(key), "only a-z A-Z 0-9 - _ allowed, at most 64 characters");
-            None
+        match name_problem(&v) {
+            None => Some(v),
+            Some(p) => {
+                self.problem(self.key(key), p);
+                None
+            }
         }
     }
 
@@ -1056,8 +1400,8 @@ impl Fields {
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         };
-        match n {
-            Some(n) if (min..=max).contains(&n) => n,
+        match n.map(|n| (n, int_problem(n, (min, max)))) {
+            Some((n, None)) => n,
             _ => {
                 self.problem(self.key(key), format!("must be a whole number from {min} to {max}"));
                 default
@@ -1107,8 +1451,8 @@ impl Fields {
                 return default;
             }
         }
-        if d < min || d > max {
-            self.problem(self.key(key), format!("must be a duration {range} (a bare number is seconds), not {}", format_duration(d)));
+        if let Some(p) = duration_problem(d, (min, max)) {
+            self.problem(self.key(key), p);
             return default;
         }
         d
@@ -1207,8 +1551,12 @@ impl Fields {
         }
     }
 
-    /// Report every key of this mapping that no getter asked for.
+    /// Report every key of this mapping that no getter asked for (once: calling it again, or
+    /// [`Fields::into_result`] after it, adds nothing).
     pub fn finish(&self) {
+        if self.finished.replace(true) {
+            return;
+        }
         let used = self.used.borrow();
         for k in self.map.keys() {
             let name = k.as_str().unwrap_or("?");
@@ -1224,8 +1572,11 @@ impl Fields {
         std::mem::take(&mut *self.problems.borrow_mut())
     }
 
-    /// `Ok(value)` if no problem was recorded, else every problem.
+    /// `Ok(value)` if no problem was recorded, else every problem. Keys of this mapping no
+    /// getter asked for are problems ([`Fields::finish`]), so a typo in a provider's section is
+    /// refused even by a factory that never calls `finish`.
     pub fn into_result<T>(self, value: T) -> Result<T, ConfigError> {
+        self.finish();
         let problems = self.take_problems();
         if problems.is_empty() {
             Ok(value)
@@ -1379,6 +1730,47 @@ services:
         for e in expect {
             assert!(text.iter().any(|t| t.starts_with(e)), "missing {e:?} in {text:#?}");
         }
+    }
+
+    #[test]
+    fn a_config_built_in_code_is_refused_with_the_message_the_yaml_gets() {
+        let yaml = |lines: &str| {
+            format!(
+                "dhaf:\n  cluster-name: c1\n  node-name: n1\n{lines}services:\n  - name: main\n    domain: foo.com\n    \
+                 entry-points: [{{ name: a, ip: 10.0.0.1 }}, {{ name: b, ip: 10.0.0.2 }}]\n    switcher: {{ type: exec }}\n    \
+                 health-checker: {{ type: tcp }}\n    fall: 0\n"
+            )
+        };
+        let code = || {
+            Config::new("c1", "n1").with_service(
+                ServiceConfig::new("main", "foo.com", ProviderConfig::new("tcp"), ProviderConfig::new("exec"))
+                    .with_entry_point("a", "10.0.0.1".parse().unwrap())
+                    .with_entry_point("b", "10.0.0.2".parse().unwrap()),
+            )
+        };
+        let text = |e: ConfigError| e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+
+        let mut c = code();
+        c.dhaf.check_concurrency = 0;
+        c.services[0].fall = 0;
+        let from_yaml = text(Config::parse(&yaml("  check-concurrency: 0\n")).unwrap_err());
+        assert_eq!(
+            from_yaml,
+            ["dhaf.check-concurrency: must be a whole number from 1 to 4096", "services[0].fall: must be a whole number from 1 to 100"]
+        );
+        assert_eq!(text(c.validate().unwrap_err()), from_yaml);
+
+        let mut c = code();
+        c.dhaf.tact_interval = Duration::from_millis(99);
+        c.services[0].fall = 0;
+        assert_eq!(text(c.validate().unwrap_err()), text(Config::parse(&yaml("  tact-interval: 99ms\n")).unwrap_err()));
+
+        // A config built in code with every default is as good as the same file.
+        let good = yaml("").replace("    fall: 0\n", "");
+        let parsed = Config::parse(&good).unwrap();
+        assert!(code().validate().is_ok());
+        assert_eq!(code().services, parsed.services);
+        assert_eq!(format!("{:?}", code().dhaf), format!("{:?}", parsed.dhaf));
     }
 
     #[test]

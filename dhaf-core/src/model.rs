@@ -197,8 +197,9 @@ pub struct SwitchProgress {
     pub last_error: String,
 }
 
-/// Serialize [`SystemTime`] as fractional seconds since the Unix epoch.
-pub mod unix_seconds {
+/// Serialize [`SystemTime`] as fractional seconds since the Unix epoch (how times travel in the
+/// DCS and the API; a detail of their serde, not part of the library).
+pub(crate) mod unix_seconds {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -246,6 +247,7 @@ impl ServiceDefinition {
 /// Something that happened, told to the notifiers once per transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// The majority now holds an entry point unhealthy.
     EntryPointWentDown {

@@ -4,6 +4,23 @@
 //! config section (so they know the service's domain and entry points); notifiers are built once
 //! per cluster. Built-in providers live in `dhaf-providers`; an embedder implements these traits
 //! and registers a factory in the [`crate::registry::Registry`] under a `type` name.
+//!
+//! The traits are async through [`macro@crate::async_trait`] (re-exported by this crate): put
+//! `#[async_trait]` on every `impl` of them, or rustc reports E0195 ("lifetime parameters or
+//! bounds on method … do not match the trait declaration") pointing at the trait.
+//!
+//! What the runtime does with each call, so a provider need not guess:
+//!
+//! | call | bounded by | on error |
+//! |---|---|---|
+//! | `init` (all three) | 60 s | the node does not start ([`crate::runtime::NodeError::ProviderInit`]) |
+//! | [`HealthChecker::check`] | [`HealthChecker::timeout`] (default 30 s) | it returns [`Health`], not an error; overrunning counts as unhealthy |
+//! | [`Switcher::current`] | 10 s | the live state is unknown this round; read again next round |
+//! | [`Switcher::switch`] | the leader's lease deadline | retried, see [`Switcher::switch`] |
+//! | [`Notifier::notify`] | 60 s per attempt | retried, see [`Notifier::notify`] |
+//!
+//! A provider that panics is caught: a check's panic counts as an unhealthy result, a switch's as
+//! a failed switch.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,10 +44,16 @@ pub trait HealthChecker: Send + Sync {
     /// [`Health::Unhealthy`] with a reason a person understands, never panic.
     ///
     /// The runtime bounds the call by [`HealthChecker::timeout`] and counts overrunning it as
-    /// unhealthy.
+    /// unhealthy. It runs in a task of its own (a panic counts as unhealthy), at most
+    /// `dhaf.check-concurrency` at once on a node, once per entry point every
+    /// `dhaf.tact-interval`; the runtime never retries a check (`rise`/`fall` smooth them out).
+    /// Return [`Health::Abstain`] when this node cannot check at all (out of descriptors): it is
+    /// no evidence about the entry point, and the node's vote is withdrawn.
     async fn check(&self, entry_point: &EntryPoint) -> Health;
 
-    /// The longest one check (with its retries) may take.
+    /// The longest one check (with any retries of its own) may take; the default, 30 s, suits a
+    /// network check over the internet. Keep it below `dhaf.tact-interval` × `fall` or slow
+    /// checks delay the failover.
     fn timeout(&self) -> Duration {
         Duration::from_secs(30)
     }
@@ -60,14 +83,29 @@ pub trait Switcher: Send + Sync {
 
     /// Point the service at `to`. `token` is the leader term that decided it; providers that can
     /// carry it (a DNS record's comment) write it, so every write traces to a term.
+    ///
+    /// Only the leader calls it, after recording the switch in the DCS under its term, and never
+    /// past its lease deadline: a call still running then is cut short and counts as failed.
+    /// Every error, [`ProviderError::Transient`] or [`ProviderError::Permanent`] alike, is
+    /// retried until the switch goes through or the engine decides otherwise: after
+    /// [`crate::engine::SWITCH_RETRY_BASE`], doubling up to [`crate::engine::SWITCH_RETRY_MAX`]
+    /// (a `retry_after` is not waited for: a switch is urgent, and a permanent error may be fixed
+    /// by an operator at any moment). The first failure is told
+    /// ([`crate::model::Event::SwitchFailed`]), then again after
+    /// [`crate::engine::STILL_FAILING_AFTER`] attempts, and the recovery. Make it idempotent: a
+    /// switch whose outcome was lost (a leader change mid-call) is made again.
     async fn switch(&self, to: &EntryPoint, token: FencingToken) -> Result<(), ProviderError>;
 }
 
 /// Tells people what happened.
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Deliver one notification. The runtime retries failures with backoff; it never waits on a
-    /// notifier before switching.
+    /// Deliver one notification. The runtime never waits on a notifier before switching: each
+    /// notifier has its own ordered queue. An attempt is bounded by 60 s (overrunning is a
+    /// transient failure); a [`ProviderError::Transient`] is tried again after its `retry_after`,
+    /// or after 1 s doubling up to 60 s, at most 5 attempts in all; a
+    /// [`ProviderError::Permanent`] drops the notification at once. A dropped notification is
+    /// logged. When the node stops, queued notifications get 5 s more.
     async fn notify(&self, notification: &Notification) -> Result<(), ProviderError>;
 
     /// Background work only the leader does (a Telegram bot's long polling), run while this node

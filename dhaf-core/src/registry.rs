@@ -3,14 +3,28 @@
 //! An embedder's provider is registered here under a name and then written in YAML exactly like
 //! a built-in:
 //!
+//! A factory reads its section's settings with [`crate::config::Fields`] and returns the provider
+//! itself, an `Arc` of it, or an `Arc<dyn …>`; [`crate::config::Fields::into_result`] refuses
+//! keys the factory never read, so a typo in the section is an error naming its key path.
+//!
 //! ```
-//! use std::sync::Arc;
-//! use async_trait::async_trait;
+//! use dhaf_core::async_trait;
+//! use dhaf_core::config::{Config, ProviderConfig, ServiceConfig};
+//! use dhaf_core::dcs::memory::MemoryDcs;
 //! use dhaf_core::model::{EntryPoint, Health};
 //! use dhaf_core::provider::HealthChecker;
 //! use dhaf_core::registry::Registry;
+//! # use dhaf_core::{model::FencingToken, provider::{ProviderError, Switcher}};
+//! # struct Noop;
+//! # #[async_trait]
+//! # impl Switcher for Noop {
+//! #     async fn current(&self) -> Result<Option<String>, ProviderError> { Ok(None) }
+//! #     async fn switch(&self, _: &EntryPoint, _: FencingToken) -> Result<(), ProviderError> { Ok(()) }
+//! # }
 //!
-//! struct AlwaysUp;
+//! struct AlwaysUp {
+//!     reason: String,
+//! }
 //! #[async_trait]
 //! impl HealthChecker for AlwaysUp {
 //!     async fn check(&self, _: &EntryPoint) -> Health { Health::Healthy }
@@ -18,10 +32,28 @@
 //!
 //! let mut registry = Registry::new();
 //! registry.checker("always-up", |section, _ctx| {
-//!     section.fields().into_result(Arc::new(AlwaysUp) as Arc<dyn HealthChecker>)
+//!     let f = section.fields();
+//!     let reason = f.string("reason").unwrap_or_default();
+//!     f.into_result(AlwaysUp { reason })
 //! });
-//! assert!(registry.checker_types().contains(&"always-up".to_string()));
+//! registry.switcher("noop", |section, _ctx| section.fields().into_result(Noop));
+//!
+//! let config = |checker: ProviderConfig| {
+//!     Config::new("c", "n1").with_service(
+//!         ServiceConfig::new("web", "example.com", checker, ProviderConfig::new("noop"))
+//!             .with_entry_point("a", "10.0.0.1".parse().unwrap()),
+//!     )
+//! };
+//! let dcs = std::sync::Arc::new(MemoryDcs::new("c"));
+//! let good = config(ProviderConfig::new("always-up").with_setting("reason", "fine"));
+//! assert!(registry.build(&good, dcs.clone()).is_ok());
+//! let typo = config(ProviderConfig::new("always-up").with_setting("reson", "fine"));
+//! let err = registry.build(&typo, dcs).err().unwrap();
+//! assert!(err.problems[0].to_string().starts_with("services[0].health-checker.reson: unknown key"), "{err}");
 //! ```
+//!
+//! Registering a type name twice is a mistake the registry reports at [`Registry::build`]
+//! (the first registration stays).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,12 +64,61 @@ use crate::provider::{BuildContext, HealthChecker, Notifier, ProviderStore, Swit
 
 type Factory<T> = Arc<dyn Fn(&ProviderConfig, &BuildContext) -> Result<Arc<T>, ConfigError> + Send + Sync>;
 
+/// What a factory may return for a provider of trait `T` (`dyn HealthChecker`, …): the provider
+/// itself, an `Arc` of it, or an `Arc<T>` already.
+pub trait IntoProvider<T: ?Sized> {
+    /// The shared provider.
+    fn into_provider(self) -> Arc<T>;
+}
+
+macro_rules! into_provider {
+    ($trait:ident) => {
+        impl<P: $trait + 'static> IntoProvider<dyn $trait> for P {
+            fn into_provider(self) -> Arc<dyn $trait> {
+                Arc::new(self)
+            }
+        }
+        impl<P: $trait + 'static> IntoProvider<dyn $trait> for Arc<P> {
+            fn into_provider(self) -> Arc<dyn $trait> {
+                self
+            }
+        }
+        impl IntoProvider<dyn $trait> for Arc<dyn $trait> {
+            fn into_provider(self) -> Arc<dyn $trait> {
+                self
+            }
+        }
+    };
+}
+into_provider!(HealthChecker);
+into_provider!(Switcher);
+into_provider!(Notifier);
+
 /// Factories by `type` name.
 #[derive(Clone, Default)]
 pub struct Registry {
     checkers: BTreeMap<String, Factory<dyn HealthChecker>>,
     switchers: BTreeMap<String, Factory<dyn Switcher>>,
     notifiers: BTreeMap<String, Factory<dyn Notifier>>,
+    /// Type names registered more than once, said at build: `checker 'web'`.
+    duplicates: Vec<String>,
+}
+
+fn register<T: ?Sized + 'static, P, F>(
+    factories: &mut BTreeMap<String, Factory<T>>,
+    duplicates: &mut Vec<String>,
+    what: &str,
+    kind: &str,
+    factory: F,
+) where
+    P: IntoProvider<T>,
+    F: Fn(&ProviderConfig, &BuildContext) -> Result<P, ConfigError> + Send + Sync + 'static,
+{
+    if factories.contains_key(kind) {
+        duplicates.push(format!("{what} type '{kind}'"));
+        return;
+    }
+    factories.insert(kind.into(), Arc::new(move |section, ctx| factory(section, ctx).map(IntoProvider::into_provider)));
 }
 
 /// The providers of one service.
@@ -64,30 +145,36 @@ impl Registry {
         Self::default()
     }
 
-    /// Register a health checker factory under `kind`.
-    pub fn checker<F>(&mut self, kind: &str, factory: F) -> &mut Self
+    /// Register a health checker factory under `kind` (a name registered already is reported
+    /// by [`Registry::build`]).
+    pub fn checker<P, F>(&mut self, kind: &str, factory: F) -> &mut Self
     where
-        F: Fn(&ProviderConfig, &BuildContext) -> Result<Arc<dyn HealthChecker>, ConfigError> + Send + Sync + 'static,
+        P: IntoProvider<dyn HealthChecker>,
+        F: Fn(&ProviderConfig, &BuildContext) -> Result<P, ConfigError> + Send + Sync + 'static,
     {
-        self.checkers.insert(kind.into(), Arc::new(factory));
+        register(&mut self.checkers, &mut self.duplicates, "checker", kind, factory);
         self
     }
 
-    /// Register a switcher factory under `kind`.
-    pub fn switcher<F>(&mut self, kind: &str, factory: F) -> &mut Self
+    /// Register a switcher factory under `kind` (a name registered already is reported by
+    /// [`Registry::build`]).
+    pub fn switcher<P, F>(&mut self, kind: &str, factory: F) -> &mut Self
     where
-        F: Fn(&ProviderConfig, &BuildContext) -> Result<Arc<dyn Switcher>, ConfigError> + Send + Sync + 'static,
+        P: IntoProvider<dyn Switcher>,
+        F: Fn(&ProviderConfig, &BuildContext) -> Result<P, ConfigError> + Send + Sync + 'static,
     {
-        self.switchers.insert(kind.into(), Arc::new(factory));
+        register(&mut self.switchers, &mut self.duplicates, "switcher", kind, factory);
         self
     }
 
-    /// Register a notifier factory under `kind`.
-    pub fn notifier<F>(&mut self, kind: &str, factory: F) -> &mut Self
+    /// Register a notifier factory under `kind` (a name registered already is reported by
+    /// [`Registry::build`]).
+    pub fn notifier<P, F>(&mut self, kind: &str, factory: F) -> &mut Self
     where
-        F: Fn(&ProviderConfig, &BuildContext) -> Result<Arc<dyn Notifier>, ConfigError> + Send + Sync + 'static,
+        P: IntoProvider<dyn Notifier>,
+        F: Fn(&ProviderConfig, &BuildContext) -> Result<P, ConfigError> + Send + Sync + 'static,
     {
-        self.notifiers.insert(kind.into(), Arc::new(factory));
+        register(&mut self.notifiers, &mut self.duplicates, "notifier", kind, factory);
         self
     }
 
@@ -96,11 +183,16 @@ impl Registry {
         self.checkers.keys().cloned().collect()
     }
 
-    /// Build every provider of `config`, collecting every problem (unknown types, bad settings).
+    /// Build every provider of `config`, collecting every problem (a type name registered twice,
+    /// unknown types, bad settings).
     ///
     /// Building does no I/O; `init` does, at start.
     pub fn build(&self, config: &Config, dcs: Arc<dyn Dcs>) -> Result<Providers, ConfigError> {
-        let mut problems: Vec<ConfigProblem> = Vec::new();
+        let mut problems: Vec<ConfigProblem> = self
+            .duplicates
+            .iter()
+            .map(|d| ConfigProblem { path: String::new(), message: format!("{d} is registered twice; rename one") })
+            .collect();
         let mut providers = Providers::default();
         let ctx = |service: Option<&crate::config::ServiceConfig>, ns: String| BuildContext {
             cluster: config.dhaf.cluster_name.clone(),
@@ -150,5 +242,30 @@ fn build_one<T: ?Sized>(
             problems.extend(e.problems);
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServiceConfig;
+    use crate::dcs::memory::MemoryDcs;
+    use crate::testing::{FakeProvider, ScriptedChecker};
+
+    #[test]
+    fn a_type_registered_twice_is_refused_at_build() {
+        let mut registry = Registry::new();
+        let fake = FakeProvider::new(None);
+        registry
+            .checker("scripted", |s, _| s.fields().into_result(ScriptedChecker::new()))
+            .checker("scripted", |s, _| s.fields().into_result(Arc::new(ScriptedChecker::new())))
+            .switcher("fake", move |s, ctx| s.fields().into_result(fake.switcher(&ctx.node)));
+        let config = Config::new("c", "n1").with_service(
+            ServiceConfig::new("web", "example.com", ProviderConfig::new("scripted"), ProviderConfig::new("fake"))
+                .with_entry_point("a", "10.0.0.1".parse().unwrap()),
+        );
+        let err = registry.build(&config, Arc::new(MemoryDcs::new("c"))).err().unwrap();
+        assert_eq!(err.problems[0].to_string(), "checker type 'scripted' is registered twice; rename one");
+        assert_eq!(err.problems.len(), 1, "{err}");
     }
 }

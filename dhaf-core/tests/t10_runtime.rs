@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dhaf_core::config::Config;
+use dhaf_core::config::{Config, ProviderConfig, ServiceConfig};
 use dhaf_core::dcs::memory::MemoryDcs;
 use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, Watch};
 use dhaf_core::engine::STILL_FAILING_AFTER;
 use dhaf_core::model::{Event, FencingToken, Opinion, SwitchKind, SwitchRecord};
-use dhaf_core::provider::Notifier;
-use dhaf_core::registry::{Providers, ServiceProviders};
-use dhaf_core::runtime::{Node, NodeHandle};
+use dhaf_core::provider::{HealthChecker, Notifier, Switcher};
+use dhaf_core::registry::{Providers, Registry, ServiceProviders};
+use dhaf_core::runtime::{Node, NodeError, NodeEvent, NodeHandle, ReloadError};
 use dhaf_core::testing::{FakeProvider, RecordingNotifier, ScriptedChecker};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -1682,4 +1682,135 @@ async fn a_rolling_reorder_passes_through_disagreement_without_a_wrong_switch() 
     assert_eq!(targets, ["ep-3"], "exactly one switch, to the agreed first choice");
     let status = c.node("n1").handle.service_status("main").await.unwrap();
     assert!(status.disagreement.is_empty() && !status.held, "{status:?}");
+}
+
+/// Everything `events` holds now, without waiting.
+fn drain(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> Vec<NodeEvent> {
+    std::iter::from_fn(|| events.try_recv().ok()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribers_see_the_failover_and_the_leadership_change_hands() {
+    let mut c = Cluster::new(3, Some("ep-1"), "");
+    let mut subscriptions: Vec<_> = c.nodes.iter().map(|n| (n.name.clone(), n.handle.subscribe())).collect();
+    let first = c.wait_leader().await;
+    let mut leadership = c.node(&first).handle.leadership();
+    let term = tokio::time::timeout(Duration::from_secs(30), leadership.wait_for(Option::is_some))
+        .await
+        .expect("the leadership watch")
+        .unwrap()
+        .unwrap();
+    sleep(Duration::from_secs(5)).await;
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    c.stop(&first).await;
+    assert_eq!(*leadership.borrow(), None, "a stopped node leads no more");
+    let second = c.wait_leader().await;
+    wait_for("the new leader's watch", Duration::from_secs(30), || async { *c.node(&second).handle.leadership().borrow() }).await;
+
+    for (name, events) in &mut subscriptions {
+        let events = drain(events);
+        let gained: Vec<_> = events.iter().filter(|e| matches!(e, NodeEvent::LeadershipGained { .. })).collect();
+        let failovers =
+            events.iter().filter(|e| matches!(e, NodeEvent::Event(Event::Switched { to, kind: SwitchKind::Failover, .. }) if to == "ep-2"));
+        if *name == first {
+            assert_eq!(gained, [&NodeEvent::LeadershipGained { term }], "{events:?}");
+            assert_eq!(failovers.count(), 1, "the leader tells its subscribers the failover once: {events:?}");
+            assert_eq!(events.last(), Some(&NodeEvent::LeadershipLost { term }), "{events:?}");
+        } else if *name == second {
+            assert_eq!(gained.len(), 1, "{events:?}");
+            assert_eq!(failovers.count(), 0, "{events:?}");
+        } else {
+            assert!(gained.is_empty() && events.iter().all(|e| !matches!(e, NodeEvent::Event(Event::Switched { .. }))), "{events:?}");
+        }
+    }
+}
+
+/// A config built in code, on three entry points of the test's providers.
+fn code_built(node: &str) -> Config {
+    let mut config = Config::new("test", node).with_service(
+        ServiceConfig::new("main", "example.test", ProviderConfig::new("scripted"), ProviderConfig::new("fake"))
+            .with_entry_point("ep-1", "10.0.0.1".parse().unwrap())
+            .with_entry_point("ep-2", "10.0.0.2".parse().unwrap()),
+    );
+    config.dhaf.tact_interval = Duration::from_secs(1);
+    config.dhaf.heartbeat_interval = Duration::from_secs(1);
+    config.dhaf.healthy_node_status_ttl = Duration::from_secs(6);
+    config
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_refuses_to_start_on_an_invalid_config_built_in_code() {
+    let provider = FakeProvider::new(Some("ep-1"));
+    let mut registry = Registry::new();
+    registry.checker("scripted", |s, _| s.fields().into_result(Arc::new(ScriptedChecker::new()) as Arc<dyn HealthChecker>));
+    let fake = provider.clone();
+    registry.switcher("fake", move |s, ctx| s.fields().into_result(Arc::new(fake.switcher(&ctx.node)) as Arc<dyn Switcher>));
+
+    let mut config = code_built("n1");
+    config.dhaf.check_concurrency = 0;
+    let expect = "dhaf.check-concurrency: must be a whole number from 1 to 4096";
+    let err = Node::builder(config.clone()).registry(&registry).build().err().expect("refused at build");
+    assert!(matches!(&err, NodeError::Config(e) if e.problems.len() == 1 && e.problems[0].to_string() == expect), "{err}");
+
+    // Built without the builder, it is refused at start, before it registers or checks anything.
+    let dcs = MemoryDcs::new("test");
+    let providers = registry.build(&config, Arc::new(dcs.client("n1"))).unwrap();
+    let node = Node::new(config, Arc::new(dcs.client("n1")), providers);
+    let err = tokio::time::timeout(Duration::from_secs(60), node.run(std::future::pending())).await.expect("no hang").unwrap_err();
+    assert!(err.to_string().contains(expect), "{err}");
+    assert!(Dcs::snapshot(&dcs).await.unwrap().alive.is_empty(), "a refused node never registers");
+
+    // A valid one builds, registers and leads.
+    let node = Node::builder(code_built("n1")).dcs(Arc::new(dcs.client("n1"))).registry(&registry).build().unwrap();
+    let handle = node.handle();
+    let task = tokio::spawn(node.run(std::future::pending()));
+    wait_for("the lead", Duration::from_secs(30), || async { handle.is_leader().then_some(()) }).await;
+    task.abort();
+
+    // The registry and the config cannot disagree: a type nobody registered is refused at build.
+    let mut config = code_built("n2");
+    config.services[0].switcher = ProviderConfig::new("nonesuch");
+    let err = Node::builder(config).registry(&registry).build().err().unwrap();
+    assert!(err.to_string().contains("unknown provider type 'nonesuch'"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_built_without_a_dcs_keeps_its_state_in_the_state_file() {
+    let provider = FakeProvider::new(None);
+    let mut registry = Registry::new();
+    registry.checker("scripted", |s, _| s.fields().into_result(ScriptedChecker::new()));
+    let fake = provider.clone();
+    registry.switcher("fake", move |s, ctx| s.fields().into_result(fake.switcher(&ctx.node)));
+    let dir = std::env::temp_dir().join(format!("dhaf-t10-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("state.json");
+    let _ = std::fs::remove_file(&file);
+
+    let mut config = code_built("n1");
+    config.dhaf.state_file = Some(file.clone());
+    let node = Node::builder(config).registry(&registry).build().unwrap();
+    let handle = node.handle();
+    let task = tokio::spawn(node.run(std::future::pending()));
+    wait_for("the lead", Duration::from_secs(30), || async { handle.is_leader().then_some(()) }).await;
+    handle.set_maintenance("main", "ep-2", true, false).await.unwrap();
+    task.abort();
+    let kept = std::fs::read_to_string(&file).expect("the state file is written");
+    assert!(kept.contains("ep-2"), "{kept}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_with_an_invalid_config_is_refused_by_key_path_and_the_node_goes_on() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    let handle = c.node(&leader).handle.clone();
+    let api = FakeProvider::new(None);
+    let mut bad = with_api(&leader, "10.0.1.1");
+    bad.services[1].fall = 0;
+    let err = handle.reload(bad.clone(), providers_for(&c, &leader, &bad, &api)).await.unwrap_err();
+    assert!(matches!(err, ReloadError::Config(_)), "{err}");
+    assert!(err.to_string().contains("services[1].fall: must be a whole number from 1 to 100"), "{err}");
+    assert_eq!(handle.config().services.len(), 1, "the old config goes on");
+    assert!(api.calls().is_empty(), "no provider of the refused config acts");
 }

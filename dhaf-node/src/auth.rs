@@ -269,17 +269,13 @@ mod tests {
     use dhaf_core::config::ApiToken;
 
     fn web(tokens: &[(&str, Role, &str)], legacy: Option<&str>, public_read: bool) -> WebApiConfig {
-        WebApiConfig {
-            host: "localhost".into(),
-            port: 0,
-            token: legacy.map(str::to_string),
-            tokens: tokens
-                .iter()
-                .map(|(n, r, s)| ApiToken { name: n.to_string(), role: *r, secret: TokenSecret::Plain(s.to_string()) })
-                .collect(),
-            public_read,
-            tls: None,
-        }
+        let mut web = WebApiConfig::default();
+        web.port = 0;
+        web.token = legacy.map(str::to_string);
+        web.tokens =
+            tokens.iter().map(|(n, r, s)| ApiToken { name: n.to_string(), role: *r, secret: TokenSecret::Plain(s.to_string()) }).collect();
+        web.public_read = public_read;
+        web
     }
 
     #[test]

@@ -52,9 +52,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dhaf_core::config::{Config, EtcdConfig, EtcdTls};
+use dhaf_core::config::{EtcdConfig, EtcdTls};
 use dhaf_core::dcs::keys::{encode, Keys, RawEntry};
-use dhaf_core::dcs::memory::MemoryDcs;
 use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
 use dhaf_core::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
 use etcd_client::{
@@ -100,16 +99,7 @@ impl fmt::Debug for EtcdDcs {
     }
 }
 
-/// Build the DCS a config asks for: etcd when `etcd` is set, else the embedded in-memory DCS
-/// (kept in `dhaf.state-file` when set). Does no network I/O.
-pub fn dcs_from_config(config: &Config) -> Result<Arc<dyn Dcs>, DcsError> {
-    let cluster = &config.dhaf.cluster_name;
-    Ok(match (&config.etcd, &config.dhaf.state_file) {
-        (Some(etcd), _) => Arc::new(EtcdDcs::new(etcd, cluster)),
-        (None, Some(path)) => Arc::new(MemoryDcs::with_state_file(cluster, path)?),
-        (None, None) => Arc::new(MemoryDcs::new(cluster)),
-    })
-}
+pub use crate::dcs_from_config;
 
 impl EtcdDcs {
     /// A DCS for cluster `cluster` on the etcd cluster `config` names. Connects on first use.

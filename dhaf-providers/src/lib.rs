@@ -2,14 +2,34 @@
 
 use dhaf_core::registry::Registry;
 
+use std::sync::Arc;
+
+use dhaf_core::config::Config;
+use dhaf_core::dcs::memory::MemoryDcs;
+use dhaf_core::dcs::{Dcs, DcsError};
+
 pub mod check;
+#[cfg(feature = "etcd")]
 pub mod etcd;
 mod http;
 pub mod notify;
 mod script;
 pub mod switch;
 
-pub use etcd::dcs_from_config;
+/// Build the DCS a config asks for: etcd when `etcd` is set, else the embedded in-memory DCS
+/// (kept in `dhaf.state-file` when set). Does no network I/O. Built without the `etcd` feature,
+/// a config with an `etcd` section is refused.
+pub fn dcs_from_config(config: &Config) -> Result<Arc<dyn Dcs>, DcsError> {
+    let cluster = &config.dhaf.cluster_name;
+    Ok(match (&config.etcd, &config.dhaf.state_file) {
+        #[cfg(feature = "etcd")]
+        (Some(etcd), _) => Arc::new(etcd::EtcdDcs::new(etcd, cluster)),
+        #[cfg(not(feature = "etcd"))]
+        (Some(_), _) => return Err(DcsError::Unavailable("dhaf-providers was built without its `etcd` feature".into())),
+        (None, Some(path)) => Arc::new(MemoryDcs::with_state_file(cluster, path)?),
+        (None, None) => Arc::new(MemoryDcs::new(cluster)),
+    })
+}
 
 /// A registry with every built-in provider.
 pub fn registry() -> Registry {

@@ -221,7 +221,7 @@ fn switcher(api_url: &str) -> Arc<dyn Switcher> {
     let yaml = format!("{CONFIG}      api-url: {api_url}\n      timeout: 30\n");
     let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
     let mut registry = dhaf_providers::registry();
-    registry.checker("scripted", |s, _| s.fields().into_result(Arc::new(ScriptedChecker::new()) as _));
+    registry.checker("scripted", |s, _| s.fields().into_result(Arc::new(ScriptedChecker::new())));
     registry.build(&config, Arc::new(MemoryDcs::new("c1"))).unwrap().services[0].switcher.clone()
 }
 

@@ -25,7 +25,7 @@ impl RawPut for RawEtcd {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_passes_the_dcs_conformance_suite() {
     let cluster = EtcdCluster::start().await;
-    let config = EtcdConfig { hosts: cluster.endpoints(), username: None, password: None, tls: None };
+    let config = EtcdConfig::new(cluster.endpoints());
     let client = cluster.admin().await;
     dhaf_core::dcs::conformance::run_all(|name| {
         let (config, client) = (config.clone(), client.clone());

@@ -11,7 +11,7 @@ use dhaf_providers::etcd::{dcs_from_config, EtcdDcs};
 use support::etcd::{EtcdCluster, TlsFiles};
 
 fn plain(hosts: Vec<String>) -> EtcdConfig {
-    EtcdConfig { hosts, username: None, password: None, tls: None }
+    EtcdConfig::new(hosts)
 }
 
 /// Nothing listens on port 1 of the loopback address.
@@ -83,11 +83,11 @@ async fn authenticates_with_user_and_password() {
     admin.user_grant_role("dhaf", "dhaf").await.unwrap();
     admin.auth_enable().await.unwrap();
 
-    let with = |user: Option<&str>, password: Option<&str>| EtcdConfig {
-        hosts: etcd.endpoints(),
-        username: user.map(str::to_string),
-        password: password.map(str::to_string),
-        tls: None,
+    let with = |user: Option<&str>, password: Option<&str>| {
+        let mut c = EtcdConfig::new(etcd.endpoints());
+        c.username = user.map(str::to_string);
+        c.password = password.map(str::to_string);
+        c
     };
     let dcs = EtcdDcs::new(&with(Some("dhaf"), Some("dhaf-secret-pw")), "c1");
     let lease = dcs.register("n1", Duration::from_secs(5)).await.expect("an authenticated node registers");
@@ -115,11 +115,25 @@ async fn speaks_tls_with_a_client_certificate() {
         cert: cert.then(|| files.client_cert.clone()),
         key: cert.then(|| files.client_key.clone()),
     };
-    let dcs = EtcdDcs::new(&EtcdConfig { hosts: hosts.clone(), username: None, password: None, tls: Some(tls(true)) }, "c1");
+    let dcs = EtcdDcs::new(
+        &{
+            let mut c = EtcdConfig::new(hosts.clone());
+            c.tls = Some(tls(true));
+            c
+        },
+        "c1",
+    );
     dcs.kv_put("ns", "k", "over tls").await.expect("TLS with a client certificate");
     assert_eq!(dcs.kv_get("ns", "k").await.unwrap().as_deref(), Some("over tls"));
 
-    let no_cert = EtcdDcs::new(&EtcdConfig { hosts: hosts.clone(), username: None, password: None, tls: Some(tls(false)) }, "c1");
+    let no_cert = EtcdDcs::new(
+        &{
+            let mut c = EtcdConfig::new(hosts.clone());
+            c.tls = Some(tls(false));
+            c
+        },
+        "c1",
+    );
     assert!(no_cert.kv_get("ns", "k").await.is_err(), "etcd requires a client certificate");
     let no_tls = EtcdDcs::new(&plain(hosts), "c1");
     assert!(no_tls.kv_get("ns", "k").await.is_err(), "etcd speaks only TLS");

@@ -120,12 +120,9 @@ fn notifier(yaml: &str) -> Arc<EmailNotifier> {
 }
 
 fn try_notifier(yaml: &str) -> Result<Arc<EmailNotifier>, dhaf_core::config::ConfigError> {
-    let section = ProviderConfig {
-        kind: "email".into(),
-        name: Some("mail".into()),
-        path: "notifiers[0]".into(),
-        settings: serde_yaml::from_str(yaml).unwrap(),
-    };
+    let mut section = ProviderConfig::new("email").with_name("mail");
+    section.path = "notifiers[0]".into();
+    section.settings = serde_yaml::from_str(yaml).unwrap();
     let ctx = BuildContext {
         cluster: "c1".into(),
         node: "n1".into(),

@@ -257,12 +257,9 @@ fn store(dcs: &Arc<MemoryDcs>) -> ProviderStore {
 }
 
 fn try_notifier(yaml: &str, dcs: &Arc<MemoryDcs>) -> Result<Arc<TelegramNotifier>, dhaf_core::config::ConfigError> {
-    let section = ProviderConfig {
-        kind: "tg".into(),
-        name: Some("tg".into()),
-        path: "notifiers[1]".into(),
-        settings: serde_yaml::from_str(yaml).unwrap(),
-    };
+    let mut section = ProviderConfig::new("tg").with_name("tg");
+    section.path = "notifiers[1]".into();
+    section.settings = serde_yaml::from_str(yaml).unwrap();
     let ctx = BuildContext { cluster: "c1".into(), node: "n1".into(), service: None, store: store(dcs), base_dir: ".".into() };
     TelegramNotifier::from_config(&section, &ctx)
 }
@@ -696,9 +693,9 @@ async fn t95_a_leading_node_polls_and_tells_every_transition_once() {
     let dns = FakeProvider::new(Some("ep-1"));
     let mut registry = dhaf_providers::registry();
     let c = checker.clone();
-    registry.checker("scripted", move |_, _| Ok(Arc::new(c.clone()) as _));
+    registry.checker("scripted", move |_, _| Ok(Arc::new(c.clone())));
     let d = dns.clone();
-    registry.switcher("fake", move |_, _| Ok(Arc::new(d.switcher("n1")) as _));
+    registry.switcher("fake", move |_, _| Ok(Arc::new(d.switcher("n1"))));
     let providers = registry.build(&config, dcs.clone()).unwrap();
     let node = dhaf_core::runtime::Node::new(config, dcs.clone(), providers);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -246,12 +246,10 @@ async fn a_refusal_is_permanent_names_the_status_and_hides_the_secrets() {
     let t = text(&err);
     assert!(t.contains("HTTP 403") && t.contains("invalid_token") && t.contains("127.0.0.1"), "{t}");
     assert_eq!(server.got().len(), 1, "a refusal is not repeated");
-    let section = dhaf_core::config::ProviderConfig {
-        kind: "webhook".into(),
-        name: Some("hook".into()),
-        path: "notifiers[0]".into(),
-        settings: serde_yaml::from_str(&format!("url: {}\nheaders: {{ Authorization: \"Bearer {HOOK_TOKEN}\" }}\n", server.url)).unwrap(),
-    };
+    let mut section = dhaf_core::config::ProviderConfig::new("webhook").with_name("hook");
+    section.path = "notifiers[0]".into();
+    section.settings =
+        serde_yaml::from_str(&format!("url: {}\nheaders: {{ Authorization: \"Bearer {HOOK_TOKEN}\" }}\n", server.url)).unwrap();
     let ctx = dhaf_core::provider::BuildContext {
         cluster: "c1".into(),
         node: "n1".into(),
@@ -310,8 +308,8 @@ async fn a_running_node_tells_each_event_once() {
     let provider = FakeProvider::new(Some("ep-1"));
     let mut registry = dhaf_providers::registry();
     let (c, p) = (checker.clone(), provider.clone());
-    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(c.clone()) as _));
-    registry.switcher("recording", move |s, _| s.fields().into_result(Arc::new(p.switcher("n1")) as _));
+    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(c.clone())));
+    registry.switcher("recording", move |s, _| s.fields().into_result(Arc::new(p.switcher("n1"))));
     let dcs = Arc::new(MemoryDcs::new("c1"));
     let providers = registry.build(&config, dcs.clone()).unwrap();
     let node = dhaf_core::runtime::Node::new(config, dcs, providers);

@@ -226,7 +226,7 @@ async fn a_running_node_repairs_drift_and_fails_over_through_route53() {
     let checker = ScriptedChecker::new();
     let mut registry = dhaf_providers::registry();
     let shared = checker.clone();
-    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(shared.clone()) as _));
+    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(shared.clone())));
     let dcs = Arc::new(MemoryDcs::new("c1"));
     let providers = registry.build(&config, dcs.clone()).unwrap();
     let node = dhaf_core::runtime::Node::new(config, dcs, providers);

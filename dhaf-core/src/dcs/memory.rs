@@ -48,7 +48,8 @@ struct Store {
     reaper: bool,
 }
 
-/// Faults to inject, shared by every handle of a store.
+/// Faults to inject, shared by every handle of a store; set with [`MemoryDcs`]'s fault methods
+/// (`set_faults`, `cut_off`, …), which only the `testing` feature offers.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// Every call fails with [`DcsError::Unavailable`].
@@ -72,6 +73,24 @@ struct Shared {
 }
 
 /// An in-memory DCS store, or one node's handle to it (see [`MemoryDcs::client`]).
+///
+/// One node alone needs nothing else (it is what [`crate::runtime::Node::builder`] uses when
+/// given no DCS). Several nodes in one process share one store, each through its own client, so
+/// presence, votes and the election work as over etcd:
+///
+/// ```
+/// use std::sync::Arc;
+/// use dhaf_core::config::Config;
+/// use dhaf_core::dcs::memory::MemoryDcs;
+/// use dhaf_core::runtime::Node;
+///
+/// let dcs = MemoryDcs::new("shop");
+/// let nodes: Vec<Node> = ["node-1", "node-2", "node-3"]
+///     .into_iter()
+///     .map(|name| Node::builder(Config::new("shop", name)).dcs(Arc::new(dcs.client(name))).build().unwrap())
+///     .collect();
+/// assert_eq!(nodes.len(), 3);
+/// ```
 #[derive(Clone)]
 pub struct MemoryDcs {
     shared: Arc<Shared>,
@@ -123,16 +142,19 @@ impl MemoryDcs {
     }
 
     /// Change the injected faults.
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
         f(&mut lock(&self.shared.faults));
     }
 
     /// Make the whole store (un)available.
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_unavailable(&self, on: bool) {
         self.set_faults(|f| f.unavailable = on);
     }
 
     /// Cut node `node` off from the store, or reconnect it.
+    #[cfg(any(test, feature = "testing"))]
     pub fn cut_off(&self, node: &str, on: bool) {
         self.set_faults(|f| {
             if on {
@@ -144,6 +166,7 @@ impl MemoryDcs {
     }
 
     /// Refuse node `node`'s writes (see [`Faults::writes_refused`]), or accept them again.
+    #[cfg(any(test, feature = "testing"))]
     pub fn refuse_writes(&self, node: &str, on: bool) {
         self.set_faults(|f| {
             if on {
@@ -155,6 +178,7 @@ impl MemoryDcs {
     }
 
     /// Make every call take `latency` first.
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_latency(&self, latency: Duration) {
         self.set_faults(|f| f.latency = latency);
     }

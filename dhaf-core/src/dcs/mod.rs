@@ -5,7 +5,7 @@
 //! switch record, a change stream, node decommission and a namespaced store for providers.
 //! Implementations: [`memory::MemoryDcs`] (embedded default and test fake, with fault injection)
 //! and etcd (in `dhaf-providers`). Both lay their data out by [`keys`] and must pass the
-//! conformance suite in [`conformance`] (feature `testing`).
+//! conformance suite in `conformance` (feature `testing`).
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;

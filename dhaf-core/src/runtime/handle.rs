@@ -113,6 +113,7 @@ pub struct NodeInfo {
 
 /// The cluster as this node sees it.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct NodeStatus {
     /// `dhaf.cluster-name`.
     pub cluster: String,
@@ -149,6 +150,7 @@ pub struct PauseStatus {
 
 /// One node's opinion of an entry point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct VoteStatus {
     /// The node.
     pub node: String,
@@ -160,6 +162,7 @@ pub struct VoteStatus {
 
 /// One entry point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct EntryPointStatus {
     /// Name.
     pub name: String,
@@ -181,6 +184,7 @@ pub struct EntryPointStatus {
 
 /// One service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ServiceStatus {
     /// Name.
     pub name: String,
@@ -236,6 +240,7 @@ pub struct FailbackStatus {
 
 /// One node that defines a service differently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct NodeDisagreement {
     /// The node.
     pub node: String,
@@ -596,12 +601,51 @@ impl NodeHandle {
         }
     }
 
-    /// This node's own latest opinions and check results, by service and entry point.
-    pub fn own_opinions(&self) -> Vec<(String, String, bool, Option<String>)> {
+    /// This node's own latest opinions, by service and entry point.
+    pub fn own_opinions(&self) -> Vec<super::OwnOpinion> {
         let inner = self.inner();
         let l = inner.local.lock().unwrap();
-        let mut out: Vec<_> = l.opinions.iter().map(|((s, e), o)| (s.clone(), e.clone(), o.healthy, o.reason.clone())).collect();
+        let mut out: Vec<_> = l
+            .opinions
+            .iter()
+            .map(|((s, e), o)| super::OwnOpinion {
+                service: s.clone(),
+                entry_point: e.clone(),
+                healthy: o.healthy,
+                reason: o.reason.clone(),
+            })
+            .collect();
         out.sort();
         out
+    }
+
+    /// Every event from now on: what the notifiers are told, and this node gaining and losing
+    /// the lead. A receiver that falls more than [`super::EVENT_BUFFER`] events behind misses
+    /// the oldest ([`tokio::sync::broadcast::error::RecvError::Lagged`]); the stream ends when
+    /// the node is dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo(handle: dhaf_core::runtime::NodeHandle) {
+    /// use dhaf_core::model::Event;
+    /// use dhaf_core::runtime::NodeEvent;
+    ///
+    /// let mut events = handle.subscribe();
+    /// while let Ok(event) = events.recv().await {
+    ///     match event {
+    ///         NodeEvent::Event(Event::Switched { service, to, .. }) => println!("{service} now on {to}"),
+    ///         NodeEvent::LeadershipLost { term } => println!("no longer leading ({term})"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<super::NodeEvent> {
+        self.inner().observers.subscribe()
+    }
+
+    /// This node's leadership: `Some(term)` while it leads, `None` otherwise; wait for a change
+    /// with [`tokio::sync::watch::Receiver::changed`].
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<Option<crate::model::FencingToken>> {
+        self.inner().observers.leadership()
     }
 }

@@ -93,6 +93,7 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                     }
                     fresh
                 };
+                inner.observers.gained(token);
                 if fresh {
                     inner.notifications.send(&inner.config, engine::leader_elected(&node, token));
                 }

@@ -23,6 +23,7 @@ pub const SWITCH_DURATION_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 
 /// Counters since the node started, for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Metrics {
     /// Health checks run.
     pub checks: u64,

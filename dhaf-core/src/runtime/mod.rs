@@ -22,10 +22,12 @@
 //! in force and never switches; a leader that cannot renew its lease steps down on its own before
 //! the lease can expire.
 
+mod builder;
 mod handle;
 mod leader;
 mod metrics;
 mod notify;
+mod observe;
 mod reload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,12 +46,15 @@ use crate::model::{Event, FencingToken, Health, Opinion, ServiceDefinition};
 use crate::provider::ProviderError;
 use crate::registry::Providers;
 
+pub use builder::NodeBuilder;
 pub use handle::{
     CommandError, EntryPointStatus, FailbackStatus, HistoryEntry, NodeDisagreement, NodeHandle, NodeStatus, PauseStatus, ServiceStatus,
     VoteStatus,
 };
 pub use metrics::{EntryPointMetrics, Histogram, Metrics, ServiceMetrics, CHECK_DURATION_BUCKETS, SWITCH_DURATION_BUCKETS};
 use notify::Notifications;
+use observe::Observers;
+pub use observe::{NodeEvent, OwnOpinion, EVENT_BUFFER};
 pub use reload::{restart_only_settings, DefinitionsDiff, ReloadError, ReloadReport};
 
 /// The runtime failed to start.
@@ -66,6 +71,9 @@ pub enum NodeError {
     /// The config names more than one provider list than were built.
     #[error("providers do not match the config: {0}")]
     Mismatch(String),
+    /// The config breaks a rule ([`Config::validate`]); the node does not start.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// What a node knows about itself, shared between its tasks and its [`NodeHandle`].
@@ -112,6 +120,8 @@ pub(crate) struct Inner {
     /// Set when a reload replaces this generation: its tasks end (the leader after its switches
     /// under way) so the next generation's take over.
     pub retire: watch::Sender<bool>,
+    /// The node's subscribers (events, leadership), the same for every generation.
+    pub observers: Arc<Observers>,
 }
 
 impl Inner {
@@ -125,11 +135,11 @@ impl Inner {
         notifications: Arc<Notifications>,
     ) -> Inner {
         let definitions = config.services.iter().map(|s| (s.name.clone(), s.definition(config.dhaf.min_votes))).collect();
-        let (local, lease_epoch) = match like {
-            Some(old) => (old.local.clone(), old.lease_epoch.clone()),
-            None => (Arc::default(), Arc::new(watch::channel(0).0)),
+        let (local, lease_epoch, observers) = match like {
+            Some(old) => (old.local.clone(), old.lease_epoch.clone(), old.observers.clone()),
+            None => (Arc::default(), Arc::new(watch::channel(0).0), notifications.observers()),
         };
-        Inner { config, dcs, providers, local, definitions, lease_epoch, notifications, retire: watch::channel(false).0 }
+        Inner { config, dcs, providers, local, definitions, lease_epoch, notifications, retire: watch::channel(false).0, observers }
     }
 
     /// Whether a reload replaced this generation.
@@ -282,6 +292,7 @@ impl Inner {
         let mut l = self.local.lock().unwrap();
         if let Some(token) = l.leader_token.take() {
             tracing::warn!(%token, why, "stepping down");
+            self.observers.lost(token);
         }
     }
 }
@@ -316,8 +327,10 @@ pub(crate) struct ReloadRequest {
 
 impl Node {
     /// A node with its config, DCS and providers (built by the registry from the same config).
+    ///
+    /// [`Node::builder`] builds the providers from the config itself, so the two cannot disagree.
     pub fn new(config: Config, dcs: Arc<dyn Dcs>, providers: Providers) -> Node {
-        let notifications = Arc::new(Notifications::start(&providers.notifiers));
+        let notifications = Arc::new(Notifications::start(&providers.notifiers).observed_by(Arc::new(Observers::new())));
         let inner = Inner::generation(Arc::new(config), providers, dcs, None, notifications);
         let (reload_tx, reloads) = mpsc::channel(4);
         Node { current: Arc::new(Mutex::new(Arc::new(inner))), reloads, reload_tx }
@@ -328,13 +341,21 @@ impl Node {
         NodeHandle::new(self.current.clone(), self.reload_tx.clone())
     }
 
-    /// Initialize the providers, then run until `shutdown` completes; then resign and revoke the
-    /// lease so the other nodes take over at once.
+    /// Validate the config and initialize the providers (each `init` bounded by 60 s), then run
+    /// until `shutdown` completes.
+    ///
+    /// On shutdown the node's tasks end at once (a switch under way is cut short; its record in
+    /// the DCS lets the next leader finish it), then it resigns the lead and revokes its lease so
+    /// the other nodes take over at once rather than after the lease's TTL (each DCS call bounded
+    /// by a third of `healthy-node-status-ttl`, 1–5 s), and gives queued notifications 5 s more:
+    /// about 15 s at most. A node dropped without shutdown (its task aborted) is like a crash: the
+    /// others take over when its lease expires.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
         let Node { current, mut reloads, reload_tx } = self;
         // Requests that arrive after the node stops are answered "not running".
         drop(reload_tx);
         let mut inner = current.lock().unwrap().clone();
+        inner.config.validate()?;
         inner.notifications.start_parked();
         if inner.providers.services.len() != inner.config.services.len() {
             return Err(NodeError::Mismatch(format!(
@@ -412,6 +433,7 @@ impl Node {
             (l.leader_token.take(), l.lease.take())
         };
         if let Some(token) = token {
+            inner.observers.lost(token);
             let _ = inner.dcs_call(inner.dcs.resign(token)).await;
         }
         if let Some(lease) = lease {
@@ -447,6 +469,7 @@ enum Task {
 /// setting that only a restart can change differs or a new or changed provider fails to start.
 /// Unchanged services keep their providers (and whatever those hold) without a new start.
 async fn next_generation(old: &Inner, config: Config, mut providers: Providers) -> Result<(Inner, ReloadReport), ReloadError> {
+    config.validate()?;
     let restart = reload::restart_only(&old.config, &config);
     if !restart.is_empty() {
         return Err(ReloadError::RestartOnly(restart));
@@ -469,7 +492,7 @@ async fn next_generation(old: &Inner, config: Config, mut providers: Providers) 
         }
     }
     let notifications = if report.notifiers_changed {
-        let n = Arc::new(Notifications::start(&providers.notifiers));
+        let n = Arc::new(Notifications::start(&providers.notifiers).observed_by(old.observers.clone()));
         n.start_parked();
         n
     } else {

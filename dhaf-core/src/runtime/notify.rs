@@ -98,6 +98,8 @@ pub(crate) struct Notifications {
     /// Delivery tasks that could not start yet (built outside a tokio runtime): started by
     /// [`Notifications::start_parked`], queueing in the meantime.
     parked: Mutex<Vec<Delivery>>,
+    /// The node's subscribers, told every event the notifiers are.
+    observers: Option<Arc<super::observe::Observers>>,
 }
 
 impl Notifications {
@@ -117,7 +119,18 @@ impl Notifications {
                 tx
             })
             .collect();
-        Notifications { queues, pending, parked: Mutex::new(parked) }
+        Notifications { queues, pending, parked: Mutex::new(parked), observers: None }
+    }
+
+    /// The subscribers these notifications tell (new ones if none were given).
+    pub fn observers(&self) -> Arc<super::observe::Observers> {
+        self.observers.clone().unwrap_or_else(|| Arc::new(super::observe::Observers::new()))
+    }
+
+    /// These notifications, with every event also told to `observers`.
+    pub fn observed_by(mut self, observers: Arc<super::observe::Observers>) -> Self {
+        self.observers = Some(observers);
+        self
     }
 
     /// Start the delivery tasks that were built outside a runtime; call from within one.
@@ -141,6 +154,9 @@ impl Notifications {
 
     fn send_as(&self, config: &Config, event: Event, term: Option<FencingToken>) {
         log(&event, term);
+        if let Some(o) = &self.observers {
+            o.event(&event);
+        }
         let entry_points = event.service().and_then(|s| config.service(s)).map(|s| s.entry_points.clone()).unwrap_or_default();
         let n = Notification {
             cluster: config.dhaf.cluster_name.clone(),

@@ -64,6 +64,9 @@ pub enum ReloadError {
     /// The node is not running (it has stopped, or not started yet).
     #[error("the node is not running")]
     NotRunning,
+    /// The new config breaks a rule ([`Config::validate`]).
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The settings that differ between `old` and `new` and cannot change at run time: the node's and

@@ -10,7 +10,7 @@
 //! | `env` | variables for the scripts, `NAME: value` | none |
 //!
 //! Paths are absolute or relative to the config file's directory. Scripts get a clean environment
-//! (see [`crate::script`]): `PATH`, `HOME`, `LANG`, `DHAF_SERVICE`, `DHAF_DOMAIN` and `env:`.
+//! (see `dhaf-providers`'s `script` module): `PATH`, `HOME`, `LANG`, `DHAF_SERVICE`, `DHAF_DOMAIN` and `env:`.
 //!
 //! A script runs in its own process group, so a hung script is killed together with whatever it
 //! started (a `sleep`, a `curl`), also when the runtime abandons the check. The last non-empty line

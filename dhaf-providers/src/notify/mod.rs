@@ -44,9 +44,9 @@ pub mod webhook;
 
 /// Register the built-in notifiers (`email`, `tg`, `webhook`) in `registry`.
 pub fn register(registry: &mut Registry) {
-    registry.notifier("email", |section, ctx| email::EmailNotifier::from_config(section, ctx).map(|n| n as _));
-    registry.notifier("tg", |section, ctx| tg::TelegramNotifier::from_config(section, ctx).map(|n| n as _));
-    registry.notifier("webhook", |section, ctx| webhook::WebhookNotifier::from_config(section, ctx).map(|n| n as _));
+    registry.notifier("email", email::EmailNotifier::from_config);
+    registry.notifier("tg", tg::TelegramNotifier::from_config);
+    registry.notifier("webhook", webhook::WebhookNotifier::from_config);
 }
 
 /// How bad an event is, for people scanning a channel.
@@ -308,6 +308,8 @@ impl Report {
                 Vec::new(),
                 None,
             ),
+            // An event newer than this layout: its one-line summary says what happened.
+            other => (Severity::Change, format!("{}.", other.summary()), String::new(), Vec::new(), None),
         };
         facts.push(("When (UTC)", rfc3339(n.at)));
         Report { severity, title: n.event.summary(), facts, happened, dhaf_did, reasons, next }

@@ -20,7 +20,7 @@
 //! term made the change.
 //!
 //! Paths are absolute or relative to the config file's directory. Scripts get a clean environment
-//! (see [`crate::script`]): `PATH`, `HOME`, `LANG`, the `DHAF_*` variables above and what `env:`
+//! (see `dhaf-providers`'s `script` module): `PATH`, `HOME`, `LANG`, the `DHAF_*` variables above and what `env:`
 //! names (`env: { ZONE_FILE: /var/dns/zone }`), nothing else of the node's.
 //!
 //! A non-zero exit or an overrun is a failed switch whose reason is the script's last stderr line;

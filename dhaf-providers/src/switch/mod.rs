@@ -12,15 +12,17 @@ use dhaf_core::registry::Registry;
 
 pub mod cloudflare;
 pub mod exec;
+#[cfg(feature = "rfc2136")]
 pub mod rfc2136;
+#[cfg(feature = "route53")]
 pub mod route53;
 
 /// Register the built-in switchers (`cloudflare`, `exec`, `rfc2136`, `route53`).
 pub fn register(registry: &mut Registry) {
-    registry.switcher("exec", |section, ctx| exec::ExecSwitcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
-    registry.switcher("cloudflare", |section, ctx| {
-        cloudflare::CloudflareSwitcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _)
-    });
-    registry.switcher("rfc2136", |section, ctx| rfc2136::Rfc2136Switcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
-    registry.switcher("route53", |section, ctx| route53::Route53Switcher::from_config(section, ctx).map(|s| std::sync::Arc::new(s) as _));
+    registry.switcher("exec", exec::ExecSwitcher::from_config);
+    registry.switcher("cloudflare", cloudflare::CloudflareSwitcher::from_config);
+    #[cfg(feature = "rfc2136")]
+    registry.switcher("rfc2136", rfc2136::Rfc2136Switcher::from_config);
+    #[cfg(feature = "route53")]
+    registry.switcher("route53", route53::Route53Switcher::from_config);
 }

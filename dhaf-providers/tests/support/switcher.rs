@@ -12,7 +12,7 @@ use dhaf_core::testing::ScriptedChecker;
 pub fn build(yaml: &str) -> Result<Arc<dyn Switcher>, ConfigError> {
     let config = Config::parse_with_env(yaml, &|_| None).expect("the test config parses");
     let mut registry = dhaf_providers::registry();
-    registry.checker("scripted", |s, _| s.fields().into_result(Arc::new(ScriptedChecker::new()) as _));
+    registry.checker("scripted", |s, _| s.fields().into_result(Arc::new(ScriptedChecker::new())));
     let providers = registry.build(&config, Arc::new(MemoryDcs::new("c1")))?;
     Ok(providers.services[0].switcher.clone())
 }
