@@ -79,17 +79,7 @@ fn json_logs_are_one_object_per_line_each_event_once_without_wire_noise() {
     let _secondary = std::net::TcpListener::bind(("127.0.0.2", port)).expect("127.0.0.2 with the same port");
     let config = config(&dir, port, Some(&hosts));
     let log = dir.join("node.log");
-    let _node = Kill(
-        Command::new(env!("CARGO_BIN_EXE_dhaf-node"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--log-format", "json"])
-            .env("RUST_LOG", "debug")
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _node = support::spawn_node_logging_json(&config, &log, "debug");
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
     wait("the node to lead", Duration::from_secs(30), || text().contains("is the new leader"), text);
 

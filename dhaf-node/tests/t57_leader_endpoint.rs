@@ -4,7 +4,6 @@
 //! registered node.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::Kill;
@@ -28,17 +27,7 @@ impl Member {
             .replace("services:\n", &format!("etcd: {{ hosts: \"{etcd}\" }}\nservices:\n"));
         std::fs::write(&config, text).unwrap();
         let log = dir.join("node.log");
-        let node = Kill(
-            Command::new(env!("CARGO_BIN_EXE_dhaf-node"))
-                .arg("--config")
-                .arg(&config)
-                .args(["--log-format", "json"])
-                .env("RUST_LOG", "info")
-                .stdout(std::fs::File::create(&log).unwrap())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let node = support::spawn_node_logging_json(&config, &log, "info");
         Member { node, log, api: None }
     }
 

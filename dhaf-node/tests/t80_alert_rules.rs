@@ -4,10 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-use support::Kill;
 
 mod support;
 
@@ -64,17 +62,7 @@ fn scrape_a_live_node() -> (BTreeSet<String>, BTreeSet<String>) {
     // The provider points nowhere yet: the node's first switch gives every per-switch series.
     std::fs::write(dir.join("entry"), "\n").unwrap();
     let log = dir.join("node.log");
-    let _node = Kill(
-        Command::new(env!("CARGO_BIN_EXE_dhaf-node"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--log-format", "json"])
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _node = support::spawn_node_logging_json(&config, &log, "info");
     let start = Instant::now();
     let mut last = String::new();
     loop {

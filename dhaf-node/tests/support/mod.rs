@@ -175,6 +175,22 @@ impl Drop for Kill {
     }
 }
 
+/// The `dhaf-node` binary on `config`, logging JSON at `rust_log` into the file `log`; killed
+/// when dropped.
+pub fn spawn_node_logging_json(config: &Path, log: &Path, rust_log: &str) -> Kill {
+    Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_dhaf-node"))
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", rust_log)
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start dhaf-node"),
+    )
+}
+
 /// A one-member etcd (`$DHAF_ETCD`, else `etcd` in `PATH`) with its data in `dir`, serving
 /// clients once this returns; and its client address, `127.0.0.1:port`.
 pub fn etcd_member(dir: &Path) -> (Kill, String) {
