@@ -143,6 +143,8 @@ struct Slot {
     epoch: u64,
     /// The term's first read-back has answered (or failed, or timed out).
     read_once: bool,
+    /// The `epoch` at which `live` was learnt: equal to `epoch`, no switch began or ended since.
+    live_epoch: Option<u64>,
     /// What is kept in the DCS of the announcements and the live state, so they are written
     /// only when they change.
     announced: Option<Announced>,
@@ -155,6 +157,9 @@ struct Slot {
     untold_checked: bool,
     /// A switch made and not yet told (its history entry could not be written yet).
     untold: Option<Untold>,
+    /// Where people last heard the service points (the last switch told, or where the term
+    /// found the provider), once the term has read the history.
+    told_at: Option<String>,
 }
 
 /// A switch carried out and not yet told.
@@ -164,6 +169,9 @@ struct Untold {
     record: SwitchRecord,
     /// Failed attempts before it went through: told as recovered too.
     recovered_after: u32,
+    /// The provider pointed at the target before the call: told only if people last heard it
+    /// points elsewhere (an earlier call, its answer lost, moved it).
+    already_there: bool,
 }
 
 /// Whether two records are the same switch (the wall-clock time aside).
@@ -176,6 +184,8 @@ fn same_switch(a: &SwitchRecord, b: &SwitchRecord) -> bool {
 struct Switching {
     service: usize,
     from: Option<String>,
+    /// Where the provider pointed when the switch began, if read back since the last switch.
+    live_before: Option<String>,
     record: SwitchRecord,
     /// When it was decided, for the switch-duration metric.
     decided: Instant,
@@ -515,6 +525,7 @@ impl Leading {
         match read {
             Ok(live) => {
                 slot.live = Some(live.unwrap_or_default());
+                slot.live_epoch = Some(slot.epoch);
                 slot.fresh = true;
             }
             Err(e) => tracing::warn!(service = %self.inner.config.services[i].name, error = %e, "cannot read the switcher's live state"),
@@ -618,7 +629,9 @@ impl Leading {
                     carry_out(&inner, i, &record, &eligible).await
                 }
             });
-            self.switching.insert(task.id(), Switching { service: i, from, record, decided: Instant::now() });
+            let slot = &mut self.slots[i];
+            let live_before = slot.live.clone().filter(|_| slot.live_epoch == Some(slot.epoch));
+            self.switching.insert(task.id(), Switching { service: i, from, live_before, record, decided: Instant::now() });
             self.slots[i].epoch += 1;
         }
         Ok(wake)
@@ -644,13 +657,13 @@ impl Leading {
             Ok((id, outcome)) => (id, outcome),
             Err(e) => (e.id(), Outcome::Failed(format!("the switcher panicked: {e}"))),
         };
-        let Some(Switching { service: i, from, record, decided }) = self.switching.remove(&id) else { return Ok(()) };
+        let Some(Switching { service: i, from, live_before, record, decided }) = self.switching.remove(&id) else { return Ok(()) };
         self.slots[i].epoch += 1;
         match outcome {
             Outcome::Done => {
                 let took = decided.elapsed();
                 self.inner.local.lock().unwrap().metrics.service(&self.inner.config.services[i].name).switch_duration.observe(took);
-                self.switched(i, from, &record).await
+                self.switched(i, from, live_before, &record).await
             }
             // The next round's decision waits out the backoff.
             Outcome::Failed(reason) => self.failed(i, &record, reason).await,
@@ -674,11 +687,12 @@ impl Leading {
         }
     }
 
-    async fn switched(&mut self, i: usize, from: Option<String>, record: &SwitchRecord) {
+    async fn switched(&mut self, i: usize, from: Option<String>, live_before: Option<String>, record: &SwitchRecord) {
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
         let attempts = self.slots[i].state.switch_succeeded();
         self.slots[i].live = Some(record.entry_point.clone());
+        self.slots[i].live_epoch = Some(self.slots[i].epoch);
         {
             let mut l = inner.local.lock().unwrap();
             l.metrics.switches += 1;
@@ -690,7 +704,12 @@ impl Leading {
             let _ = inner.dcs_call(inner.dcs.kv_delete(SWITCHING_NS, &svc.name)).await;
         }
         self.keep_live(i).await;
-        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: attempts });
+        // The provider pointed there already (read back since the last switch): perhaps nothing
+        // moved (the record was ahead of it, after a switch that failed and was called off), or
+        // an earlier call whose answer was lost moved it. `tell_switch` tells them apart by the
+        // history. A repair always moved something.
+        let already_there = record.kind != SwitchKind::Repair && live_before.as_deref() == Some(record.entry_point.as_str());
+        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: attempts, already_there });
         self.tell_switch(i).await;
     }
 
@@ -702,11 +721,18 @@ impl Leading {
         let Some(untold) = self.slots[i].untold.clone() else { return };
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
+        if untold.already_there && self.slots[i].told_at.as_deref() == Some(untold.record.entry_point.as_str()) {
+            // Where it was, and where people last heard it is: nothing moved, nothing to tell.
+            tracing::info!(service = %svc.name, to = %untold.record.entry_point, "the provider already pointed there: nothing moved");
+            self.slots[i].untold = None;
+            return;
+        }
         if !self.append_history(&svc.name, &untold.record).await {
             return;
         }
         self.slots[i].untold = None;
         let to = untold.record.entry_point.clone();
+        self.slots[i].told_at = Some(to.clone());
         let token = untold.record.token;
         let switched = Event::Switched { service: svc.name.clone(), from: untold.from, to: to.clone(), kind: untold.record.kind };
         inner.notifications.send_in_term(&inner.config, switched, token);
@@ -722,14 +748,17 @@ impl Leading {
     async fn tell_untold_switch(&mut self, i: usize, snapshot: &Snapshot) {
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
-        let Some(record) = snapshot.records.get(&svc.name) else { return };
-        if record.token == self.token || record.kind == SwitchKind::Initial || self.slots[i].live.as_deref() != Some(&record.entry_point) {
-            return;
-        }
         let history: Vec<SwitchRecord> = match inner.dcs_call(inner.dcs.kv_get(HISTORY_NS, &svc.name)).await {
             Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
             Err(_) => return,
         };
+        // Where people last heard the service points: the last switch told, else where the
+        // provider was found (adopted, never a switch).
+        self.slots[i].told_at = history.last().map(|h| h.entry_point.clone()).or_else(|| self.slots[i].live.clone());
+        let Some(record) = snapshot.records.get(&svc.name) else { return };
+        if record.token == self.token || record.kind == SwitchKind::Initial || self.slots[i].live.as_deref() != Some(&record.entry_point) {
+            return;
+        }
         // Told already, or no change to tell: the last switch told went to the same place (a
         // record rewritten without a provider call, as a switch away from a target that never
         // took effect).
@@ -738,7 +767,7 @@ impl Leading {
         }
         let from = if record.kind == SwitchKind::Repair { None } else { history.last().map(|h| h.entry_point.clone()) };
         tracing::info!(service = %svc.name, to = %record.entry_point, by = %record.node, "telling a switch the previous leader made but did not tell");
-        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: 0 });
+        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: 0, already_there: false });
         self.tell_switch(i).await;
     }
 

@@ -178,8 +178,10 @@ impl Drop for Kill {
 /// The `dhaf-node` binary on `config`, logging JSON at `rust_log` into the file `log`; killed
 /// when dropped.
 pub fn spawn_node_logging_json(config: &Path, log: &Path, rust_log: &str) -> Kill {
+    // `option_env!`: this module is shared with dhaf-cli's tests, which have no such binary.
+    let Some(binary) = option_env!("CARGO_BIN_EXE_dhaf-node") else { panic!("only dhaf-node's own tests start its binary") };
     Kill(
-        std::process::Command::new(env!("CARGO_BIN_EXE_dhaf-node"))
+        std::process::Command::new(binary)
             .arg("--config")
             .arg(config)
             .args(["--log-format", "json"])
