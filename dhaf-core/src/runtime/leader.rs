@@ -748,10 +748,7 @@ impl Leading {
     async fn tell_untold_switch(&mut self, i: usize, snapshot: &Snapshot) {
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
-        let history: Vec<SwitchRecord> = match inner.dcs_call(inner.dcs.kv_get(HISTORY_NS, &svc.name)).await {
-            Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
-            Err(_) => return,
-        };
+        let Some(history) = self.history(&svc.name).await else { return };
         // Where people last heard the service points: the last switch told, else where the
         // provider was found (adopted, never a switch).
         self.slots[i].told_at = history.last().map(|h| h.entry_point.clone()).or_else(|| self.slots[i].live.clone());
@@ -762,7 +759,7 @@ impl Leading {
         // Told already, or no change to tell: the last switch told went to the same place (a
         // record rewritten without a provider call, as a switch away from a target that never
         // took effect).
-        if history.last().is_some_and(|h| same_switch(h, record) || h.entry_point == record.entry_point) {
+        if history.last().is_some_and(|h| h.entry_point == record.entry_point) {
             return;
         }
         let from = if record.kind == SwitchKind::Repair { None } else { history.last().map(|h| h.entry_point.clone()) };
@@ -840,14 +837,18 @@ impl Leading {
         }
     }
 
+    /// The service's history as kept in the DCS (an unreadable one reads as empty); `None` when
+    /// the DCS cannot be read.
+    async fn history(&self, service: &str) -> Option<Vec<SwitchRecord>> {
+        let raw = self.inner.dcs_call(self.inner.dcs.kv_get(HISTORY_NS, service)).await.ok()?;
+        Some(raw.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default())
+    }
+
     /// Append `record` to the service's history, unless it is its last entry already (a write
     /// whose answer was lost, tried again); whether the history holds it now.
     async fn append_history(&self, service: &str, record: &SwitchRecord) -> bool {
         let dcs = &self.inner.dcs;
-        let mut list: Vec<SwitchRecord> = match self.inner.dcs_call(dcs.kv_get(HISTORY_NS, service)).await {
-            Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
-            Err(_) => return false,
-        };
+        let Some(mut list) = self.history(service).await else { return false };
         if list.last().is_some_and(|h| same_switch(h, record)) {
             return true;
         }
