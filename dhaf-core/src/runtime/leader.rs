@@ -115,7 +115,7 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
         match watch.as_mut() {
             Some(w) => {
                 tokio::select! {
-                    alive = w.changed() => if !alive { watch = None },
+                    alive = standing_changed(w) => if !alive { watch = None },
                     _ = tokio::time::sleep(wait) => {}
                     _ = inner.retiring() => {}
                 }
@@ -124,6 +124,24 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                 _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
                 _ = inner.retiring() => {}
             },
+        }
+    }
+}
+
+/// Wait for a change that may free the leader key or change who may stand for it (presence,
+/// leadership, definitions, or one the watch cannot tell): a follower reads the cluster again
+/// for those, not for every opinion. `false` when the watch is closed.
+async fn standing_changed(w: &mut crate::dcs::Watch) -> bool {
+    use crate::dcs::keys::Update;
+    loop {
+        match w.next().await {
+            None => return false,
+            Some(Changes::Unknown) => return true,
+            Some(Changes::Known(changes)) => {
+                if changes.iter().any(|c| matches!(c.update, Update::Leader(_) | Update::Alive { .. } | Update::Definitions { .. })) {
+                    return true;
+                }
+            }
         }
     }
 }
