@@ -9,6 +9,7 @@
 //! cargo bench --bench failover -- scale     # 1,000 services x 3 entry points every second
 //! cargo bench --bench failover -- probe     # what single web checks cost, outside a node
 //! DHAF_BENCH_RUNS=5 cargo bench --bench failover -- latency
+//! cargo bench --bench failover -- fast      # three nodes over a real etcd (needs $DHAF_ETCD)
 //! ```
 //!
 //! The scale part runs the backends in a child process (this binary again), so the CPU time and
@@ -52,6 +53,11 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+#[path = "../dhaf-providers/tests/support/etcd.rs"]
+mod etcd_support;
+#[path = "failover/fast.rs"]
+mod fast;
+
 /// Set in the child process that serves the backends of the scale part.
 const BACKENDS_CHILD: &str = "DHAF_BENCH_BACKENDS_CHILD";
 
@@ -80,6 +86,11 @@ fn main() {
     }
     if parts.iter().any(|a| a == "probe") {
         rt.block_on(probe());
+    }
+    // Only when named: it needs a real etcd.
+    if parts.iter().any(|a| a == "fast") {
+        let runs = std::env::var("DHAF_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+        rt.block_on(fast::fast(runs));
     }
 }
 

@@ -28,7 +28,7 @@ mod lab;
 
 use std::time::Duration;
 
-use lab::{Lab, Options, Switcher, Write};
+use lab::{Lab, Options, Switcher, Timing, Write};
 use serde_json::Value;
 
 /// One lab at a time: the machine has few cores and etcd is sensitive to starvation.
@@ -61,14 +61,25 @@ async fn assert_no_write_for(lab: &mut Lab, d: Duration, why: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_killed_fails_over_once_within_the_bound() {
+    backend_killed(Timing::ONE_SECOND, SWITCH_BOUND).await;
+}
+
+/// The same with a 250 ms tact and 200 ms checks: fall 2 x 250 ms + DCS round trips is well
+/// under a second; the bound leaves room for a loaded machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_killed_fails_over_once_within_the_bound_at_a_250ms_tact() {
+    backend_killed(Timing::FAST, Duration::from_secs(5)).await;
+}
+
+async fn backend_killed(timing: Timing, bound: Duration) {
     let _serial = SERIAL.lock().await;
-    let mut lab = Lab::start(Options::default()).await;
+    let mut lab = Lab::start(Options { timing, ..Options::default() }).await;
     let (leader, term) = lab.leader().await;
     assert_no_write_for(&mut lab, Duration::from_secs(3), "healthy start").await;
 
     lab.kill_backend("b1");
-    let took = lab.wait_entry("ep-2", SWITCH_BOUND).await;
-    eprintln!("backend killed: switched in {took:?}");
+    let took = lab.wait_entry("ep-2", bound).await;
+    eprintln!("backend killed (tact {}): switched in {took:?}", timing.tact);
     assert_no_write_for(&mut lab, Duration::from_secs(4), "after the failover").await;
 
     let writes = lab.writes();

@@ -1814,3 +1814,60 @@ async fn a_reload_with_an_invalid_config_is_refused_by_key_path_and_the_node_goe
     assert_eq!(handle.config().services.len(), 1, "the old config goes on");
     assert!(api.calls().is_empty(), "no provider of the refused config acts");
 }
+
+/// One node leading `n` services of two entry points each (one provider and checker per
+/// service), started and settled.
+async fn many_services(n: usize, tact: &str) -> (MemoryDcs, NodeHandle, Vec<(FakeProvider, ScriptedChecker)>) {
+    let mut yaml = format!(
+        "dhaf: {{ cluster-name: t, node-name: n1, tact-interval: {tact}, heartbeat-interval: 1, healthy-node-status-ttl: 60, reconcile-interval: 120 }}\nservices:\n"
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - name: s{i}\n    domain: s{i}.test\n    entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }}, {{ name: ep-2, ip: 10.0.0.2 }} ]\n    switcher: {{ type: fake }}\n    health-checker: {{ type: scripted }}\n"
+        ));
+    }
+    let services: Vec<_> = (0..n).map(|_| (FakeProvider::new(Some("ep-1")), ScriptedChecker::new())).collect();
+    let providers = Providers {
+        services: services
+            .iter()
+            .map(|(p, c)| ServiceProviders { checker: Arc::new(c.clone()), switcher: Arc::new(p.switcher("n1")) })
+            .collect(),
+        notifiers: vec![],
+    };
+    let dcs = MemoryDcs::new("t");
+    let node = Node::new(Config::parse(&yaml).unwrap(), Arc::new(dcs.clone()), providers);
+    let handle = node.handle();
+    tokio::spawn(node.run(std::future::pending()));
+    wait_for("a leader", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(5)).await;
+    (dcs, handle, services)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_opinion_reaches_the_switcher_without_a_full_read_of_the_dcs() {
+    let (dcs, _handle, services) = many_services(3, "1").await;
+    let reads = dcs.snapshots_read();
+    services[1].1.down("ep-1", "connection refused");
+    wait_for("the failover", Duration::from_secs(10), || async { (services[1].0.current().as_deref() == Some("ep-2")).then_some(()) })
+        .await;
+    sleep(Duration::from_secs(5)).await;
+    // The leader keeps its copy of the cluster up to date from the watch: between its start and
+    // the reconcile interval it reads everything only if the watch breaks.
+    assert_eq!(dcs.snapshots_read() - reads, 0, "the leader read the whole dcs on the way to the switch");
+    assert_eq!(services[0].0.current().as_deref(), Some("ep-1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_many_services_a_change_to_one_decides_only_that_one() {
+    let (_dcs, handle, services) = many_services(200, "1").await;
+    let decided = handle.metrics().decisions;
+    services[7].1.down("ep-1", "connection refused");
+    wait_for("the failover", Duration::from_secs(10), || async { (services[7].0.current().as_deref() == Some("ep-2")).then_some(()) })
+        .await;
+    sleep(Duration::from_secs(10)).await;
+    let more = handle.metrics().decisions - decided;
+    // The changed opinions, the record of the switch, its outcome: a handful of decisions of
+    // service 7, none of the 199 others, and no decision of every service every tact.
+    assert!(more > 0 && more < 20, "{more} decisions for one service's failover among 200");
+    assert!(services.iter().enumerate().all(|(i, (p, _))| i == 7 || p.current().as_deref() == Some("ep-1")));
+}

@@ -78,6 +78,7 @@ pub async fn render(h: &NodeHandle, reloader: Option<&Reloader>) -> String {
         switch_duration,
     );
     out.counter1("dhaf_leader_changes", "Times this node became the leader", m.leader_changes);
+    out.counter1("dhaf_decisions", "Services this node decided as leader, one decision each: only what changed is decided", m.decisions);
     out.counter1("dhaf_dcs_errors", "DCS calls that failed for want of the DCS", m.dcs_errors);
     out.gauge1("dhaf_is_leader", "1 while this node is the cluster leader", f64::from(u8::from(leads(h))));
     out.gauge1("dhaf_registered", "1 while this node holds a live lease in the DCS", f64::from(u8::from(h.holds_lease())));

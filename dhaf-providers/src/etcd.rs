@@ -57,7 +57,7 @@ use dhaf_core::dcs::keys::{encode, Keys, RawEntry};
 use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
 use dhaf_core::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, PutOptions, TlsOptions, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, KeyValue, PutOptions, TlsOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
 };
 use tokio::time::Instant;
@@ -262,6 +262,11 @@ impl EtcdDcs {
     }
 
     async fn range(&self, prefix: String) -> Result<Vec<KeyValue>, DcsError> {
+        Ok(self.range_at(prefix).await?.0)
+    }
+
+    /// The entries under `prefix`, and the store's revision they show.
+    async fn range_at(&self, prefix: String) -> Result<(Vec<KeyValue>, i64), DcsError> {
         let mut resp = self
             .call(move |mut c| {
                 let prefix = prefix.clone();
@@ -269,7 +274,8 @@ impl EtcdDcs {
             })
             .await?
             .map_err(other)?;
-        Ok(resp.take_kvs())
+        let revision = resp.header().map_or(0, |h| h.revision());
+        Ok((resp.take_kvs(), revision))
     }
 
     /// A transaction that writes only while `token`'s term leads: [`DcsError::Fenced`] otherwise.
@@ -500,11 +506,13 @@ impl Dcs for EtcdDcs {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
-        let kvs = self.range(self.keys.prefix().to_string()).await?;
+        let (kvs, revision) = self.range_at(self.keys.prefix().to_string()).await?;
         // A key that is not text cannot be one of ours; it is read as best it can be, so an
         // unreadable value under it is named rather than failing the snapshot.
         let keys: Vec<_> = kvs.iter().map(|kv| String::from_utf8_lossy(kv.key())).collect();
-        Ok(self.keys.decode(kvs.iter().zip(&keys).map(|(kv, key)| RawEntry { key, value: kv.value(), mod_revision: kv.mod_revision() })))
+        let snapshot =
+            self.keys.decode(kvs.iter().zip(&keys).map(|(kv, key)| RawEntry { key, value: kv.value(), mod_revision: kv.mod_revision() }));
+        Ok(Snapshot { revision, ..snapshot })
     }
 
     async fn watch(&self) -> Result<Watch, DcsError> {
@@ -525,14 +533,26 @@ impl Dcs for EtcdDcs {
             .await?
             .map_err(other)?;
         let (tx, watch) = Watch::channel();
+        let keys = self.keys.clone();
         tokio::spawn(async move {
             // The client keeps the connection open as long as the stream is read.
             let _client = client;
             loop {
                 match stream.message().await {
+                    // Cancelled (compacted past, or the member lost its leader): the watcher
+                    // reads everything again and watches anew.
                     Ok(Some(r)) if r.canceled() => break,
                     Ok(Some(r)) => {
-                        if !r.events().is_empty() && !tx.notify() {
+                        let changes: Vec<_> = r
+                            .events()
+                            .iter()
+                            .filter_map(|e| {
+                                let kv = e.kv()?;
+                                let value = (e.event_type() == EventType::Put).then(|| kv.value());
+                                Some(keys.change(&String::from_utf8_lossy(kv.key()), value, kv.mod_revision()))
+                            })
+                            .collect();
+                        if !changes.is_empty() && !tx.send(changes) {
                             break;
                         }
                     }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Dcs, DcsError, Purge, SwitchoverRequest};
+use super::{Changes, Dcs, DcsError, Purge, Snapshot, SwitchoverRequest, Touched};
 use crate::model::{FencingToken, Opinion, Pause, SwitchKind, SwitchRecord};
 
 /// Writes beneath the [`Dcs`] contract, for tests: any value at any key, as a newer version of
@@ -61,6 +61,7 @@ where
         ("decommission", |d, _| Box::pin(decommission(d))),
         ("provider_store", |d, _| Box::pin(provider_store(d))),
         ("watch", |d, _| Box::pin(watch(d))),
+        ("watch_keeps_a_copy", |d, r| Box::pin(watch_keeps_a_copy(d, r))),
         ("unreadable_values", |d, r| Box::pin(unreadable_values(d, r))),
     ];
     let unique = std::process::id();
@@ -324,6 +325,72 @@ pub async fn watch(dcs: Arc<dyn Dcs>) {
     dcs.publish_opinion("n1", lease, "svc", "ep1", &Opinion::healthy()).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), w.changed()).await;
     assert_eq!(got, Ok(true), "a watch must signal an opinion change");
+}
+
+/// A snapshot kept up to date from a watch's changes equals a fresh read, whatever changed
+/// (presence, leadership, opinions, definitions, requests, maintenance, pause, records, values
+/// that cannot be read, a lease revoked, a node decommissioned); a change the snapshot shows
+/// already is skipped; a change tells which service it bears on.
+pub async fn watch_keeps_a_copy(dcs: Arc<dyn Dcs>, raw: Arc<dyn RawPut>) {
+    let l1 = dcs.register("n1", TTL * 10).await.unwrap();
+    let l2 = dcs.register("n2", TTL * 10).await.unwrap();
+    dcs.publish_opinion("n1", l1, "svc", "ep1", &Opinion::healthy()).await.unwrap();
+    let mut w = dcs.watch().await.unwrap();
+    // Made after the watch began and before the copy was read: the copy shows it already.
+    dcs.publish_opinion("n2", l2, "svc", "ep1", &Opinion::unhealthy("refused")).await.unwrap();
+    let mut copy = dcs.snapshot().await.unwrap();
+    assert!(copy.revision > 0, "a snapshot must say which revision it shows");
+    let first = next_changes(&mut w).await;
+    assert!(first.iter().all(|c| copy.apply(c) == Touched::Nothing), "a change the copy shows already must be skipped");
+    assert_eq!(copy, dcs.snapshot().await.unwrap());
+
+    let token = dcs.campaign("n1", l1).await.unwrap().unwrap();
+    dcs.publish_opinion("n2", l2, "svc", "ep2", &Opinion::healthy()).await.unwrap();
+    let defs = [("svc".to_string(), crate::model::ServiceDefinition { fingerprint: "f".into(), settings: Default::default() })];
+    dcs.publish_definitions("n1", l1, &defs.iter().cloned().collect()).await.unwrap();
+    dcs.publish_definitions("n2", l2, &defs.iter().cloned().collect()).await.unwrap();
+    dcs.request_switchover("svc", "ep2").await.unwrap();
+    dcs.set_maintenance("svc", "ep1", true).await.unwrap();
+    dcs.set_maintenance("other", "ep1", true).await.unwrap();
+    dcs.set_maintenance("other", "ep1", false).await.unwrap();
+    dcs.set_pause(Some(&Pause { since: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000), by: "ops".into() })).await.unwrap();
+    dcs.record_switch("svc", &record("ep2", token)).await.unwrap();
+    raw.raw_put("opinions/n1/svc/ep3", "not json").await;
+    raw.raw_put("records/newer", r#"{"entry_point":"ep1","kind":"teleport","token":1,"node":"n1","at":1.0}"#).await;
+    dcs.kv_put("tg", "chat", "1").await.unwrap();
+    dcs.purge_switchover("svc", Purge::Any).await.unwrap();
+    dcs.withdraw_opinion("n1", "svc", "ep1").await.unwrap();
+    catch_up(&mut w, &mut copy, &dcs.snapshot().await.unwrap()).await;
+    assert_eq!(copy, dcs.snapshot().await.unwrap());
+    assert!(copy.paused.is_some() && copy.skipped.len() == 2, "{copy:?}");
+
+    dcs.publish_opinion("n1", l1, "svc", "ep1", &Opinion::unhealthy("timed out")).await.unwrap();
+    let one = next_changes(&mut w).await;
+    assert_eq!(one.iter().map(|c| copy.apply(c)).collect::<Vec<_>>(), [Touched::Service("svc".into())]);
+
+    dcs.set_pause(None).await.unwrap();
+    dcs.revoke(l2).await.unwrap();
+    dcs.decommission("n2").await.unwrap();
+    dcs.resign(token).await.unwrap();
+    catch_up(&mut w, &mut copy, &dcs.snapshot().await.unwrap()).await;
+    assert_eq!(copy, dcs.snapshot().await.unwrap());
+    assert!(copy.leader.is_none() && !copy.members.contains("n2") && !copy.opinions.contains_key("n2"), "{copy:?}");
+}
+
+async fn next_changes(w: &mut super::Watch) -> Vec<super::keys::Change> {
+    match tokio::time::timeout(Duration::from_secs(5), w.next()).await {
+        Ok(Some(Changes::Known(c))) => c,
+        other => panic!("the watch must report what changed, got {other:?}"),
+    }
+}
+
+/// Apply the watch's changes to `copy` until it shows `fresh`'s revision.
+async fn catch_up(w: &mut super::Watch, copy: &mut Snapshot, fresh: &Snapshot) {
+    while copy.revision < fresh.revision {
+        for c in next_changes(w).await {
+            copy.apply(&c);
+        }
+    }
 }
 
 /// A value the node cannot read (garbage, a newer version's format, a time out of range, a

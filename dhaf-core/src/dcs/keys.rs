@@ -17,8 +17,10 @@
 
 use serde::de::DeserializeOwned;
 
-use super::{Leader, Snapshot, SwitchoverRequest};
-use crate::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
+use std::collections::BTreeMap;
+
+use super::{Snapshot, SwitchoverRequest};
+use crate::model::{Opinion, Pause, ServiceDefinition, SwitchRecord};
 
 /// Builds and parses the keys of one cluster.
 #[derive(Debug, Clone)]
@@ -101,79 +103,153 @@ impl Keys {
     ///
     /// A value that cannot be read is left out and named in [`Snapshot::skipped`]: it affects
     /// only what it describes (one opinion, one record, one request), never the whole snapshot.
+    /// Each entry is applied as a [`Change`] (the one way a key is read, for snapshots and
+    /// watches alike); presence first, since only alive nodes' opinions and definitions count.
     pub fn decode<'a>(&self, entries: impl IntoIterator<Item = RawEntry<'a>>) -> Snapshot {
         let mut s = Snapshot::default();
-        let mut opinions = Vec::new();
-        let mut definitions = Vec::new();
-        for RawEntry { key, value, mod_revision } in entries {
-            let Some(rel) = key.strip_prefix(&self.root) else { continue };
-            let parts: Vec<&str> = rel.split('/').collect();
-            let value = match std::str::from_utf8(value) {
-                Ok(v) => v,
-                Err(e) => {
-                    s.skipped.insert(key.to_string(), format!("not utf-8 text: {e}"));
-                    continue;
-                }
-            };
-            let mut skip = |why: String| {
-                s.skipped.insert(key.to_string(), why);
-            };
-            match parts.as_slice() {
-                ["alive", node] => {
-                    s.alive.insert(node.to_string());
-                }
-                ["members", node] => {
-                    s.members.insert(node.to_string());
-                }
-                ["leader"] => s.leader = Some(Leader { node: value.to_string(), token: FencingToken(mod_revision) }),
-                ["opinions", node, service, ep] => match parse::<Opinion>(value) {
-                    Ok(opinion) => opinions.push((node.to_string(), service.to_string(), ep.to_string(), opinion)),
-                    Err(why) => skip(why),
-                },
-                ["definitions", node] => match parse::<std::collections::BTreeMap<String, ServiceDefinition>>(value) {
-                    Ok(defs) => definitions.push((node.to_string(), defs)),
-                    Err(why) => skip(why),
-                },
-                ["switchovers", service] => match parse::<SwitchoverRequest>(value) {
-                    Ok(request) => {
-                        s.switchovers.insert(service.to_string(), SwitchoverRequest { revision: mod_revision, ..request });
-                    }
-                    Err(why) => skip(why),
-                },
-                ["maintenance", service, ep] => {
-                    s.maintenance.entry(service.to_string()).or_default().insert(ep.to_string());
-                }
-                // A pause that cannot be read still pauses: switching during a maintenance
-                // someone asked for is worse than holding still until they resume.
-                ["paused"] => match parse::<Pause>(value) {
-                    Ok(pause) => s.paused = Some(pause),
-                    Err(why) => {
-                        skip(why);
-                        s.paused = Some(Pause { since: std::time::UNIX_EPOCH, by: "unknown (the pause flag is unreadable)".into() });
-                    }
-                },
-                ["records", service] => match parse::<SwitchRecord>(value) {
-                    Ok(record) => {
-                        s.records.insert(service.to_string(), record);
-                    }
-                    Err(why) => skip(why),
-                },
-                _ => {}
-            }
+        let changes: Vec<Change> = entries.into_iter().map(|e| self.change(e.key, Some(e.value), e.mod_revision)).collect();
+        let (presence, rest): (Vec<&Change>, Vec<&Change>) = changes.iter().partition(|c| matches!(c.update, Update::Alive { .. }));
+        for c in presence.into_iter().chain(rest) {
+            s.absorb(c);
         }
-        for (node, service, ep, opinion) in opinions {
-            if s.alive.contains(&node) {
-                s.opinions.entry(node).or_default().entry(service).or_default().insert(ep, opinion);
-            }
-        }
-        for (node, defs) in definitions {
-            if s.alive.contains(&node) {
-                s.definitions.insert(node, defs);
-            }
-        }
-        s.members.extend(s.alive.iter().cloned());
         s
     }
+
+    /// Read one change of `key` (`value` `None`: deleted) at `mod_revision`, as a watch reports
+    /// it. A key outside the layout reads as [`Update::Other`].
+    pub fn change(&self, key: &str, value: Option<&[u8]>, mod_revision: i64) -> Change {
+        let update = self.update(key, value);
+        Change { key: key.to_string(), revision: mod_revision, update }
+    }
+
+    fn update(&self, key: &str, value: Option<&[u8]>) -> Update {
+        let Some(rel) = key.strip_prefix(&self.root) else { return Update::Other };
+        let parts: Vec<&str> = rel.split('/').collect();
+        let text = value.map(|v| std::str::from_utf8(v).map_err(|e| format!("not utf-8 text: {e}")));
+        let read = |f: &dyn Fn(&str) -> Result<Read, String>| -> Option<Result<Read, String>> { text.clone().map(|t| t.and_then(f)) };
+        let (on, owned) = (value.is_some(), |s: &str| s.to_string());
+        match parts.as_slice() {
+            ["alive", node] => Update::Alive { node: owned(node), on },
+            ["members", node] => Update::Member { node: owned(node), on },
+            ["leader"] => Update::Leader(read(&|t| Ok(Read::Text(t.to_string())))),
+            ["opinions", node, service, ep] => Update::Opinion {
+                node: owned(node),
+                service: owned(service),
+                entry_point: owned(ep),
+                value: read(&|t| parse::<Opinion>(t).map(Read::Opinion)),
+            },
+            ["definitions", node] => Update::Definitions {
+                node: owned(node),
+                value: read(&|t| parse::<BTreeMap<String, ServiceDefinition>>(t).map(Read::Definitions)),
+            },
+            ["switchovers", service] => {
+                Update::Switchover { service: owned(service), value: read(&|t| parse::<SwitchoverRequest>(t).map(Read::Switchover)) }
+            }
+            ["maintenance", service, ep] => Update::Maintenance { service: owned(service), entry_point: owned(ep), on },
+            ["paused"] => Update::Paused(read(&|t| parse::<Pause>(t).map(Read::Pause))),
+            ["records", service] => {
+                Update::Record { service: owned(service), value: read(&|t| parse::<SwitchRecord>(t).map(Read::Record)) }
+            }
+            _ => Update::Other,
+        }
+    }
+}
+
+/// One key's change, read: what a watch reports, and how a snapshot is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The full key.
+    pub key: String,
+    /// The revision that made the change (for the leader key, the new term).
+    pub revision: i64,
+    /// What changed.
+    pub update: Update,
+}
+
+/// A value as read: `None` when the key was deleted, `Err` (why) when it cannot be read.
+pub type Value = Option<Result<Read, String>>;
+
+/// A stored value, read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// The leader key's node name.
+    Text(String),
+    /// An opinion.
+    Opinion(Opinion),
+    /// A node's definitions.
+    Definitions(BTreeMap<String, ServiceDefinition>),
+    /// A switchover request.
+    Switchover(SwitchoverRequest),
+    /// A pause.
+    Pause(Pause),
+    /// A switch record.
+    Record(SwitchRecord),
+}
+
+/// What one key's change is about, by the layout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// A node's presence came (`on`) or went.
+    Alive {
+        /// The node.
+        node: String,
+        /// Present now.
+        on: bool,
+    },
+    /// A node's membership.
+    Member {
+        /// The node.
+        node: String,
+        /// A member now.
+        on: bool,
+    },
+    /// The leader key.
+    Leader(Value),
+    /// A node's opinion of an entry point.
+    Opinion {
+        /// The node.
+        node: String,
+        /// The service.
+        service: String,
+        /// The entry point.
+        entry_point: String,
+        /// The opinion.
+        value: Value,
+    },
+    /// A node's definitions.
+    Definitions {
+        /// The node.
+        node: String,
+        /// The definitions.
+        value: Value,
+    },
+    /// A service's switchover request.
+    Switchover {
+        /// The service.
+        service: String,
+        /// The request.
+        value: Value,
+    },
+    /// An entry point's maintenance flag.
+    Maintenance {
+        /// The service.
+        service: String,
+        /// The entry point.
+        entry_point: String,
+        /// In maintenance now.
+        on: bool,
+    },
+    /// The pause flag.
+    Paused(Value),
+    /// A service's switch record.
+    Record {
+        /// The service.
+        service: String,
+        /// The record.
+        value: Value,
+    },
+    /// A key no decision reads (a provider's value, or one outside the layout).
+    Other,
 }
 
 /// One stored entry as an implementation read it, for [`Keys::decode`].

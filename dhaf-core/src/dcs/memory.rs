@@ -42,6 +42,8 @@ struct Store {
     revision: i64,
     next_lease: LeaseId,
     watchers: Vec<WatchSender>,
+    /// The changes made since watchers were last told: key, new value (`None`: deleted), revision.
+    pending: Vec<(String, Option<String>, i64)>,
     state_file: Option<PathBuf>,
     /// A durable entry (not bound to a lease) changed since the state file was written.
     durable_dirty: bool,
@@ -68,6 +70,8 @@ pub struct Faults {
 
 struct Shared {
     keys: Keys,
+    /// How many snapshots were read, by every handle.
+    snapshots: std::sync::atomic::AtomicU64,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
 }
@@ -100,7 +104,15 @@ pub struct MemoryDcs {
 impl MemoryDcs {
     /// A new, empty store for cluster `cluster`.
     pub fn new(cluster: &str) -> Self {
-        MemoryDcs { shared: Arc::new(Shared { keys: Keys::new(cluster), store: Mutex::default(), faults: Mutex::default() }), node: None }
+        MemoryDcs {
+            shared: Arc::new(Shared {
+                keys: Keys::new(cluster),
+                snapshots: Default::default(),
+                store: Mutex::default(),
+                faults: Mutex::default(),
+            }),
+            node: None,
+        }
     }
 
     /// A store kept in `path`: read now if it exists, written on every change. Fails, naming
@@ -192,6 +204,11 @@ impl MemoryDcs {
         }
     }
 
+    /// How many full snapshots have been read from the store, through any handle.
+    pub fn snapshots_read(&self) -> u64 {
+        self.shared.snapshots.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many writes the store has taken (its revision).
     pub fn revision(&self) -> i64 {
         lock(&self.shared.store).revision
@@ -242,13 +259,14 @@ impl MemoryDcs {
             if let (Some(path), Some((kv, leases))) = (store.state_file.clone(), undo) {
                 if let Err(e) = save(&path, &store.kv) {
                     (store.kv, store.leases, store.revision) = (kv, leases, before);
+                    store.pending.clear();
                     tracing::error!(path = %path.display(), error = %e, "cannot save the embedded dcs state file: the change is refused");
                     return Err(unsaved(&path, &e));
                 }
             }
         }
         if store.revision != at_entry {
-            store.watchers.retain(|w| w.notify());
+            tell_watchers(&mut store, &self.shared.keys);
         }
         if !store.reaper && !store.leases.is_empty() {
             store.reaper = true;
@@ -265,6 +283,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Send the changes made since the last call to every watcher, forgetting those gone.
+fn tell_watchers(store: &mut Store, keys: &Keys) {
+    let pending = std::mem::take(&mut store.pending);
+    let changes: Vec<_> = pending.iter().map(|(key, value, rev)| keys.change(key, value.as_deref().map(str::as_bytes), *rev)).collect();
+    store.watchers.retain(|w| w.send(changes.clone()));
+}
+
 fn expire(store: &mut Store, now: Instant) {
     let dead: Vec<LeaseId> = store.leases.iter().filter(|(_, (deadline, _))| *deadline <= now).map(|(id, _)| *id).collect();
     for id in dead {
@@ -276,10 +301,14 @@ fn revoke_lease(store: &mut Store, id: LeaseId) -> bool {
     if store.leases.remove(&id).is_none() {
         return false;
     }
-    let before = store.kv.len();
-    store.kv.retain(|_, e| e.lease != Some(id));
-    if store.kv.len() != before {
+    let gone: Vec<String> = store.kv.iter().filter(|(_, e)| e.lease == Some(id)).map(|(k, _)| k.clone()).collect();
+    if !gone.is_empty() {
         store.revision += 1;
+        let revision = store.revision;
+        for key in gone {
+            store.kv.remove(&key);
+            store.pending.push((key, None, revision));
+        }
     }
     true
 }
@@ -311,12 +340,14 @@ fn put(store: &mut Store, key: String, value: String, lease: Option<LeaseId>) {
     store.revision += 1;
     store.durable_dirty |= lease.is_none() || store.kv.get(&key).is_some_and(|e| e.lease.is_none());
     let mod_revision = store.revision;
+    store.pending.push((key.clone(), Some(value.clone()), mod_revision));
     store.kv.insert(key, Entry { value, lease, mod_revision });
 }
 
 fn delete(store: &mut Store, key: &str) -> bool {
     if let Some(e) = store.kv.remove(key) {
         store.revision += 1;
+        store.pending.push((key.to_string(), None, store.revision));
         store.durable_dirty |= e.lease.is_none();
         true
     } else {
@@ -335,7 +366,7 @@ fn spawn_reaper(shared: Weak<Shared>) {
                 expire(&mut store, Instant::now());
                 // Only leases expire here: nothing durable changes, nothing to save.
                 if store.revision != before {
-                    store.watchers.retain(|w| w.notify());
+                    tell_watchers(&mut store, &shared.keys);
                 }
                 store.leases.values().map(|(d, _)| *d).min()
             };
@@ -462,17 +493,21 @@ impl Dcs for MemoryDcs {
         self.enter().await?;
         // Copied out and decoded outside the lock: reading values is the caller's business and
         // must not hold up (or, by a bug, poison) the store.
-        let entries: Vec<(String, Entry)> = self.with_store(|s, k| {
-            s.kv.range(k.prefix().to_string()..)
-                .take_while(|(key, _)| key.starts_with(k.prefix()))
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .collect()
+        let (entries, revision): (Vec<(String, Entry)>, i64) = self.with_store(|s, k| {
+            let entries =
+                s.kv.range(k.prefix().to_string()..)
+                    .take_while(|(key, _)| key.starts_with(k.prefix()))
+                    .map(|(k, e)| (k.clone(), e.clone()))
+                    .collect();
+            (entries, s.revision)
         })?;
-        Ok(self.shared.keys.decode(entries.iter().map(|(key, e)| RawEntry {
+        self.shared.snapshots.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let snapshot = self.shared.keys.decode(entries.iter().map(|(key, e)| RawEntry {
             key,
             value: e.value.as_bytes(),
             mod_revision: e.mod_revision,
-        })))
+        }));
+        Ok(Snapshot { revision, ..snapshot })
     }
 
     async fn watch(&self) -> Result<Watch, DcsError> {

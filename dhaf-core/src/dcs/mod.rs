@@ -13,6 +13,8 @@ pub mod keys;
 pub mod memory;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -106,6 +108,158 @@ pub struct Snapshot {
     /// it describes (one opinion, one service's record or request); the rest is read as usual.
     #[serde(default)]
     pub skipped: BTreeMap<String, String>,
+    /// The store's revision this snapshot shows: a watch's changes at or below it are in it
+    /// already (0: unknown).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: i64,
+}
+
+/// What a change bears on, for whoever keeps a [`Snapshot`] up to date from a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    /// Nothing a decision reads (a provider's value, membership, a change already seen).
+    Nothing,
+    /// One service's data: an opinion, its request, maintenance or record.
+    Service(String),
+    /// What every service's decision reads: presence, leadership, definitions, the pause.
+    Cluster,
+}
+
+impl Snapshot {
+    /// Apply one change as a watch reported it, unless the snapshot shows it already (its
+    /// revision is at or below [`Snapshot::revision`]); what it bears on.
+    ///
+    /// A snapshot kept up to date this way from a watch that started before it was read equals
+    /// a fresh read (the conformance suite checks it), so a leader decides from its copy and
+    /// reads everything only at start, after a gap in the watch, and as a periodic safety net.
+    pub fn apply(&mut self, change: &keys::Change) -> Touched {
+        if self.revision != 0 && change.revision <= self.revision {
+            return Touched::Nothing;
+        }
+        self.revision = self.revision.max(change.revision);
+        self.absorb(change)
+    }
+
+    /// Apply one change whatever its revision.
+    pub(crate) fn absorb(&mut self, change: &keys::Change) -> Touched {
+        use keys::{Read, Update};
+        let key = &change.key;
+        // A value read (`Some`), or gone: an unreadable one is named in `skipped` and counts
+        // for nothing, as if it were gone.
+        let mut read = |value: &keys::Value| -> Option<Read> {
+            match value {
+                Some(Ok(v)) => {
+                    self.skipped.remove(key);
+                    Some(v.clone())
+                }
+                Some(Err(why)) => {
+                    self.skipped.insert(key.clone(), why.clone());
+                    None
+                }
+                None => {
+                    self.skipped.remove(key);
+                    None
+                }
+            }
+        };
+        match &change.update {
+            Update::Alive { node, on: true } => {
+                self.alive.insert(node.clone());
+                self.members.insert(node.clone());
+                Touched::Cluster
+            }
+            Update::Alive { node, on: false } => {
+                self.alive.remove(node);
+                self.opinions.remove(node);
+                self.definitions.remove(node);
+                Touched::Cluster
+            }
+            Update::Member { node, on } => {
+                if *on {
+                    self.members.insert(node.clone());
+                } else if !self.alive.contains(node) {
+                    self.members.remove(node);
+                }
+                Touched::Nothing
+            }
+            Update::Leader(value) => {
+                self.leader = match read(value) {
+                    Some(Read::Text(node)) => Some(Leader { node, token: FencingToken(change.revision) }),
+                    _ => None,
+                };
+                Touched::Cluster
+            }
+            Update::Opinion { node, service, entry_point, value } => {
+                let alive = self.alive.contains(node);
+                match read(value) {
+                    Some(Read::Opinion(o)) if alive => {
+                        self.opinions.entry(node.clone()).or_default().entry(service.clone()).or_default().insert(entry_point.clone(), o);
+                    }
+                    _ => {
+                        if let Some(services) = self.opinions.get_mut(node) {
+                            if let Some(eps) = services.get_mut(service) {
+                                eps.remove(entry_point);
+                                if eps.is_empty() {
+                                    services.remove(service);
+                                }
+                            }
+                            if services.is_empty() {
+                                self.opinions.remove(node);
+                            }
+                        }
+                    }
+                }
+                Touched::Service(service.clone())
+            }
+            Update::Definitions { node, value } => {
+                let alive = self.alive.contains(node);
+                match read(value) {
+                    Some(Read::Definitions(d)) if alive => self.definitions.insert(node.clone(), d),
+                    _ => self.definitions.remove(node),
+                };
+                Touched::Cluster
+            }
+            Update::Switchover { service, value } => {
+                match read(value) {
+                    Some(Read::Switchover(r)) => {
+                        self.switchovers.insert(service.clone(), SwitchoverRequest { revision: change.revision, ..r })
+                    }
+                    _ => self.switchovers.remove(service),
+                };
+                Touched::Service(service.clone())
+            }
+            Update::Maintenance { service, entry_point, on } => {
+                if *on {
+                    self.maintenance.entry(service.clone()).or_default().insert(entry_point.clone());
+                } else if let Some(eps) = self.maintenance.get_mut(service) {
+                    eps.remove(entry_point);
+                    if eps.is_empty() {
+                        self.maintenance.remove(service);
+                    }
+                }
+                Touched::Service(service.clone())
+            }
+            Update::Paused(value) => {
+                let unreadable = matches!(value, Some(Err(_)));
+                self.paused = match read(value) {
+                    Some(Read::Pause(p)) => Some(p),
+                    // A pause that cannot be read still pauses: switching during a maintenance
+                    // someone asked for is worse than holding still until they resume.
+                    _ if unreadable => Some(Pause { since: std::time::UNIX_EPOCH, by: "unknown (the pause flag is unreadable)".into() }),
+                    _ => None,
+                };
+                Touched::Cluster
+            }
+            Update::Record { service, value } => {
+                match read(value) {
+                    Some(Read::Record(r)) => self.records.insert(service.clone(), r),
+                    _ => self.records.remove(service),
+                };
+                Touched::Service(service.clone())
+            }
+            Update::Other => Touched::Nothing,
+        }
+    }
 }
 
 /// A DCS call failed.
@@ -136,39 +290,86 @@ pub enum DcsError {
     },
 }
 
-/// A stream of "something changed" signals; bursts coalesce into one.
+/// A stream of the cluster's changes, in the order the store made them.
 ///
-/// Watchers re-read a [`Snapshot`] on each signal. A closed stream (`changed` returns `false`)
-/// means the watch broke; the caller watches again.
+/// An implementation that can say what changed sends each write's [`keys::Change`]s; one that
+/// cannot (or a watcher that fell behind, whose changes were dropped) yields
+/// [`Changes::Unknown`], and the watcher re-reads a [`Snapshot`]. A closed stream (`next`
+/// returns `None`) means the watch broke; the caller watches again.
 pub struct Watch {
-    rx: mpsc::Receiver<()>,
+    rx: mpsc::Receiver<Vec<keys::Change>>,
+    lost: Arc<AtomicBool>,
+}
+
+/// What a [`Watch`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Changes {
+    /// These changes, in order.
+    Known(Vec<keys::Change>),
+    /// Something changed that the watch cannot tell: read everything again.
+    Unknown,
 }
 
 /// The sending half of a [`Watch`], for implementations.
 #[derive(Clone)]
 pub struct WatchSender {
-    tx: mpsc::Sender<()>,
+    tx: mpsc::Sender<Vec<keys::Change>>,
+    lost: Arc<AtomicBool>,
 }
+
+/// How many writes a watcher may fall behind before their changes are dropped (and it re-reads
+/// everything).
+const WATCH_BACKLOG: usize = 1024;
 
 impl Watch {
     /// A new watch and its sender.
     pub fn channel() -> (WatchSender, Watch) {
-        let (tx, rx) = mpsc::channel(1);
-        (WatchSender { tx }, Watch { rx })
+        let (tx, rx) = mpsc::channel(WATCH_BACKLOG);
+        let lost = Arc::new(AtomicBool::new(false));
+        (WatchSender { tx, lost: lost.clone() }, Watch { rx, lost })
     }
 
     /// Wait for the next change; `false` when the watch is closed.
     pub async fn changed(&mut self) -> bool {
-        self.rx.recv().await.is_some()
+        self.next().await.is_some()
+    }
+
+    /// The next changes; `None` when the watch is closed.
+    pub async fn next(&mut self) -> Option<Changes> {
+        let changes = self.rx.recv().await?;
+        if self.lost.swap(false, Ordering::AcqRel) {
+            return Some(Changes::Unknown);
+        }
+        Some(Changes::Known(changes))
+    }
+
+    /// The changes already waiting, without waiting; `None` when none are (or it is closed).
+    pub fn try_next(&mut self) -> Option<Changes> {
+        let changes = self.rx.try_recv().ok()?;
+        if self.lost.swap(false, Ordering::AcqRel) {
+            return Some(Changes::Unknown);
+        }
+        Some(Changes::Known(changes))
     }
 }
 
 impl WatchSender {
-    /// Signal a change; returns `false` if the watcher is gone.
+    /// Signal a change without saying what it was; returns `false` if the watcher is gone.
     pub fn notify(&self) -> bool {
-        match self.tx.try_send(()) {
-            Ok(()) | Err(mpsc::error::TrySendError::Full(())) => true,
-            Err(mpsc::error::TrySendError::Closed(())) => false,
+        self.lost.store(true, Ordering::Release);
+        self.send(Vec::new())
+    }
+
+    /// Send one write's changes; returns `false` if the watcher is gone. A watcher too far
+    /// behind loses them and is told to read everything again.
+    pub fn send(&self, changes: Vec<keys::Change>) -> bool {
+        match self.tx.try_send(changes) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.lost.store(true, Ordering::Release);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 }
@@ -220,7 +421,8 @@ pub trait Dcs: Send + Sync {
     /// Read everything in one consistent look.
     async fn snapshot(&self) -> Result<Snapshot, DcsError>;
 
-    /// Signal every change of the cluster's data from now on.
+    /// Report every change of the cluster's data from now on: a change made after this returns
+    /// is never missed (the stream closes instead).
     async fn watch(&self) -> Result<Watch, DcsError>;
 
     /// Ask for a switchover of `service` to `entry_point` (replaces a pending one).

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{wall_now, Inner};
 use crate::config::ServiceConfig;
-use crate::dcs::{DcsError, Purge, Snapshot};
+use crate::dcs::{Changes, DcsError, Purge, Snapshot, Touched};
 use crate::engine::{self, Action, Announced, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
 use crate::model::{Event, FencingToken, PendingFailback, ServiceDefinition, SwitchKind, SwitchProgress, SwitchRecord};
 
@@ -115,7 +115,7 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
         match watch.as_mut() {
             Some(w) => {
                 tokio::select! {
-                    alive = w.changed() => if !alive { watch = None },
+                    alive = standing_changed(w) => if !alive { watch = None },
                     _ = tokio::time::sleep(wait) => {}
                     _ = inner.retiring() => {}
                 }
@@ -124,6 +124,24 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                 _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
                 _ = inner.retiring() => {}
             },
+        }
+    }
+}
+
+/// Wait for a change that may free the leader key or change who may stand for it (presence,
+/// leadership, definitions, or one the watch cannot tell): a follower reads the cluster again
+/// for those, not for every opinion. `false` when the watch is closed.
+async fn standing_changed(w: &mut crate::dcs::Watch) -> bool {
+    use crate::dcs::keys::Update;
+    loop {
+        match w.next().await {
+            None => return false,
+            Some(Changes::Unknown) => return true,
+            Some(Changes::Known(changes)) => {
+                if changes.iter().any(|c| matches!(c.update, Update::Leader(_) | Update::Alive { .. } | Update::Definitions { .. })) {
+                    return true;
+                }
+            }
         }
     }
 }
@@ -197,6 +215,16 @@ struct Reading {
     epoch: u64,
 }
 
+/// A switch decided, not yet started.
+struct PlannedSwitch {
+    service: usize,
+    from: Option<String>,
+    to: String,
+    kind: SwitchKind,
+    /// Who asked for it (a switchover's requester).
+    requested_by: Option<String>,
+}
+
 /// The term is over (fenced, lease lost, or another leader named): stop leading.
 struct TermOver;
 
@@ -220,6 +248,19 @@ struct Leading {
     eligible: Eligibility,
     /// Whether the cluster was last told paused (by this leader or an earlier one).
     told_paused: bool,
+    /// Services to decide at the next round, by index: something they read changed.
+    touched: BTreeSet<usize>,
+    /// Something every service reads changed (presence, leadership, definitions, the pause).
+    touched_cluster: bool,
+    /// When each service asked to be decided again (the engine's `wake_at`, or a retry of
+    /// bookkeeping the DCS refused), as (when, service); and each service's entry there.
+    wakes: BTreeSet<(Instant, usize)>,
+    wake_of: Vec<Option<Instant>>,
+    /// Service index by name.
+    index: HashMap<String, usize>,
+    /// Records this leader wrote, by service, for its copy of the cluster: the next decision
+    /// must see them even when the watch has not reported them yet.
+    written: Vec<(String, SwitchRecord)>,
 }
 
 /// Lead under `token` until the term ends (lease lost, fenced, stepped down).
@@ -238,6 +279,12 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
         reads: HashMap::new(),
         eligible: Arc::new(Mutex::new(vec![Vec::new(); n])),
         told_paused: false,
+        touched: BTreeSet::new(),
+        touched_cluster: false,
+        wakes: BTreeSet::new(),
+        wake_of: vec![None; n],
+        index: config.services.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect(),
+        written: Vec::new(),
     };
     if let Ok(told) = inner.dcs_call(inner.dcs.kv_get(PAUSE_NS, "told")).await {
         me.told_paused = told.as_deref() == Some("paused");
@@ -269,7 +316,12 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             }
         });
     }
-    let mut watch = inner.dcs_call(inner.dcs.watch()).await.ok();
+    // The leader decides from its own copy of the cluster, kept up to date from the watch's
+    // changes, and decides again only the services a change bears on. It reads everything at
+    // the start of its term, when the watch breaks or falls behind, and every reconcile
+    // interval as a safety net; without a watch, every tact.
+    let mut watch = None;
+    let mut copy: Option<Snapshot> = None;
     let mut next_reconcile = Instant::now();
     loop {
         if !inner.may_lead(token, Instant::now()) || inner.retired() {
@@ -280,42 +332,83 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
                 me.read_back(i);
             }
             next_reconcile = Instant::now() + config.dhaf.reconcile_interval;
+            copy = None;
         }
-        let snapshot = match inner.snapshot().await {
-            Ok(s) => s,
-            Err(_) => {
-                // Without the DCS nothing is decided: the last switch stays in force.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+        if watch.is_none() {
+            // Watching before reading: no change falls between the read and the watch.
+            watch = inner.dcs_call(inner.dcs.watch()).await.ok();
+            copy = None;
+        }
+        let snapshot = match &copy {
+            Some(s) => s,
+            None => match inner.snapshot().await {
+                Ok(s) => {
+                    me.touch_all();
+                    copy.insert(Snapshot::clone(&s))
+                }
+                Err(_) => {
+                    // Without the DCS nothing is decided: the last switch stays in force.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        if me.touched_cluster {
+            if snapshot.leader.as_ref().map(|l| l.token) != Some(token) {
+                tracing::warn!(%token, "the dcs names another leader");
+                break;
             }
-        };
-        if snapshot.leader.as_ref().map(|l| l.token) != Some(token) {
-            tracing::warn!(%token, "the dcs names another leader");
+            if let Some(service) = stand_aside(snapshot, &inner.definitions, &config.dhaf.node_name) {
+                tracing::error!(%token, %service, "a majority of the nodes define the service differently from this node: resigning, so that a node of the majority leads");
+                let _ = inner.dcs_call(inner.dcs.resign(token)).await;
+                break;
+            }
+        }
+        me.touch_due(Instant::now());
+        if me.round(snapshot).await.is_err() {
             break;
         }
-        if let Some(service) = stand_aside(&snapshot, &inner.definitions, &config.dhaf.node_name) {
-            tracing::error!(%token, %service, "a majority of the nodes define the service differently from this node: resigning, so that a node of the majority leads");
-            let _ = inner.dcs_call(inner.dcs.resign(token)).await;
-            break;
+        let mut until = me.next_wake().unwrap_or(next_reconcile).min(next_reconcile).max(Instant::now() + Duration::from_millis(10));
+        if watch.is_none() {
+            until = until.min(Instant::now() + config.dhaf.tact_interval);
         }
-        let wake = match me.round(&snapshot).await {
-            Ok(wake) => wake,
-            Err(TermOver) => break,
-        };
-        let mut until = (Instant::now() + config.dhaf.tact_interval).min(next_reconcile);
-        if let Some(w) = wake {
-            until = until.min(w.max(Instant::now() + Duration::from_millis(10)));
-        }
-        // A finished switch or read-back wakes the leader too: it decides again at once.
+        // A finished switch or read-back wakes the leader too: it decides that service again.
         let mut over = false;
         tokio::select! {
-            alive = async {
+            changes = async {
                 match watch.as_mut() {
-                    Some(w) => w.changed().await,
+                    Some(w) => w.next().await,
                     None => std::future::pending().await,
                 }
-            } => if !alive { watch = None },
-            _ = tokio::time::sleep_until(until) => {}
+            } => match changes {
+                None => watch = None,
+                Some(first) => {
+                // What else is waiting is taken in too: a burst is decided once.
+                let mut next = Some(first);
+                while let Some(changes) = next {
+                    match changes {
+                        Changes::Known(changes) => {
+                            if let Some(copy) = copy.as_mut() {
+                                for change in &changes {
+                                    match copy.apply(change) {
+                                        Touched::Nothing => {}
+                                        Touched::Service(name) => me.touch(&name),
+                                        Touched::Cluster => me.touch_all(),
+                                    }
+                                }
+                            }
+                        }
+                        Changes::Unknown => copy = None,
+                    }
+                    next = watch.as_mut().and_then(|w| w.try_next());
+                }
+                }
+            },
+            _ = tokio::time::sleep_until(until) => {
+                if watch.is_none() {
+                    copy = None;
+                }
+            }
             Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
             Some(read) = me.reading.join_next_with_id(), if !me.reading.is_empty() => me.read(read),
             _ = inner.retiring() => over = true,
@@ -323,8 +416,10 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
         if over {
             break;
         }
-        if watch.is_none() {
-            watch = inner.dcs_call(inner.dcs.watch()).await.ok();
+        for (service, record) in me.written.drain(..) {
+            if let Some(copy) = copy.as_mut() {
+                copy.records.insert(service, record);
+            }
         }
     }
     // Switches under way end by the lease deadline at the latest; their outcome is still told.
@@ -514,6 +609,7 @@ impl Leading {
             Err(e) => (e.id(), Err(format!("the switcher panicked: {e}"))),
         };
         let Some(Reading { service: i, epoch }) = self.reads.remove(&id) else { return };
+        self.touched.insert(i);
         let slot = &mut self.slots[i];
         slot.reading = false;
         slot.read_once = true;
@@ -532,8 +628,84 @@ impl Leading {
         }
     }
 
-    /// Decide and act on every service once.
-    async fn round(&mut self, snapshot: &Snapshot) -> Result<Option<Instant>, TermOver> {
+    /// Decide service `name` at the next round (a service this node does not define: nothing).
+    fn touch(&mut self, name: &str) {
+        if let Some(&i) = self.index.get(name) {
+            self.touched.insert(i);
+        }
+    }
+
+    /// Decide every service at the next round, and look at the cluster as a whole.
+    fn touch_all(&mut self) {
+        self.touched_cluster = true;
+        self.touched.extend(0..self.slots.len());
+    }
+
+    /// Decide the services whose wake time has come.
+    fn touch_due(&mut self, now: Instant) {
+        while let Some(&(at, i)) = self.wakes.first() {
+            if at > now {
+                break;
+            }
+            self.wakes.pop_first();
+            self.wake_of[i] = None;
+            self.touched.insert(i);
+        }
+    }
+
+    /// Decide service `i` again at `at` (the earliest time asked stands).
+    fn wake(&mut self, i: usize, at: Instant) {
+        if let Some(old) = self.wake_of[i] {
+            if old <= at {
+                return;
+            }
+            self.wakes.remove(&(old, i));
+        }
+        self.wakes.insert((at, i));
+        self.wake_of[i] = Some(at);
+    }
+
+    /// The earliest time a service asked to be decided again.
+    fn next_wake(&self) -> Option<Instant> {
+        self.wakes.first().map(|(at, _)| *at)
+    }
+
+    /// Decide and act on the services touched since the last round (and on the cluster as a
+    /// whole when that was touched): the work per change is for what changed.
+    async fn round(&mut self, snapshot: &Snapshot) -> Result<(), TermOver> {
+        let inner = self.inner.clone();
+        let config = inner.config.clone();
+        let services = std::mem::take(&mut self.touched);
+        if std::mem::take(&mut self.touched_cluster) {
+            self.round_cluster(snapshot).await;
+        }
+        let mut switches = Vec::new();
+        for i in services {
+            if let Some(switch) = self.decide(i, snapshot).await? {
+                switches.push(switch);
+            }
+            // Bookkeeping the DCS did not take yet is tried again a tact later.
+            if !self.settled(i) {
+                self.wake(i, Instant::now() + config.dhaf.tact_interval);
+            }
+        }
+        self.start_switches(switches);
+        Ok(())
+    }
+
+    /// Whether everything about service `i` that is kept in the DCS has been written.
+    fn settled(&self, i: usize) -> bool {
+        let svc = &self.inner.config.services[i];
+        let slot = &self.slots[i];
+        let failback = slot.state.pending_failback(svc).map_or(String::new(), |(to, _)| to.to_string());
+        slot.untold.is_none()
+            && slot.announced.as_ref() == Some(&slot.state.announced(svc))
+            && (slot.live.is_none() || slot.live == slot.shown_live)
+            && slot.shown_failback.as_ref() == Some(&failback)
+    }
+
+    /// What concerns the cluster as a whole: nodes up and down, the pause.
+    async fn round_cluster(&mut self, snapshot: &Snapshot) {
         let inner = self.inner.clone();
         let config = inner.config.clone();
         let alive: BTreeSet<String> = snapshot.alive.clone();
@@ -556,9 +728,16 @@ impl Leading {
             let told = if self.told_paused { "paused" } else { "running" };
             let _ = inner.dcs_call(inner.dcs.kv_put(PAUSE_NS, "told", told)).await;
         }
-        let mut wake: Option<Instant> = None;
-        let mut switches = Vec::new();
-        for (i, svc) in config.services.iter().enumerate() {
+    }
+
+    /// Decide service `i` and act on the decision; the switch it asks for, to start with the
+    /// round's others.
+    async fn decide(&mut self, i: usize, snapshot: &Snapshot) -> Result<Option<PlannedSwitch>, TermOver> {
+        let inner = self.inner.clone();
+        let config = inner.config.clone();
+        let svc = &config.services[i];
+        let mut planned = None;
+        {
             if self.slots[i].read_once && !self.slots[i].untold_checked {
                 self.slots[i].untold_checked = true;
                 self.tell_untold_switch(i, snapshot).await;
@@ -579,10 +758,10 @@ impl Leading {
             slot.fresh = false;
             let now = Instant::now();
             let decision = engine::decide(svc, config.dhaf.min_votes, &mut slot.state, &view, now.into_std());
+            inner.local.lock().unwrap().metrics.decisions += 1;
             self.eligible.lock().unwrap()[i] = (0..svc.entry_points.len()).map(|e| slot.state.eligible(e)).collect();
             if let Some(w) = decision.wake_at {
-                let w = Instant::from_std(w);
-                wake = Some(wake.map_or(w, |x| x.min(w)));
+                self.wake(i, Instant::from_std(w));
             }
             for action in decision.actions {
                 match action {
@@ -590,7 +769,10 @@ impl Leading {
                     Action::Adopt { service, entry_point } => {
                         let record = self.record(&entry_point, SwitchKind::Initial);
                         match inner.dcs_call(inner.dcs.record_switch(&service, &record)).await {
-                            Ok(()) => tracing::info!(%service, %entry_point, "adopted what the provider points at"),
+                            Ok(()) => {
+                                tracing::info!(%service, %entry_point, "adopted what the provider points at");
+                                self.written.push((service, record));
+                            }
                             Err(DcsError::Fenced(_)) => return Err(TermOver),
                             // Not recorded: the next round offers it again.
                             Err(e) => tracing::warn!(%service, error = %e, "cannot record the adopted entry point"),
@@ -609,7 +791,8 @@ impl Leading {
                     Action::Switch { to, kind, .. } => {
                         // A switchover carries who asked for it into the record and the history.
                         let asked = snapshot.switchovers.get(&svc.name).filter(|r| kind == SwitchKind::Switchover && r.entry_point == to);
-                        switches.push((i, view.current.clone(), to, kind, asked.and_then(|r| r.by.clone())))
+                        let requested_by = asked.and_then(|r| r.by.clone());
+                        planned = Some(PlannedSwitch { service: i, from: view.current.clone(), to, kind, requested_by })
                     }
                 }
             }
@@ -617,9 +800,14 @@ impl Leading {
             self.keep_live(i).await;
             self.keep_failback(i).await;
         }
-        // Services switch concurrently, and in the background: one slow provider call must not
-        // delay another service's failover, even one decided while it runs.
-        for (i, from, to, kind, requested_by) in switches {
+        Ok(planned)
+    }
+
+    /// Start the switches decided: concurrently, and in the background, as one slow provider
+    /// call must not delay another service's failover, even one decided while it runs.
+    fn start_switches(&mut self, switches: Vec<PlannedSwitch>) {
+        let inner = self.inner.clone();
+        for PlannedSwitch { service: i, from, to, kind, requested_by } in switches {
             let record = SwitchRecord { requested_by, ..self.record(&to, kind) };
             let (inner, limit, eligible) = (inner.clone(), self.limit.clone(), self.eligible.clone());
             let task = self.running.spawn({
@@ -634,7 +822,6 @@ impl Leading {
             self.switching.insert(task.id(), Switching { service: i, from, live_before, record, decided: Instant::now() });
             self.slots[i].epoch += 1;
         }
-        Ok(wake)
     }
 
     /// Keep what was announced about service `i` in the DCS when it changed, so the next leader
@@ -659,6 +846,10 @@ impl Leading {
         };
         let Some(Switching { service: i, from, live_before, record, decided }) = self.switching.remove(&id) else { return Ok(()) };
         self.slots[i].epoch += 1;
+        self.touched.insert(i);
+        if matches!(outcome, Outcome::Done | Outcome::Failed(_)) {
+            self.written.push((self.inner.config.services[i].name.clone(), record.clone()));
+        }
         match outcome {
             Outcome::Done => {
                 let took = decided.elapsed();

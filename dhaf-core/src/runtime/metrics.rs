@@ -35,6 +35,10 @@ pub struct Metrics {
     pub switch_failures: u64,
     /// Times this node became leader.
     pub leader_changes: u64,
+    /// Decisions this node made as leader: one run of the decision engine for one service. A
+    /// leader decides a service when something it reads changed (or a timer it asked for came),
+    /// so at steady state this stands still.
+    pub decisions: u64,
     /// DCS calls that failed for want of the DCS.
     pub dcs_errors: u64,
     /// The same, and more, per service, by service name.
