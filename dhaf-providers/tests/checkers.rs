@@ -476,6 +476,45 @@ async fn web_connections_end_with_their_check() {
     }
 }
 
+/// Sockets in TIME_WAIT on either end of connections to `port` on this host (Linux).
+#[cfg(target_os = "linux")]
+fn time_wait(port: u16) -> usize {
+    let port = format!("{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // sl, local_address, rem_address, st (06 is TIME_WAIT), ...
+            f.len() > 3 && f[3] == "06" && [f[1], f[2]].iter().any(|a| a.rsplit(':').next() == Some(port.as_str()))
+        })
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn web_checks_leave_no_sockets_in_time_wait() {
+    // A node checking thousands of entry points every second would otherwise hold tens of
+    // thousands of closed connections in TIME_WAIT, on its side or the server's: a check ends
+    // its connection with a reset once it has its answer.
+    let srv = ok_server().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}", srv.port()));
+    for _ in 0..20 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    assert_eq!(srv.connections(), 20);
+    assert_eq!(time_wait(srv.port()), 0, "checks left sockets in TIME_WAIT");
+
+    // The same over TLS.
+    let (srv, _dir, ca) = https_server(&["svc.test"]).await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nschema: https\nport: {}\nca-file: {}", srv.port(), ca.display()));
+    for _ in 0..5 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    assert_eq!(time_wait(srv.port()), 0, "TLS checks left sockets in TIME_WAIT");
+}
+
 #[tokio::test]
 async fn web_redirects_to_another_host_look_it_up_and_name_it() {
     // A redirect to a name other than the service's domain goes where that name resolves.
