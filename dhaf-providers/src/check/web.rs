@@ -187,7 +187,7 @@ struct Settings {
     domain_forwarding: bool,
     ignore_ssl_errors: bool,
     extra_roots: Vec<CertificateDer<'static>>,
-    /// The `ca-file`'s contents, as read (what tells two clients' roots apart).
+    /// The `ca-file`'s contents, as read (what tells two TLS setups' roots apart).
     ca_pem: Option<Vec<u8>>,
     /// The service's domain.
     domain: String,
