@@ -6,14 +6,14 @@
 //! ```text
 //! cargo bench --bench failover              # scale, then latency (about two minutes)
 //! cargo bench --bench failover -- latency   # failover latency only
-//! cargo bench --bench failover -- scale     # 1,000 services x 3 entry points every second
+//! cargo bench --bench failover -- scale     # 100 x 3 entry points every 250 ms, 1,000 x 3 every second
 //! cargo bench --bench failover -- probe     # what single web checks cost, outside a node
 //! DHAF_BENCH_RUNS=5 cargo bench --bench failover -- latency
 //! cargo bench --bench failover -- fast      # three nodes over a real etcd (needs $DHAF_ETCD)
 //! ```
 //!
-//! The scale part runs the backends in a child process (this binary again), so the CPU time and
-//! memory read from /proc/self are the node's own.
+//! The scale part runs each of its runs, and the backends, in child processes (this binary
+//! again), so the CPU time and memory read from /proc/self are the node's own, and one run's.
 //!
 //! Failure modes:
 //!
@@ -61,9 +61,16 @@ mod fast;
 /// Set in the child process that serves the backends of the scale part.
 const BACKENDS_CHILD: &str = "DHAF_BENCH_BACKENDS_CHILD";
 
+/// Set in the child process of one run of the scale part: `services:tact`.
+const SCALE_CHILD: &str = "DHAF_BENCH_SCALE_CHILD";
+
 fn main() {
     if std::env::var_os(BACKENDS_CHILD).is_some() {
         backends_child();
+        return;
+    }
+    if let Ok(run) = std::env::var(SCALE_CHILD) {
+        scale_child(&run);
         return;
     }
     // `cargo bench` passes `--bench`; anything else selects the parts.
@@ -79,7 +86,7 @@ fn main() {
     }
     // Scale first: the latency part's hundred-odd nodes would leave their memory in the process.
     if want("scale") {
-        rt.block_on(scale());
+        scale();
     }
     if want("latency") {
         rt.block_on(latency(false));
@@ -479,8 +486,9 @@ async fn latency(smoke: bool) {
 // ---------------------------------------------------------------------------------------------
 // Scale: 1,000 services x 3 entry points every second
 
-const SERVICES: usize = 1000;
 const WARM_UP: Duration = Duration::from_secs(15);
+/// The warm-up ends once the node's DCS writes have been only keep-alives for this long.
+const SETTLED: Duration = Duration::from_secs(3);
 const MEASURE: Duration = Duration::from_secs(30);
 
 /// The scale part's backends, in a child process so their CPU is not the node's.
@@ -539,38 +547,49 @@ fn clock_ticks() -> f64 {
 struct CountingDcs {
     inner: Arc<dyn Dcs>,
     writes: AtomicU64,
+    /// The writes by kind (the `Dcs` method's name).
+    kinds: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl CountingDcs {
-    fn write(&self) {
+    fn new(inner: Arc<dyn Dcs>) -> CountingDcs {
+        CountingDcs { inner, writes: AtomicU64::new(0), kinds: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn write(&self, kind: &'static str) {
         self.writes.fetch_add(1, Ordering::Relaxed);
+        *self.kinds.lock().unwrap().entry(kind).or_default() += 1;
+    }
+
+    fn kinds(&self) -> BTreeMap<&'static str, u64> {
+        self.kinds.lock().unwrap().clone()
     }
 }
 
 #[async_trait]
 impl Dcs for CountingDcs {
     async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
-        self.write();
+        self.write("register");
         self.inner.register(node, ttl).await
     }
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
-        self.write();
+        self.write("keep_alive");
         self.inner.keep_alive(lease).await
     }
     async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
-        self.write();
+        self.write("revoke");
         self.inner.revoke(lease).await
     }
     async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
-        self.write();
+        self.write("campaign");
         self.inner.campaign(node, lease).await
     }
     async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
-        self.write();
+        self.write("resign");
         self.inner.resign(token).await
     }
     async fn publish_opinion(&self, node: &str, lease: LeaseId, service: &str, ep: &str, opinion: &Opinion) -> Result<(), DcsError> {
-        self.write();
+        self.write("publish_opinion");
         self.inner.publish_opinion(node, lease, service, ep, opinion).await
     }
     async fn publish_definitions(
@@ -579,11 +598,11 @@ impl Dcs for CountingDcs {
         lease: LeaseId,
         definitions: &std::collections::BTreeMap<String, dhaf_core::model::ServiceDefinition>,
     ) -> Result<(), DcsError> {
-        self.write();
+        self.write("publish_definitions");
         self.inner.publish_definitions(node, lease, definitions).await
     }
     async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
-        self.write();
+        self.write("withdraw_opinion");
         self.inner.withdraw_opinion(node, service, ep).await
     }
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
@@ -593,38 +612,38 @@ impl Dcs for CountingDcs {
         self.inner.watch().await
     }
     async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
-        self.write();
+        self.write("put_switchover");
         self.inner.put_switchover(service, request).await
     }
     async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
-        self.write();
+        self.write("purge_switchover");
         self.inner.purge_switchover(service, purge).await
     }
     async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
-        self.write();
+        self.write("set_maintenance");
         self.inner.set_maintenance(service, ep, on).await
     }
     async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
-        self.write();
+        self.write("set_pause");
         self.inner.set_pause(pause).await
     }
     async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
-        self.write();
+        self.write("record_switch");
         self.inner.record_switch(service, record).await
     }
     async fn decommission(&self, node: &str) -> Result<(), DcsError> {
-        self.write();
+        self.write("decommission");
         self.inner.decommission(node).await
     }
     async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>, DcsError> {
         self.inner.kv_get(namespace, key).await
     }
     async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), DcsError> {
-        self.write();
+        self.write("kv_put");
         self.inner.kv_put(namespace, key, value).await
     }
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError> {
-        self.write();
+        self.write("kv_delete");
         self.inner.kv_delete(namespace, key).await
     }
     async fn kv_list(&self, namespace: &str) -> Result<Vec<(String, String)>, DcsError> {
@@ -632,7 +651,41 @@ impl Dcs for CountingDcs {
     }
 }
 
-async fn scale() {
+/// The scale part's runs: services (each with 3 entry points) and the tact.
+const SCALE_RUNS: [(usize, &str); 2] = [(100, "250ms"), (1000, "1s")];
+
+/// Each run of the scale part in a process of its own (this binary again), so that its memory
+/// figures are not the previous run's leftovers.
+fn scale() {
+    for (services, tact) in SCALE_RUNS {
+        let status = Command::new(std::env::current_exe().expect("own path"))
+            .env(SCALE_CHILD, format!("{services}:{tact}"))
+            .status()
+            .expect("start a scale run");
+        assert!(status.success(), "the scale run of {services} services at {tact} failed");
+    }
+}
+
+/// One run of the scale part, `services:tact` (as in [`SCALE_RUNS`]), in a child process.
+fn scale_child(run: &str) {
+    let (services, tact) = run.split_once(':').expect("services:tact");
+    let services: usize = services.parse().expect("a number of services");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(scale_run(services, tact));
+}
+
+fn scale_service_yaml(name: &str, port: u16, ips: &[Ipv4Addr]) -> String {
+    let mut s = format!("  - name: {name}\n    domain: {name}.bench.local\n    entry-points:\n");
+    for (i, ip) in ips.iter().enumerate() {
+        s.push_str(&format!("      - {{ name: ep-{}, ip: {ip} }}\n", i + 1));
+    }
+    s.push_str(&format!(
+        "    health-checker: {{ type: web, schema: http, port: {port}, path: /health }}\n    switcher: {{ type: stamp }}\n"
+    ));
+    s
+}
+
+async fn scale_run(service_count: usize, tact: &str) {
     let ticks = clock_ticks();
     let mut child = Command::new(std::env::current_exe().expect("own path"))
         .env(BACKENDS_CHILD, "1")
@@ -647,13 +700,13 @@ async fn scale() {
 
     let ips = [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)];
     // Defaults for everything but the tact: rise/fall 2, web timeout 5 s, retries 2, check-concurrency 32.
-    let p = Profile { name: "scale", label: "", tact: 1, rise: 2, fall: 2, timeout: 5, retries: 2, runs: 1 };
-    let services: String = (0..SERVICES).map(|i| service_yaml(&format!("svc-{i}"), port, &ips, &p)).collect();
-    let config = Config::parse(&node_yaml("node-1", 1, "", &services)).expect("the scale config is valid");
+    let services: String = (0..service_count).map(|i| scale_service_yaml(&format!("svc-{i}"), port, &ips)).collect();
+    let config =
+        Config::parse(&format!("dhaf:\n  cluster-name: bench\n  node-name: node-1\n  tact-interval: {tact}\nservices:\n{services}"))
+            .expect("the scale config is valid");
     let concurrency = config.dhaf.check_concurrency;
     let (registry, _switched) = registry_with_stamp();
-    let counting =
-        Arc::new(CountingDcs { inner: dhaf::providers::dcs_from_config(&config).expect("embedded dcs"), writes: AtomicU64::new(0) });
+    let counting = Arc::new(CountingDcs::new(dhaf::providers::dcs_from_config(&config).expect("embedded dcs")));
     let dcs: Arc<dyn Dcs> = counting.clone();
 
     let rss_before = status_mib("VmRSS:");
@@ -666,42 +719,73 @@ async fn scale() {
     let running = tokio::spawn(node.run(async {
         let _ = stop_rx.await;
     }));
+    println!();
     println!(
-        "scale: one node, {SERVICES} services x 3 entry points, tact 1 s, web checker (timeout 5 s, retries 2), check-concurrency {concurrency}"
+        "scale: one node, {service_count} services x 3 entry points, tact {tact}, web checker (timeout 5 s, retries 2), check-concurrency {concurrency}"
     );
     println!("backends: 127.0.0.1-3:{port} in a child process (pid {child_pid}), so the node's figures are its own");
-    tokio::time::sleep(WARM_UP).await;
+    // Warm-up: at least WARM_UP, and until the leader has taken in every service (each one
+    // adopted and its live state written), so that only the steady state is measured.
+    let started = Instant::now();
+    let settled = |k: &BTreeMap<&'static str, u64>| k.iter().filter(|(kind, _)| **kind != "keep_alive").map(|(_, n)| n).sum::<u64>();
+    let mut last = (settled(&counting.kinds()), Instant::now());
+    while started.elapsed() < WARM_UP || last.1.elapsed() < SETTLED {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = settled(&counting.kinds());
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "the leader never settled");
+    }
+    println!(
+        "warm-up: {:.1} s; the leader had taken in every service after {:.1} s ({} DCS writes besides keep-alives)",
+        started.elapsed().as_secs_f64(),
+        (last.1 - started).as_secs_f64(),
+        last.0
+    );
 
-    let (cpu0, child0, m0, w0, t0) =
-        (cpu_time("self", ticks), cpu_time(&child_pid, ticks), handle.metrics(), counting.writes.load(Ordering::Relaxed), Instant::now());
+    let (cpu0, child0, m0, w0, k0, t0) = (
+        cpu_time("self", ticks),
+        cpu_time(&child_pid, ticks),
+        handle.metrics(),
+        counting.writes.load(Ordering::Relaxed),
+        counting.kinds(),
+        Instant::now(),
+    );
     let mut rss_max = 0f64;
     while t0.elapsed() < MEASURE {
         tokio::time::sleep(Duration::from_secs(1)).await;
         rss_max = rss_max.max(status_mib("VmRSS:"));
     }
-    let (cpu1, child1, m1, w1, wall) =
-        (cpu_time("self", ticks), cpu_time(&child_pid, ticks), handle.metrics(), counting.writes.load(Ordering::Relaxed), t0.elapsed());
+    let (cpu1, child1, m1, w1, k1, wall) = (
+        cpu_time("self", ticks),
+        cpu_time(&child_pid, ticks),
+        handle.metrics(),
+        counting.writes.load(Ordering::Relaxed),
+        counting.kinds(),
+        t0.elapsed(),
+    );
     let rss_end = status_mib("VmRSS:");
     let hwm = status_mib("VmHWM:");
 
     let secs = wall.as_secs_f64();
     let checks = m1.checks - m0.checks;
     let failed = m1.checks_failed - m0.checks_failed;
-    println!("steady state over {secs:.1} s (after {} s of warm-up):", WARM_UP.as_secs());
-    println!(
-        "  node CPU:     {:.1} % of one core ({:.2} s user+system)",
-        100.0 * (cpu1 - cpu0).as_secs_f64() / secs,
-        (cpu1 - cpu0).as_secs_f64()
-    );
+    let cpu = (cpu1 - cpu0).as_secs_f64();
+    println!("steady state over {secs:.1} s:");
+    println!("  node CPU:     {:.1} % of one core ({cpu:.2} s user+system)", 100.0 * cpu / secs);
     println!("  node memory:  RSS {rss_end:.1} MiB at the end, {rss_max:.1} MiB at most while measuring, peak (VmHWM) {hwm:.1} MiB");
     println!(
         "                {rss_before:.1} MiB before the providers were built, {rss_built:.1} MiB once they were (before the node ran)"
     );
     println!(
-        "  checks:       {:.0} per second ({checks} in all, {failed} failed); the tact counts from the end of a round, so a round is 1 s + its own length",
+        "  checks:       {:.0} per second ({checks} in all, {failed} failed); the tact counts from the end of a check",
         checks as f64 / secs
     );
-    println!("  DCS writes:   {:.2} per second ({} in all)", (w1 - w0) as f64 / secs, w1 - w0);
+    println!("  CPU per check: {:.0} µs", 1e6 * cpu / checks.max(1) as f64);
+    let kinds: Vec<String> =
+        k1.iter().map(|(k, n)| (k, n - k0.get(k).copied().unwrap_or(0))).filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+    println!("  DCS writes:   {:.2} per second ({} in all: {})", (w1 - w0) as f64 / secs, w1 - w0, kinds.join(", "));
     println!("  backends (child process, not counted above): {:.1} % of one core", 100.0 * (child1 - child0).as_secs_f64() / secs);
 
     let _ = stop_tx.send(());

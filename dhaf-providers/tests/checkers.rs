@@ -393,6 +393,140 @@ async fn web_refused_connections_are_not_retried() {
     assert_eq!(srv.connections(), 1);
 }
 
+/// A server that keeps every connection alive (HTTP/1.1 keep-alive, as most servers do) and
+/// answers 200 on each request; its connections outlive its listener.
+struct KeepAliveServer {
+    port: u16,
+    accepting: tokio::task::JoinHandle<()>,
+    /// Connections the server holds open.
+    open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl KeepAliveServer {
+    async fn start() -> KeepAliveServer {
+        let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let held = open.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                held.lock().unwrap().push(tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                        }
+                    }
+                    // The client went away: keep nothing open on our side either.
+                }));
+            }
+        });
+        KeepAliveServer { port, accepting, open }
+    }
+
+    /// Close the listener; the connections already accepted stay open.
+    async fn close_listener(&mut self) {
+        self.accepting.abort();
+        let _ = (&mut self.accepting).await;
+    }
+}
+
+impl Drop for KeepAliveServer {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        for c in self.open.lock().unwrap().iter() {
+            c.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn web_a_closed_listener_fails_the_next_check_though_old_connections_live() {
+    // A check sees what a new visitor sees: the process may still hold a connection it accepted
+    // earlier, but nobody new gets in, and the next check says so.
+    let mut srv = KeepAliveServer::start().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}", srv.port));
+    for _ in 0..3 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    assert_eq!(srv.open.lock().unwrap().len(), 3, "one connection per check, none reused");
+    srv.close_listener().await;
+    assert_eq!(check(&c, LOCAL).await.reason(), Some("connection refused"));
+}
+
+#[tokio::test]
+async fn web_connections_end_with_their_check() {
+    // Nothing is pooled: once a check is done its connection is closed, so a node checking
+    // thousands of entry points holds no idle sockets between tacts.
+    let srv = KeepAliveServer::start().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}", srv.port));
+    for _ in 0..3 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !srv.open.lock().unwrap().iter().all(|c| c.is_finished()) {
+        assert!(Instant::now() < deadline, "the checker left connections open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sockets in TIME_WAIT on either end of connections to `port` on this host (Linux).
+#[cfg(target_os = "linux")]
+fn time_wait(port: u16) -> usize {
+    let port = format!("{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // sl, local_address, rem_address, st (06 is TIME_WAIT), ...
+            f.len() > 3 && f[3] == "06" && [f[1], f[2]].iter().any(|a| a.rsplit(':').next() == Some(port.as_str()))
+        })
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn web_checks_leave_no_sockets_in_time_wait() {
+    // A node checking thousands of entry points every second would otherwise hold tens of
+    // thousands of closed connections in TIME_WAIT, on its side or the server's: a check ends
+    // its connection with a reset once it has its answer.
+    let srv = ok_server().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}", srv.port()));
+    for _ in 0..20 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    assert_eq!(srv.connections(), 20);
+    assert_eq!(time_wait(srv.port()), 0, "checks left sockets in TIME_WAIT");
+
+    // The same over TLS.
+    let (srv, _dir, ca) = https_server(&["svc.test"]).await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nschema: https\nport: {}\nca-file: {}", srv.port(), ca.display()));
+    for _ in 0..5 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    assert_eq!(time_wait(srv.port()), 0, "TLS checks left sockets in TIME_WAIT");
+}
+
+#[tokio::test]
+async fn web_redirects_to_another_host_look_it_up_and_name_it() {
+    // A redirect to a name other than the service's domain goes where that name resolves.
+    let srv = Server::start(LOCAL, None, |r| if r.target == "/" { Reply::Status(200, "OK") } else { Reply::Status(404, "") }).await;
+    let to: &'static str = Box::leak(format!("http://localhost:{}/", srv.port()).into_boxed_str());
+    let redirecting = Server::start(LOCAL, None, move |_| Reply::Redirect(to)).await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nfollow-redirects: true", redirecting.port()));
+    assert_healthy(&check(&c, LOCAL).await);
+    assert_eq!(srv.last().header("host"), Some(format!("localhost:{}", srv.port()).as_str()));
+    assert_eq!(redirecting.last().header("host"), Some(format!("svc.test:{}", redirecting.port()).as_str()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // web: what the server is told (Host, headers).
 

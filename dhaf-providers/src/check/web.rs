@@ -24,29 +24,41 @@
 //! certificate is checked against it. A `Host` header in `headers` takes the domain's place. With
 //! `domain-forwarding: false` (and no `Host` header) the request goes to the bare IP.
 //!
-//! Every check opens a fresh connection (nothing pooled), so a check sees what a new visitor sees.
+//! Every check opens a fresh connection to its entry point (nothing is pooled or kept alive), so
+//! a check sees what a new visitor sees: a listener that is gone fails the very next check. Once
+//! the answer is in, the connection is closed with a reset (as HAProxy closes its checks'), so
+//! no socket is left in TIME_WAIT on either end.
 //!
-//! The HTTP client (its TLS setup and root store, most of a client's memory) is shared: one per
-//! distinct `timeout`, `follow-redirects`, `ignore-ssl-errors` and `ca-file`, across every entry
-//! point and service of the node. Which address a request connects to is set per request: the
-//! shared client's resolver answers the name being checked with the entry point's address, known
-//! only to that request (a task-local value around it), so two entry points of one domain never
-//! share a connection target.
+//! A check is one HTTP/1.1 exchange on `hyper`'s connection API over a TCP stream connected to
+//! the entry point's address (TLS by `tokio-rustls` for `https`), driven within the check's own
+//! task: no connection pool, resolver or background task per request. What is costly to build is
+//! shared: the TLS setup (its root store, most of its memory) is one per distinct
+//! `ignore-ssl-errors` and `ca-file` across every entry point and service of the node, and each
+//! entry point's URL and `Host` are made once.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dhaf_core::config::{ConfigError, Fields, ProviderConfig};
 use dhaf_core::model::{EntryPoint, Health};
 use dhaf_core::provider::{BuildContext, HealthChecker};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, HOST, LOCATION};
-use reqwest::{Method, Url};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, HOST, LOCATION, USER_AGENT};
+use reqwest::{Method, StatusCode, Url};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use super::{bounded, io_reason, local_trouble, lowercase_first, secs, DEFAULT_TIMEOUT, SLACK, TIMEOUT_RANGE};
 
@@ -174,8 +186,8 @@ struct Settings {
     expected_body: Option<(String, String)>,
     domain_forwarding: bool,
     ignore_ssl_errors: bool,
-    extra_roots: Vec<reqwest::Certificate>,
-    /// The `ca-file`'s contents, as read (what tells two clients' roots apart).
+    extra_roots: Vec<CertificateDer<'static>>,
+    /// The `ca-file`'s contents, as read (what tells two TLS setups' roots apart).
     ca_pem: Option<Vec<u8>>,
     /// The service's domain.
     domain: String,
@@ -186,90 +198,96 @@ struct Target {
     url: Url,
     /// The name the server is addressed by (certificates are judged against it).
     server_name: String,
-    /// The URL's host name and the entry point's address it is resolved to (none for a bare IP).
+    /// The URL's host name and the entry point's address it stands for (none for a bare IP).
     resolve: Option<(String, SocketAddr)>,
 }
 
-/// What sets two clients apart; checkers with equal keys share one client.
+/// What sets two TLS setups apart; checkers with equal keys share one.
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct ClientKey {
-    timeout: Duration,
-    follow_redirects: bool,
+struct TlsKey {
     ignore_ssl_errors: bool,
     ca_pem: Option<Vec<u8>>,
 }
 
-/// The node's clients, by key; a client lives while a checker holds it.
-fn clients() -> &'static Mutex<HashMap<ClientKey, Weak<reqwest::Client>>> {
-    static CLIENTS: OnceLock<Mutex<HashMap<ClientKey, Weak<reqwest::Client>>>> = OnceLock::new();
-    CLIENTS.get_or_init(Default::default)
+/// The node's TLS setups, by key; one lives while a checker holds it.
+fn tls_setups() -> &'static Mutex<HashMap<TlsKey, Weak<rustls::ClientConfig>>> {
+    static SETUPS: OnceLock<Mutex<HashMap<TlsKey, Weak<rustls::ClientConfig>>>> = OnceLock::new();
+    SETUPS.get_or_init(Default::default)
 }
 
-tokio::task_local! {
-    /// The name a request is addressed to and the entry point's address it stands for.
-    static ENTRY_POINT: (String, SocketAddr);
-}
-
-/// The shared clients' resolver: the checked name is the entry point's address (set around the
-/// request); any other name (a redirect elsewhere) is looked up as usual. Outside a check there
-/// is no address to give, and nothing is looked up in its place.
-struct EntryPointResolver;
-
-impl Resolve for EntryPointResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let name = name.as_str().to_ascii_lowercase();
-        let own = ENTRY_POINT.try_with(|(want, addr)| (want.eq_ignore_ascii_case(&name)).then_some(*addr));
-        Box::pin(async move {
-            match own {
-                Ok(Some(addr)) => Ok(Box::new(std::iter::once(addr)) as Addrs),
-                Ok(None) => {
-                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-                    Ok(Box::new(addrs.into_iter()) as Addrs)
-                }
-                Err(_) => Err(format!("no entry point address for {name}").into()),
-            }
-        })
-    }
-}
-
-/// The shared client for these settings, built on first use.
-fn shared_client(s: &Settings) -> Result<Arc<reqwest::Client>, String> {
-    let key = ClientKey {
-        timeout: s.timeout,
-        follow_redirects: s.follow_redirects,
-        ignore_ssl_errors: s.ignore_ssl_errors,
-        ca_pem: s.ca_pem.clone(),
-    };
-    let mut clients = clients().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = clients.get(&key).and_then(Weak::upgrade) {
+/// The shared TLS setup for these settings, built on first use: the web PKI's roots (the ones
+/// browsers trust) and the `ca-file`'s, or any certificate with `ignore-ssl-errors`.
+fn shared_tls(s: &Settings) -> Result<Arc<rustls::ClientConfig>, String> {
+    let key = TlsKey { ignore_ssl_errors: s.ignore_ssl_errors, ca_pem: s.ca_pem.clone() };
+    let mut setups = tls_setups().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = setups.get(&key).and_then(Weak::upgrade) {
         return Ok(c);
     }
-    clients.retain(|_, c| c.strong_count() > 0);
-    let redirect = if s.follow_redirects { reqwest::redirect::Policy::limited(MAX_REDIRECTS) } else { reqwest::redirect::Policy::none() };
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        // A health check goes straight to the entry point, whatever proxy the host is told to use.
-        .no_proxy()
-        .dns_resolver(Arc::new(EntryPointResolver))
-        .timeout(s.timeout)
-        .connect_timeout(s.timeout)
-        .pool_max_idle_per_host(0)
-        .redirect(redirect)
-        .user_agent(concat!("dhaf/", env!("CARGO_PKG_VERSION"), " (health check)"))
-        .danger_accept_invalid_certs(s.ignore_ssl_errors);
-    for root in &s.extra_roots {
-        b = b.add_root_certificate(root.clone());
+    setups.retain(|_, c| c.strong_count() > 0);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    let mut config = if s.ignore_ssl_errors {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))).with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for root in &s.extra_roots {
+            roots.add(root.clone()).map_err(|e| format!("ca-file: cannot trust a certificate of it: {e}"))?;
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+    setups.insert(key, Arc::downgrade(&config));
+    Ok(config)
+}
+
+/// `ignore-ssl-errors: true`: any certificate for any name is accepted (the handshake's
+/// signatures are still checked, so the TLS session itself is sound).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
-    let client = Arc::new(b.build().map_err(|e| format!("cannot set up the HTTP client: {}", deepest(&e)))?);
-    clients.insert(key, Arc::downgrade(&client));
-    Ok(client)
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Checks entry points with an HTTP(S) request.
 pub struct WebChecker {
     settings: Settings,
-    /// Shared with every checker of equal client settings.
-    client: Arc<reqwest::Client>,
+    /// Shared with every checker of equal `ignore-ssl-errors` and `ca-file`.
+    tls: tokio_rustls::TlsConnector,
     /// Built once per entry point; the service's are built with the checker.
     targets: Mutex<HashMap<(String, IpAddr), Arc<Target>>>,
 }
@@ -282,8 +300,8 @@ pub fn factory(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<dyn H
     let Some(settings) = settings else {
         return Err(ConfigError { problems: f.take_problems() });
     };
-    let client = match shared_client(&settings) {
-        Ok(c) => c,
+    let tls = match shared_tls(&settings) {
+        Ok(c) => tokio_rustls::TlsConnector::from(c),
         Err(e) => {
             f.problem(f.path(), e);
             return Err(ConfigError { problems: f.take_problems() });
@@ -298,7 +316,7 @@ pub fn factory(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<dyn H
             Err(e) => f.problem(f.path(), format!("entry point {}: {e}", ep.name)),
         }
     }
-    let checker = WebChecker { settings, client, targets: Mutex::new(targets) };
+    let checker = WebChecker { settings, tls, targets: Mutex::new(targets) };
     f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)
 }
 
@@ -416,10 +434,10 @@ fn headers(f: &Fields) -> Option<HeaderMap> {
     ok.then_some(map)
 }
 
-fn ca_file(f: &Fields, path: &str) -> (Vec<reqwest::Certificate>, Option<Vec<u8>>) {
+fn ca_file(f: &Fields, path: &str) -> (Vec<CertificateDer<'static>>, Option<Vec<u8>>) {
     let problem = match std::fs::read(path) {
         Err(e) => format!("cannot read {path}: {}", io_reason(&e)),
-        Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(pem) => match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
             Ok(certs) if !certs.is_empty() => return (certs, Some(pem)),
             _ => format!("{path} holds no PEM certificate"),
         },
@@ -464,6 +482,117 @@ enum Attempt {
     TimedOut,
 }
 
+/// Why an exchange failed, before it is put in words.
+enum Failure {
+    /// Connecting (or looking up a redirect's host).
+    Connect(std::io::Error),
+    /// The TLS handshake.
+    Tls(std::io::Error),
+    /// The HTTP exchange.
+    Http(hyper::Error),
+    /// Already in words (a redirect that cannot be followed).
+    Said(String),
+}
+
+/// An HTTP/1.1 connection over `I` sending bodiless requests.
+type Connection<I> = http1::Connection<TokioIo<I>, Empty<&'static [u8]>>;
+
+/// The HTTP/1.1 connection of one exchange, driven by whoever awaits its request: no task of
+/// its own. Dropping it closes the connection.
+struct Exchange<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    conn: Pin<Box<Connection<I>>>,
+    /// The connection future has finished (it must not be polled again).
+    ended: bool,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Exchange<I> {
+    /// `fut`'s result, driving the connection meanwhile.
+    async fn drive<T>(&mut self, fut: impl Future<Output = Result<T, hyper::Error>>) -> Result<T, hyper::Error> {
+        let mut fut = pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut fut => return r,
+                c = self.conn.as_mut(), if !self.ended => {
+                    self.ended = true;
+                    // A connection that failed fails the request with the cause; one that ended
+                    // in order lets the request's own result through.
+                    c?;
+                }
+            }
+        }
+    }
+}
+
+/// A check's TCP stream, which is never half-closed: once the check has its answer the socket
+/// is closed with a reset (zero linger), so a node checking thousands of entry points a second
+/// leaves no connections in TIME_WAIT, on its side or the server's, and spends nothing on an
+/// orderly close nobody waits for.
+struct Abrupt(TcpStream);
+
+impl AsyncRead for Abrupt {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Abrupt {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// What one exchange answered: the status, where a redirect points, the body when asked for.
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    body: Vec<u8>,
+}
+
+/// One request on a connection of its own.
+async fn exchange<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: I,
+    req: hyper::Request<Empty<&'static [u8]>>,
+    want_body: bool,
+) -> Result<Answer, hyper::Error> {
+    let (mut sender, conn) = http1::handshake(TokioIo::new(io)).await?;
+    let mut ex = Exchange { conn: Box::pin(conn), ended: false };
+    let resp = ex.drive(sender.send_request(req)).await?;
+    let status = resp.status();
+    let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut body = Vec::new();
+    if want_body {
+        let mut incoming = resp.into_body();
+        while let Some(frame) = ex.drive(async { incoming.frame().await.transpose() }).await? {
+            if let Ok(data) = frame.into_data() {
+                body.extend_from_slice(&data);
+                if body.len() >= MAX_BODY {
+                    body.truncate(MAX_BODY);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Answer { status, location, body })
+}
+
+/// The `Host` of a URL: the name, and the port when it is not the schema's own.
+fn host_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
 impl WebChecker {
     fn target(&self, ep: &EntryPoint) -> Result<Arc<Target>, String> {
         let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
@@ -475,23 +604,119 @@ impl WebChecker {
         Ok(t)
     }
 
+    /// Where `url` is reached: the checked name is the entry point's address; an IP is itself;
+    /// any other name (a redirect elsewhere) is looked up as usual.
+    async fn connect(&self, t: &Target, url: &Url) -> Result<Abrupt, std::io::Error> {
+        let port = url.port_or_known_default().unwrap_or(self.settings.port);
+        let host = url.host_str().unwrap_or_default();
+        let addrs: Vec<SocketAddr> = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => match &t.resolve {
+                Some((own, addr)) if own.eq_ignore_ascii_case(host) => vec![SocketAddr::new(addr.ip(), port)],
+                _ => tokio::net::lookup_host((host, port)).await?.collect(),
+            },
+        };
+        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to");
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    // Closed with a reset once the answer is in: no TIME_WAIT on either end.
+                    let _ = stream.set_zero_linger();
+                    return Ok(Abrupt(stream));
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// One request to `url` on a new connection.
+    async fn request(&self, t: &Target, url: &Url, method: &Method, first: bool) -> Result<Answer, Failure> {
+        let s = &self.settings;
+        let mut req = hyper::Request::new(Empty::new());
+        *req.method_mut() = method.clone();
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        *req.uri_mut() = path.parse().map_err(|_| Failure::Said(format!("cannot ask for {}", bounded(url.as_str(), 100))))?;
+        let headers = req.headers_mut();
+        // A `Host` in `headers` speaks for the checked name; a redirect elsewhere names its own.
+        let same_host = first || t.resolve.as_ref().is_some_and(|(own, _)| url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(own)));
+        for (name, value) in &s.headers {
+            if *name != HOST || same_host {
+                headers.append(name, value.clone());
+            }
+        }
+        if !headers.contains_key(HOST) {
+            headers.insert(
+                HOST,
+                HeaderValue::from_str(&host_of(url)).map_err(|_| Failure::Said(format!("cannot ask {}", bounded(url.as_str(), 100))))?,
+            );
+        }
+        if !headers.contains_key(USER_AGENT) {
+            headers.insert(USER_AGENT, HeaderValue::from_static(concat!("dhaf/", env!("CARGO_PKG_VERSION"), " (health check)")));
+        }
+        if !headers.contains_key(ACCEPT) {
+            headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        }
+        let want_body = s.expected_body.is_some();
+        let stream = self.connect(t, url).await.map_err(Failure::Connect)?;
+        if url.scheme() == "https" {
+            let name = if first { t.server_name.clone() } else { url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string() };
+            let name = ServerName::try_from(name).map_err(|e| Failure::Said(format!("no TLS server name: {e}")))?;
+            let tls = self.tls.connect(name, stream).await.map_err(Failure::Tls)?;
+            exchange(tls, req, want_body).await.map_err(Failure::Http)
+        } else {
+            exchange(stream, req, want_body).await.map_err(Failure::Http)
+        }
+    }
+
+    /// One attempt: the request, and the redirects it leads to when they are followed.
+    async fn exchange_following(&self, t: &Target) -> Result<Answer, Failure> {
+        let s = &self.settings;
+        let mut url = t.url.clone();
+        let mut method = s.method.clone();
+        let mut first = true;
+        let mut redirects = 0;
+        loop {
+            let answer = self.request(t, &url, &method, first).await?;
+            let code = answer.status.as_u16();
+            let follow = s.follow_redirects && matches!(code, 301 | 302 | 303 | 307 | 308);
+            let location = match answer.location.clone() {
+                Some(location) if follow => location,
+                _ => return Ok(answer),
+            };
+            if redirects == MAX_REDIRECTS {
+                return Err(Failure::Said(format!("more than {MAX_REDIRECTS} redirects")));
+            }
+            redirects += 1;
+            url = url.join(&location).map_err(|_| Failure::Said(format!("redirect to an invalid location {}", bounded(&location, 100))))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(Failure::Said(format!("redirect to {}, not http or https", bounded(url.as_str(), 100))));
+            }
+            // As browsers do: a POST redirected by 301, 302 or 303 becomes a GET.
+            if matches!(code, 301..=303) && method == Method::POST {
+                method = Method::GET;
+            }
+            first = false;
+        }
+    }
+
     async fn attempt(&self, t: &Target) -> Attempt {
         let s = &self.settings;
-        let req = self.client.request(s.method.clone(), t.url.clone()).headers(s.headers.clone()).timeout(s.timeout);
-        // The address the name stands for is this request's own; the connection is made within.
-        let sent = match &t.resolve {
-            Some(to) => ENTRY_POINT.scope(to.clone(), req.send()).await,
-            None => req.send().await,
+        // The timeout runs from connecting to the last byte read, redirects included.
+        let answer = match tokio::time::timeout(s.timeout, self.exchange_following(t)).await {
+            Err(_) => return Attempt::TimedOut,
+            Ok(Err(failure)) => return failed(failure, t),
+            Ok(Ok(a)) => a,
         };
-        let mut resp = match sent {
-            Ok(r) => r,
-            Err(e) => return failed(&e, t),
-        };
-        let code = resp.status().as_u16();
+        let code = answer.status.as_u16();
         if !s.expected_codes.matches(code) {
             let mut reason = format!("HTTP {code}, expected {}", s.expected_codes);
-            if resp.status().is_redirection() {
-                if let Some(to) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+            if answer.status.is_redirection() {
+                if let Some(to) = &answer.location {
                     reason.push_str(&format!(" (redirect to {}", bounded(to, 100)));
                     reason.push_str(if s.follow_redirects { ")" } else { "; follow-redirects is off)" });
                 }
@@ -501,21 +726,7 @@ impl WebChecker {
         let Some((shown, needle)) = &s.expected_body else {
             return Attempt::Done(Health::Healthy);
         };
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    body.extend_from_slice(&chunk);
-                    if body.len() >= MAX_BODY {
-                        body.truncate(MAX_BODY);
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return failed(&e, t),
-            }
-        }
-        if String::from_utf8_lossy(&body).to_lowercase().contains(needle.as_str()) {
+        if String::from_utf8_lossy(&answer.body).to_lowercase().contains(needle.as_str()) {
             Attempt::Done(Health::Healthy)
         } else {
             Attempt::Done(Health::unhealthy(format!("body lacks '{}'", bounded(shown, 100))))
@@ -548,15 +759,18 @@ impl HealthChecker for WebChecker {
     }
 }
 
-fn failed(e: &reqwest::Error, t: &Target) -> Attempt {
-    if let Some(local) = local_io(e) {
+fn failed(failure: Failure, t: &Target) -> Attempt {
+    let reason = match failure {
         // No socket to be had on this node: nothing learnt about the entry point.
-        Attempt::Done(Health::abstain(format!("cannot open a connection on this node: {}", io_reason(local))))
-    } else if e.is_timeout() {
-        Attempt::TimedOut
-    } else {
-        Attempt::Done(Health::unhealthy(reason(e, &t.server_name)))
-    }
+        Failure::Connect(e) if local_trouble(&e) => {
+            return Attempt::Done(Health::abstain(format!("cannot open a connection on this node: {}", io_reason(&e))))
+        }
+        Failure::Connect(e) => io_reason(&e),
+        Failure::Tls(e) => tls_io_reason(&e, &t.server_name),
+        Failure::Http(e) => http_reason(&e),
+        Failure::Said(reason) => reason,
+    };
+    Attempt::Done(Health::unhealthy(reason))
 }
 
 /// The next error of a chain, looking inside I/O errors (whose `source()` skips the error they wrap).
@@ -577,51 +791,35 @@ fn deepest(e: &(dyn StdError + 'static)) -> String {
     cur.to_string()
 }
 
-/// A failed request, in words: TLS problems first (they name the certificate), then the socket's.
-/// The I/O error in `e`'s chain that is this node's own trouble, if any.
-fn local_io(e: &reqwest::Error) -> Option<&std::io::Error> {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(i) = err.downcast_ref::<std::io::Error>().filter(|i| local_trouble(i)) {
-            return Some(i);
-        }
-        cur = next(err);
+/// A failed TLS handshake, in words: the certificate's trouble names the certificate.
+fn tls_io_reason(e: &std::io::Error, server_name: &str) -> String {
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return tls_reason(tls, server_name);
     }
-    None
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return "TLS handshake failed: the server closed the connection (does the port speak TLS?)".into();
+    }
+    format!("TLS handshake failed: {}", io_reason(e))
 }
 
-pub(crate) fn reason(e: &reqwest::Error, server_name: &str) -> String {
-    // The OS's own error says most ("connection refused"); wrapped I/O errors are a fallback.
-    let (mut os_io, mut wrapped_io) = (None, None);
+/// A failed HTTP exchange, in words: the socket's own error says most ("connection reset").
+fn http_reason(e: &hyper::Error) -> String {
+    if e.is_incomplete_message() {
+        return "connection closed without a response".into();
+    }
+    let innermost = deepest(e);
+    if e.is_parse() {
+        return format!("not an HTTP answer ({innermost})");
+    }
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return tls_reason(tls, server_name);
+            return format!("TLS failed: {tls}");
         }
-        if let Some(i) = err.downcast_ref::<std::io::Error>() {
-            if i.get_ref().is_none() {
-                os_io = Some(i);
-            } else if wrapped_io.is_none() && i.kind() != std::io::ErrorKind::Other {
-                wrapped_io = Some(i);
-            }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io_reason(io);
         }
         cur = next(err);
-    }
-    if e.is_redirect() {
-        return format!("more than {MAX_REDIRECTS} redirects");
-    }
-    let innermost = deepest(e);
-    if innermost == "tls handshake eof" {
-        return "TLS handshake failed: the server closed the connection (does the port speak TLS?)".into();
-    }
-    if innermost.contains("connection closed before message completed") {
-        return "connection closed without a response".into();
-    }
-    if let Some(io) = os_io.or(wrapped_io) {
-        return io_reason(io);
-    }
-    if innermost.contains("invalid HTTP") || innermost.contains("invalid status") || innermost.contains("invalid header") {
-        return format!("not an HTTP answer ({innermost})");
     }
     bounded(&lowercase_first(&innermost), 200)
 }
@@ -705,14 +903,14 @@ mod tests {
     }
 
     #[test]
-    fn checkers_of_equal_client_settings_share_one_client() {
-        let a = shared_client(&settings("schema: https\npath: /a")).unwrap();
-        let b = shared_client(&settings("schema: http\nport: 81\nheaders: {X-A: b}")).unwrap();
-        assert!(Arc::ptr_eq(&a, &b), "URL, port and headers are per request");
-        for other in ["timeout: 3", "follow-redirects: true", "ignore-ssl-errors: true"] {
-            let c = shared_client(&settings(other)).unwrap();
-            assert!(!Arc::ptr_eq(&a, &c), "{other} needs a client of its own");
+    fn checkers_of_equal_tls_settings_share_one_tls_setup() {
+        let a = shared_tls(&settings("schema: https\npath: /a")).unwrap();
+        for same in ["schema: http\nport: 81\nheaders: {X-A: b}", "timeout: 3", "follow-redirects: true"] {
+            let b = shared_tls(&settings(same)).unwrap();
+            assert!(Arc::ptr_eq(&a, &b), "{same} is per request");
         }
+        let c = shared_tls(&settings("ignore-ssl-errors: true")).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c), "ignore-ssl-errors needs a TLS setup of its own");
     }
 
     #[test]
