@@ -394,6 +394,31 @@ async fn a_leader_cut_off_from_the_dcs_never_switches_again() {
     assert_eq!(c.provider.calls().len(), 1);
 }
 
+/// A stopped process (SIGSTOP, a VM paused) past its lease: its DCS and provider calls wait,
+/// unsent, until it runs again, while the others take over. Once it runs, nothing it sends
+/// begins in its old term, and the traffic stays where the new leader put it.
+#[tokio::test(start_paused = true)]
+async fn a_leader_paused_past_its_lease_never_writes_in_its_old_term() {
+    let c = Cluster::new(3, Some("ep-1"), "");
+    let first = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    let old = term(&c).await;
+    c.dcs.pause(&first, true);
+    c.provider.pause(&first, true);
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    let ended = c.dcs.term_ended(old).expect("the paused leader's term ended with its lease");
+    sleep(Duration::from_secs(10)).await;
+    c.dcs.pause(&first, false);
+    c.provider.pause(&first, false);
+    sleep(Duration::from_secs(30)).await;
+    let calls = c.provider.calls();
+    assert!(calls.iter().all(|call| call.token != old || call.started < ended), "a write began in the old term after it ended: {calls:?}");
+    assert!(calls.iter().all(|call| call.node != first), "the paused leader wrote nothing: {calls:?}");
+    assert_eq!(c.provider.current().as_deref(), Some("ep-2"), "the traffic stays where the new leader put it");
+    assert!(!c.node(&first).handle.is_leader() || term(&c).await != old, "it does not lead in its old term");
+}
+
 #[tokio::test(start_paused = true)]
 async fn losing_the_dcs_never_switches_and_is_told_once() {
     let c = Cluster::new(2, Some("ep-1"), "");

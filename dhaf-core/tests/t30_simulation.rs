@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use dhaf_core::config::Config;
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::model::{Event, FencingToken};
-use dhaf_core::provider::Notifier;
+use dhaf_core::model::{EntryPoint, Event, FencingToken};
+use dhaf_core::provider::{Notifier, Switcher};
 use dhaf_core::registry::{Providers, ServiceProviders};
 use dhaf_core::runtime::{Node, NodeHandle};
 use dhaf_core::testing::{FakeProvider, RecordingNotifier, ScriptedChecker};
@@ -235,6 +235,14 @@ enum Step {
     HangNotifiers {
         on: bool,
     },
+    /// The node stops for its lease's TTL and `beyond` more, with the same limit as a crash,
+    /// then runs again: its DCS and provider calls wait, unsent, meanwhile (a stopped process,
+    /// the classic stale leader). Its timers still run, on the one clock all nodes share.
+    Pause {
+        who: Who,
+        beyond_majority: bool,
+        beyond: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +292,69 @@ impl Schedule {
         }
         Schedule { steps, finally_up }
     }
+
+    /// Add the faults that came after the first seeds were recorded (pauses past the lease),
+    /// drawn from a stream of their own so the old steps stay what they were.
+    fn extend(&mut self, seed: u64, s: &Settings) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(1);
+        for _ in 0..rng.random_range(0..=2) {
+            let who = if rng.random_bool(0.6) { Who::Leader } else { Who::Node(rng.random_range(0..s.nodes)) };
+            let step =
+                Step::Pause { who, beyond_majority: rng.random_bool(0.2), beyond: Duration::from_millis(rng.random_range(0..=4000)) };
+            let at = rng.random_range(0..=self.steps.len());
+            self.steps.insert(at, (step, Duration::from_millis(rng.random_range(100..=8000))));
+        }
+    }
+}
+
+/// What one run simulates: a seed, whether with the faults added later, and which of its steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Case {
+    seed: u64,
+    /// Only the faults the first seeds drew (the regression seeds are replayed so, as found).
+    classic: bool,
+    /// The steps kept, by index into the drawn schedule; all when `None`.
+    keep: Option<Vec<usize>>,
+    /// A defect planted in the simulation itself, to show that it is found and shrunk: a node
+    /// that runs again after a pause resends its last switch in its old term.
+    planted: bool,
+}
+
+impl Case {
+    fn seed(seed: u64) -> Case {
+        Case { seed, classic: false, keep: None, planted: false }
+    }
+
+    /// The settings and the schedule the case runs.
+    fn draw(&self) -> (Settings, Schedule) {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let settings = Settings::draw(&mut rng);
+        let mut schedule = Schedule::draw(&mut rng, &settings);
+        if !self.classic {
+            schedule.extend(self.seed, &settings);
+        }
+        if let Some(keep) = &self.keep {
+            schedule.steps = keep.iter().filter_map(|&i| schedule.steps.get(i).cloned()).collect();
+        }
+        (settings, schedule)
+    }
+
+    /// The command that runs this case again.
+    fn replay(&self) -> String {
+        let mut env = format!("DHAF_SIM_SEED={}", self.seed);
+        if self.classic {
+            env.push_str(" DHAF_SIM_CLASSIC=1");
+        }
+        if self.planted {
+            env.push_str(" DHAF_SIM_PLANT=1");
+        }
+        if let Some(keep) = &self.keep {
+            let keep: Vec<String> = keep.iter().map(usize::to_string).collect();
+            let _ = write!(env, " DHAF_SIM_STEPS={}", keep.join(","));
+        }
+        format!("{env} cargo test -p dhaf-core --test t30_simulation")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,6 +389,7 @@ impl Spans {
 const CRASHED: usize = 0;
 const CUT: usize = 1;
 const REFUSED: usize = 2;
+const PAUSED: usize = 3;
 
 struct SimNode {
     checker: ScriptedChecker,
@@ -341,9 +413,13 @@ struct Sim {
     down_at: HashMap<(usize, String), Spans>,
     /// Per node: when it was crashed, cut off or had its writes refused, so its opinion may be
     /// missing or stale.
-    unavailable: Vec<[Spans; 3]>,
+    unavailable: Vec<[Spans; 4]>,
     /// Nodes cut off from the DCS.
     cut: BTreeSet<usize>,
+    /// Nodes stopped.
+    paused: BTreeSet<usize>,
+    /// The planted defect is on (see [`Case::planted`]).
+    planted: bool,
     /// Provider calls already checked, per service.
     checked: Vec<usize>,
     /// Which node first wrote with each term.
@@ -360,6 +436,8 @@ impl Sim {
         let mut sim = Sim {
             checked: vec![0; providers.len()],
             cut: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            planted: false,
             dcs: MemoryDcs::new("sim"),
             providers,
             notifier: RecordingNotifier::new(),
@@ -440,7 +518,9 @@ impl Sim {
     /// The running, connected node a crash or cut-off hits, if the step applies: none when it
     /// would take the last node of a majority and may not.
     fn fault_target(&self, who: Who, beyond_majority: bool) -> Option<usize> {
-        let up: Vec<usize> = (0..self.settings.nodes).filter(|n| self.nodes[*n].task.is_some() && !self.cut.contains(n)).collect();
+        let up: Vec<usize> = (0..self.settings.nodes)
+            .filter(|n| self.nodes[*n].task.is_some() && !self.cut.contains(n) && !self.paused.contains(n))
+            .collect();
         let majority = self.settings.nodes / 2 + 1;
         if up.len() <= majority && !(beyond_majority && up.len() > 1) {
             return None;
@@ -448,6 +528,37 @@ impl Sim {
         match who {
             Who::Node(n) => up.contains(&n).then_some(n),
             Who::Leader => up.iter().copied().find(|&n| self.nodes[n].handle.is_leader()),
+        }
+    }
+
+    /// The planted defect: a node that ran again sends its last switch once more, in the term it
+    /// had, as a retry below the runtime's fencing would.
+    async fn resend_last_write(&self, node: usize) {
+        let name = Settings::node_name(node);
+        let last = self
+            .providers
+            .iter()
+            .enumerate()
+            .filter_map(|(s, p)| Some((s, p.calls().into_iter().rfind(|c| c.node == name)?)))
+            .max_by_key(|(_, c)| c.at);
+        if let Some((s, call)) = last {
+            self.log(format!("   -> {name} sends its switch of svc-{} to {} in {} again (planted)", s + 1, call.to, call.token));
+            let ep = EntryPoint { name: call.to.clone(), ip: "10.0.0.1".parse().unwrap() };
+            let _ = self.providers[s].switcher(&name).switch(&ep, call.token).await;
+        }
+    }
+
+    fn set_paused(&mut self, node: usize, on: bool) {
+        let name = Settings::node_name(node);
+        if on {
+            self.paused.insert(node);
+        } else {
+            self.paused.remove(&node);
+        }
+        self.unavailable[node][PAUSED].set(on, Instant::now());
+        self.dcs.pause(&name, on);
+        for p in &self.providers {
+            p.pause(&name, on);
         }
     }
 
@@ -525,6 +636,23 @@ impl Sim {
             Step::FailNext { service, n } => self.providers[*service].fail_next(*n),
             Step::LoseAnswers { service, n } => self.providers[*service].lose_next_answers(*n),
             Step::HangNotifiers { on } => self.notifier.set_hanging(*on),
+            Step::Pause { who, beyond_majority, beyond } => {
+                if let Some(node) = self.fault_target(*who, *beyond_majority) {
+                    let name = Settings::node_name(node);
+                    self.log(format!("   -> {name} stops"));
+                    self.set_paused(node, true);
+                    let until = Instant::now() + Duration::from_secs(self.settings.ttl_s) + *beyond;
+                    while Instant::now() < until {
+                        sleep(Duration::from_millis(500).min(until - Instant::now())).await;
+                        self.check("paused");
+                    }
+                    self.log(format!("   -> {name} runs again"));
+                    self.set_paused(node, false);
+                    if self.planted {
+                        self.resend_last_write(node).await;
+                    }
+                }
+            }
         }
     }
 
@@ -563,6 +691,21 @@ impl Sim {
                     call.node,
                     call.to
                 );
+                // No call starts after the end of the term it names: its leader key deleted, or
+                // the lease under it expired (a paused node's call waits, unsent, and may land
+                // later; what matters is that the node did not begin it past its deadline).
+                if let Some(ended) = self.dcs.term_ended(call.token) {
+                    assert!(
+                        call.started < ended,
+                        "({when}) svc-{}: {} began a switch to {} in term {} at {:.2} s, after that term ended at {:.2} s",
+                        s + 1,
+                        call.node,
+                        call.to,
+                        call.token,
+                        call.started.duration_since(self.start).as_secs_f64(),
+                        ended.duration_since(self.start).as_secs_f64()
+                    );
+                }
                 // Never to an entry point every node has seen down for longer than an opinion
                 // can lag, nor one a majority of all nodes has, each of them running, connected
                 // and heard throughout (so they are a majority of the alive nodes too).
@@ -615,12 +758,11 @@ fn answer<T, E: std::fmt::Display>(r: Result<Result<T, E>, tokio::time::error::E
 // ---------------------------------------------------------------------------------------------
 // Running a seed.
 
-async fn simulate(seed: u64, log: Arc<Mutex<Vec<String>>>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let settings = Settings::draw(&mut rng);
-    let schedule = Schedule::draw(&mut rng, &settings);
-    log.lock().unwrap().push(format!("seed {seed}: {settings:?}"));
+async fn simulate(case: Case, log: Arc<Mutex<Vec<String>>>) {
+    let (settings, schedule) = case.draw();
+    log.lock().unwrap().push(format!("{case:?}: {settings:?}"));
     let mut sim = Sim::new(settings.clone(), log);
+    sim.planted = case.planted;
     // Let the cluster elect and place before the faults begin.
     sleep(Duration::from_secs(settings.ttl_s + 3)).await;
     sim.check("start");
@@ -749,22 +891,106 @@ async fn simulate(seed: u64, log: Arc<Mutex<Vec<String>>>) {
     }
 }
 
-/// Runs one seed on its own paused runtime; on failure, the seed and its event log.
-fn run_seed(seed: u64) -> Result<(), String> {
+/// How a case failed: why, and its event log.
+struct Failure {
+    why: String,
+    log: String,
+}
+
+impl Failure {
+    /// What kind of failure it is, to tell whether a smaller schedule fails the same way: the
+    /// message without its moment, numbers and names of nodes, services and entry points.
+    fn kind(&self) -> String {
+        let why = self.why.lines().next().unwrap_or_default();
+        let why = why.split_once(") ").filter(|_| why.starts_with('(')).map_or(why, |(_, rest)| rest);
+        why.chars().filter(|c| !c.is_ascii_digit()).take(60).collect()
+    }
+}
+
+/// Runs one case on its own paused runtime.
+fn run_case(case: &Case) -> Result<(), Failure> {
     let log = Arc::new(Mutex::new(Vec::new()));
     count_panics();
     PANICS.store(0, Ordering::SeqCst);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(simulate(seed, log.clone()))));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(simulate(case.clone(), log.clone()))));
     drop(rt);
     if std::env::var_os("DHAF_SIM_LOG").is_some() {
         eprintln!("{}", log.lock().unwrap().join("\n"));
     }
     outcome.map_err(|e| {
         let why = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-        let log = log.lock().unwrap().join("\n");
-        format!("seed {seed} failed: {why}\nreplay: DHAF_SIM_SEED={seed} cargo test -p dhaf-core --test t30_simulation\n{log}")
+        Failure { why, log: log.lock().unwrap().join("\n") }
     })
+}
+
+/// Most runs a shrink may take.
+const SHRINK_RUNS: usize = 150;
+
+/// A smaller schedule that fails the same way as `case` did (`failure`), by delta debugging
+/// over its steps (Zeller's ddmin: drop chunks of steps, halving the chunk until single steps
+/// cannot go), within [`SHRINK_RUNS`] runs. The steps are the schedule's unit: a step's
+/// index names it, so the result replays as the seed plus the steps kept.
+fn shrink(case: &Case, failure: &Failure) -> (Case, Failure) {
+    let kind = failure.kind();
+    let (_, schedule) = case.draw();
+    let mut keep: Vec<usize> = case.keep.clone().unwrap_or_else(|| (0..schedule.steps.len()).collect());
+    let mut best = (case.clone(), Failure { why: failure.why.clone(), log: failure.log.clone() });
+    let mut runs = 0;
+    let mut chunks = 2;
+    while !keep.is_empty() && runs < SHRINK_RUNS {
+        let size = keep.len().div_ceil(chunks);
+        let mut shrunk = false;
+        for start in (0..keep.len()).step_by(size) {
+            if runs >= SHRINK_RUNS {
+                break;
+            }
+            let fewer: Vec<usize> = keep.iter().enumerate().filter(|(i, _)| *i < start || *i >= start + size).map(|(_, s)| *s).collect();
+            let smaller = Case { keep: Some(fewer.clone()), ..case.clone() };
+            runs += 1;
+            if let Err(f) = run_case(&smaller) {
+                if f.kind() == kind {
+                    keep = fewer;
+                    best = (smaller, f);
+                    chunks = (chunks - 1).max(2);
+                    shrunk = true;
+                    break;
+                }
+            }
+        }
+        if !shrunk {
+            if size == 1 {
+                break;
+            }
+            chunks = (chunks * 2).min(keep.len());
+        }
+    }
+    best
+}
+
+/// Runs `case`; on failure, shrinks it and says both, with the smaller one's log.
+fn run_and_shrink(case: &Case) -> Result<(), String> {
+    let failure = match run_case(case) {
+        Ok(()) => return Ok(()),
+        Err(f) => f,
+    };
+    let steps = case.draw().1.steps.len();
+    if std::env::var("DHAF_SIM_SHRINK").is_ok_and(|v| v == "0") {
+        return Err(format!("{case:?} failed: {}\nreplay: {}\n{}", failure.why, case.replay(), failure.log));
+    }
+    let (small, f) = shrink(case, &failure);
+    let (_, schedule) = small.draw();
+    let listed: Vec<String> = schedule.steps.iter().map(|(step, quiet)| format!("  {step:?}, then quiet for {quiet:?}")).collect();
+    Err(format!(
+        "{case:?} failed: {}\nreplay: {}\nshrunk from {steps} steps to {}, failing the same way: {}\nreplay: {}\n{}\n{}",
+        failure.why,
+        case.replay(),
+        schedule.steps.len(),
+        f.why,
+        small.replay(),
+        listed.join("\n"),
+        f.log
+    ))
 }
 
 /// Seeds that once found a defect, run every time besides the range: a switch made by a leader
@@ -773,22 +999,55 @@ fn run_seed(seed: u64) -> Result<(), String> {
 /// provider already pointed told as a switch (36, 905), the same after lost answers (767).
 const REGRESSIONS: &[u64] = &[36, 343, 688, 767, 882, 905];
 
-fn seeds() -> Vec<u64> {
+fn cases() -> Vec<Case> {
+    let classic = std::env::var_os("DHAF_SIM_CLASSIC").is_some();
     if let Ok(s) = std::env::var("DHAF_SIM_SEED") {
-        return vec![s.parse().expect("DHAF_SIM_SEED must be a u64")];
+        let keep = std::env::var("DHAF_SIM_STEPS").ok().map(|k| {
+            k.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().expect("DHAF_SIM_STEPS must be step numbers, comma-separated"))
+                .collect()
+        });
+        let planted = std::env::var_os("DHAF_SIM_PLANT").is_some();
+        return vec![Case { seed: s.parse().expect("DHAF_SIM_SEED must be a u64"), classic, keep, planted }];
     }
     let n = std::env::var("DHAF_SIM_SEEDS").map(|s| s.parse().expect("DHAF_SIM_SEEDS must be a number")).unwrap_or(DEFAULT_SEEDS);
     let first: u64 = std::env::var("DHAF_SIM_FIRST").map(|s| s.parse().expect("DHAF_SIM_FIRST must be a u64")).unwrap_or(0);
-    let mut seeds: Vec<u64> = (first..first + n).collect();
-    seeds.extend(REGRESSIONS.iter().filter(|s| !(first..first + n).contains(*s)));
-    seeds
+    let mut cases: Vec<Case> = (first..first + n).map(|seed| Case { classic, ..Case::seed(seed) }).collect();
+    // The regression seeds as they were found: with the faults of their time only.
+    for &seed in REGRESSIONS {
+        let case = Case { classic: true, ..Case::seed(seed) };
+        if !cases.contains(&case) {
+            cases.push(case);
+        }
+    }
+    cases
 }
 
 #[test]
 fn random_fault_schedules_keep_the_invariants() {
     let started = std::time::Instant::now();
-    let seeds = seeds();
-    let failures: Vec<String> = seeds.iter().filter_map(|&s| run_seed(s).err()).collect();
-    eprintln!("{} seeds in {:.1} s, {} failed", seeds.len(), started.elapsed().as_secs_f64(), failures.len());
+    let cases = cases();
+    let failures: Vec<String> = cases.iter().filter_map(|c| run_and_shrink(c).err()).collect();
+    eprintln!("{} seeds in {:.1} s, {} failed", cases.len(), started.elapsed().as_secs_f64(), failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The simulator finds a planted stale write by itself and shrinks its schedule to a few steps
+/// that still fail the same way, a pause among them, and the shrunk case replays.
+#[test]
+fn a_planted_stale_write_is_found_and_shrunk_to_a_replayable_schedule() {
+    let (case, failure) = (0..40)
+        .map(|seed| Case { planted: true, ..Case::seed(seed) })
+        .find_map(|case| run_case(&case).err().map(|f| (case, f)))
+        .expect("the planted stale write is found within 40 seeds");
+    assert!(failure.why.contains("after that term ended"), "found as a write after its term: {}", failure.why);
+    let (small, shrunk) = shrink(&case, &failure);
+    let (_, whole) = case.draw();
+    let (_, schedule) = small.draw();
+    assert!(schedule.steps.len() < whole.steps.len() / 2, "shrunk from {} steps to {:?}", whole.steps.len(), schedule.steps);
+    assert!(schedule.steps.iter().any(|(s, _)| matches!(s, Step::Pause { .. })), "the pause stays: {:?}", schedule.steps);
+    assert_eq!(shrunk.kind(), failure.kind());
+    let again = run_case(&small).expect_err("the shrunk case fails again");
+    assert_eq!(again.log, shrunk.log, "the shrunk case replays step for step");
 }

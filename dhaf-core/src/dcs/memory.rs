@@ -6,7 +6,8 @@
 //! handle that acts as one node, so faults can cut that node off alone.
 //!
 //! Faults ([`Faults`]): the whole store unavailable, every call slow, one node cut off, writes
-//! refused while everything else passes (etcd's NOSPACE alarm).
+//! refused while everything else passes (etcd's NOSPACE alarm), one node paused (its calls wait,
+//! unsent, until it resumes, as a stopped process's would).
 //!
 //! With a state file, the entries not bound to a lease (members, switchover requests,
 //! maintenance, switch records, providers' data) are written there on every change and read back
@@ -46,6 +47,8 @@ struct Store {
     /// A durable entry (not bound to a lease) changed since the state file was written.
     durable_dirty: bool,
     reaper: bool,
+    /// When each leader term ended (its key deleted, or its lease expired or revoked), by term.
+    terms_ended: HashMap<i64, Instant>,
 }
 
 /// Faults to inject, shared by every handle of a store; set with [`MemoryDcs`]'s fault methods
@@ -64,12 +67,17 @@ pub struct Faults {
     pub writes_refused: bool,
     /// The same, for calls made by these nodes' handles only.
     pub writes_refused_for: BTreeSet<String>,
+    /// Calls made by these nodes' handles wait, before they reach the store, until the node is
+    /// no longer paused: a stopped process, whose requests go out when it runs again.
+    pub paused: BTreeSet<String>,
 }
 
 struct Shared {
     keys: Keys,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
+    /// Bumped whenever the faults change, so paused calls look again.
+    faults_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// An in-memory DCS store, or one node's handle to it (see [`MemoryDcs::client`]).
@@ -100,7 +108,15 @@ pub struct MemoryDcs {
 impl MemoryDcs {
     /// A new, empty store for cluster `cluster`.
     pub fn new(cluster: &str) -> Self {
-        MemoryDcs { shared: Arc::new(Shared { keys: Keys::new(cluster), store: Mutex::default(), faults: Mutex::default() }), node: None }
+        MemoryDcs {
+            shared: Arc::new(Shared {
+                keys: Keys::new(cluster),
+                store: Mutex::default(),
+                faults: Mutex::default(),
+                faults_changed: tokio::sync::watch::Sender::new(0),
+            }),
+            node: None,
+        }
     }
 
     /// A store kept in `path`: read now if it exists, written on every change. Fails, naming
@@ -145,6 +161,7 @@ impl MemoryDcs {
     #[cfg(any(test, feature = "testing"))]
     pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
         f(&mut lock(&self.shared.faults));
+        self.shared.faults_changed.send_modify(|n| *n += 1);
     }
 
     /// Make the whole store (un)available.
@@ -175,6 +192,28 @@ impl MemoryDcs {
                 f.writes_refused_for.remove(node);
             }
         });
+    }
+
+    /// Pause node `node` (see [`Faults::paused`]), or let it run again.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn pause(&self, node: &str, on: bool) {
+        self.set_faults(|f| {
+            if on {
+                f.paused.insert(node.to_string());
+            } else {
+                f.paused.remove(node);
+            }
+        });
+    }
+
+    /// When the leader term `term` ended: its leader key deleted, or the lease it was bound to
+    /// revoked or expired (then the lease's deadline, even if the store noticed later). `None`
+    /// while it lasts, or if it never was.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn term_ended(&self, term: FencingToken) -> Option<Instant> {
+        let mut store = lock(&self.shared.store);
+        expire(&mut store, &self.shared.keys, Instant::now());
+        store.terms_ended.get(&term.0).copied()
     }
 
     /// Make every call take `latency` first.
@@ -208,6 +247,14 @@ impl MemoryDcs {
     }
 
     async fn enter_as(&self, write: bool) -> Result<(), DcsError> {
+        if let Some(node) = &self.node {
+            let mut changed = self.shared.faults_changed.subscribe();
+            while lock(&self.shared.faults).paused.contains(node) {
+                if changed.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
         let (latency, down, refused) = {
             let f = lock(&self.shared.faults);
             let mine = |set: &BTreeSet<String>| self.node.as_ref().is_some_and(|n| set.contains(n));
@@ -234,7 +281,7 @@ impl MemoryDcs {
     fn with_store<T>(&self, f: impl FnOnce(&mut Store, &Keys) -> T) -> Result<T, DcsError> {
         let mut store = lock(&self.shared.store);
         let at_entry = store.revision;
-        expire(&mut store, Instant::now());
+        expire(&mut store, &self.shared.keys, Instant::now());
         let before = store.revision;
         let undo = store.state_file.is_some().then(|| (store.kv.clone(), store.leases.clone()));
         let out = f(&mut store, &self.shared.keys);
@@ -265,16 +312,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn expire(store: &mut Store, now: Instant) {
-    let dead: Vec<LeaseId> = store.leases.iter().filter(|(_, (deadline, _))| *deadline <= now).map(|(id, _)| *id).collect();
-    for id in dead {
-        revoke_lease(store, id);
+fn expire(store: &mut Store, keys: &Keys, now: Instant) {
+    let dead: Vec<(LeaseId, Instant)> =
+        store.leases.iter().filter(|(_, (deadline, _))| *deadline <= now).map(|(id, (deadline, _))| (*id, *deadline)).collect();
+    for (id, deadline) in dead {
+        revoke_lease(store, keys, id, deadline);
     }
 }
 
-fn revoke_lease(store: &mut Store, id: LeaseId) -> bool {
+/// Revoke lease `id` as of `at`, with every key bound to it.
+fn revoke_lease(store: &mut Store, keys: &Keys, id: LeaseId, at: Instant) -> bool {
     if store.leases.remove(&id).is_none() {
         return false;
+    }
+    if let Some((_, term, Some(lease))) = leader_of(store, keys) {
+        if lease == id {
+            store.terms_ended.insert(term, at);
+        }
     }
     let before = store.kv.len();
     store.kv.retain(|_, e| e.lease != Some(id));
@@ -332,7 +386,7 @@ fn spawn_reaper(shared: Weak<Shared>) {
                 let Some(shared) = shared.upgrade() else { return };
                 let mut store = lock(&shared.store);
                 let before = store.revision;
-                expire(&mut store, Instant::now());
+                expire(&mut store, &shared.keys, Instant::now());
                 // Only leases expire here: nothing durable changes, nothing to save.
                 if store.revision != before {
                     store.watchers.retain(|w| w.notify());
@@ -386,8 +440,8 @@ impl Dcs for MemoryDcs {
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
         self.enter().await?;
-        self.with_store(|s, _| {
-            revoke_lease(s, lease);
+        self.with_store(|s, k| {
+            revoke_lease(s, k, lease, Instant::now());
         })?;
         Ok(())
     }
@@ -413,6 +467,7 @@ impl Dcs for MemoryDcs {
         self.with_store(|s, k| {
             if matches!(leader_of(s, k), Some((_, rev, _)) if rev == token.0) {
                 delete(s, &k.leader());
+                s.terms_ended.insert(token.0, Instant::now());
             }
         })?;
         Ok(())
