@@ -57,6 +57,10 @@ fn count_panics() {
     });
 }
 
+/// More DCS calls than this within a second of simulated time is a loop that spins (the store
+/// then stops answering, so time moves on and the check below says so).
+const SPIN_LIMIT: u32 = 20_000;
+
 /// Seeds the plain `cargo test` runs (seeds 0..N).
 const DEFAULT_SEEDS: u64 = 64;
 
@@ -112,15 +116,21 @@ impl Settings {
         format!("n{}", i + 1)
     }
 
-    fn config(&self, node: &str) -> Config {
+    fn config(&self, node: &str, defs: &[Def]) -> Config {
         let mut yaml = format!(
             "dhaf:\n  cluster-name: sim\n  node-name: {node}\n  tact-interval: {}ms\n  heartbeat-interval: {}ms\n  \
              healthy-node-status-ttl: {}\n  reconcile-interval: {}\nservices:\n",
             self.tact_ms, self.heartbeat_ms, self.ttl_s, self.reconcile_s
         );
         for (s, eps) in self.services.iter().enumerate() {
+            let mut order: Vec<(usize, &String)> = eps.iter().enumerate().collect();
+            match defs[s] {
+                Def::Absent => continue,
+                Def::Normal => {}
+                Def::Reversed => order.reverse(),
+            }
             let _ = writeln!(yaml, "  - name: svc-{}\n    domain: svc-{}.test\n    entry-points:", s + 1, s + 1);
-            for (e, ep) in eps.iter().enumerate() {
+            for (e, ep) in order {
                 let _ = writeln!(yaml, "      - {{ name: {ep}, ip: 10.0.{}.{} }}", s + 1, e + 1);
             }
             let _ = writeln!(
@@ -145,6 +155,17 @@ impl Settings {
         Duration::from_millis(self.tact_ms * u64::from(self.rise + self.fall + 4))
             + Duration::from_secs(2 * self.ttl_s + self.reconcile_s + self.failback_delay_s + 20)
     }
+}
+
+/// How a node's config defines a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Def {
+    /// As drawn.
+    Normal,
+    /// With its entry points in the reverse order of priority: a disagreement that matters.
+    Reversed,
+    /// Not at all.
+    Absent,
 }
 
 /// A node a step acts on: a given one, or whichever leads when the step runs.
@@ -235,6 +256,18 @@ enum Step {
     HangNotifiers {
         on: bool,
     },
+    /// The node's config file now defines the service so, and the node reloads it (or runs it
+    /// when it starts again, if it is down).
+    Reload {
+        node: usize,
+        service: usize,
+        to: Def,
+    },
+    /// Every node in turn, a rolling change.
+    ReloadAll {
+        service: usize,
+        to: Def,
+    },
     /// The node stops for its lease's TTL and `beyond` more, with the same limit as a crash,
     /// then runs again: its DCS and provider calls wait, unsent, meanwhile (a stopped process,
     /// the classic stale leader). Its timers still run, on the one clock all nodes share.
@@ -304,6 +337,28 @@ impl Schedule {
                 Step::Pause { who, beyond_majority: rng.random_bool(0.2), beyond: Duration::from_millis(rng.random_range(0..=4000)) };
             let at = rng.random_range(0..=self.steps.len());
             self.steps.insert(at, (step, Duration::from_millis(rng.random_range(100..=8000))));
+        }
+        // Config reloads: a service changed, removed or added back on one node or on all, and
+        // often set right again later.
+        for _ in 0..rng.random_range(0..=3) {
+            let service = rng.random_range(0..s.services.len());
+            let to = [Def::Reversed, Def::Absent][rng.random_range(0..2)];
+            let step = if rng.random_bool(0.7) {
+                Step::Reload { node: rng.random_range(0..s.nodes), service, to }
+            } else {
+                Step::ReloadAll { service, to }
+            };
+            let at = rng.random_range(0..=self.steps.len());
+            let quiet = Duration::from_millis(rng.random_range(100..=8000));
+            self.steps.insert(at, (step.clone(), quiet));
+            if rng.random_bool(0.6) {
+                let fixed = match step {
+                    Step::Reload { node, service, .. } => Step::Reload { node, service, to: Def::Normal },
+                    _ => Step::ReloadAll { service, to: Def::Normal },
+                };
+                let later = rng.random_range(at + 1..=self.steps.len());
+                self.steps.insert(later, (fixed, Duration::from_millis(rng.random_range(100..=8000))));
+            }
         }
     }
 }
@@ -418,6 +473,8 @@ struct Sim {
     cut: BTreeSet<usize>,
     /// Nodes stopped.
     paused: BTreeSet<usize>,
+    /// Per node, per service: how its config defines it, and since when (each change).
+    defs: Vec<Vec<Vec<(Instant, Def)>>>,
     /// The planted defect is on (see [`Case::planted`]).
     planted: bool,
     /// Provider calls already checked, per service.
@@ -437,6 +494,7 @@ impl Sim {
             checked: vec![0; providers.len()],
             cut: BTreeSet::new(),
             paused: BTreeSet::new(),
+            defs: vec![vec![vec![(Instant::now(), Def::Normal)]; settings.services.len()]; settings.nodes],
             planted: false,
             dcs: MemoryDcs::new("sim"),
             providers,
@@ -451,6 +509,7 @@ impl Sim {
             log,
             settings,
         };
+        sim.dcs.set_faults(|f| f.spin_limit = Some(SPIN_LIMIT));
         for i in 0..sim.settings.nodes {
             let node = sim.spawn(i);
             sim.nodes.push(node);
@@ -471,15 +530,8 @@ impl Sim {
                 checker.down(ep, "connection refused");
             }
         }
-        let providers = Providers {
-            services: self
-                .providers
-                .iter()
-                .map(|p| ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(p.switcher(&name)) })
-                .collect(),
-            notifiers: vec![("rec".into(), Arc::new(self.notifier.clone()) as Arc<dyn Notifier>)],
-        };
-        let node = Node::new(self.settings.config(&name), Arc::new(self.dcs.client(&name)), providers);
+        let (config, providers) = self.config_of(i, &checker);
+        let node = Node::new(config, Arc::new(self.dcs.client(&name)), providers);
         let handle = node.handle();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -493,6 +545,56 @@ impl Sim {
             }
         });
         SimNode { checker, handle, task: Some(task), _stop: Some(tx) }
+    }
+
+    /// Node `i`'s config as its file now has it, and its providers in the config's order.
+    fn config_of(&self, i: usize, checker: &ScriptedChecker) -> (Config, Providers) {
+        let name = Settings::node_name(i);
+        let defs: Vec<Def> = self.defs[i].iter().map(|d| d.last().unwrap().1).collect();
+        let providers = Providers {
+            services: self
+                .providers
+                .iter()
+                .zip(&defs)
+                .filter(|(_, d)| **d != Def::Absent)
+                .map(|(p, _)| ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(p.switcher(&name)) })
+                .collect(),
+            notifiers: vec![("rec".into(), Arc::new(self.notifier.clone()) as Arc<dyn Notifier>)],
+        };
+        (self.settings.config(&name, &defs), providers)
+    }
+
+    /// How node `n` defined service `s` throughout `from..=to`, if it did not change meanwhile.
+    fn def_throughout(&self, n: usize, s: usize, from: Instant, to: Instant) -> Option<Def> {
+        let changes = &self.defs[n][s];
+        let at_from = changes.iter().rev().find(|(t, _)| *t <= from).map_or(changes[0].1, |c| c.1);
+        changes.iter().all(|(t, d)| *t <= from || *t > to || *d == at_from).then_some(at_from)
+    }
+
+    /// Node `node`'s file defines `service` as `to` from now on; a running node reloads it.
+    async fn reload(&mut self, node: usize, service: usize, to: Def) {
+        let before = self.defs[node][service].last().unwrap().1;
+        if before == to {
+            return;
+        }
+        let others = self.defs[node].iter().enumerate().filter(|(i, d)| *i != service && d.last().unwrap().1 != Def::Absent).count();
+        if to == Def::Absent && others == 0 {
+            self.log(format!("   -> n{} keeps its last service (a config needs one)", node + 1));
+            return;
+        }
+        self.defs[node][service].push((Instant::now(), to));
+        let Some(_) = &self.nodes[node].task else {
+            self.log(format!("   -> n{}'s file changed; it reads it when it starts", node + 1));
+            return;
+        };
+        let checker = self.nodes[node].checker.clone();
+        let (config, providers) = self.config_of(node, &checker);
+        let r = tokio::time::timeout(Duration::from_secs(10), self.nodes[node].handle.reload(config, providers)).await;
+        if matches!(r, Ok(Err(_))) {
+            // Refused: the node runs the config it had.
+            self.defs[node][service].push((Instant::now(), before));
+        }
+        self.log(format!("   -> n{} reloads: {}", node + 1, answer(r)));
     }
 
     fn set_view(&mut self, node: usize, ep: &str, up: bool) {
@@ -636,6 +738,13 @@ impl Sim {
             Step::FailNext { service, n } => self.providers[*service].fail_next(*n),
             Step::LoseAnswers { service, n } => self.providers[*service].lose_next_answers(*n),
             Step::HangNotifiers { on } => self.notifier.set_hanging(*on),
+            Step::Reload { node, service, to } => self.reload(*node, *service, *to).await,
+            Step::ReloadAll { service, to } => {
+                for node in 0..self.settings.nodes {
+                    self.reload(node, *service, *to).await;
+                    self.check("reloading");
+                }
+            }
             Step::Pause { who, beyond_majority, beyond } => {
                 if let Some(node) = self.fault_target(*who, *beyond_majority) {
                     let name = Settings::node_name(node);
@@ -691,6 +800,26 @@ impl Sim {
                     call.node,
                     call.to
                 );
+                // Never for a service the writer defines otherwise than a majority of all nodes,
+                // each of them running, connected and heard throughout the window (invariant 12).
+                let since = call.at.checked_sub(lag).unwrap_or(self.start);
+                if let Some(mine) = self.def_throughout(node, s, since, call.at) {
+                    let against: Vec<String> = (0..self.settings.nodes)
+                        .filter(|&n| {
+                            self.def_throughout(n, s, since, call.at).is_some_and(|d| d != mine)
+                                && self.unavailable[n].iter().all(|u| !u.touches(since, call.at))
+                        })
+                        .map(Settings::node_name)
+                        .collect();
+                    assert!(
+                        mine != Def::Absent && against.len() <= self.settings.nodes / 2,
+                        "({when}) svc-{}: {} switched to {} at {t:.2} s defining the service {mine:?}, which {against:?} of {} nodes define otherwise",
+                        s + 1,
+                        call.node,
+                        call.to,
+                        self.settings.nodes
+                    );
+                }
                 // No call starts after the end of the term it names: its leader key deleted, or
                 // the lease under it expired (a paused node's call waits, unsent, and may land
                 // later; what matters is that the node did not begin it past its deadline).
@@ -709,7 +838,6 @@ impl Sim {
                 // Never to an entry point every node has seen down for longer than an opinion
                 // can lag, nor one a majority of all nodes has, each of them running, connected
                 // and heard throughout (so they are a majority of the alive nodes too).
-                let since = call.at.checked_sub(lag).unwrap_or(self.start);
                 let everywhere = self.down_everywhere.get(&call.to).is_some_and(|d| d.covers(since, call.at));
                 assert!(!everywhere, "({when}) svc-{}: switched to {} at {t:.2} s, down for every node for {lag:?}", s + 1, call.to);
                 let against: Vec<String> = (0..self.settings.nodes)
@@ -730,6 +858,12 @@ impl Sim {
             self.checked[s] = calls.len();
         }
         assert_eq!(PANICS.load(Ordering::SeqCst), 0, "({when}) something panicked");
+        if let Some(at) = self.dcs.spinning() {
+            panic!(
+                "({when}) a loop spins: more than {SPIN_LIMIT} DCS calls within a second at {:.2} s",
+                at.duration_since(self.start).as_secs_f64()
+            );
+        }
         for (i, n) in self.nodes.iter().enumerate() {
             if let Some(t) = &n.task {
                 assert!(!t.is_finished(), "({when}) node {}'s task ended on its own", Settings::node_name(i));
@@ -789,6 +923,9 @@ async fn simulate(case: Case, log: Arc<Mutex<Vec<String>>>) {
         sim.apply(&Step::RefuseWrites { node, on: false }).await;
         sim.apply(&Step::Reconnect { node }).await;
         sim.apply(&Step::Restart { node }).await;
+    }
+    for service in 0..settings.services.len() {
+        sim.apply(&Step::ReloadAll { service, to: Def::Normal }).await;
     }
     for (ep, up) in &schedule.finally_up {
         sim.apply(&Step::Everywhere { ep: ep.clone(), up: *up }).await;

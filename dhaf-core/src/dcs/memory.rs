@@ -49,6 +49,10 @@ struct Store {
     reaper: bool,
     /// When each leader term ended (its key deleted, or its lease expired or revoked), by term.
     terms_ended: HashMap<i64, Instant>,
+    /// The calls since the start of the current second, for [`Faults::spin_limit`].
+    calls: Option<(Instant, u32)>,
+    /// When the calls went past [`Faults::spin_limit`].
+    spinning: Option<Instant>,
 }
 
 /// Faults to inject, shared by every handle of a store; set with [`MemoryDcs`]'s fault methods
@@ -70,6 +74,10 @@ pub struct Faults {
     /// Calls made by these nodes' handles wait, before they reach the store, until the node is
     /// no longer paused: a stopped process, whose requests go out when it runs again.
     pub paused: BTreeSet<String>,
+    /// With `Some(n)`, more than `n` calls within one second of tokio's clock are taken for a
+    /// loop that spins: from then on the store answers nobody, so paused time moves on and the
+    /// test sees it ([`MemoryDcs::spinning`]) instead of running out of memory.
+    pub spin_limit: Option<u32>,
 }
 
 struct Shared {
@@ -206,6 +214,12 @@ impl MemoryDcs {
         });
     }
 
+    /// When the calls went past [`Faults::spin_limit`], if they did.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn spinning(&self) -> Option<Instant> {
+        lock(&self.shared.store).spinning
+    }
+
     /// When the leader term `term` ended: its leader key deleted, or the lease it was bound to
     /// revoked or expired (then the lease's deadline, even if the store noticed later). `None`
     /// while it lasts, or if it never was.
@@ -237,6 +251,22 @@ impl MemoryDcs {
     }
 
     /// Pass the injected faults for a call that reads, deletes or renews.
+    /// Count a call against [`Faults::spin_limit`]: whether the store has stopped answering.
+    fn spins(&self) -> bool {
+        let Some(limit) = lock(&self.shared.faults).spin_limit else { return false };
+        let now = Instant::now();
+        let mut store = lock(&self.shared.store);
+        let calls = match store.calls {
+            Some((since, n)) if now < since + Duration::from_secs(1) => (since, n + 1),
+            _ => (now, 1),
+        };
+        store.calls = Some(calls);
+        if calls.1 > limit && store.spinning.is_none() {
+            store.spinning = Some(now);
+        }
+        store.spinning.is_some()
+    }
+
     async fn enter(&self) -> Result<(), DcsError> {
         self.enter_as(false).await
     }
@@ -255,8 +285,12 @@ impl MemoryDcs {
                 }
             }
         }
+        if self.spins() {
+            return std::future::pending().await;
+        }
         let (latency, down, refused) = {
             let f = lock(&self.shared.faults);
+
             let mine = |set: &BTreeSet<String>| self.node.as_ref().is_some_and(|n| set.contains(n));
             (f.latency, f.unavailable || mine(&f.cut_off), write && (f.writes_refused || mine(&f.writes_refused_for)))
         };
