@@ -256,6 +256,12 @@ enum Step {
     HangNotifiers {
         on: bool,
     },
+    /// Reading the service's provider back takes this long, from now on and after the faults
+    /// stop: no other service may wait for it.
+    SlowReadBack {
+        service: usize,
+        delay: Duration,
+    },
     /// The node's config file now defines the service so, and the node reloads it (or runs it
     /// when it starts again, if it is down).
     Reload {
@@ -335,6 +341,13 @@ impl Schedule {
             let who = if rng.random_bool(0.6) { Who::Leader } else { Who::Node(rng.random_range(0..s.nodes)) };
             let step =
                 Step::Pause { who, beyond_majority: rng.random_bool(0.2), beyond: Duration::from_millis(rng.random_range(0..=4000)) };
+            let at = rng.random_range(0..=self.steps.len());
+            self.steps.insert(at, (step, Duration::from_millis(rng.random_range(100..=8000))));
+        }
+        // One service whose provider is slow to read back, to the end.
+        if s.services.len() > 1 && rng.random_bool(0.3) {
+            let step =
+                Step::SlowReadBack { service: rng.random_range(0..s.services.len()), delay: Duration::from_secs(rng.random_range(5..=60)) };
             let at = rng.random_range(0..=self.steps.len());
             self.steps.insert(at, (step, Duration::from_millis(rng.random_range(100..=8000))));
         }
@@ -473,6 +486,9 @@ struct Sim {
     cut: BTreeSet<usize>,
     /// Nodes stopped.
     paused: BTreeSet<usize>,
+    /// Services whose provider is slow to read back, to the end: they need not settle, the
+    /// others must as fast as ever.
+    slow_reads: BTreeSet<usize>,
     /// Per node, per service: how its config defines it, and since when (each change).
     defs: Vec<Vec<Vec<(Instant, Def)>>>,
     /// The planted defect is on (see [`Case::planted`]).
@@ -494,6 +510,7 @@ impl Sim {
             checked: vec![0; providers.len()],
             cut: BTreeSet::new(),
             paused: BTreeSet::new(),
+            slow_reads: BTreeSet::new(),
             defs: vec![vec![vec![(Instant::now(), Def::Normal)]; settings.services.len()]; settings.nodes],
             planted: false,
             dcs: MemoryDcs::new("sim"),
@@ -739,6 +756,10 @@ impl Sim {
             Step::LoseAnswers { service, n } => self.providers[*service].lose_next_answers(*n),
             Step::HangNotifiers { on } => self.notifier.set_hanging(*on),
             Step::Reload { node, service, to } => self.reload(*node, *service, *to).await,
+            Step::SlowReadBack { service, delay } => {
+                self.providers[*service].set_read_delay(*delay);
+                self.slow_reads.insert(*service);
+            }
             Step::ReloadAll { service, to } => {
                 for node in 0..self.settings.nodes {
                     self.reload(node, *service, *to).await;
@@ -871,13 +892,44 @@ impl Sim {
         }
     }
 
-    /// The entry point each service must end on: its first that is up everywhere.
+    /// The entry point each service must end on: its first that is up everywhere (a service
+    /// slow to read back: `?`, whatever it does).
     fn expected(&self) -> Vec<Option<String>> {
-        self.settings.services.iter().map(|eps| eps.iter().find(|ep| self.truth.iter().all(|t| t[ep.as_str()])).cloned()).collect()
+        let first_up = |eps: &Vec<String>| eps.iter().find(|ep| self.truth.iter().all(|t| t[ep.as_str()])).cloned();
+        self.settings
+            .services
+            .iter()
+            .enumerate()
+            .map(|(s, eps)| if self.slow_reads.contains(&s) { Some("?".into()) } else { first_up(eps) })
+            .collect()
     }
 
     fn current(&self) -> Vec<Option<String>> {
-        self.providers.iter().map(FakeProvider::current).collect()
+        self.providers.iter().enumerate().map(|(s, p)| if self.slow_reads.contains(&s) { Some("?".into()) } else { p.current() }).collect()
+    }
+
+    /// Every running node's status of each service that settled names where its provider
+    /// points, as desired and as read back, and no switch failing.
+    async fn check_status(&self) {
+        for (i, node) in self.nodes.iter().enumerate() {
+            for (s, p) in self.providers.iter().enumerate() {
+                if self.slow_reads.contains(&s) {
+                    continue;
+                }
+                let status = node.handle.service_status(&format!("svc-{}", s + 1)).await;
+                let status = status.unwrap_or_else(|e| panic!("n{}'s status of svc-{}: {e}", i + 1, s + 1));
+                let shown = format!("current {:?}, live {:?}, switching {:?}", status.current, status.live, status.switching);
+                assert!(
+                    status.current == p.current()
+                        && status.live.as_ref().is_none_or(|l| Some(l) == p.current().as_ref())
+                        && status.switching.is_none(),
+                    "n{}'s status of svc-{} says {shown} while its provider points at {:?}",
+                    i + 1,
+                    s + 1,
+                    p.current()
+                );
+            }
+        }
     }
 }
 
@@ -956,6 +1008,7 @@ async fn simulate(case: Case, log: Arc<Mutex<Vec<String>>>) {
     sleep(Duration::from_secs(settings.reconcile_s + 5)).await;
     sim.check("settled");
     assert_eq!(sim.current(), expected, "moved away after settling");
+    sim.check_status().await;
     // Every transition told exactly once: each switch that moved the provider, and nothing else,
     // as a `Switched`, across leader changes and crashes. A switch whose answer
     // was lost is, to its leader, a failed one, yet it moved the traffic: a later leader that
