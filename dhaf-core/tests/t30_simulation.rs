@@ -262,6 +262,12 @@ enum Step {
         service: usize,
         delay: Duration,
     },
+    /// A value nobody can read appears in the DCS (a newer version's, a hand edit), describing
+    /// a service no node runs: it must affect nothing else, to the end.
+    Unreadable {
+        key: &'static str,
+        value: &'static str,
+    },
     /// The node's config file now defines the service so, and the node reloads it (or runs it
     /// when it starts again, if it is down).
     Reload {
@@ -351,6 +357,12 @@ impl Schedule {
             let at = rng.random_range(0..=self.steps.len());
             self.steps.insert(at, (step, Duration::from_millis(rng.random_range(100..=8000))));
         }
+        // Values nobody can read, about a service no node runs.
+        if rng.random_bool(0.2) {
+            let (key, value) = UNREADABLE[rng.random_range(0..UNREADABLE.len())];
+            let at = rng.random_range(0..=self.steps.len());
+            self.steps.insert(at, (Step::Unreadable { key, value }, Duration::from_millis(rng.random_range(100..=8000))));
+        }
         // Config reloads: a service changed, removed or added back on one node or on all, and
         // often set right again later.
         for _ in 0..rng.random_range(0..=3) {
@@ -375,6 +387,14 @@ impl Schedule {
         }
     }
 }
+
+/// Values nobody can read, where a newer version or a hand edit could leave them: a record whose
+/// time overflows, an opinion that is not JSON, a switchover request of another shape.
+const UNREADABLE: &[(&str, &str)] = &[
+    ("records/retired", r#"{"entry_point":"ep-1","kind":"failover","token":1,"node":"n1","at":1e300}"#),
+    ("opinions/n1/retired/ep-1", "{healthy"),
+    ("switchovers/retired", r#"{"target":{"name":"ep-3"}}"#),
+];
 
 /// What one run simulates: a seed, whether with the faults added later, and which of its steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -756,6 +776,7 @@ impl Sim {
             Step::LoseAnswers { service, n } => self.providers[*service].lose_next_answers(*n),
             Step::HangNotifiers { on } => self.notifier.set_hanging(*on),
             Step::Reload { node, service, to } => self.reload(*node, *service, *to).await,
+            Step::Unreadable { key, value } => self.dcs.raw_put(key, value),
             Step::SlowReadBack { service, delay } => {
                 self.providers[*service].set_read_delay(*delay);
                 self.slow_reads.insert(*service);
