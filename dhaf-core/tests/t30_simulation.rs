@@ -1262,3 +1262,31 @@ fn a_planted_stale_write_is_found_and_shrunk_to_a_replayable_schedule() {
     let again = run_case(&small).expect_err("the shrunk case fails again");
     assert_eq!(again.log, shrunk.log, "the shrunk case replays step for step");
 }
+
+/// Same seed, same trace: a seed whose schedule pauses a node, reloads a config, slows a
+/// read-back and leaves an unreadable value runs twice to the same event log, byte for byte.
+#[test]
+fn a_seed_with_every_later_fault_replays_byte_for_byte() {
+    let has = |steps: &[(Step, Duration)], f: fn(&Step) -> bool| steps.iter().any(|(s, _)| f(s));
+    let case = (0..2000)
+        .map(Case::seed)
+        .find(|c| {
+            let (_, schedule) = c.draw();
+            let steps = &schedule.steps;
+            has(steps, |s| matches!(s, Step::Pause { .. }))
+                && has(steps, |s| matches!(s, Step::Reload { .. } | Step::ReloadAll { .. }))
+                && has(steps, |s| matches!(s, Step::SlowReadBack { .. }))
+                && has(steps, |s| matches!(s, Step::Unreadable { .. }))
+        })
+        .expect("a seed below 2000 draws every later fault");
+    let run = |case: &Case| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        rt.block_on(simulate(case.clone(), log.clone()));
+        let lines = log.lock().unwrap().clone();
+        lines
+    };
+    let first = run(&case);
+    assert!(first.iter().any(|l| l.contains("stops")), "a node was paused: {first:#?}");
+    assert_eq!(first, run(&case), "{case:?} ran twice to different traces");
+}
