@@ -6,20 +6,30 @@
 //! node; node crash and restart, the leader's or any node's; a node cut off from the DCS and back,
 //! its writes refused, DCS latency; switchover, purge and maintenance through a `NodeHandle`;
 //! failing and slow provider calls, and calls carried out whose answer is lost; notifiers that
-//! hang). The schedule is drawn before anything runs; which node a
-//! "the leader" step hits is resolved when it runs, and logged.
+//! hang). Faults added later come from a stream of their own ([`Schedule::extend`]): a node
+//! paused past its lease, config reloads that reverse or remove a service on one node or on all,
+//! a provider slow to read back to the end, values nobody can read in the DCS. The schedule is
+//! drawn before anything runs; which node a "the leader" step hits is resolved when it runs, and
+//! logged.
 //!
 //! After every step: every provider write names a term that belongs to one node; terms at a
-//! provider only grow; no node cut off from the DCS for longer than its lease writes; no switch
-//! goes to an entry point that every node, or a majority of all nodes each running and connected
-//! throughout, has seen down for longer than an opinion can lag; nothing panicked, and no node's
-//! task has ended. After the schedule every fault is healed and, within a bound, each service's
-//! provider must point at its highest-priority entry point that is up everywhere, and stay there,
-//! and every switch the provider took must have been told once as `Switched`, in order.
+//! provider only grow; no switch begins after the end of the term it names; no node cut off from
+//! the DCS for longer than its lease writes; no switch goes to an entry point that every node, or
+//! a majority of all nodes each running and connected throughout, has seen down for longer than
+//! an opinion can lag; no node switches a service it defines otherwise than such a majority;
+//! nothing panicked, no loop spins, and no node's task has ended. After the schedule every fault
+//! is healed and, within a bound, each service's provider must point at its highest-priority
+//! entry point that is up everywhere, and stay there, every node's status must say so, and every
+//! switch the provider took must have been told once as `Switched`, in order.
+//!
+//! A failing case is shrunk ([`shrink`]) to fewer steps that fail the same way and printed with
+//! the command that replays it.
 //!
 //! `DHAF_SIM_SEEDS=N` runs N seeds (default [`DEFAULT_SEEDS`]) from `DHAF_SIM_FIRST` (default 0),
 //! and the [`REGRESSIONS`]; `cargo xtask sim --seeds N [--first F]` runs them in release mode;
-//! `DHAF_SIM_SEED=S` replays one;
+//! `DHAF_SIM_SEED=S` replays one, `DHAF_SIM_STEPS=i,j,…` only those steps of it,
+//! `DHAF_SIM_CLASSIC=1` without the later faults, `DHAF_SIM_PLANT=1` with the planted defect;
+//! `DHAF_SIM_SHRINK=0` reports failures without shrinking them;
 //! `DHAF_SIM_LOG=1` prints every seed's event log, not only a failing one's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
