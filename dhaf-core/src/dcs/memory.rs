@@ -76,7 +76,8 @@ pub struct Faults {
     pub paused: BTreeSet<String>,
     /// With `Some(n)`, more than `n` calls within one second of tokio's clock are taken for a
     /// loop that spins: from then on the store answers nobody, so paused time moves on and the
-    /// test sees it ([`MemoryDcs::spinning`]) instead of running out of memory.
+    /// test sees it (`MemoryDcs::spinning`, with the `testing` feature) instead of running out of
+    /// memory.
     pub spin_limit: Option<u32>,
 }
 
