@@ -72,8 +72,10 @@ pub struct SwitchCall {
     pub to: String,
     /// The term it named.
     pub token: FencingToken,
-    /// When, on tokio's clock.
+    /// When it landed, on tokio's clock.
     pub at: tokio::time::Instant,
+    /// When the node's switcher was called (before a pause or a slow provider held it).
+    pub started: tokio::time::Instant,
     /// Whether the caller got the answer ([`FakeProvider::lose_next_answers`] loses it).
     pub answered: bool,
 }
@@ -86,12 +88,22 @@ struct FakeState {
     answers_to_lose: u32,
     delay: Duration,
     read_delay: Duration,
+    /// Nodes whose calls wait, unsent, until they are no longer paused.
+    paused: std::collections::BTreeSet<String>,
 }
 
 /// The far end every node's [`RecordingSwitcher`] talks to.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FakeProvider {
     state: Arc<Mutex<FakeState>>,
+    /// Bumped when a pause changes, so held calls look again.
+    pauses: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for FakeProvider {
+    fn default() -> Self {
+        FakeProvider { state: Arc::default(), pauses: Arc::new(tokio::sync::watch::Sender::new(0)) }
+    }
 }
 
 impl FakeProvider {
@@ -138,6 +150,28 @@ impl FakeProvider {
         self.state.lock().unwrap().delay = delay;
     }
 
+    /// Pause node `node`: its switcher's calls wait, unsent, until it is let go again (a stopped
+    /// process whose request goes out when it runs again).
+    pub fn pause(&self, node: &str, on: bool) {
+        let mut s = self.state.lock().unwrap();
+        if on {
+            s.paused.insert(node.into());
+        } else {
+            s.paused.remove(node);
+        }
+        drop(s);
+        self.pauses.send_modify(|n| *n += 1);
+    }
+
+    async fn wait_while_paused(&self, node: &str) {
+        let mut changed = self.pauses.subscribe();
+        while self.state.lock().unwrap().paused.contains(node) {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Every read-back (`current`) takes `delay`.
     pub fn set_read_delay(&self, delay: Duration) {
         self.state.lock().unwrap().read_delay = delay;
@@ -153,6 +187,7 @@ pub struct RecordingSwitcher {
 #[async_trait]
 impl Switcher for RecordingSwitcher {
     async fn current(&self) -> Result<Option<String>, ProviderError> {
+        self.provider.wait_while_paused(&self.node).await;
         let delay = self.provider.state.lock().unwrap().read_delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -161,6 +196,8 @@ impl Switcher for RecordingSwitcher {
     }
 
     async fn switch(&self, to: &EntryPoint, token: FencingToken) -> Result<(), ProviderError> {
+        let started = tokio::time::Instant::now();
+        self.provider.wait_while_paused(&self.node).await;
         let delay = self.provider.state.lock().unwrap().delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -172,7 +209,14 @@ impl Switcher for RecordingSwitcher {
         }
         s.current = Some(to.name.clone());
         let lost = s.answers_to_lose > 0;
-        s.calls.push(SwitchCall { node: self.node.clone(), to: to.name.clone(), token, at: tokio::time::Instant::now(), answered: !lost });
+        s.calls.push(SwitchCall {
+            node: self.node.clone(),
+            to: to.name.clone(),
+            token,
+            at: tokio::time::Instant::now(),
+            started,
+            answered: !lost,
+        });
         if lost {
             s.answers_to_lose -= 1;
             return Err(ProviderError::transient("connection reset by peer after the request was sent"));

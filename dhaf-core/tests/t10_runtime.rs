@@ -394,6 +394,92 @@ async fn a_leader_cut_off_from_the_dcs_never_switches_again() {
     assert_eq!(c.provider.calls().len(), 1);
 }
 
+/// A stopped process (SIGSTOP, a VM paused) past its lease: its DCS and provider calls wait,
+/// unsent, until it runs again, while the others take over. Once it runs, nothing it sends
+/// begins in its old term, and the traffic stays where the new leader put it.
+#[tokio::test(start_paused = true)]
+async fn a_leader_paused_past_its_lease_never_writes_in_its_old_term() {
+    let c = Cluster::new(3, Some("ep-1"), "");
+    let first = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    let old = term(&c).await;
+    c.dcs.pause(&first, true);
+    c.provider.pause(&first, true);
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    let ended = c.dcs.term_ended(old).expect("the paused leader's term ended with its lease");
+    sleep(Duration::from_secs(10)).await;
+    c.dcs.pause(&first, false);
+    c.provider.pause(&first, false);
+    sleep(Duration::from_secs(30)).await;
+    let calls = c.provider.calls();
+    assert!(calls.iter().all(|call| call.token != old || call.started < ended), "a write began in the old term after it ended: {calls:?}");
+    assert!(calls.iter().all(|call| call.node != first), "the paused leader wrote nothing: {calls:?}");
+    assert_eq!(c.provider.current().as_deref(), Some("ep-2"), "the traffic stays where the new leader put it");
+    assert!(!c.node(&first).handle.is_leader() || term(&c).await != old, "it does not lead in its old term");
+}
+
+fn told_switches_to(c: &Cluster, to: &str) -> usize {
+    c.events().iter().filter(|e| matches!(e, Event::Switched { to: t, .. } if t == to)).count()
+}
+
+/// A switch whose history entry cannot be written yet (the leader's writes are refused after
+/// it recorded the switch) is told once that entry is written, by whoever writes it, and once.
+#[tokio::test(start_paused = true)]
+async fn a_switch_is_told_once_its_history_entry_is_written_and_only_once() {
+    let c = Cluster::new(3, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    c.provider.set_delay(Duration::from_secs(3));
+    c.down_everywhere("ep-1");
+    let handle = c.node(&leader).handle.clone();
+    wait_for("the switch recorded", Duration::from_secs(30), || async {
+        (handle.service_status("main").await.ok()?.current.as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    // The call is under way (3 s): the leader's writes are refused before it lands.
+    c.dcs.refuse_writes(&leader, true);
+    wait_for("the provider moved", Duration::from_secs(30), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) })
+        .await;
+    sleep(Duration::from_secs(5)).await;
+    let other = c.nodes.iter().find(|n| n.name != leader).unwrap().handle.clone();
+    let in_history = |h: Vec<SwitchRecord>| h.iter().filter(|r| r.entry_point == "ep-2").count();
+    if told_switches_to(&c, "ep-2") > 0 {
+        assert_eq!(in_history(other.history("main").await.unwrap()), 1, "told before its history entry was written: {:?}", c.events());
+    }
+    c.dcs.refuse_writes(&leader, false);
+    wait_for("the switch told", Duration::from_secs(60), || async { (told_switches_to(&c, "ep-2") > 0).then_some(()) }).await;
+    sleep(Duration::from_secs(30)).await;
+    assert_eq!(told_switches_to(&c, "ep-2"), 1, "told once: {:?}", c.events());
+    assert_eq!(in_history(other.history("main").await.unwrap()), 1, "one history entry");
+}
+
+/// A switch that failed and was called off leaves the record ahead of the provider; the next
+/// switch back to where the provider still points moves nothing and is not told as a switch.
+#[tokio::test(start_paused = true)]
+async fn a_switch_to_where_the_provider_already_points_is_not_told() {
+    let c = Cluster::new(3, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    c.provider.fail_next(1000);
+    c.down_everywhere("ep-1");
+    let handle = c.node(&leader).handle.clone();
+    wait_for("the failing switch shown", Duration::from_secs(30), || async {
+        handle.service_status("main").await.ok()?.switching.is_some().then_some(())
+    })
+    .await;
+    c.up_everywhere("ep-1");
+    sleep(Duration::from_secs(5)).await;
+    c.provider.fail_next(0);
+    sleep(Duration::from_secs(60)).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-1"), "the traffic never left ep-1");
+    let switched: Vec<Event> = c.events().into_iter().filter(|e| matches!(e, Event::Switched { .. })).collect();
+    assert!(switched.is_empty(), "nothing moved, nothing is told as a switch: {switched:?}");
+    let status = handle.service_status("main").await.unwrap();
+    assert_eq!(status.current.as_deref(), Some("ep-1"), "the record follows the provider: {status:?}");
+    assert!(status.switching.is_none(), "{status:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn losing_the_dcs_never_switches_and_is_told_once() {
     let c = Cluster::new(2, Some("ep-1"), "");

@@ -6,7 +6,8 @@
 //! handle that acts as one node, so faults can cut that node off alone.
 //!
 //! Faults ([`Faults`]): the whole store unavailable, every call slow, one node cut off, writes
-//! refused while everything else passes (etcd's NOSPACE alarm).
+//! refused while everything else passes (etcd's NOSPACE alarm), one node paused (its calls wait,
+//! unsent, until it resumes, as a stopped process's would).
 //!
 //! With a state file, the entries not bound to a lease (members, switchover requests,
 //! maintenance, switch records, providers' data) are written there on every change and read back
@@ -48,6 +49,12 @@ struct Store {
     /// A durable entry (not bound to a lease) changed since the state file was written.
     durable_dirty: bool,
     reaper: bool,
+    /// When each leader term ended (its key deleted, or its lease expired or revoked), by term.
+    terms_ended: HashMap<i64, Instant>,
+    /// The calls since the start of the current second, for [`Faults::spin_limit`].
+    calls: Option<(Instant, u32)>,
+    /// When the calls went past [`Faults::spin_limit`].
+    spinning: Option<Instant>,
 }
 
 /// Faults to inject, shared by every handle of a store; set with [`MemoryDcs`]'s fault methods
@@ -66,6 +73,14 @@ pub struct Faults {
     pub writes_refused: bool,
     /// The same, for calls made by these nodes' handles only.
     pub writes_refused_for: BTreeSet<String>,
+    /// Calls made by these nodes' handles wait, before they reach the store, until the node is
+    /// no longer paused: a stopped process, whose requests go out when it runs again.
+    pub paused: BTreeSet<String>,
+    /// With `Some(n)`, more than `n` calls within one second of tokio's clock are taken for a
+    /// loop that spins: from then on the store answers nobody, so paused time moves on and the
+    /// test sees it (`MemoryDcs::spinning`, with the `testing` feature) instead of running out of
+    /// memory.
+    pub spin_limit: Option<u32>,
 }
 
 struct Shared {
@@ -74,6 +89,8 @@ struct Shared {
     snapshots: std::sync::atomic::AtomicU64,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
+    /// Bumped whenever the faults change, so paused calls look again.
+    faults_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// An in-memory DCS store, or one node's handle to it (see [`MemoryDcs::client`]).
@@ -110,6 +127,7 @@ impl MemoryDcs {
                 snapshots: Default::default(),
                 store: Mutex::default(),
                 faults: Mutex::default(),
+                faults_changed: tokio::sync::watch::Sender::new(0),
             }),
             node: None,
         }
@@ -157,6 +175,7 @@ impl MemoryDcs {
     #[cfg(any(test, feature = "testing"))]
     pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
         f(&mut lock(&self.shared.faults));
+        self.shared.faults_changed.send_modify(|n| *n += 1);
     }
 
     /// Make the whole store (un)available.
@@ -189,6 +208,34 @@ impl MemoryDcs {
         });
     }
 
+    /// Pause node `node` (see [`Faults::paused`]), or let it run again.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn pause(&self, node: &str, on: bool) {
+        self.set_faults(|f| {
+            if on {
+                f.paused.insert(node.to_string());
+            } else {
+                f.paused.remove(node);
+            }
+        });
+    }
+
+    /// When the calls went past [`Faults::spin_limit`], if they did.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn spinning(&self) -> Option<Instant> {
+        lock(&self.shared.store).spinning
+    }
+
+    /// When the leader term `term` ended: its leader key deleted, or the lease it was bound to
+    /// revoked or expired (then the lease's deadline, even if the store noticed later). `None`
+    /// while it lasts, or if it never was.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn term_ended(&self, term: FencingToken) -> Option<Instant> {
+        let mut store = lock(&self.shared.store);
+        expire(&mut store, &self.shared.keys, Instant::now());
+        store.terms_ended.get(&term.0).copied()
+    }
+
     /// Make every call take `latency` first.
     #[cfg(any(test, feature = "testing"))]
     pub fn set_latency(&self, latency: Duration) {
@@ -215,6 +262,22 @@ impl MemoryDcs {
     }
 
     /// Pass the injected faults for a call that reads, deletes or renews.
+    /// Count a call against [`Faults::spin_limit`]: whether the store has stopped answering.
+    fn spins(&self) -> bool {
+        let Some(limit) = lock(&self.shared.faults).spin_limit else { return false };
+        let now = Instant::now();
+        let mut store = lock(&self.shared.store);
+        let calls = match store.calls {
+            Some((since, n)) if now < since + Duration::from_secs(1) => (since, n + 1),
+            _ => (now, 1),
+        };
+        store.calls = Some(calls);
+        if calls.1 > limit && store.spinning.is_none() {
+            store.spinning = Some(now);
+        }
+        store.spinning.is_some()
+    }
+
     async fn enter(&self) -> Result<(), DcsError> {
         self.enter_as(false).await
     }
@@ -225,8 +288,20 @@ impl MemoryDcs {
     }
 
     async fn enter_as(&self, write: bool) -> Result<(), DcsError> {
+        if let Some(node) = &self.node {
+            let mut changed = self.shared.faults_changed.subscribe();
+            while lock(&self.shared.faults).paused.contains(node) {
+                if changed.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        if self.spins() {
+            return std::future::pending().await;
+        }
         let (latency, down, refused) = {
             let f = lock(&self.shared.faults);
+
             let mine = |set: &BTreeSet<String>| self.node.as_ref().is_some_and(|n| set.contains(n));
             (f.latency, f.unavailable || mine(&f.cut_off), write && (f.writes_refused || mine(&f.writes_refused_for)))
         };
@@ -251,7 +326,7 @@ impl MemoryDcs {
     fn with_store<T>(&self, f: impl FnOnce(&mut Store, &Keys) -> T) -> Result<T, DcsError> {
         let mut store = lock(&self.shared.store);
         let at_entry = store.revision;
-        expire(&mut store, Instant::now());
+        expire(&mut store, &self.shared.keys, Instant::now());
         let before = store.revision;
         let undo = store.state_file.is_some().then(|| (store.kv.clone(), store.leases.clone()));
         let out = f(&mut store, &self.shared.keys);
@@ -290,16 +365,23 @@ fn tell_watchers(store: &mut Store, keys: &Keys) {
     store.watchers.retain(|w| w.send(changes.clone()));
 }
 
-fn expire(store: &mut Store, now: Instant) {
-    let dead: Vec<LeaseId> = store.leases.iter().filter(|(_, (deadline, _))| *deadline <= now).map(|(id, _)| *id).collect();
-    for id in dead {
-        revoke_lease(store, id);
+fn expire(store: &mut Store, keys: &Keys, now: Instant) {
+    let dead: Vec<(LeaseId, Instant)> =
+        store.leases.iter().filter(|(_, (deadline, _))| *deadline <= now).map(|(id, (deadline, _))| (*id, *deadline)).collect();
+    for (id, deadline) in dead {
+        revoke_lease(store, keys, id, deadline);
     }
 }
 
-fn revoke_lease(store: &mut Store, id: LeaseId) -> bool {
+/// Revoke lease `id` as of `at`, with every key bound to it.
+fn revoke_lease(store: &mut Store, keys: &Keys, id: LeaseId, at: Instant) -> bool {
     if store.leases.remove(&id).is_none() {
         return false;
+    }
+    if let Some((_, term, Some(lease))) = leader_of(store, keys) {
+        if lease == id {
+            store.terms_ended.insert(term, at);
+        }
     }
     let gone: Vec<String> = store.kv.iter().filter(|(_, e)| e.lease == Some(id)).map(|(k, _)| k.clone()).collect();
     if !gone.is_empty() {
@@ -363,7 +445,7 @@ fn spawn_reaper(shared: Weak<Shared>) {
                 let Some(shared) = shared.upgrade() else { return };
                 let mut store = lock(&shared.store);
                 let before = store.revision;
-                expire(&mut store, Instant::now());
+                expire(&mut store, &shared.keys, Instant::now());
                 // Only leases expire here: nothing durable changes, nothing to save.
                 if store.revision != before {
                     tell_watchers(&mut store, &shared.keys);
@@ -417,8 +499,8 @@ impl Dcs for MemoryDcs {
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
         self.enter().await?;
-        self.with_store(|s, _| {
-            revoke_lease(s, lease);
+        self.with_store(|s, k| {
+            revoke_lease(s, k, lease, Instant::now());
         })?;
         Ok(())
     }
@@ -444,6 +526,7 @@ impl Dcs for MemoryDcs {
         self.with_store(|s, k| {
             if matches!(leader_of(s, k), Some((_, rev, _)) if rev == token.0) {
                 delete(s, &k.leader());
+                s.terms_ended.insert(token.0, Instant::now());
             }
         })?;
         Ok(())
