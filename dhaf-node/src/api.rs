@@ -23,6 +23,8 @@
 //! | `node_alive`, `target_in_maintenance` | 409 | the cluster's state forbids it now |
 //! | `last_healthy_entry_point` | 409 | maintenance would leave no healthy entry point in rotation (send `{"force": true}` to insist) |
 //! | `payload_too_large` | 413 | the body is over [`BODY_LIMIT`] bytes (refused on its `Content-Length`, unread) |
+//! | `uri_too_long` | 414 | the request line is over 65,534 bytes |
+//! | `headers_too_large` | 431 | the request's headers are over 96 KiB or 100 headers |
 //! | `unsupported_media_type` | 415 | a body that is not `application/json` |
 //! | `unhealthy_target` | 422 | a switchover to an entry point the majority holds unhealthy |
 //! | `too_many_failures` | 429 | too many wrong tokens from this address lately (see `Retry-After`) |

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod auth;
 pub mod diff;
+mod head;
 pub mod logging;
 pub mod metrics;
 pub mod reload;
@@ -97,8 +98,8 @@ pub struct ApiLimits {
     /// once, so one remote client cannot take every slot. Loopback clients (the node's own host)
     /// only count against `max_connections`.
     pub max_connections_per_address: usize,
-    /// Time a connection gets to finish its TLS handshake, and to send a request's headers; also
-    /// the longest an idle keep-alive connection is kept open.
+    /// Time a connection gets to finish its TLS handshake, and to send its request's headers
+    /// (the API answers one request per connection).
     pub header_read_timeout: Duration,
     /// How often the TLS certificate files are looked at for a change.
     pub tls_reload_interval: Duration,
@@ -223,9 +224,10 @@ pub async fn serve_with(
     }
 }
 
-/// HTTP/1.1 on one connection, every request tagged with the client's address.
+/// HTTP/1.1 on one connection, every request tagged with the client's address: one request per
+/// connection, its head read and checked first ([`head`]), so HTTP's own refusals are JSON too.
 async fn serve_connection<S>(
-    stream: S,
+    mut stream: S,
     peer: SocketAddr,
     app: axum::Router,
     limits: ApiLimits,
@@ -236,14 +238,19 @@ async fn serve_connection<S>(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt as _;
 
+    // Connections that send no whole head in time, or leave, end here: the client's business.
+    let head = match tokio::time::timeout(limits.header_read_timeout, head::read(&mut stream)).await {
+        Ok(Ok(Ok(Some(head)))) => head,
+        Ok(Ok(Err(refused))) => return head::refuse(&mut stream, &refused).await,
+        _ => return,
+    };
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(api::ClientAddr(peer));
         app.clone().oneshot(req.map(axum::body::Body::new))
     });
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    // Timed-out and reset connections end here; they are the client's business.
-    let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(false);
+    let _ = watcher.watch(http.serve_connection(TokioIo::new(head::Replay::new(head, stream)), service)).await;
 }
 
 /// The TLS handshake; a client speaking plain HTTP gets a short refusal instead.
@@ -267,14 +274,7 @@ async fn accept_tls(socket: tokio::net::TcpStream, tls: &tls::ApiTls) -> Option<
 }
 
 async fn refuse_plain_http(mut socket: tokio::net::TcpStream) {
-    use tokio::io::AsyncWriteExt as _;
-    let body = r#"{"error":{"code":"tls_required","message":"this node's API speaks HTTPS only: use https://"}}"#;
-    let answer = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = socket.write_all(answer.as_bytes()).await;
-    let _ = socket.shutdown().await;
+    head::answer(&mut socket, "400 Bad Request", "tls_required", "this node's API speaks HTTPS only: use https://").await
 }
 
 /// Open connections per client address.

@@ -284,6 +284,29 @@ async fn t40_bodies_are_refused_on_their_headers_and_names_are_not_echoed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t45_requests_http_itself_refuses_get_the_json_error_too() {
+    let site = start(false).await;
+    let json_error = |answer: &str, status: &str, code: &str| {
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.contains("content-type: application/json"), "{answer}");
+        let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("")).expect("a JSON body");
+        assert_eq!(body["error"]["code"], code, "{answer}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+        assert!(answer.len() < 1000, "the request was echoed: {answer}");
+    };
+    let malformed = raw(&site.base, "GET /api/v1/status HTTP/1.1\r\nhost: x\r\nno colon here\r\n\r\n").await;
+    json_error(&malformed, "400", "bad_request");
+    let long_uri = raw(&site.base, &format!("GET /api/v1/services/{} HTTP/1.1\r\nhost: x\r\n\r\n", "x".repeat(70_000))).await;
+    json_error(&long_uri, "414", "uri_too_long");
+    let headers: String = (0..2_000).map(|i| format!("x-filler-{i}: {}\r\n", "y".repeat(40))).collect();
+    let many = raw(&site.base, &format!("GET /api/v1/status HTTP/1.1\r\nhost: x\r\n{headers}\r\n")).await;
+    json_error(&many, "431", "headers_too_large");
+    // A well-formed request on the same API still works.
+    assert_eq!(site.send(Method::GET, "/api/v1/status", Some(READ)).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t50_listening_beyond_loopback_without_tls_is_warned_at_start() {
     let logs = capture_logs();
     let warning = "listening beyond loopback without TLS";
