@@ -18,24 +18,12 @@ const DESCRIPTOR_LIMIT: u64 = 256;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_beyond_the_cap_starve_neither_the_checks_nor_the_api() {
-    let limit = rustix::process::Rlimit {
-        current: Some(DESCRIPTOR_LIMIT),
-        maximum: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
-    };
-    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).expect("lower the descriptor limit");
+    support::lower_descriptor_limit(DESCRIPTOR_LIMIT);
 
     let dir = std::env::temp_dir().join(format!("dhaf-api-cap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // A real backend: the tcp checker's entry points accept connections on it.
-    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let backend_port = backend.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            if let Ok((socket, _)) = backend.accept().await {
-                drop(socket);
-            }
-        }
-    });
+    let backend_port = support::tcp_backend("127.0.0.1:0").await;
     let config = support::tcp_site(&dir, "cap", backend_port, "    rise: 1\n    fall: 1\n");
 
     let prepared = dhaf_node::prepare(&config, &dhaf_providers::registry()).expect("valid config");

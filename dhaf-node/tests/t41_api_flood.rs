@@ -184,23 +184,11 @@ async fn thousands_of_idle_half_open_and_slow_connections_from_another_host_fail
     host.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=45000 65000"]);
     host.exec(&["iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", "40000:44999", "!", "--syn", "-j", "DROP"]);
 
-    let limit = rustix::process::Rlimit {
-        current: Some(DESCRIPTOR_LIMIT),
-        maximum: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
-    };
-    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).expect("lower the descriptor limit");
+    support::lower_descriptor_limit(DESCRIPTOR_LIMIT);
 
     let dir = std::env::temp_dir().join(format!("dhaf-api-flood-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let backend = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let backend_port = backend.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            if let Ok((socket, _)) = backend.accept().await {
-                drop(socket);
-            }
-        }
-    });
+    let backend_port = support::tcp_backend("0.0.0.0:0").await;
     let ca = support::TestCa::new("flood test CA");
     let (cert, key) = support::write_pem(&dir, "server", &ca.server());
     let config = config(&dir, backend_port, &cert, &key);

@@ -75,13 +75,7 @@ struct Site {
 
 async fn start(public_read: bool) -> Site {
     let dir = tempfile::tempdir().unwrap();
-    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = backend.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = backend.accept().await {
-            drop(s);
-        }
-    });
+    let port = support::tcp_backend("127.0.0.1:0").await;
     let config = support::tcp_site(dir.path(), "acl", port, "    rise: 1\n    fall: 1\n");
     // The reader's token is configured as its hash only.
     let hash = sha256_hex(READ);

@@ -32,13 +32,7 @@ fn python_path() -> PathBuf {
 async fn the_api_conforms_to_its_openapi_document_for_every_role() {
     let python = python_path();
     let dir = tempfile::tempdir().unwrap();
-    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = backend.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = backend.accept().await {
-            drop(s);
-        }
-    });
+    let port = support::tcp_backend("127.0.0.1:0").await;
     let config = support::tcp_site(dir.path(), "fuzz", port, "    rise: 1\n    fall: 1\n");
     support::set_web_api(
         &config,
