@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dhaf_node::ApiLimits;
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 mod support;
 
@@ -18,7 +19,8 @@ const DESCRIPTOR_LIMIT: u64 = 256;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_beyond_the_cap_starve_neither_the_checks_nor_the_api() {
-    support::lower_descriptor_limit(DESCRIPTOR_LIMIT);
+    let limit = Rlimit { current: Some(DESCRIPTOR_LIMIT), maximum: getrlimit(Resource::Nofile).maximum };
+    setrlimit(Resource::Nofile, limit).expect("lower the descriptor limit");
 
     let dir = std::env::temp_dir().join(format!("dhaf-api-cap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dhaf_node::ApiLimits;
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 mod support;
 
@@ -184,7 +185,8 @@ async fn thousands_of_idle_half_open_and_slow_connections_from_another_host_fail
     host.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=45000 65000"]);
     host.exec(&["iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", "40000:44999", "!", "--syn", "-j", "DROP"]);
 
-    support::lower_descriptor_limit(DESCRIPTOR_LIMIT);
+    let limit = Rlimit { current: Some(DESCRIPTOR_LIMIT), maximum: getrlimit(Resource::Nofile).maximum };
+    setrlimit(Resource::Nofile, limit).expect("lower the descriptor limit");
 
     let dir = std::env::temp_dir().join(format!("dhaf-api-flood-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -63,13 +63,6 @@ pub async fn tcp_backend(addr: &str) -> u16 {
     port
 }
 
-/// Lower this process's limit of open files to `n`, as on a small server.
-pub fn lower_descriptor_limit(n: u64) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let limit = Rlimit { current: Some(n), maximum: getrlimit(Resource::Nofile).maximum };
-    setrlimit(Resource::Nofile, limit).expect("lower the descriptor limit");
-}
-
 /// Replace the `web-api` line `tcp_site` wrote with `web_api` (a YAML block indented by 4, or
 /// a flow mapping), keeping the rest of the file.
 pub fn set_web_api(config: &Path, web_api: &str) {
