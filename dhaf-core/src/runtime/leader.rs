@@ -178,6 +178,9 @@ struct Slot {
     /// Where people last heard the service points (the last switch told, or where the term
     /// found the provider), once the term has read the history.
     told_at: Option<String>,
+    /// Whether the DCS keeps a failing switch's progress for this service (shown by status):
+    /// taken back once no switch is pending, whichever term wrote it.
+    progress_shown: bool,
 }
 
 /// A switch carried out and not yet told.
@@ -288,6 +291,16 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
     };
     if let Ok(told) = inner.dcs_call(inner.dcs.kv_get(PAUSE_NS, "told")).await {
         me.told_paused = told.as_deref() == Some("paused");
+    }
+    // Progress of switches an earlier term left failing: this term decides them afresh, and
+    // takes the progress back unless it fails again (status must not show a switch failing
+    // that nobody is making).
+    if let Ok(kept) = inner.dcs_call(inner.dcs.kv_list(SWITCHING_NS)).await {
+        for (service, _) in kept {
+            if let Some(&i) = me.index.get(&service) {
+                me.slots[i].progress_shown = true;
+            }
+        }
     }
     // What earlier leaders announced, so a node that died with its leader is still announced.
     if let Ok(known) = inner.dcs_call(inner.dcs.kv_list(NODES_NS)).await {
@@ -684,6 +697,7 @@ impl Leading {
             if let Some(switch) = self.decide(i, snapshot).await? {
                 switches.push(switch);
             }
+            self.take_back_progress(i).await;
             // Bookkeeping the DCS did not take yet is tried again a tact later.
             if !self.settled(i) {
                 self.wake(i, Instant::now() + config.dhaf.tact_interval);
@@ -693,12 +707,30 @@ impl Leading {
         Ok(())
     }
 
+    /// Take back service `i`'s failing-switch progress from the DCS once no switch of it is
+    /// pending or under way (it succeeded, or is no longer needed).
+    async fn take_back_progress(&mut self, i: usize) {
+        if !self.progress_stale(i) {
+            return;
+        }
+        let name = self.inner.config.services[i].name.clone();
+        if self.inner.dcs_call(self.inner.dcs.kv_delete(SWITCHING_NS, &name)).await.is_ok() {
+            self.slots[i].progress_shown = false;
+        }
+    }
+
+    fn progress_stale(&self, i: usize) -> bool {
+        let slot = &self.slots[i];
+        slot.progress_shown && slot.state.pending_switch().is_none() && !self.switching.values().any(|s| s.service == i)
+    }
+
     /// Whether everything about service `i` that is kept in the DCS has been written.
     fn settled(&self, i: usize) -> bool {
         let svc = &self.inner.config.services[i];
         let slot = &self.slots[i];
         let failback = slot.state.pending_failback(svc).map_or(String::new(), |(to, _)| to.to_string());
         slot.untold.is_none()
+            && !self.progress_stale(i)
             && slot.announced.as_ref() == Some(&slot.state.announced(svc))
             && (slot.live.is_none() || slot.live == slot.shown_live)
             && slot.shown_failback.as_ref() == Some(&failback)
@@ -891,8 +923,8 @@ impl Leading {
         }
         let from = if record.kind == SwitchKind::Repair { None } else { from };
         tracing::debug!(service = %svc.name, to = %record.entry_point, kind = ?record.kind, attempts = attempts + 1, "switch carried out; told once the history has it");
-        if attempts > 0 {
-            let _ = inner.dcs_call(inner.dcs.kv_delete(SWITCHING_NS, &svc.name)).await;
+        if (attempts > 0 || self.slots[i].progress_shown) && inner.dcs_call(inner.dcs.kv_delete(SWITCHING_NS, &svc.name)).await.is_ok() {
+            self.slots[i].progress_shown = false;
         }
         self.keep_live(i).await;
         // The provider pointed there already (read back since the last switch): perhaps nothing
@@ -987,7 +1019,9 @@ impl Leading {
             let progress =
                 SwitchProgress { to: p.to.clone(), kind: p.kind, attempts: p.attempts, failing_since: since, last_error: reason };
             let value = serde_json::to_string(&progress).expect("plain data");
-            let _ = inner.dcs_call(inner.dcs.kv_put(SWITCHING_NS, &svc.name, &value)).await;
+            if inner.dcs_call(inner.dcs.kv_put(SWITCHING_NS, &svc.name, &value)).await.is_ok() {
+                self.slots[i].progress_shown = true;
+            }
         }
         self.read_back(i);
     }
