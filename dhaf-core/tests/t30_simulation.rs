@@ -1224,6 +1224,12 @@ fn run_and_shrink(case: &Case) -> Result<(), String> {
 /// provider already pointed told as a switch (36, 905), the same after lost answers (767).
 const REGRESSIONS: &[u64] = &[36, 343, 688, 767, 882, 905];
 
+/// Shrunk schedules that once found a defect, replayed every time with only their steps (their
+/// full seed's outcome can depend on which of two branches ready at once tokio picks). 882:
+/// a leader losing its lease while a slow provider answered left the switch's progress in the
+/// DCS, and status showed a switch failing that nobody made.
+const SHRUNK_REGRESSIONS: &[(u64, &[usize])] = &[(882, &[1, 2, 6, 7, 8])];
+
 /// Seeds that find a defect not fixed yet, left out of ranges (and said so) until it is; each
 /// still runs on its own with `DHAF_SIM_SEED`. 8: after a rolling reload that reverses the
 /// priorities, a cut-off leader, lost answers, a flap and failing calls, a move of the provider is
@@ -1256,6 +1262,9 @@ fn cases() -> Vec<Case> {
         if !cases.contains(&case) {
             cases.push(case);
         }
+    }
+    for &(seed, steps) in SHRUNK_REGRESSIONS {
+        cases.push(Case { classic: true, keep: Some(steps.to_vec()), ..Case::seed(seed) });
     }
     cases
 }
