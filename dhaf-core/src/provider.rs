@@ -16,7 +16,7 @@
 //! | `init` (all three) | 60 s | the node does not start ([`crate::runtime::NodeError::ProviderInit`]) |
 //! | [`HealthChecker::check`] | [`HealthChecker::timeout`] (default 30 s) | it returns [`Health`], not an error; overrunning counts as unhealthy |
 //! | [`Switcher::current`] | 10 s | the live state is unknown this round; read again next round |
-//! | [`Switcher::switch`] | the leader's lease deadline | retried, see [`Switcher::switch`] |
+//! | [`Switcher::switch`] | the leader's lease deadline | retried, after the error's `retry_after`, or 5 minutes when permanent; see [`Switcher::switch`] |
 //! | [`Notifier::notify`] | 60 s per attempt | retried, see [`Notifier::notify`] |
 //!
 //! A provider that panics is caught: a check's panic counts as an unhealthy result, a switch's as
@@ -86,14 +86,24 @@ pub trait Switcher: Send + Sync {
     ///
     /// Only the leader calls it, after recording the switch in the DCS under its term, and never
     /// past its lease deadline: a call still running then is cut short and counts as failed.
-    /// Every error, [`ProviderError::Transient`] or [`ProviderError::Permanent`] alike, is
-    /// retried until the switch goes through or the engine decides otherwise: after
-    /// [`crate::engine::SWITCH_RETRY_BASE`], doubling up to [`crate::engine::SWITCH_RETRY_MAX`]
-    /// (a `retry_after` is not waited for: a switch is urgent, and a permanent error may be fixed
-    /// by an operator at any moment). The first failure is told
-    /// ([`crate::model::Event::SwitchFailed`]), then again after
-    /// [`crate::engine::STILL_FAILING_AFTER`] attempts, and the recovery. Make it idempotent: a
-    /// switch whose outcome was lost (a leader change mid-call) is made again.
+    /// A failed switch is retried, as the same kind of switch, until it goes through or the engine
+    /// decides otherwise ([`crate::engine::ServiceState::switch_failed`]); the error's kind says
+    /// when:
+    ///
+    /// - [`ProviderError::Transient`] (a timeout, a 5xx, a 429): after
+    ///   [`crate::engine::SWITCH_RETRY_BASE`], doubling up to [`crate::engine::SWITCH_RETRY_MAX`].
+    ///   Its `retry_after`, when set, is waited out in full before any switch of the service is
+    ///   tried again: return the far end's `Retry-After` there rather than sleep in `switch`.
+    /// - [`ProviderError::Permanent`] (a refused token, a request the far end will never
+    ///   accept): after [`crate::engine::SWITCH_RETRY_PERMANENT`] (5 minutes), not in a loop that
+    ///   would only repeat the refusal and spend the provider's rate limit. It is tried at once
+    ///   when the fix can be seen — the config is reloaded (a new token), another node leads —
+    ///   and a switch to another target is not held back by it.
+    ///
+    /// The first failure is told ([`crate::model::Event::SwitchFailed`], with the error), then
+    /// again after [`crate::engine::STILL_FAILING_AFTER`] attempts, and the recovery; status shows
+    /// the switch as failing meanwhile. Make it idempotent: a switch whose outcome was lost (a
+    /// leader change mid-call) is made again.
     async fn switch(&self, to: &EntryPoint, token: FencingToken) -> Result<(), ProviderError>;
 }
 

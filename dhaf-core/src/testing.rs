@@ -85,6 +85,10 @@ struct FakeState {
     current: Option<String>,
     calls: Vec<SwitchCall>,
     failures_left: u32,
+    /// What the failures return; a 502 (transient) when `None`.
+    failure: Option<ProviderError>,
+    /// When each switch call reached the far end, failed or not.
+    attempts: Vec<tokio::time::Instant>,
     answers_to_lose: u32,
     delay: Duration,
     read_delay: Duration,
@@ -136,7 +140,21 @@ impl FakeProvider {
 
     /// The next `n` switches fail (a 5xx).
     pub fn fail_next(&self, n: u32) {
-        self.state.lock().unwrap().failures_left = n;
+        let mut s = self.state.lock().unwrap();
+        s.failures_left = n;
+        s.failure = None;
+    }
+
+    /// The next `n` switches fail with `error` (a 429 with `retry_after`, a refused token).
+    pub fn fail_next_with(&self, n: u32, error: ProviderError) {
+        let mut s = self.state.lock().unwrap();
+        s.failures_left = n;
+        s.failure = Some(error);
+    }
+
+    /// When each switch call reached the far end, failed or not.
+    pub fn attempts(&self) -> Vec<tokio::time::Instant> {
+        self.state.lock().unwrap().attempts.clone()
     }
 
     /// The next `n` switches are carried out but their answer is lost: the caller gets an error
@@ -203,9 +221,10 @@ impl Switcher for RecordingSwitcher {
             tokio::time::sleep(delay).await;
         }
         let mut s = self.provider.state.lock().unwrap();
+        s.attempts.push(tokio::time::Instant::now());
         if s.failures_left > 0 {
             s.failures_left -= 1;
-            return Err(ProviderError::transient("HTTP 502 from the fake provider"));
+            return Err(s.failure.clone().unwrap_or_else(|| ProviderError::transient("HTTP 502 from the fake provider")));
         }
         s.current = Some(to.name.clone());
         let lost = s.answers_to_lose > 0;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use dhaf_core::config::{Config, ProviderConfig, ServiceConfig};
 use dhaf_core::dcs::memory::MemoryDcs;
 use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, Watch};
-use dhaf_core::engine::STILL_FAILING_AFTER;
+use dhaf_core::engine::{STILL_FAILING_AFTER, SWITCH_RETRY_PERMANENT};
 use dhaf_core::model::{Event, FencingToken, Opinion, SwitchKind, SwitchRecord};
-use dhaf_core::provider::{HealthChecker, Notifier, Switcher};
+use dhaf_core::provider::{HealthChecker, Notifier, ProviderError, Switcher};
 use dhaf_core::registry::{Providers, Registry, ServiceProviders};
 use dhaf_core::runtime::{Node, NodeError, NodeEvent, NodeHandle, ReloadError};
 use dhaf_core::testing::{FakeProvider, RecordingNotifier, ScriptedChecker};
@@ -1563,6 +1563,51 @@ async fn a_switch_that_keeps_failing_is_shown_and_told_as_failing_never_as_done(
     assert_eq!((status.live.as_deref(), status.switching), (Some("ep-2"), None));
     let history = handle.history("main").await.unwrap();
     assert_eq!(history.last().map(|r| r.kind), Some(SwitchKind::Failover));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_switcher_that_asks_to_retry_after_a_while_is_not_called_again_before() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let (provider, checker, handle, notifier) = lone_over(dcs.clone(), Some("ep-1"), "").await;
+    let wait = Duration::from_secs(40);
+    provider.fail_next_with(1, ProviderError::Transient { message: "HTTP 429: rate limited".into(), retry_after: Some(wait) });
+    checker.down("ep-1", "connection refused");
+    wait_for("the failover", Duration::from_secs(120), || async { (provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    let attempts = provider.attempts();
+    assert_eq!(attempts.len(), 2, "one refused attempt, then the one that went through: {attempts:?}");
+    assert!(attempts[1] - attempts[0] >= wait, "retried {:?} after a 429 asking for {wait:?}", attempts[1] - attempts[0]);
+    assert!(attempts[1] - attempts[0] < wait + Duration::from_secs(10), "not retried soon after the wait: {:?}", attempts[1] - attempts[0]);
+    let events = notifier.events();
+    assert_eq!(
+        events.iter().filter(|e| matches!(e, Event::SwitchFailed { reason, .. } if reason.contains("429"))).count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(switched(&events), [("ep-2".to_string(), SwitchKind::Failover)]);
+    assert_eq!(handle.service_status("main").await.unwrap().switching, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_switch_refused_for_good_is_not_retried_in_a_loop_but_shown_failing_and_told_once() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let (provider, checker, handle, notifier) = lone_over(dcs.clone(), Some("ep-1"), "").await;
+    provider.fail_next_with(1000, ProviderError::permanent("the api-token was refused (HTTP 403)"));
+    checker.down("ep-1", "connection refused");
+    sleep(SWITCH_RETRY_PERMANENT - Duration::from_secs(30)).await;
+    assert_eq!(provider.attempts().len(), 1, "a permanent refusal was retried before {SWITCH_RETRY_PERMANENT:?}");
+    let status = handle.service_status("main").await.unwrap();
+    let switching = status.switching.expect("a failing switch is shown");
+    assert!(switching.last_error.contains("403"), "{switching:?}");
+    assert_eq!(status.live.as_deref(), Some("ep-1"));
+    let events = notifier.events();
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::SwitchFailed { .. })).count(), 1, "{events:?}");
+    // Fixed by someone meanwhile: the next attempt, after the long wait, goes through.
+    provider.fail_next(0);
+    wait_for("the failover", Duration::from_secs(120), || async { (provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    assert_eq!(provider.attempts().len(), 2);
+    let events = notifier.events();
+    assert_eq!(switched(&events), [("ep-2".to_string(), SwitchKind::Failover)]);
+    assert!(events.iter().any(|e| matches!(e, Event::SwitchRecovered { attempts: 1, .. })), "{events:?}");
 }
 
 /// A switcher whose `init` never answers (a provider API that hangs).

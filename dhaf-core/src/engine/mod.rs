@@ -28,7 +28,9 @@
 //!    `failback-delay` (switching back), unless `failback: manual`.
 //! 6. If the provider's live state (read back) differs from the desired one, it is repaired.
 //! 7. A switch that failed, or whose outcome was lost, is retried (with backoff) as the kind of
-//!    switch it was, while its target is still where the service should point.
+//!    switch it was, while its target is still where the service should point. The backoff
+//!    honours the provider's error: its `retry_after`, and a longer wait after a permanent
+//!    error ([`ServiceState::switch_failed`]).
 //!
 //! While the nodes disagree on the service's definition, or the cluster is paused
 //! ([`ServiceView::paused`]), rules 2–7 are held: only transitions are told.
@@ -50,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Failback, ServiceConfig};
 use crate::model::{Event, FencingToken, Opinion, SwitchKind};
+use crate::provider::ProviderError;
 pub use quorum::Verdict;
 
 /// One alive node's opinion of an entry point.
@@ -163,10 +166,19 @@ pub struct ServiceState {
     purge_told: Option<String>,
     panic: bool,
     failback_since: Option<(usize, Instant)>,
-    retry_at: Option<Instant>,
+    hold: Option<RetryHold>,
     pending: Option<PendingSwitch>,
     // Per entry point: healthy by majority and in rotation, by the last call.
     eligible: Vec<bool>,
+}
+
+/// No switch begins before `until`, after a failure: any switch after a transient one (the far
+/// end, or the way to it, is what failed), only another attempt at `target` after a permanent
+/// one (what failed is that switch; another target is a new attempt).
+#[derive(Debug, Clone)]
+struct RetryHold {
+    until: Instant,
+    target: Option<String>,
 }
 
 /// A switch the engine asked for that is not known to be carried out yet: under way, failed and
@@ -219,8 +231,13 @@ pub struct Announced {
 pub const STILL_FAILING_AFTER: u32 = 10;
 /// The first retry of a failed switch waits this long; each further failure doubles it.
 pub const SWITCH_RETRY_BASE: Duration = Duration::from_millis(500);
-/// The longest wait between retries of a failed switch.
+/// The longest wait between retries of a failed switch, unless the far end asks for longer.
 pub const SWITCH_RETRY_MAX: Duration = Duration::from_secs(30);
+/// The wait before a switch that failed with a [`ProviderError::Permanent`] error is tried again
+/// (a bad token, a refused request): retrying sooner would only repeat the refusal, and spend the
+/// provider's rate limit, until someone fixes something. A reload of the config or a new leader
+/// tries it at once, and so does a switch to another target.
+pub const SWITCH_RETRY_PERMANENT: Duration = Duration::from_secs(300);
 
 impl ServiceState {
     /// The verdicts of the last call, one per entry point.
@@ -248,13 +265,20 @@ impl ServiceState {
 
     /// The switch asked for was carried out; returns how many attempts had failed before.
     pub fn switch_succeeded(&mut self) -> u32 {
-        self.retry_at = None;
+        self.hold = None;
         self.pending.take().map_or(0, |p| p.attempts)
     }
 
-    /// The switch asked for failed at the provider: it is retried with exponential backoff, as
-    /// the same kind of switch, while its target stays the right one.
-    pub fn switch_failed(&mut self, now: Instant, error: impl Into<String>) -> SwitchRetry {
+    /// The switch asked for failed at the provider with `error`: it is retried, as the same kind
+    /// of switch, while its target stays the right one.
+    ///
+    /// The wait before the next attempt is [`SWITCH_RETRY_BASE`], doubling with each failure up
+    /// to [`SWITCH_RETRY_MAX`]; a [`ProviderError::Transient`] with a `retry_after` waits at
+    /// least that long (the far end refuses earlier attempts, and may extend its limit for
+    /// them), and holds back every switch of the service meanwhile. A
+    /// [`ProviderError::Permanent`] waits at least [`SWITCH_RETRY_PERMANENT`], but holds back only
+    /// another attempt at the same target.
+    pub fn switch_failed(&mut self, now: Instant, error: &ProviderError) -> SwitchRetry {
         let p = self.pending.get_or_insert_with(|| PendingSwitch {
             to: String::new(),
             kind: SwitchKind::Repair,
@@ -264,11 +288,15 @@ impl ServiceState {
             last_error: None,
         });
         let backoff = SWITCH_RETRY_BASE.saturating_mul(1 << p.attempts.min(10)).min(SWITCH_RETRY_MAX);
+        let (backoff, target) = match error {
+            ProviderError::Transient { retry_after, .. } => (backoff.max(retry_after.unwrap_or_default()), None),
+            ProviderError::Permanent(_) => (backoff.max(SWITCH_RETRY_PERMANENT), Some(p.to.clone())),
+        };
         p.in_flight = false;
         p.attempts += 1;
         p.failing_since.get_or_insert(now);
-        p.last_error = Some(error.into());
-        self.retry_at = Some(now + backoff);
+        p.last_error = Some(error.to_string());
+        self.hold = Some(RetryHold { until: now + backoff, target });
         SwitchRetry { backoff, attempts: p.attempts, tell: p.attempts == 1 || p.attempts == STILL_FAILING_AFTER }
     }
 
@@ -279,7 +307,7 @@ impl ServiceState {
         if let Some(p) = &mut self.pending {
             p.in_flight = false;
         }
-        self.retry_at = Some(now + SWITCH_RETRY_BASE);
+        self.hold = Some(RetryHold { until: now + SWITCH_RETRY_BASE, target: None });
     }
 
     /// Whether entry point `index` may be switched to now, by the last call's verdicts (a switch
@@ -587,11 +615,14 @@ fn retry(
 fn switch(service: &ServiceConfig, target: Option<(usize, SwitchKind)>, state: &mut ServiceState, now: Instant, d: &mut Decision) {
     let in_flight = state.pending.as_ref().is_some_and(|p| p.in_flight);
     let Some((t, kind)) = target.filter(|_| !in_flight) else { return };
-    if let Some(at) = state.retry_at.filter(|at| now < *at) {
-        d.wake_at = Some(d.wake_at.map_or(at, |w| w.min(at)));
-        return;
-    }
     let to = service.entry_points[t].name.clone();
+    match &state.hold {
+        Some(h) if now < h.until && h.target.as_ref().is_none_or(|held| *held == to) => {
+            d.wake_at = Some(d.wake_at.map_or(h.until, |w| w.min(h.until)));
+            return;
+        }
+        _ => {}
+    }
     match &mut state.pending {
         Some(p) if p.to == to => {
             p.kind = kind;

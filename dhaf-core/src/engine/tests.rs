@@ -18,6 +18,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::config::{Failback, ProviderConfig, ServiceConfig};
 use crate::model::{EntryPoint, Event, Opinion, SwitchKind};
+use crate::provider::ProviderError;
 
 const SVC: &str = "web";
 const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
@@ -190,8 +191,10 @@ impl Knobs {
 enum Step {
     /// Call `decide` at `ms` with the view; expect exactly these actions and this `wake_at`.
     D(u64, V, Vec<Action>, Option<u64>),
-    /// The last switch failed at `ms`; expect the backoff and whether it is told.
+    /// The last switch failed at `ms` (a transient error); expect the backoff and whether it is told.
     Failed(u64, u64, bool),
+    /// The last switch failed at `ms` with this error; expect the backoff and whether it is told.
+    FailedWith(u64, ProviderError, u64, bool),
     /// The last switch was carried out.
     Succeeded,
     /// The last switch did not begin at `ms` (not recorded, or its target went bad meanwhile).
@@ -199,7 +202,7 @@ enum Step {
     /// The last switch is still under way.
     Running,
 }
-use Step::{Failed, NotStarted, Running, Succeeded, D};
+use Step::{Failed, FailedWith, NotStarted, Running, Succeeded, D};
 
 fn run(name: &str, k: Knobs, steps: Vec<Step>) {
     let svc = service(k.eps, k.failback, Duration::from_secs(k.delay));
@@ -220,8 +223,13 @@ fn run(name: &str, k: Knobs, steps: Vec<Step>) {
                 assert_eq!(got, want, "case {name:?}, step {i} (t = {ms} ms)");
             }
             Failed(ms, backoff, tell) => {
-                let got = state.switch_failed(at(ms), "provider error");
+                let got = state.switch_failed(at(ms), &ProviderError::transient("provider error"));
                 assert_eq!((got.backoff, got.tell), (Duration::from_millis(backoff), tell), "case {name:?}, step {i}: switch_failed");
+            }
+            FailedWith(ms, error, backoff, tell) => {
+                let got = state.switch_failed(at(ms), &error);
+                assert_eq!((got.backoff, got.tell), (Duration::from_millis(backoff), tell), "case {name:?}, step {i}: switch_failed");
+                assert_eq!(state.pending_switch().and_then(|p| p.last_error.clone()), Some(error.to_string()), "case {name:?}, step {i}");
             }
             Succeeded => {
                 state.switch_succeeded();
@@ -1155,6 +1163,94 @@ fn switch_retry_backoff() {
 }
 
 #[test]
+fn switch_retry_honours_the_providers_error() {
+    let a_down = || view(3, &["---", "+++", "+++"]).cur("a");
+    let ab_down = || view(3, &["---", "---", "+++"]).cur("a");
+    let went_down = |ep: &str| down(ep, &["n1: refused", "n2: refused", "n3: refused"]);
+    let slow_down = |secs: u64| ProviderError::Transient { message: "HTTP 429".into(), retry_after: Some(Duration::from_secs(secs)) };
+    let refused = || ProviderError::permanent("the api-token was refused (HTTP 403)");
+    let permanent = SWITCH_RETRY_PERMANENT.as_millis() as u64;
+    let cases = [
+        (
+            "a retry_after longer than the backoff is waited out",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(0, a_down(), vec![went_down("a"), sw("b", Failover)], None),
+                FailedWith(0, slow_down(7), 7 * S, true),
+                D(500, a_down(), vec![], Some(7 * S)),
+                D(7 * S - 1, a_down(), vec![], Some(7 * S)),
+                D(7 * S, a_down(), vec![sw("b", Failover)], None),
+                // The backoff goes on doubling from where it was.
+                FailedWith(7 * S, slow_down(0), 1000, false),
+                D(8 * S, a_down(), vec![sw("b", Failover)], None),
+            ],
+        ),
+        (
+            "a retry_after shorter than the backoff changes nothing",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(0, a_down(), vec![went_down("a"), sw("b", Failover)], None),
+                FailedWith(
+                    0,
+                    ProviderError::Transient { message: "HTTP 429".into(), retry_after: Some(Duration::from_millis(100)) },
+                    500,
+                    true,
+                ),
+                D(100, a_down(), vec![], Some(500)),
+                D(500, a_down(), vec![sw("b", Failover)], None),
+            ],
+        ),
+        (
+            "a retry_after holds back a switch to another target too: the far end asked for a pause",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(0, a_down(), vec![went_down("a"), sw("b", Failover)], None),
+                FailedWith(0, slow_down(7), 7 * S, true),
+                D(S, ab_down(), vec![went_down("b")], Some(7 * S)),
+                D(7 * S, ab_down(), vec![sw("c", Failover)], None),
+            ],
+        ),
+        (
+            "a permanent error is not retried in a loop: once after a long wait, told once",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(0, a_down(), vec![went_down("a"), sw("b", Failover)], None),
+                FailedWith(0, refused(), permanent, true),
+                D(500, a_down(), vec![], Some(permanent)),
+                D(60 * S, a_down(), vec![], Some(permanent)),
+                D(permanent - 1, a_down(), vec![], Some(permanent)),
+                D(permanent, a_down(), vec![sw("b", Failover)], None),
+                FailedWith(permanent, refused(), permanent, false),
+                D(permanent + 1, a_down(), vec![], Some(2 * permanent)),
+                // Fixed meanwhile (the token allowed more): the next attempt goes through.
+                D(2 * permanent, a_down(), vec![sw("b", Failover)], None),
+                Succeeded,
+                D(2 * permanent + 1, a_down().cur("b"), vec![], None),
+            ],
+        ),
+        (
+            "a permanent error holds back only its own target: a switch elsewhere is a new attempt",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(0, a_down(), vec![went_down("a"), sw("b", Failover)], None),
+                FailedWith(0, ProviderError::permanent("HTTP 400: content for b refused"), permanent, true),
+                D(S, ab_down(), vec![went_down("b"), sw("c", Failover)], None),
+                Succeeded,
+                D(2 * S, ab_down().cur("c"), vec![], None),
+            ],
+        ),
+    ];
+    for (name, k, steps) in cases {
+        run(name, k, steps);
+    }
+}
+
+#[test]
 fn pending_switches() {
     let all = || view(3, &["+++", "+++", "+++"]);
     let a_down = || view(3, &["---", "+++", "+++"]);
@@ -1286,14 +1382,14 @@ fn a_new_leader_tells_what_changed_since_the_last_announcement() {
 fn retry_backoff_is_capped() {
     let mut state = ServiceState::default();
     let now = Instant::now();
-    let retries: Vec<SwitchRetry> = (0..12).map(|_| state.switch_failed(now, "refused")).collect();
+    let retries: Vec<SwitchRetry> = (0..12).map(|_| state.switch_failed(now, &ProviderError::transient("refused"))).collect();
     let waits: Vec<u64> = retries.iter().map(|r| r.backoff.as_millis() as u64).collect();
     assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000, 30000, 30000]);
     // Told at the first failure, and once more when it keeps failing.
     let told: Vec<u32> = retries.iter().filter(|r| r.tell).map(|r| r.attempts).collect();
     assert_eq!(told, [1, STILL_FAILING_AFTER]);
     assert_eq!(state.switch_succeeded(), 12);
-    assert_eq!(state.switch_failed(now, "refused").backoff, SWITCH_RETRY_BASE);
+    assert_eq!(state.switch_failed(now, &ProviderError::transient("refused")).backoff, SWITCH_RETRY_BASE);
 }
 
 #[test]
@@ -1583,7 +1679,7 @@ impl Scenario {
             last = last.max(*ms);
             let d = decide(&svc, self.min_votes, &mut state, &spec.build(self.n), t0 + Duration::from_millis(last));
             if self.failed && !switches(&d).is_empty() {
-                state.switch_failed(t0 + Duration::from_millis(last), "refused");
+                state.switch_failed(t0 + Duration::from_millis(last), &ProviderError::transient("refused"));
             } else {
                 state.switch_succeeded();
             }

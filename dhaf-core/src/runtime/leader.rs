@@ -12,6 +12,7 @@ use crate::config::ServiceConfig;
 use crate::dcs::{Changes, DcsError, Purge, Snapshot, Touched};
 use crate::engine::{self, Action, Announced, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
 use crate::model::{Event, FencingToken, PendingFailback, ServiceDefinition, SwitchKind, SwitchProgress, SwitchRecord};
+use crate::provider::ProviderError;
 
 /// The namespace of the switch history in the providers' store.
 pub(crate) const HISTORY_NS: &str = "dhaf.history";
@@ -874,7 +875,7 @@ impl Leading {
     async fn finish(&mut self, done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) -> Result<(), TermOver> {
         let (id, outcome) = match done {
             Ok((id, outcome)) => (id, outcome),
-            Err(e) => (e.id(), Outcome::Failed(format!("the switcher panicked: {e}"))),
+            Err(e) => (e.id(), Outcome::Failed(ProviderError::transient(format!("the switcher panicked: {e}")))),
         };
         let Some(Switching { service: i, from, live_before, record, decided }) = self.switching.remove(&id) else { return Ok(()) };
         self.slots[i].epoch += 1;
@@ -889,7 +890,7 @@ impl Leading {
                 self.switched(i, from, live_before, &record).await
             }
             // The next round's decision waits out the backoff.
-            Outcome::Failed(reason) => self.failed(i, &record, reason).await,
+            Outcome::Failed(error) => self.failed(i, &record, error).await,
             Outcome::NotStarted(why) => {
                 tracing::info!(service = %self.inner.config.services[i].name, to = %record.entry_point, why, "switch not started");
                 self.slots[i].state.switch_not_started(Instant::now().into_std());
@@ -993,10 +994,11 @@ impl Leading {
 
     /// A failed switch: back off, keep its progress in the DCS for status, tell people at the
     /// first failure and once more if it keeps failing, and read the provider back at once.
-    async fn failed(&mut self, i: usize, record: &SwitchRecord, reason: String) {
+    async fn failed(&mut self, i: usize, record: &SwitchRecord, error: ProviderError) {
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
-        let retry = self.slots[i].state.switch_failed(Instant::now().into_std(), reason.clone());
+        let retry = self.slots[i].state.switch_failed(Instant::now().into_std(), &error);
+        let reason = error.to_string();
         {
             let mut l = inner.local.lock().unwrap();
             l.metrics.switch_failures += 1;
@@ -1089,7 +1091,7 @@ enum Outcome {
     /// Recorded and carried out.
     Done,
     /// Recorded, but the provider failed (or the lease deadline came first).
-    Failed(String),
+    Failed(ProviderError),
     /// Nothing was switched, for a reason that is no provider failure (the DCS could not record
     /// it, or its target stopped being eligible while it waited): the engine decides again.
     NotStarted(&'static str),
@@ -1140,7 +1142,7 @@ async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord, eligible: &El
     }
     // No provider call starts after the lease deadline, however late the record's answer came.
     if !inner.may_lead(record.token, Instant::now()) {
-        return Outcome::Failed("the lease deadline passed before the provider call could start".to_string());
+        return Outcome::Failed(ProviderError::transient("the lease deadline passed before the provider call could start"));
     }
     // The outcome is the event (`Switched`, `SwitchFailed`); this line only marks the call's start.
     tracing::debug!(service = %svc.name, to = %ep.name, kind = %record.kind, token = %record.token, "calling the switcher");
@@ -1148,10 +1150,10 @@ async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord, eligible: &El
     tokio::select! {
         // Polled first: a deadline already past wins over starting the call.
         biased;
-        _ = inner.term_ends(record.token) => Outcome::Failed("the lease could not be renewed before the provider answered".to_string()),
+        _ = inner.term_ends(record.token) => Outcome::Failed(ProviderError::transient("the lease could not be renewed before the provider answered")),
         done = switcher.switch(ep, record.token) => match done {
             Ok(()) => Outcome::Done,
-            Err(e) => Outcome::Failed(e.to_string()),
+            Err(e) => Outcome::Failed(e),
         },
     }
 }

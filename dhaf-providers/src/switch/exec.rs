@@ -98,7 +98,13 @@ impl ExecSwitcher {
         let out = match run(cmd, self.timeout).await {
             Ok(out) => out,
             Err(RunError::Spawn(e)) => {
-                return Err(ProviderError::permanent(format!("{what} script {}: cannot run it: {e}", script.display())))
+                let message = format!("{what} script {}: cannot run it: {e}", script.display());
+                // A script gone or not executable stays so until someone fixes it; out of
+                // processes or descriptors is this node's passing trouble.
+                return Err(match e.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => ProviderError::permanent(message),
+                    _ => ProviderError::transient(message),
+                });
             }
             Err(RunError::TimedOut) => {
                 return Err(ProviderError::transient(format!(
