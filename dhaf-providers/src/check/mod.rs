@@ -21,15 +21,22 @@ use std::time::Duration;
 
 use dhaf_core::registry::Registry;
 
+#[cfg(feature = "exec")]
 pub mod exec;
+#[cfg(feature = "tcp")]
 pub mod tcp;
+#[cfg(feature = "web")]
 pub mod web;
 
-/// Register the `web`, `tcp` and `exec` checkers.
+/// Register the checkers compiled in (`web`, `tcp` and `exec`).
 pub fn register(registry: &mut Registry) {
+    #[cfg(feature = "web")]
     registry.checker("web", web::factory);
+    #[cfg(feature = "tcp")]
     registry.checker("tcp", tcp::factory);
+    #[cfg(feature = "exec")]
     registry.checker("exec", exec::factory);
+    let _ = registry;
 }
 
 /// The range of every checker's `timeout` setting: down to 50 ms, up to the original web

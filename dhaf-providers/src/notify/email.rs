@@ -214,27 +214,9 @@ impl EmailNotifier {
     }
 }
 
-/// The plain-text body of a report.
+/// The plain-text body of a report ([`Report::text`]).
 pub fn body(r: &Report) -> String {
-    let mut out = format!("[{}] {}\n\n", r.severity.label(), r.title);
-    out.push_str(&format!("What happened: {}\n", r.happened));
-    out.push_str(&format!("What dhaf did: {}\n", r.dhaf_did));
-    if let Some(next) = &r.next {
-        out.push_str(&format!("What to check: {next}\n"));
-    }
-    out.push('\n');
-    let width = r.facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-    for (k, v) in &r.facts {
-        out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
-    }
-    if !r.reasons.is_empty() {
-        out.push_str("\nReasons:\n");
-        for reason in &r.reasons {
-            out.push_str(&format!("  - {reason}\n"));
-        }
-    }
-    out.push_str("\n-- \nSent by dhaf, distributed high-availability failover.\n");
-    out
+    r.text()
 }
 
 #[async_trait]

@@ -38,15 +38,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dhaf_core::model::{Event, Notification, SwitchKind};
 use dhaf_core::registry::Registry;
 
+#[cfg(feature = "email")]
 pub mod email;
+#[cfg(feature = "telegram")]
 pub mod tg;
+#[cfg(feature = "webhook")]
 pub mod webhook;
 
-/// Register the built-in notifiers (`email`, `tg`, `webhook`) in `registry`.
+/// Register the built-in notifiers compiled in (`email`, `tg`, `webhook`) in `registry`.
 pub fn register(registry: &mut Registry) {
+    #[cfg(feature = "email")]
     registry.notifier("email", email::EmailNotifier::from_config);
+    #[cfg(feature = "telegram")]
     registry.notifier("tg", tg::TelegramNotifier::from_config);
+    #[cfg(feature = "webhook")]
     registry.notifier("webhook", webhook::WebhookNotifier::from_config);
+    let _ = registry;
 }
 
 /// How bad an event is, for people scanning a channel.
@@ -100,6 +107,29 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report as plain text (an email's body, a Telegram message without markup).
+    pub fn text(&self) -> String {
+        let mut out = format!("[{}] {}\n\n", self.severity.label(), self.title);
+        out.push_str(&format!("What happened: {}\n", self.happened));
+        out.push_str(&format!("What dhaf did: {}\n", self.dhaf_did));
+        if let Some(next) = &self.next {
+            out.push_str(&format!("What to check: {next}\n"));
+        }
+        out.push('\n');
+        let width = self.facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+        for (k, v) in &self.facts {
+            out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+        }
+        if !self.reasons.is_empty() {
+            out.push_str("\nReasons:\n");
+            for reason in &self.reasons {
+                out.push_str(&format!("  - {reason}\n"));
+            }
+        }
+        out.push_str("\n-- \nSent by dhaf, distributed high-availability failover.\n");
+        out
+    }
+
     /// Lay out `n` for people.
     pub fn of(n: &Notification) -> Report {
         let mut facts = vec![("Cluster", n.cluster.clone()), ("Reported by node", n.node.clone())];

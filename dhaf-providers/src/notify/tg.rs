@@ -582,7 +582,7 @@ impl Notifier for TelegramNotifier {
                 if d.contains("can't parse entities") {
                     // A formatting bug must not cost the message: send it unformatted.
                     tracing::error!(chat, error = %d, "telegram refused the MarkdownV2 message; sending it as plain text");
-                    outcome = self.send(chat, &super::email::body(&Report::of(n)), false).await;
+                    outcome = self.send(chat, &Report::of(n).text(), false).await;
                 }
             }
             match outcome {

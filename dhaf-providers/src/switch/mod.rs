@@ -10,19 +10,24 @@
 
 use dhaf_core::registry::Registry;
 
+#[cfg(feature = "cloudflare")]
 pub mod cloudflare;
+#[cfg(feature = "exec")]
 pub mod exec;
 #[cfg(feature = "rfc2136")]
 pub mod rfc2136;
 #[cfg(feature = "route53")]
 pub mod route53;
 
-/// Register the built-in switchers (`cloudflare`, `exec`, `rfc2136`, `route53`).
+/// Register the built-in switchers compiled in (`cloudflare`, `exec`, `rfc2136`, `route53`).
 pub fn register(registry: &mut Registry) {
+    #[cfg(feature = "exec")]
     registry.switcher("exec", exec::ExecSwitcher::from_config);
+    #[cfg(feature = "cloudflare")]
     registry.switcher("cloudflare", cloudflare::CloudflareSwitcher::from_config);
     #[cfg(feature = "rfc2136")]
     registry.switcher("rfc2136", rfc2136::Rfc2136Switcher::from_config);
     #[cfg(feature = "route53")]
     registry.switcher("route53", route53::Route53Switcher::from_config);
+    let _ = registry;
 }
