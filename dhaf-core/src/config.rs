@@ -2,8 +2,9 @@
 //!
 //! Parsing never stops at the first problem: every problem is collected with its key path
 //! (`services[1].entry-points[0].name: …`) so an operator fixes the file in one go. Provider
-//! sections (`switcher`, `health-checker`, `notifiers[]`) are kept as raw [`ProviderConfig`]s: each
-//! provider, built-in or an embedder's, parses its own settings with the same [`Fields`] reader.
+//! sections (`switcher`, `health-checker`, `notifiers[]`) are kept as raw [`ProviderConfig`]s
+//! (their [`Settings`], in this crate's own types): each provider, built-in or an embedder's,
+//! parses its own settings with the same [`Fields`] reader.
 //!
 //! Secrets need not live in the file: any string value may be written `${VAR}` and is taken from
 //! the environment variable `VAR` (a missing variable is a config error naming the key).
@@ -20,6 +21,9 @@ use serde::Serialize;
 use serde_yaml::{Mapping, Value};
 
 use crate::model::{EntryPoint, ServiceDefinition};
+
+mod settings;
+pub use settings::{Number, SettingValue, Settings};
 
 /// The shortest `tact-interval`.
 pub const MIN_TACT: Duration = Duration::from_millis(100);
@@ -487,7 +491,7 @@ impl ServiceConfig {
         s.insert("dhaf.min-votes".to_string(), min_votes.to_string());
         for (key, section) in [("health-checker", &self.health_checker), ("switcher", &self.switcher)] {
             s.insert(format!("{key}.type"), section.kind.clone());
-            for (k, v) in &section.settings {
+            for (k, v) in section.settings.mapping() {
                 let k = yaml_text(k);
                 if !NODE_LOCAL_KEYS.contains(&k.as_str()) {
                     flatten(&mut s, format!("{key}.{k}"), v, is_secret(&k));
@@ -555,7 +559,7 @@ pub struct ProviderConfig {
     /// The key path of the section, for errors.
     pub path: String,
     /// Every other key of the section, with `${VAR}` already expanded.
-    pub settings: Mapping,
+    pub settings: Settings,
 }
 
 impl PartialEq for ProviderConfig {
@@ -579,12 +583,11 @@ impl Serialize for ProviderConfig {
 impl fmt::Debug for ProviderConfig {
     // Settings may hold secrets: only their keys are shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys: Vec<&str> = self.settings.keys().filter_map(|k| k.as_str()).collect();
         f.debug_struct("ProviderConfig")
             .field("kind", &self.kind)
             .field("name", &self.name)
             .field("path", &self.path)
-            .field("settings", &keys)
+            .field("settings", &self.settings)
             .finish()
     }
 }
@@ -619,7 +622,7 @@ impl Config {
         let Value::Mapping(map) = root else {
             return Err(ConfigError::at("", "the config must be a mapping with `dhaf` and `services`"));
         };
-        let top = Fields::new(&map, "");
+        let top = Fields::over(map, "");
         top.problems.borrow_mut().extend(problems);
         let dhaf = parse_dhaf(&top);
         let etcd = top.section("etcd").map(|f| parse_etcd(&f));
@@ -911,7 +914,7 @@ impl ServiceConfig {
 impl ProviderConfig {
     /// A section for provider type `kind` with no settings.
     pub fn new(kind: impl Into<String>) -> ProviderConfig {
-        ProviderConfig { kind: kind.into(), name: None, path: String::new(), settings: Mapping::new() }
+        ProviderConfig { kind: kind.into(), name: None, path: String::new(), settings: Settings::new() }
     }
 
     /// This section with the instance name `name` (notifiers).
@@ -921,8 +924,14 @@ impl ProviderConfig {
     }
 
     /// This section with setting `key` set to `value`, as if written in YAML.
-    pub fn with_setting(mut self, key: &str, value: impl Into<Value>) -> ProviderConfig {
-        self.settings.insert(Value::String(key.into()), value.into());
+    pub fn with_setting(mut self, key: &str, value: impl Into<SettingValue>) -> ProviderConfig {
+        self.settings.set(key, value);
+        self
+    }
+
+    /// This section with `settings` (every key but `type` and `name`).
+    pub fn with_settings(mut self, settings: Settings) -> ProviderConfig {
+        self.settings = settings;
         self
     }
 }
@@ -1241,7 +1250,7 @@ fn parse_provider(f: &Fields, named: bool) -> Option<ProviderConfig> {
     if named {
         settings.remove("name");
     }
-    Some(ProviderConfig { kind: kind?, name, path: f.path.clone(), settings })
+    Some(ProviderConfig { kind: kind?, name, path: f.path.clone(), settings: Settings::from_mapping(settings) })
 }
 
 fn expand_env(v: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<ConfigProblem>) {
@@ -1289,8 +1298,9 @@ fn expand_env(v: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>, p
 ///
 /// ```
 /// use dhaf_core::config::Fields;
-/// let yaml: serde_yaml::Mapping = serde_yaml::from_str("port: 99999\nextra: 1").unwrap();
-/// let f = Fields::new(&yaml, "services[0].health-checker");
+/// use dhaf_core::config::Settings;
+/// let settings = Settings::from_yaml("port: 99999\nextra: 1").unwrap();
+/// let f = Fields::new(&settings, "services[0].health-checker");
 /// let port = f.int("port", 80, 1, 65535);
 /// f.finish();
 /// assert_eq!(port, 80);
@@ -1307,9 +1317,13 @@ pub struct Fields {
 }
 
 impl Fields {
-    /// A reader over `map`, found at key path `path`.
-    pub fn new(map: &Mapping, path: &str) -> Fields {
-        Fields { map: map.clone(), path: path.into(), used: RefCell::default(), problems: Rc::default(), finished: Default::default() }
+    /// A reader over `settings`, found at key path `path`.
+    pub fn new(settings: &Settings, path: &str) -> Fields {
+        Fields::over(settings.mapping().clone(), path)
+    }
+
+    fn over(map: Mapping, path: &str) -> Fields {
+        Fields { map, path: path.into(), used: RefCell::default(), problems: Rc::default(), finished: Default::default() }
     }
 
     fn child(&self, map: Mapping, path: String) -> Fields {
@@ -1345,9 +1359,9 @@ impl Fields {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
-    /// The raw value at `key`, for settings with a shape of their own.
-    pub fn value(&self, key: &str) -> Option<Value> {
-        self.get(key).cloned()
+    /// The raw value at `key`, for settings with a shape of their own (`null` counts as unset).
+    pub fn value(&self, key: &str) -> Option<SettingValue> {
+        self.get(key).cloned().map(SettingValue::from_yaml)
     }
 
     /// An optional string (numbers and booleans are taken as written).

@@ -122,7 +122,7 @@ fn notifier(yaml: &str) -> Arc<EmailNotifier> {
 fn try_notifier(yaml: &str) -> Result<Arc<EmailNotifier>, dhaf_core::config::ConfigError> {
     let mut section = ProviderConfig::new("email").with_name("mail");
     section.path = "notifiers[0]".into();
-    section.settings = serde_yaml::from_str(yaml).unwrap();
+    section.settings = dhaf_core::config::Settings::from_yaml(yaml).unwrap();
     let ctx = BuildContext {
         cluster: "c1".into(),
         node: "n1".into(),

@@ -259,7 +259,7 @@ fn store(dcs: &Arc<MemoryDcs>) -> ProviderStore {
 fn try_notifier(yaml: &str, dcs: &Arc<MemoryDcs>) -> Result<Arc<TelegramNotifier>, dhaf_core::config::ConfigError> {
     let mut section = ProviderConfig::new("tg").with_name("tg");
     section.path = "notifiers[1]".into();
-    section.settings = serde_yaml::from_str(yaml).unwrap();
+    section.settings = dhaf_core::config::Settings::from_yaml(yaml).unwrap();
     let ctx = BuildContext { cluster: "c1".into(), node: "n1".into(), service: None, store: store(dcs), base_dir: ".".into() };
     TelegramNotifier::from_config(&section, &ctx)
 }

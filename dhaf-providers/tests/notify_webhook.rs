@@ -249,7 +249,8 @@ async fn a_refusal_is_permanent_names_the_status_and_hides_the_secrets() {
     let mut section = dhaf_core::config::ProviderConfig::new("webhook").with_name("hook");
     section.path = "notifiers[0]".into();
     section.settings =
-        serde_yaml::from_str(&format!("url: {}\nheaders: {{ Authorization: \"Bearer {HOOK_TOKEN}\" }}\n", server.url)).unwrap();
+        dhaf_core::config::Settings::from_yaml(&format!("url: {}\nheaders: {{ Authorization: \"Bearer {HOOK_TOKEN}\" }}\n", server.url))
+            .unwrap();
     let ctx = dhaf_core::provider::BuildContext {
         cluster: "c1".into(),
         node: "n1".into(),

@@ -24,7 +24,8 @@ const SVC: &str = "web";
 const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
 
 fn service(n: usize, failback: Failback, delay: Duration) -> ServiceConfig {
-    let provider = |kind: &str| ProviderConfig { kind: kind.into(), name: None, path: String::new(), settings: serde_yaml::Mapping::new() };
+    let provider =
+        |kind: &str| ProviderConfig { kind: kind.into(), name: None, path: String::new(), settings: crate::config::Settings::new() };
     ServiceConfig {
         name: SVC.into(),
         domain: "web.example.com".into(),

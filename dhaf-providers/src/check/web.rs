@@ -388,14 +388,14 @@ fn parse(f: &Fields, domain: &str) -> Option<Settings> {
 
 /// `expected-codes` as text; a YAML number (`200`) or list (`[200, 4XX]`) is taken as written.
 fn expected_codes_text(f: &Fields) -> Option<String> {
-    use serde_yaml::Value;
+    use dhaf_core::config::SettingValue as Value;
     let item = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     };
     match f.value("expected-codes")? {
-        Value::Sequence(items) => match items.iter().map(item).collect::<Option<Vec<_>>>() {
+        Value::List(items) => match items.iter().map(item).collect::<Option<Vec<_>>>() {
             Some(items) => Some(items.join(",")),
             None => {
                 f.problem(f.key("expected-codes"), "must be codes like 200,301,4XX");
@@ -879,7 +879,7 @@ mod tests {
     }
 
     fn settings(yaml: &str) -> Settings {
-        let m: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap();
+        let m = dhaf_core::config::Settings::from_yaml(yaml).unwrap();
         let f = Fields::new(&m, "hc");
         let s = parse(&f, "Svc.Test").unwrap();
         f.finish();
