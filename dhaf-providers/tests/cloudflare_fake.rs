@@ -811,3 +811,49 @@ async fn a_running_node_repairs_drift_and_fails_over_through_the_record() {
     let result = tokio::time::timeout(Duration::from_secs(30), running).await.expect("the node stops").unwrap();
     assert!(result.is_ok(), "{result:?}");
 }
+
+#[tokio::test]
+async fn a_running_node_waits_out_cloudflares_retry_after_before_switching_again() {
+    let fake = Fake::start().await;
+    fake.add_record("A", "www.foo.com", "192.0.2.1", true);
+    let yaml = format!(
+        "{}      api-token: {TOKEN}\n      zone: foo.com\n      api-url: {}\n",
+        CONFIG.replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n"),
+        fake.url
+    );
+    let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
+    let checker = ScriptedChecker::new();
+    let mut registry = dhaf_providers::registry();
+    let shared = checker.clone();
+    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(shared.clone())));
+    let dcs = Arc::new(MemoryDcs::new("c1"));
+    let providers = registry.build(&config, dcs.clone()).unwrap();
+    let node = dhaf_core::runtime::Node::new(config, dcs, providers);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(node.run(async move {
+        let _ = stopped.await;
+    }));
+    let start = Instant::now();
+    while fake.count("GET /zones/0123456789abcdef0123456789abcdef/dns_records?") < 2 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the leader never read the record back: {:#?}", fake.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Cloudflare refuses the failover's write for 5 s, longer than the switcher waits inside
+    // one call: the node must not write again before then.
+    fake.fault("PATCH", 429, Some(5));
+    checker.down("ep-1", "connection refused");
+    let start = Instant::now();
+    while fake.count("PATCH") < 1 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no failover attempt: {:#?}", fake.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = Instant::now();
+    wait_for_record(&fake, "failover to ep-2", |r| r.content == "192.0.2.2").await;
+    assert!(refused.elapsed() >= Duration::from_millis(4900), "written again {:?} after a 429 asking for 5 s", refused.elapsed());
+    assert_eq!(fake.count("PATCH"), 2, "{:#?}", fake.log());
+
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(30), running).await.expect("the node stops").unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}
