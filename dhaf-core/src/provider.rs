@@ -97,8 +97,9 @@ pub trait Switcher: Send + Sync {
     /// - [`ProviderError::Permanent`] (a refused token, a request the far end will never
     ///   accept): after [`crate::engine::SWITCH_RETRY_PERMANENT`] (5 minutes), not in a loop that
     ///   would only repeat the refusal and spend the provider's rate limit. It is tried at once
-    ///   when the fix can be seen — the config is reloaded (a new token), another node leads —
-    ///   and a switch to another target is not held back by it.
+    ///   when the fix can be seen — the config is reloaded (a new token), another node leads, an
+    ///   operator requests a switchover to that target — and a switch to another target is not
+    ///   held back by it.
     ///
     /// The first failure is told ([`crate::model::Event::SwitchFailed`], with the error), then
     /// again after [`crate::engine::STILL_FAILING_AFTER`] attempts, and the recovery; status shows

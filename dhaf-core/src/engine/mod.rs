@@ -164,6 +164,8 @@ pub struct ServiceState {
     // The switchover target whose purge was announced: if the purge itself fails, the request is
     // still there next time, and the purge is retried without telling people again.
     purge_told: Option<String>,
+    // The switchover request seen last time: a new one is an operator's word to try now.
+    request_seen: Option<String>,
     panic: bool,
     failback_since: Option<(usize, Instant)>,
     hold: Option<RetryHold>,
@@ -235,8 +237,9 @@ pub const SWITCH_RETRY_BASE: Duration = Duration::from_millis(500);
 pub const SWITCH_RETRY_MAX: Duration = Duration::from_secs(30);
 /// The wait before a switch that failed with a [`ProviderError::Permanent`] error is tried again
 /// (a bad token, a refused request): retrying sooner would only repeat the refusal, and spend the
-/// provider's rate limit, until someone fixes something. A reload of the config or a new leader
-/// tries it at once, and so does a switch to another target.
+/// provider's rate limit, until someone fixes something. A reload of the config, a new leader or a
+/// new switchover request to the same target tries it at once, and so does a switch to another
+/// target.
 pub const SWITCH_RETRY_PERMANENT: Duration = Duration::from_secs(300);
 
 impl ServiceState {
@@ -277,7 +280,7 @@ impl ServiceState {
     /// least that long (the far end refuses earlier attempts, and may extend its limit for
     /// them), and holds back every switch of the service meanwhile. A
     /// [`ProviderError::Permanent`] waits at least [`SWITCH_RETRY_PERMANENT`], but holds back only
-    /// another attempt at the same target.
+    /// another attempt at the same target, and not one a new switchover request asks for.
     pub fn switch_failed(&mut self, now: Instant, error: &ProviderError) -> SwitchRetry {
         let p = self.pending.get_or_insert_with(|| PendingSwitch {
             to: String::new(),
@@ -488,6 +491,13 @@ fn switchover(
     let mut pinned = None;
     if state.purge_told != view.switchover {
         state.purge_told = None;
+    }
+    if state.request_seen != view.switchover {
+        // A new request to a target a permanent failure holds back: someone may have fixed it.
+        if view.switchover.is_some() && state.hold.as_ref().is_some_and(|h| h.target == view.switchover) {
+            state.hold = None;
+        }
+        state.request_seen.clone_from(&view.switchover);
     }
     let Some(target) = &view.switchover else { return (None, false) };
     // A scheduled request changes nothing before its time (not even failback), and is judged

@@ -1245,6 +1245,20 @@ fn switch_retry_honours_the_providers_error() {
                 D(2 * S, ab_down().cur("c"), vec![], None),
             ],
         ),
+        (
+            "a new switchover request to a target held back by a permanent error tries it at once",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(S, view(3, &["+++", "+++", "+++"]).cur("a").so("b"), vec![sw("b", Switchover)], None),
+                FailedWith(S, refused(), permanent, true),
+                // The same request, still pending: held back.
+                D(2 * S, view(3, &["+++", "+++", "+++"]).cur("a").so("b"), vec![], Some(S + permanent)),
+                // Purged by the operator, then asked for again once the token was fixed.
+                D(3 * S, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(4 * S, view(3, &["+++", "+++", "+++"]).cur("a").so("b"), vec![sw("b", Switchover)], None),
+            ],
+        ),
     ];
     for (name, k, steps) in cases {
         run(name, k, steps);

@@ -1008,6 +1008,8 @@ impl Leading {
             // The attempts between those told: logged here, as no event tells them.
             tracing::error!(service = %svc.name, to = %record.entry_point, %reason, attempts = retry.attempts, retry_in = ?retry.backoff, term = %record.token.0, "switch failed again");
         } else {
+            // The event tells the failure; when the next attempt comes depends on its kind.
+            tracing::info!(service = %svc.name, to = %record.entry_point, permanent = matches!(error, ProviderError::Permanent(_)), retry_in = ?retry.backoff, "switch failed; trying again later");
             let (service, to) = (svc.name.clone(), record.entry_point.clone());
             let event = if retry.attempts == 1 {
                 Event::SwitchFailed { service, to, reason: reason.clone() }
