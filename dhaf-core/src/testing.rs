@@ -19,6 +19,7 @@ use crate::provider::{HealthChecker, Notifier, ProviderError, Switcher};
 pub struct ScriptedChecker {
     health: Arc<Mutex<HashMap<String, Health>>>,
     delay: Arc<Mutex<Duration>>,
+    delay_of: Arc<Mutex<HashMap<String, Duration>>>,
 }
 
 impl ScriptedChecker {
@@ -46,12 +47,17 @@ impl ScriptedChecker {
     pub fn set_delay(&self, delay: Duration) {
         *self.delay.lock().unwrap() = delay;
     }
+
+    /// Every check of entry point `ep` takes `delay` (instead of the delay for all).
+    pub fn set_delay_of(&self, ep: &str, delay: Duration) {
+        self.delay_of.lock().unwrap().insert(ep.into(), delay);
+    }
 }
 
 #[async_trait]
 impl HealthChecker for ScriptedChecker {
     async fn check(&self, ep: &EntryPoint) -> Health {
-        let delay = *self.delay.lock().unwrap();
+        let delay = self.delay_of.lock().unwrap().get(&ep.name).copied().unwrap_or(*self.delay.lock().unwrap());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

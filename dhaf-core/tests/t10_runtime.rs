@@ -247,6 +247,23 @@ async fn a_lone_node_points_a_new_service_at_the_first_entry_point() {
     assert_eq!(status.last_switch.unwrap().kind, SwitchKind::Initial);
 }
 
+/// At a cold start the nodes' first opinions arrive one by one: the secondary, quicker to check,
+/// is healthy by majority before anyone has judged the primary. The first choice waits for the
+/// primary's verdict instead of pointing at the secondary and switching back moments later.
+#[tokio::test(start_paused = true)]
+async fn a_cold_start_points_at_the_primary_once_even_if_the_secondary_is_judged_first() {
+    let c = Cluster::new(3, None, "");
+    for n in &c.nodes {
+        n.checker.set_delay_of("ep-1", Duration::from_secs(3));
+    }
+    wait_for("the initial switch", Duration::from_secs(60), || async { c.provider.current() }).await;
+    sleep(Duration::from_secs(30)).await;
+    let to: Vec<String> = c.switches().into_iter().map(|(_, to)| to).collect();
+    assert_eq!(to, ["ep-1"], "one switch, to the primary");
+    let switched: Vec<Event> = c.events().into_iter().filter(|e| matches!(e, Event::Switched { .. })).collect();
+    assert!(matches!(switched.as_slice(), [Event::Switched { kind: SwitchKind::Initial, .. }]), "{switched:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_node_adopts_what_the_provider_points_at_without_switching() {
     let c = Cluster::new(1, Some("ep-2"), "    failback: manual");
