@@ -122,6 +122,38 @@ pub fn tcp_site(dir: &Path, cluster: &str, port: u16, service_keys: &str) -> Pat
     Site { service_keys: service_keys.into(), ..Site::tcp(cluster, port) }.write(dir)
 }
 
+/// A node config for tests that build the node in-process with a `ScriptedChecker` and a
+/// `FakeProvider`: node n1 of cluster `test`, the API as `web_api` (lines indented by 4), and
+/// service `main` with ep1–ep3 at 10.0.0.1–3, judged on one check.
+pub fn fake_main_yaml(web_api: &str) -> String {
+    format!(
+        "dhaf:
+  cluster-name: test
+  node-name: n1
+  tact-interval: 1
+  healthy-node-status-ttl: 4
+  heartbeat-interval: 1
+  web-api:
+{web_api}services:
+  - name: main
+    domain: example.com
+    rise: 1
+    fall: 1
+    entry-points:
+      - name: ep1
+        ip: 10.0.0.1
+      - name: ep2
+        ip: 10.0.0.2
+      - name: ep3
+        ip: 10.0.0.3
+    switcher:
+      type: fake
+    health-checker:
+      type: scripted
+"
+    )
+}
+
 /// A backend the tcp checker sees up: it accepts every connection on `addr` (port 0 picks one)
 /// and closes it at once, until the test ends. Returns its port.
 pub async fn tcp_backend(addr: &str) -> u16 {
