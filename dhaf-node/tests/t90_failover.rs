@@ -42,9 +42,7 @@ async fn the_node_binary_fails_over_and_back_between_real_backends() {
     let dir = std::env::temp_dir().join(format!("dhaf-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (entry, log) = (dir.join("entry"), dir.join("switches.log"));
-    let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = a.local_addr().unwrap().port();
-    let b = TcpListener::bind(("127.0.0.2", port)).await.expect("127.0.0.2 with the same port");
+    let (a, b, port) = support::two_listeners().await;
     let primary = tokio::spawn(backend(a));
     tokio::spawn(backend(b));
 

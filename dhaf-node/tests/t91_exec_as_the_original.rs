@@ -35,9 +35,7 @@ async fn init_runs_once_switches_work_and_status_says_the_live_state_is_unknown(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (entry, init_runs) = (dir.join("entry"), dir.join("init-runs"));
-    let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = a.local_addr().unwrap().port();
-    let b = TcpListener::bind(("127.0.0.2", port)).await.expect("127.0.0.2 with the same port");
+    let (a, b, port) = support::two_listeners().await;
     let primary = tokio::spawn(backend(a));
     tokio::spawn(backend(b));
 

@@ -154,6 +154,15 @@ pub fn fake_main_yaml(web_api: &str) -> String {
     )
 }
 
+/// Two listeners on one port, at 127.0.0.1 and 127.0.0.2 (the addresses [`Site`] gives ep-1
+/// and ep-2), and that port.
+pub async fn two_listeners() -> (tokio::net::TcpListener, tokio::net::TcpListener, u16) {
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = a.local_addr().unwrap().port();
+    let b = tokio::net::TcpListener::bind(("127.0.0.2", port)).await.expect("127.0.0.2 with the same port");
+    (a, b, port)
+}
+
 /// A backend the tcp checker sees up: it accepts every connection on `addr` (port 0 picks one)
 /// and closes it at once, until the test ends. Returns its port.
 pub async fn tcp_backend(addr: &str) -> u16 {
