@@ -159,6 +159,8 @@ pub struct TestNode {
     pub dcs_calls: CallCounts,
     /// The real etcd DCS under its pausable one.
     pub dcs: Arc<EtcdDcs>,
+    /// The id of the thread it runs on, when it has one of its own ([`TestCluster::start_threaded`]).
+    pub thread: Option<u32>,
     task: Option<JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -171,6 +173,7 @@ impl TestNode {
 
     /// Kill it: abort its tasks without resigning or revoking, as a crash would.
     pub async fn kill(&mut self) {
+        assert!(self.thread.is_none(), "a node on a thread of its own can only be stopped");
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
@@ -216,18 +219,29 @@ pub struct TestCluster {
 impl TestCluster {
     /// Start `spec.nodes` nodes on etcd `hosts`.
     pub fn start(spec: Spec, name: &str, hosts: &str) -> TestCluster {
+        Self::start_with(spec, name, hosts, false)
+    }
+
+    /// Start `spec.nodes` nodes on etcd `hosts`, each on a thread and tokio runtime of its own,
+    /// so that each one's CPU time can be read apart ([`TestNode::thread`]). They can be
+    /// stopped, not killed.
+    pub fn start_threaded(spec: Spec, name: &str, hosts: &str) -> TestCluster {
+        Self::start_with(spec, name, hosts, true)
+    }
+
+    fn start_with(spec: Spec, name: &str, hosts: &str, threaded: bool) -> TestCluster {
         let providers: Vec<FakeProvider> = (0..spec.services).map(|s| FakeProvider::new(Some(&ep(s, 0)))).collect();
         let probe = Config::parse(&config_yaml(&spec, name, "observer", hosts)).expect("valid test config");
         let observer = EtcdDcs::new(probe.etcd.as_ref().expect("etcd section"), name);
         let mut cluster = TestCluster { spec, name: name.into(), nodes: Vec::new(), providers, observer };
         for i in 0..cluster.spec.nodes {
-            let node = cluster.make_node(&format!("n{}", i + 1), hosts);
+            let node = cluster.make_node(&format!("n{}", i + 1), hosts, threaded);
             cluster.nodes.push(node);
         }
         cluster
     }
 
-    fn make_node(&self, node: &str, hosts: &str) -> TestNode {
+    fn make_node(&self, node: &str, hosts: &str, threaded: bool) -> TestNode {
         let config = Config::parse(&config_yaml(&self.spec, &self.name, node, hosts)).expect("valid test config");
         let etcd = Arc::new(EtcdDcs::new(config.etcd.as_ref().expect("etcd section"), &self.name));
         let pause = Pause::new();
@@ -251,13 +265,34 @@ impl TestCluster {
         let n = Node::new(config, dcs, providers);
         let handle = n.handle();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
+        let run = async move {
             n.run(async move {
                 let _ = stop_rx.await;
             })
             .await
             .expect("node runs");
-        });
+        };
+        let (task, thread) = if threaded {
+            let (started, thread) = std::sync::mpsc::channel();
+            let (done, finished) = oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+                // `/proc/thread-self` links to `<pid>/task/<tid>`.
+                let tid = std::fs::read_link("/proc/thread-self").ok().and_then(|p| p.file_name()?.to_str()?.parse().ok());
+                let _ = started.send(tid);
+                runtime.block_on(run);
+                let _ = done.send(());
+            });
+            let thread = thread.recv().expect("the node's thread starts");
+            (
+                tokio::spawn(async move {
+                    let _ = finished.await;
+                }),
+                thread,
+            )
+        } else {
+            (tokio::spawn(run), None)
+        };
         TestNode {
             name: node.into(),
             checker,
@@ -267,6 +302,7 @@ impl TestCluster {
             pause_switcher,
             dcs_calls,
             dcs: etcd,
+            thread,
             task: Some(task),
             stop: Some(stop_tx),
         }
