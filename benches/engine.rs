@@ -59,6 +59,7 @@ fn view(s: usize) -> ServiceView {
         wall_secs: 0,
         out_of_agreement: false,
         paused: false,
+        first_opinions_within: Duration::ZERO,
     }
 }
 

@@ -8,6 +8,13 @@
 //!    on every node's checker at a random moment; the latency is the time until the switcher is
 //!    called. p50 and p99 over 10 runs each (2 in the smoke run `cargo test --all-targets` makes).
 //!
+//! 3. The leader's cost as the services grow: 3 nodes, 10, 100 and 1,000 services x 3 entry
+//!    points, `tact-interval: 1`, each node on a thread and runtime of its own. At steady state,
+//!    each node's CPU over the window (the leader's beside the followers'); then, `runs` times,
+//!    one service's primary goes down on every node, and the time from the majority's opinion
+//!    reaching etcd (seen by a watch of its own, as the leader's sees it) to the leader's
+//!    switcher call. The smoke run takes 10 services only.
+//!
 //! Needs etcd: `$DHAF_ETCD` or `etcd` in `PATH` (`cargo xtask test` provides it).
 //! Run: `cargo bench -p dhaf --bench etcd` (`--profile dev` builds faster; the figures are
 //! dominated by intervals and round trips, not by CPU).
@@ -46,6 +53,10 @@ fn main() {
         steady_state(&etcd, effort).await;
         for fall in [1, 2] {
             failover_latency(&etcd, fall, effort).await;
+        }
+        let sizes: &[usize] = if effort.runs > 2 { &[10, 100, 1000] } else { &[10] };
+        for &services in sizes {
+            leader_cost(&etcd, services, effort).await;
         }
     });
 }
@@ -144,4 +155,101 @@ async fn wait_call(cluster: &TestCluster, after: usize, to: &str) -> dhaf_core::
         assert!(start.elapsed() < Duration::from_secs(30), "no switch to {to} within 30 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// CPU time (user + system) of thread `tid` of this process.
+fn thread_cpu(tid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).expect("read the thread's stat");
+    // Fields after the command name, which is in parentheses and may hold spaces; utime and stime
+    // are fields 14 and 15, so 11 and 12 after the name and state.
+    let f: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..].split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    Duration::from_secs_f64(ticks as f64 / ticks_per_second())
+}
+
+fn ticks_per_second() -> f64 {
+    let out = std::process::Command::new("getconf").arg("CLK_TCK").output().ok();
+    out.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
+}
+
+async fn leader_cost(etcd: &EtcdCluster, services: usize, effort: Effort) {
+    use dhaf_core::dcs::keys::{Read, Update};
+    use dhaf_core::dcs::{Changes, Dcs};
+
+    let spec = Spec { services, entry_points: 3, rise: 1, fall: 1, reconcile: 60, ..Spec::default() };
+    let mut cluster = TestCluster::start_threaded(spec, &format!("bench-leader-{services}"), &etcd.hosts());
+    cluster.wait_settled(Duration::from_secs(300)).await;
+    cluster
+        .wait_for("every opinion is published", Duration::from_secs(300), |s| {
+            s.opinions.values().map(|by_service| by_service.values().map(|eps| eps.len()).sum::<usize>()).sum::<usize>() == 3 * services * 3
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let cpu = |c: &TestCluster| -> Vec<Duration> { c.nodes.iter().map(|n| thread_cpu(n.thread.expect("a thread of its own"))).collect() };
+    let (cpu0, t0) = (cpu(&cluster), Instant::now());
+    tokio::time::sleep(effort.steady_window).await;
+    let (cpu1, secs) = (cpu(&cluster), t0.elapsed().as_secs_f64());
+    let share = |i: usize| 100.0 * (cpu1[i] - cpu0[i]).as_secs_f64() / secs;
+    let leader = cluster.nodes.iter().position(|n| n.handle.is_leader()).expect("a leader");
+    let followers: Vec<String> = (0..cluster.nodes.len()).filter(|&i| i != leader).map(|i| format!("{:.1} %", share(i))).collect();
+
+    // The moment etcd holds a majority (2 of 3) of unhealthy opinions of s0's primary, as a
+    // watch of its own sees it.
+    let (primary, backup) = (ep(0, 0), ep(0, 1));
+    let mut watch = cluster.observer.watch().await.expect("a watch");
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let watched = primary.clone();
+    let watcher = tokio::spawn(async move {
+        let mut down = std::collections::BTreeSet::new();
+        while let Some(changes) = watch.next().await {
+            let Changes::Known(changes) = changes else { continue };
+            for c in changes {
+                if let Update::Opinion { node, service, entry_point, value } = c.update {
+                    if service != "s0" || entry_point != watched {
+                        continue;
+                    }
+                    let was = down.len();
+                    match value {
+                        Some(Ok(Read::Opinion(op))) if !op.healthy => down.insert(node),
+                        _ => down.remove(&node),
+                    };
+                    if was < 2 && down.len() >= 2 {
+                        let _ = seen_tx.send(Instant::now());
+                    }
+                }
+            }
+        }
+    });
+    let mut latencies = Vec::new();
+    for _ in 0..effort.runs {
+        tokio::time::sleep(Duration::from_secs(2) + jitter()).await;
+        while seen.try_recv().is_ok() {}
+        let before = cluster.calls(0).len();
+        for n in &cluster.nodes {
+            n.checker.down(&primary, "connection refused");
+        }
+        let call = wait_call(&cluster, before, &backup).await;
+        let majority = seen.recv().await.expect("the watch saw the majority");
+        latencies.push(call.started.saturating_duration_since(majority));
+        for n in &cluster.nodes {
+            n.checker.up(&primary);
+        }
+        wait_call(&cluster, before + 1, &primary).await;
+    }
+    watcher.abort();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "leader cost, {services} services x 3 entry points, 3 nodes over etcd, tact 1 s: leader CPU {:.1} % of one core \
+         (followers {}) over {secs:.1} s; opinion change -> decision ({} runs): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        share(leader),
+        followers.join(", "),
+        effort.runs,
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies[latencies.len() - 1]),
+    );
+    cluster.assert_fenced();
+    cluster.stop_all().await;
 }

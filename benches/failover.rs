@@ -37,17 +37,17 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dhaf::core::async_trait;
 use dhaf::core::config::Config;
-use dhaf::core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, Watch};
+use dhaf::core::dcs::Dcs;
 use dhaf::core::engine::Verdict;
-use dhaf::core::model::{EntryPoint, FencingToken, Opinion, SwitchRecord};
+use dhaf::core::model::{EntryPoint, FencingToken};
 use dhaf::core::provider::{ProviderError, Switcher};
 use dhaf::core::runtime::{Node, NodeHandle};
+use dhaf::core::testing::{is_write, CallCounts, InterceptingDcs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -543,112 +543,9 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Counts the writes a node makes to its DCS (everything but reads and watches).
-struct CountingDcs {
-    inner: Arc<dyn Dcs>,
-    writes: AtomicU64,
-    /// The writes by kind (the `Dcs` method's name).
-    kinds: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-impl CountingDcs {
-    fn new(inner: Arc<dyn Dcs>) -> CountingDcs {
-        CountingDcs { inner, writes: AtomicU64::new(0), kinds: Mutex::new(BTreeMap::new()) }
-    }
-
-    fn write(&self, kind: &'static str) {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        *self.kinds.lock().unwrap().entry(kind).or_default() += 1;
-    }
-
-    fn kinds(&self) -> BTreeMap<&'static str, u64> {
-        self.kinds.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl Dcs for CountingDcs {
-    async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
-        self.write("register");
-        self.inner.register(node, ttl).await
-    }
-    async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
-        self.write("keep_alive");
-        self.inner.keep_alive(lease).await
-    }
-    async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
-        self.write("revoke");
-        self.inner.revoke(lease).await
-    }
-    async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
-        self.write("campaign");
-        self.inner.campaign(node, lease).await
-    }
-    async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
-        self.write("resign");
-        self.inner.resign(token).await
-    }
-    async fn publish_opinion(&self, node: &str, lease: LeaseId, service: &str, ep: &str, opinion: &Opinion) -> Result<(), DcsError> {
-        self.write("publish_opinion");
-        self.inner.publish_opinion(node, lease, service, ep, opinion).await
-    }
-    async fn publish_definitions(
-        &self,
-        node: &str,
-        lease: LeaseId,
-        definitions: &std::collections::BTreeMap<String, dhaf_core::model::ServiceDefinition>,
-    ) -> Result<(), DcsError> {
-        self.write("publish_definitions");
-        self.inner.publish_definitions(node, lease, definitions).await
-    }
-    async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
-        self.write("withdraw_opinion");
-        self.inner.withdraw_opinion(node, service, ep).await
-    }
-    async fn snapshot(&self) -> Result<Snapshot, DcsError> {
-        self.inner.snapshot().await
-    }
-    async fn watch(&self) -> Result<Watch, DcsError> {
-        self.inner.watch().await
-    }
-    async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
-        self.write("put_switchover");
-        self.inner.put_switchover(service, request).await
-    }
-    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
-        self.write("purge_switchover");
-        self.inner.purge_switchover(service, purge).await
-    }
-    async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
-        self.write("set_maintenance");
-        self.inner.set_maintenance(service, ep, on).await
-    }
-    async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
-        self.write("set_pause");
-        self.inner.set_pause(pause).await
-    }
-    async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
-        self.write("record_switch");
-        self.inner.record_switch(service, record).await
-    }
-    async fn decommission(&self, node: &str) -> Result<(), DcsError> {
-        self.write("decommission");
-        self.inner.decommission(node).await
-    }
-    async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<String>, DcsError> {
-        self.inner.kv_get(namespace, key).await
-    }
-    async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), DcsError> {
-        self.write("kv_put");
-        self.inner.kv_put(namespace, key, value).await
-    }
-    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError> {
-        self.write("kv_delete");
-        self.inner.kv_delete(namespace, key).await
-    }
-    async fn kv_list(&self, namespace: &str) -> Result<Vec<(String, String)>, DcsError> {
-        self.inner.kv_list(namespace).await
-    }
+/// The writes a node made to its DCS, by kind (the `Dcs` method's name).
+fn writes_by_kind(counts: &CallCounts) -> BTreeMap<&'static str, u64> {
+    counts.get().into_iter().filter(|(method, _)| is_write(method)).collect()
 }
 
 /// The scale part's runs: services (each with 3 entry points) and the tact.
@@ -706,8 +603,9 @@ async fn scale_run(service_count: usize, tact: &str) {
             .expect("the scale config is valid");
     let concurrency = config.dhaf.check_concurrency;
     let (registry, _switched) = registry_with_stamp();
-    let counting = Arc::new(CountingDcs::new(dhaf::providers::dcs_from_config(&config).expect("embedded dcs")));
-    let dcs: Arc<dyn Dcs> = counting.clone();
+    let counts = CallCounts::default();
+    let dcs: Arc<dyn Dcs> =
+        Arc::new(InterceptingDcs::new(dhaf::providers::dcs_from_config(&config).expect("embedded dcs"), counts.clone()));
 
     let rss_before = status_mib("VmRSS:");
     let providers = registry.build(&config, dcs.clone()).expect("providers build");
@@ -728,10 +626,10 @@ async fn scale_run(service_count: usize, tact: &str) {
     // adopted and its live state written), so that only the steady state is measured.
     let started = Instant::now();
     let settled = |k: &BTreeMap<&'static str, u64>| k.iter().filter(|(kind, _)| **kind != "keep_alive").map(|(_, n)| n).sum::<u64>();
-    let mut last = (settled(&counting.kinds()), Instant::now());
+    let mut last = (settled(&writes_by_kind(&counts)), Instant::now());
     while started.elapsed() < WARM_UP || last.1.elapsed() < SETTLED {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = settled(&counting.kinds());
+        let now = settled(&writes_by_kind(&counts));
         if now != last.0 {
             last = (now, Instant::now());
         }
@@ -744,27 +642,15 @@ async fn scale_run(service_count: usize, tact: &str) {
         last.0
     );
 
-    let (cpu0, child0, m0, w0, k0, t0) = (
-        cpu_time("self", ticks),
-        cpu_time(&child_pid, ticks),
-        handle.metrics(),
-        counting.writes.load(Ordering::Relaxed),
-        counting.kinds(),
-        Instant::now(),
-    );
+    let (cpu0, child0, m0, w0, k0, t0) =
+        (cpu_time("self", ticks), cpu_time(&child_pid, ticks), handle.metrics(), counts.writes(), writes_by_kind(&counts), Instant::now());
     let mut rss_max = 0f64;
     while t0.elapsed() < MEASURE {
         tokio::time::sleep(Duration::from_secs(1)).await;
         rss_max = rss_max.max(status_mib("VmRSS:"));
     }
-    let (cpu1, child1, m1, w1, k1, wall) = (
-        cpu_time("self", ticks),
-        cpu_time(&child_pid, ticks),
-        handle.metrics(),
-        counting.writes.load(Ordering::Relaxed),
-        counting.kinds(),
-        t0.elapsed(),
-    );
+    let (cpu1, child1, m1, w1, k1, wall) =
+        (cpu_time("self", ticks), cpu_time(&child_pid, ticks), handle.metrics(), counts.writes(), writes_by_kind(&counts), t0.elapsed());
     let rss_end = status_mib("VmRSS:");
     let hwm = status_mib("VmHWM:");
 

@@ -14,38 +14,13 @@ use dhaf_core::runtime::{Node, NodeHandle};
 use dhaf_core::testing::{FakeProvider, ScriptedChecker};
 use serde_json::Value;
 
+#[path = "../../dhaf-node/tests/support/mod.rs"]
+mod support;
+
 const TOKEN: &str = "cli-test-token-1";
 
 fn config_yaml(port: u16, token: &str) -> String {
-    format!(
-        "dhaf:
-  cluster-name: test
-  node-name: n1
-  tact-interval: 1
-  healthy-node-status-ttl: 4
-  heartbeat-interval: 1
-  web-api:
-    host: 127.0.0.1
-    port: {port}
-    token: {token}
-services:
-  - name: main
-    domain: example.com
-    rise: 1
-    fall: 1
-    entry-points:
-      - name: ep1
-        ip: 10.0.0.1
-      - name: ep2
-        ip: 10.0.0.2
-      - name: ep3
-        ip: 10.0.0.3
-    switcher:
-      type: fake
-    health-checker:
-      type: scripted
-"
-    )
+    support::fake_main_yaml(&format!("    host: 127.0.0.1\n    port: {port}\n    token: {token}\n"))
 }
 
 fn scratch_dir() -> PathBuf {

@@ -4,14 +4,18 @@
 //! - [`FakeProvider`] / [`RecordingSwitcher`]: one shared far end (a DNS record, say) and each
 //!   node's switcher to it; records every switch with the node and term that made it.
 //! - [`RecordingNotifier`]: keeps every notification.
+//! - [`InterceptingDcs`]: any DCS with an [`Interceptor`] around each call (count, delay, pause,
+//!   refuse, lose the answer).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::model::{EntryPoint, Event, FencingToken, Health, Notification};
+use crate::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
+use crate::model::{EntryPoint, Event, FencingToken, Health, Notification, Opinion, Pause, ServiceDefinition, SwitchRecord};
 use crate::provider::{HealthChecker, Notifier, ProviderError, Switcher};
 
 /// A checker whose answers the test sets; unknown entry points are healthy.
@@ -19,6 +23,7 @@ use crate::provider::{HealthChecker, Notifier, ProviderError, Switcher};
 pub struct ScriptedChecker {
     health: Arc<Mutex<HashMap<String, Health>>>,
     delay: Arc<Mutex<Duration>>,
+    delay_of: Arc<Mutex<HashMap<String, Duration>>>,
 }
 
 impl ScriptedChecker {
@@ -46,12 +51,17 @@ impl ScriptedChecker {
     pub fn set_delay(&self, delay: Duration) {
         *self.delay.lock().unwrap() = delay;
     }
+
+    /// Every check of entry point `ep` takes `delay` (instead of the delay for all).
+    pub fn set_delay_of(&self, ep: &str, delay: Duration) {
+        self.delay_of.lock().unwrap().insert(ep.into(), delay);
+    }
 }
 
 #[async_trait]
 impl HealthChecker for ScriptedChecker {
     async fn check(&self, ep: &EntryPoint) -> Health {
-        let delay = *self.delay.lock().unwrap();
+        let delay = self.delay_of.lock().unwrap().get(&ep.name).copied().unwrap_or(*self.delay.lock().unwrap());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -291,5 +301,145 @@ impl Notifier for RecordingNotifier {
         }
         self.got.lock().unwrap().push(n.clone());
         Ok(())
+    }
+}
+
+/// What an [`InterceptingDcs`] does around each call it passes on. Calls are named by their
+/// [`Dcs`] method (`"record_switch"`, `"keep_alive"`, …); [`is_write`] tells writes from reads.
+#[async_trait]
+pub trait Interceptor: Send + Sync + 'static {
+    /// Before the call: an error answers it without reaching the DCS.
+    async fn before(&self, _method: &'static str) -> Result<(), DcsError> {
+        Ok(())
+    }
+
+    /// After the call, whatever its answer: an error replaces the answer (as if it was lost on the
+    /// way back, after the DCS carried the call out).
+    async fn after(&self, _method: &'static str) -> Result<(), DcsError> {
+        Ok(())
+    }
+}
+
+/// Whether a [`Dcs`] method writes (everything but `snapshot`, `watch`, `kv_get` and `kv_list`).
+pub fn is_write(method: &str) -> bool {
+    !matches!(method, "snapshot" | "watch" | "kv_get" | "kv_list")
+}
+
+/// How many calls of each [`Dcs`] method were made: an [`Interceptor`] that only counts.
+#[derive(Clone, Default)]
+pub struct CallCounts(Arc<Mutex<BTreeMap<&'static str, u64>>>);
+
+impl CallCounts {
+    /// Count one call of `method`.
+    pub fn add(&self, method: &'static str) {
+        *self.0.lock().unwrap().entry(method).or_default() += 1;
+    }
+
+    /// The calls of each method so far.
+    pub fn get(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The writes so far (see [`is_write`]).
+    pub fn writes(&self) -> u64 {
+        self.0.lock().unwrap().iter().filter(|(m, _)| is_write(m)).map(|(_, n)| n).sum()
+    }
+}
+
+#[async_trait]
+impl Interceptor for CallCounts {
+    async fn before(&self, method: &'static str) -> Result<(), DcsError> {
+        self.add(method);
+        Ok(())
+    }
+}
+
+/// A [`Dcs`] that passes every call on to `inner`, with `hooks` around it.
+#[derive(Clone)]
+pub struct InterceptingDcs<I> {
+    inner: Arc<dyn Dcs>,
+    /// What happens around each call.
+    pub hooks: I,
+}
+
+impl<I: Interceptor> InterceptingDcs<I> {
+    /// `inner` with `hooks` around its calls.
+    pub fn new(inner: Arc<dyn Dcs>, hooks: I) -> Self {
+        InterceptingDcs { inner, hooks }
+    }
+
+    async fn around<T>(&self, method: &'static str, call: impl Future<Output = Result<T, DcsError>> + Send) -> Result<T, DcsError> {
+        self.hooks.before(method).await?;
+        let answer = call.await;
+        self.hooks.after(method).await.and(answer)
+    }
+}
+
+#[async_trait]
+impl<I: Interceptor> Dcs for InterceptingDcs<I> {
+    async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
+        self.around("register", self.inner.register(node, ttl)).await
+    }
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
+        self.around("keep_alive", self.inner.keep_alive(lease)).await
+    }
+    async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
+        self.around("revoke", self.inner.revoke(lease)).await
+    }
+    async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
+        self.around("campaign", self.inner.campaign(node, lease)).await
+    }
+    async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
+        self.around("resign", self.inner.resign(token)).await
+    }
+    async fn publish_opinion(&self, node: &str, lease: LeaseId, service: &str, ep: &str, opinion: &Opinion) -> Result<(), DcsError> {
+        self.around("publish_opinion", self.inner.publish_opinion(node, lease, service, ep, opinion)).await
+    }
+    async fn publish_definitions(
+        &self,
+        node: &str,
+        lease: LeaseId,
+        definitions: &BTreeMap<String, ServiceDefinition>,
+    ) -> Result<(), DcsError> {
+        self.around("publish_definitions", self.inner.publish_definitions(node, lease, definitions)).await
+    }
+    async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
+        self.around("withdraw_opinion", self.inner.withdraw_opinion(node, service, ep)).await
+    }
+    async fn snapshot(&self) -> Result<Snapshot, DcsError> {
+        self.around("snapshot", self.inner.snapshot()).await
+    }
+    async fn watch(&self) -> Result<Watch, DcsError> {
+        self.around("watch", self.inner.watch()).await
+    }
+    async fn put_switchover(&self, service: &str, request: &SwitchoverRequest) -> Result<(), DcsError> {
+        self.around("put_switchover", self.inner.put_switchover(service, request)).await
+    }
+    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
+        self.around("purge_switchover", self.inner.purge_switchover(service, purge)).await
+    }
+    async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
+        self.around("set_maintenance", self.inner.set_maintenance(service, ep, on)).await
+    }
+    async fn set_pause(&self, pause: Option<&Pause>) -> Result<(), DcsError> {
+        self.around("set_pause", self.inner.set_pause(pause)).await
+    }
+    async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
+        self.around("record_switch", self.inner.record_switch(service, record)).await
+    }
+    async fn decommission(&self, node: &str) -> Result<(), DcsError> {
+        self.around("decommission", self.inner.decommission(node)).await
+    }
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>, DcsError> {
+        self.around("kv_get", self.inner.kv_get(ns, key)).await
+    }
+    async fn kv_put(&self, ns: &str, key: &str, value: &str) -> Result<(), DcsError> {
+        self.around("kv_put", self.inner.kv_put(ns, key, value)).await
+    }
+    async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), DcsError> {
+        self.around("kv_delete", self.inner.kv_delete(ns, key)).await
+    }
+    async fn kv_list(&self, ns: &str) -> Result<Vec<(String, String)>, DcsError> {
+        self.around("kv_list", self.inner.kv_list(ns)).await
     }
 }

@@ -12,7 +12,7 @@ use dhaf_core::model::{Event, FencingToken, Opinion, SwitchKind, SwitchRecord};
 use dhaf_core::provider::{HealthChecker, Notifier, ProviderError, Switcher};
 use dhaf_core::registry::{Providers, Registry, ServiceProviders};
 use dhaf_core::runtime::{Node, NodeError, NodeEvent, NodeHandle, ReloadError};
-use dhaf_core::testing::{FakeProvider, RecordingNotifier, ScriptedChecker};
+use dhaf_core::testing::{FakeProvider, InterceptingDcs, Interceptor, RecordingNotifier, ScriptedChecker};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
@@ -245,6 +245,23 @@ async fn a_lone_node_points_a_new_service_at_the_first_entry_point() {
     let status = c.node("n1").handle.service_status("main").await.unwrap();
     assert_eq!(status.current.as_deref(), Some("ep-1"));
     assert_eq!(status.last_switch.unwrap().kind, SwitchKind::Initial);
+}
+
+/// At a cold start the nodes' first opinions arrive one by one: the secondary, quicker to check,
+/// is healthy by majority before anyone has judged the primary. The first choice waits for the
+/// primary's verdict instead of pointing at the secondary and switching back moments later.
+#[tokio::test(start_paused = true)]
+async fn a_cold_start_points_at_the_primary_once_even_if_the_secondary_is_judged_first() {
+    let c = Cluster::new(3, None, "");
+    for n in &c.nodes {
+        n.checker.set_delay_of("ep-1", Duration::from_secs(3));
+    }
+    wait_for("the initial switch", Duration::from_secs(60), || async { c.provider.current() }).await;
+    sleep(Duration::from_secs(30)).await;
+    let to: Vec<String> = c.switches().into_iter().map(|(_, to)| to).collect();
+    assert_eq!(to, ["ep-1"], "one switch, to the primary");
+    let switched: Vec<Event> = c.events().into_iter().filter(|e| matches!(e, Event::Switched { .. })).collect();
+    assert!(matches!(switched.as_slice(), [Event::Switched { kind: SwitchKind::Initial, .. }]), "{switched:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1272,113 +1289,65 @@ struct DcsFaults {
 #[derive(Clone)]
 struct FaultyDcs {
     inner: MemoryDcs,
-    faults: Arc<std::sync::Mutex<DcsFaults>>,
+    faults: Faults,
 }
 
 impl FaultyDcs {
     fn new(inner: MemoryDcs) -> Self {
-        FaultyDcs { inner, faults: Arc::default() }
+        FaultyDcs { inner, faults: Faults::default() }
     }
     fn set(&self, f: impl FnOnce(&mut DcsFaults)) {
-        f(&mut self.faults.lock().unwrap());
+        f(&mut self.faults.0.lock().unwrap());
     }
     fn campaigns(&self) -> usize {
-        self.faults.lock().unwrap().campaigns
+        self.faults.0.lock().unwrap().campaigns
+    }
+    /// The DCS for the node: the in-memory one with the faults around its calls.
+    fn dcs(&self) -> Arc<dyn Dcs> {
+        Arc::new(InterceptingDcs::new(Arc::new(self.inner.clone()), self.faults.clone()))
     }
 }
 
+#[derive(Clone, Default)]
+struct Faults(Arc<std::sync::Mutex<DcsFaults>>);
+
 #[async_trait::async_trait]
-impl Dcs for FaultyDcs {
-    async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
-        self.inner.register(node, ttl).await
-    }
-    async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
-        if self.faults.lock().unwrap().keep_alive_fails {
-            return Err(DcsError::Unavailable("keep-alive refused".into()));
+impl Interceptor for Faults {
+    async fn before(&self, method: &'static str) -> Result<(), DcsError> {
+        match method {
+            "keep_alive" if self.0.lock().unwrap().keep_alive_fails => Err(DcsError::Unavailable("keep-alive refused".into())),
+            "campaign" => {
+                self.0.lock().unwrap().campaigns += 1;
+                Ok(())
+            }
+            "record_switch" => {
+                let (delay, hold) = {
+                    let mut f = self.0.lock().unwrap();
+                    if let Some(hook) = f.on_record.as_mut() {
+                        hook();
+                    }
+                    (f.record_delay, f.hold_record_past_deadline.clone())
+                };
+                sleep(delay).await;
+                if let Some(node) = hold {
+                    let start = Instant::now();
+                    while node.holds_lease() && start.elapsed() < Duration::from_millis(1900) {
+                        sleep(Duration::from_millis(10)).await;
+                    }
+                    if !node.holds_lease() {
+                        self.0.lock().unwrap().answered_past_deadline += 1;
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
-        self.inner.keep_alive(lease).await
     }
-    async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
-        self.inner.revoke(lease).await
-    }
-    async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
-        self.faults.lock().unwrap().campaigns += 1;
-        self.inner.campaign(node, lease).await
-    }
-    async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
-        self.inner.resign(token).await
-    }
-    async fn publish_opinion(&self, node: &str, lease: LeaseId, service: &str, ep: &str, opinion: &Opinion) -> Result<(), DcsError> {
-        self.inner.publish_opinion(node, lease, service, ep, opinion).await
-    }
-    async fn snapshot(&self) -> Result<Snapshot, DcsError> {
-        self.inner.snapshot().await
-    }
-    async fn watch(&self) -> Result<Watch, DcsError> {
-        self.inner.watch().await
-    }
-    async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
-        self.inner.put_switchover(service, request).await
-    }
-    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
-        self.inner.purge_switchover(service, purge).await
-    }
-    async fn publish_definitions(
-        &self,
-        node: &str,
-        lease: LeaseId,
-        definitions: &std::collections::BTreeMap<String, dhaf_core::model::ServiceDefinition>,
-    ) -> Result<(), DcsError> {
-        self.inner.publish_definitions(node, lease, definitions).await
-    }
-    async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
-        self.inner.withdraw_opinion(node, service, ep).await
-    }
-    async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
-        self.inner.set_maintenance(service, ep, on).await
-    }
-    async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
-        self.inner.set_pause(pause).await
-    }
-    async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
-        let (delay, lose) = {
-            let mut f = self.faults.lock().unwrap();
-            if let Some(hook) = f.on_record.as_mut() {
-                hook();
-            }
-            (f.record_delay, std::mem::take(&mut f.lose_next_record_answer))
-        };
-        sleep(delay).await;
-        let hold = self.faults.lock().unwrap().hold_record_past_deadline.clone();
-        if let Some(node) = hold {
-            let start = Instant::now();
-            while node.holds_lease() && start.elapsed() < Duration::from_millis(1900) {
-                sleep(Duration::from_millis(10)).await;
-            }
-            if !node.holds_lease() {
-                self.faults.lock().unwrap().answered_past_deadline += 1;
-            }
-        }
-        self.inner.record_switch(service, record).await?;
-        if lose {
+    async fn after(&self, method: &'static str) -> Result<(), DcsError> {
+        if method == "record_switch" && std::mem::take(&mut self.0.lock().unwrap().lose_next_record_answer) {
             return Err(DcsError::Unavailable("no answer within 2 s".into()));
         }
         Ok(())
-    }
-    async fn decommission(&self, node: &str) -> Result<(), DcsError> {
-        self.inner.decommission(node).await
-    }
-    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>, DcsError> {
-        self.inner.kv_get(ns, key).await
-    }
-    async fn kv_put(&self, ns: &str, key: &str, value: &str) -> Result<(), DcsError> {
-        self.inner.kv_put(ns, key, value).await
-    }
-    async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), DcsError> {
-        self.inner.kv_delete(ns, key).await
-    }
-    async fn kv_list(&self, ns: &str) -> Result<Vec<(String, String)>, DcsError> {
-        self.inner.kv_list(ns).await
     }
 }
 
@@ -1389,7 +1358,7 @@ async fn lone_over(dcs: FaultyDcs, current: Option<&str>, extra: &str) -> (FakeP
         services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
         notifiers: vec![("rec".into(), Arc::new(notifier.clone()) as Arc<dyn Notifier>)],
     };
-    let node = Node::new(config("n1", extra), Arc::new(dcs), providers);
+    let node = Node::new(config("n1", extra), dcs.dcs(), providers);
     let handle = node.handle();
     tokio::spawn(node.run(std::future::pending()));
     wait_for("a leader", Duration::from_secs(30), || async { handle.is_leader().then_some(()) }).await;
@@ -1436,7 +1405,7 @@ async fn a_record_answered_after_the_lease_deadline_starts_no_provider_call() {
     sleep(Duration::from_millis(2900)).await;
     checker.down("ep-1", "connection refused");
     sleep(Duration::from_secs(20)).await;
-    assert_eq!(dcs.faults.lock().unwrap().answered_past_deadline, 1, "the scenario did not arise");
+    assert_eq!(dcs.faults.0.lock().unwrap().answered_past_deadline, 1, "the scenario did not arise");
     assert!(provider.calls().is_empty(), "a provider call started after the lease deadline: {:?}", provider.calls());
 }
 

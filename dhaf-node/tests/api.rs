@@ -20,34 +20,7 @@ const TOKEN: &str = "s3cret-test-token";
 
 fn config_yaml(token: Option<&str>) -> String {
     let token = token.map(|t| format!("    token: {t}\n")).unwrap_or_default();
-    format!(
-        "dhaf:
-  cluster-name: test
-  node-name: n1
-  tact-interval: 1
-  healthy-node-status-ttl: 4
-  heartbeat-interval: 1
-  web-api:
-    host: 127.0.0.1
-    port: 8128
-{token}services:
-  - name: main
-    domain: example.com
-    rise: 1
-    fall: 1
-    entry-points:
-      - name: ep1
-        ip: 10.0.0.1
-      - name: ep2
-        ip: 10.0.0.2
-      - name: ep3
-        ip: 10.0.0.3
-    switcher:
-      type: fake
-    health-checker:
-      type: scripted
-"
-    )
+    support::fake_main_yaml(&format!("    host: 127.0.0.1\n    port: 8128\n{token}"))
 }
 
 struct Running {

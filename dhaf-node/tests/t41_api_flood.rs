@@ -135,46 +135,16 @@ while True:
 "#;
 
 fn config(dir: &Path, backend_port: u16, cert: &Path, key: &Path) -> std::path::PathBuf {
-    let entry = dir.join("entry");
-    std::fs::write(&entry, "ep-1\n").unwrap();
-    let init = support::script(dir, "init", "exit 0");
-    let switch = support::script(dir, "switch", &format!("echo \"$1\" > '{}'", entry.display()));
-    let current = support::script(dir, "current", &format!("cat '{}'", entry.display()));
-    let path = dir.join("node.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "dhaf:
-  cluster-name: flood
-  node-name: node-1
-  tact-interval: 500ms
-  heartbeat-interval: 1
-  healthy-node-status-ttl: 5
-  web-api:
+    let web_api = format!(
+        "
     host: 0.0.0.0
     port: 0
     tokens: [{{ name: ops, role: admin, token: operator-secret-1 }}]
-    tls: {{ cert: {}, key: {} }}
-services:
-  - name: site
-    domain: site.test
-    rise: 1
-    fall: 1
-    entry-points:
-      - {{ name: ep-1, ip: 127.0.0.1 }}
-      - {{ name: ep-2, ip: 127.0.0.2 }}
-    health-checker: {{ type: tcp, port: {backend_port}, timeout: 1 }}
-    switcher: {{ type: exec, init: {}, switch: {}, current: {} }}
-",
-            cert.display(),
-            key.display(),
-            init.display(),
-            switch.display(),
-            current.display()
-        ),
-    )
-    .unwrap();
-    path
+    tls: {{ cert: {}, key: {} }}",
+        cert.display(),
+        key.display()
+    );
+    support::Site { tact: "500ms".into(), web_api, entry_points: 2, ..support::Site::tcp("flood", backend_port) }.eager().write(dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

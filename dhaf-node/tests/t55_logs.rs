@@ -23,41 +23,8 @@ fn dir(name: &str) -> PathBuf {
 /// A node config in `dir`: service `site` with ep-1 (127.0.0.1) and ep-2 (127.0.0.2), checked
 /// by tcp on `port`, switched by scripts that keep the public entry in `dir/entry`.
 fn config(dir: &Path, port: u16, etcd: Option<&str>) -> PathBuf {
-    let entry = dir.join("entry");
-    std::fs::write(&entry, "ep-1\n").unwrap();
-    let init = support::script(dir, "init", "exit 0");
-    let current = support::script(dir, "current", &format!("cat '{}'", entry.display()));
-    let switch = support::script(dir, "switch", &format!("echo \"$1\" > '{}'", entry.display()));
-    let etcd = etcd.map(|hosts| format!("etcd: {{ hosts: \"{hosts}\" }}\n")).unwrap_or_default();
-    let path = dir.join("node.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "dhaf:
-  cluster-name: logs
-  node-name: node-1
-  tact-interval: 1
-  heartbeat-interval: 1
-  healthy-node-status-ttl: 5
-  web-api: {{ host: 127.0.0.1, port: 0 }}
-{etcd}services:
-  - name: site
-    domain: site.test
-    rise: 1
-    fall: 1
-    entry-points:
-      - {{ name: ep-1, ip: 127.0.0.1 }}
-      - {{ name: ep-2, ip: 127.0.0.2 }}
-    health-checker: {{ type: tcp, port: {port}, timeout: 1 }}
-    switcher: {{ type: exec, init: {}, switch: {}, current: {} }}
-",
-            init.display(),
-            switch.display(),
-            current.display()
-        ),
-    )
-    .unwrap();
-    path
+    let top_keys = etcd.map(|hosts| format!("etcd: {{ hosts: \"{hosts}\" }}\n")).unwrap_or_default();
+    support::Site { top_keys, entry_points: 2, ..support::Site::tcp("logs", port) }.eager().write(dir)
 }
 
 fn wait(what: &str, limit: Duration, mut done: impl FnMut() -> bool, context: impl Fn() -> String) {

@@ -37,63 +37,23 @@ async fn wait_for_entry(entry: &Path, want: &str, node: &mut Child, limit: Durat
     }
 }
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_binary_fails_over_and_back_between_real_backends() {
     let dir = std::env::temp_dir().join(format!("dhaf-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let entry = dir.join("entry");
-    let log = dir.join("switches.log");
-    std::fs::write(&entry, "ep-1\n").unwrap();
-    let init = support::script(&dir, "init", "exit 0");
-    let current = support::script(&dir, "current", &format!("cat '{}'", entry.display()));
-    let switch = support::script(
-        &dir,
-        "switch",
-        &format!("echo \"$1\" > '{e}'; echo \"$1 $2 $DHAF_FENCING_TOKEN\" >> '{l}'", e = entry.display(), l = log.display()),
-    );
-
-    let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = a.local_addr().unwrap().port();
-    let b = TcpListener::bind(("127.0.0.2", port)).await.expect("127.0.0.2 with the same port");
+    let (entry, log) = (dir.join("entry"), dir.join("switches.log"));
+    let (a, b, port) = support::two_listeners().await;
     let primary = tokio::spawn(backend(a));
     tokio::spawn(backend(b));
 
-    let config = dir.join("node.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-dhaf:
-  cluster-name: e2e
-  node-name: node-1
-  tact-interval: 1
-  heartbeat-interval: 1
-  healthy-node-status-ttl: 5
-  web-api: {{ host: 127.0.0.1, port: 0 }}
-services:
-  - name: site
-    domain: site.test
-    rise: 1
-    fall: 2
-    entry-points:
-      - {{ name: ep-1, ip: 127.0.0.1 }}
-      - {{ name: ep-2, ip: 127.0.0.2 }}
-    health-checker: {{ type: web, port: {port}, path: /health, timeout: 1, retries: 0, expected-response-body: ok }}
-    switcher: {{ type: exec, init: {init}, switch: {switch}, current: {current} }}
-"#,
-            init = init.display(),
-            switch = switch.display(),
-            current = current.display()
-        ),
-    )
-    .unwrap();
+    let config = support::Site {
+        service_keys: "    rise: 1\n    fall: 2\n".into(),
+        entry_points: 2,
+        checker: format!("{{ type: web, port: {port}, path: /health, timeout: 1, retries: 0, expected-response-body: ok }}"),
+        switch: format!("echo \"$1\" > '{{entry}}'; echo \"$1 $2 $DHAF_FENCING_TOKEN\" >> '{}'", log.display()),
+        ..support::Site::tcp("e2e", port)
+    }
+    .write(&dir);
 
     let child = Command::new(env!("CARGO_BIN_EXE_dhaf-node"))
         .arg("--config")
@@ -103,7 +63,7 @@ services:
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut node = Kill(child);
+    let mut node = support::Kill(child);
 
     // Healthy start: the node adopts ep-1 without switching.
     tokio::time::sleep(Duration::from_secs(4)).await;

@@ -35,44 +35,22 @@ async fn init_runs_once_switches_work_and_status_says_the_live_state_is_unknown(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (entry, init_runs) = (dir.join("entry"), dir.join("init-runs"));
-    // As the original's scripts: init prints what it likes, switch writes the entry point's name.
-    let init = support::script(&dir, "init", &format!("echo 'hello from init'; echo run >> '{}'", init_runs.display()));
-    let switch = support::script(&dir, "switch", &format!("echo \"$1\" > '{}'", entry.display()));
-
-    let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = a.local_addr().unwrap().port();
-    let b = TcpListener::bind(("127.0.0.2", port)).await.expect("127.0.0.2 with the same port");
+    let (a, b, port) = support::two_listeners().await;
     let primary = tokio::spawn(backend(a));
     tokio::spawn(backend(b));
 
-    let config = dir.join("node.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "dhaf:
-  cluster-name: original-exec
-  node-name: node-1
-  tact-interval: 1
-  heartbeat-interval: 1
-  healthy-node-status-ttl: 5
-  reconcile-interval: 1
-  web-api: {{ host: 127.0.0.1, port: 0 }}
-services:
-  - name: site
-    domain: site.test
-    rise: 1
-    fall: 1
-    entry-points:
-      - {{ name: ep-1, ip: 127.0.0.1 }}
-      - {{ name: ep-2, ip: 127.0.0.2 }}
-    health-checker: {{ type: tcp, port: {port}, timeout: 1 }}
-    switcher: {{ type: exec, init: {}, switch: {} }}
-",
-            init.display(),
-            switch.display()
-        ),
-    )
-    .unwrap();
+    // As the original's scripts: init prints what it likes, switch writes the entry point's name,
+    // and there is no `current` (nor an entry before the first switch).
+    let config = support::Site {
+        dhaf_keys: "  reconcile-interval: 1\n".into(),
+        entry_points: 2,
+        init: format!("echo 'hello from init'; echo run >> '{}'", init_runs.display()),
+        current: None,
+        entry: None,
+        ..support::Site::tcp("original-exec", port)
+    }
+    .eager()
+    .write(&dir);
 
     let prepared = dhaf_node::prepare(&config, &dhaf_providers::registry()).expect("valid config");
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();

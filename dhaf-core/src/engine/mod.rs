@@ -20,7 +20,9 @@
 //!    healthy target is pinned (switched to, and kept while healthy). A scheduled request
 //!    (`switchover_at`) is left alone until its wall-clock time (`wall_secs`), then judged the
 //!    same way (refused, [`Event::ScheduledSwitchoverRefused`], if its target is not healthy).
-//! 3. With no current entry point, the highest-priority healthy one is chosen.
+//! 3. With no current entry point, the highest-priority healthy one is chosen — after a wait,
+//!    bounded by [`ServiceView::first_opinions_within`], for a higher-priority one an alive node
+//!    has not judged yet (a cold start does not go to the second best and back).
 //! 4. A current entry point in maintenance, or that the majority holds unhealthy, is left for the
 //!    highest-priority healthy one (failover). With no entry point healthy (in maintenance or not)
 //!    the service is in panic mode: nothing is switched, and that is said once.
@@ -104,6 +106,12 @@ pub struct ServiceView {
     /// The cluster is paused by an operator: the engine holds every service still — no switch,
     /// adoption or purge, not even a failover — and only tells what it sees, until it is resumed.
     pub paused: bool,
+    /// How long a node takes to form its first opinion of an entry point (`rise`/`fall` checks
+    /// with their timeouts). A service's first choice waits at most this long for a
+    /// higher-priority entry point that an alive node has not judged yet: at a cold start the
+    /// nodes' first opinions arrive one by one, and the first entry point to reach a majority
+    /// need not be the best (choosing it would mean a second switch, back, moments later).
+    pub first_opinions_within: Duration,
 }
 
 /// What the engine asks the runtime to do.
@@ -172,6 +180,8 @@ pub struct ServiceState {
     pending: Option<PendingSwitch>,
     // Per entry point: healthy by majority and in rotation, by the last call.
     eligible: Vec<bool>,
+    // When a first choice could first be made while a higher-priority entry point was unjudged.
+    first_choice_since: Option<Instant>,
 }
 
 /// No switch begins before `until`, after a failure: any switch after a transient one (the far
@@ -579,12 +589,38 @@ fn placement(
             }
         }
     } else if !view.awaiting_read_back {
-        target = a.best.map(|b| (b, SwitchKind::Initial));
+        target = first_choice(view, a, state, now, d);
     }
     if failback_candidate.is_none() {
         state.failback_since = None;
     }
     target
+}
+
+/// Rule 3: a service pointing nowhere known gets the best eligible entry point — once every
+/// higher-priority one in rotation is judged by all alive nodes, or
+/// [`ServiceView::first_opinions_within`] after the choice could first be made.
+fn first_choice(
+    view: &ServiceView,
+    a: &Assessment,
+    state: &mut ServiceState,
+    now: Instant,
+    d: &mut Decision,
+) -> Option<(usize, SwitchKind)> {
+    let best = a.best?;
+    let unjudged = (0..best).any(|i| {
+        a.verdicts[i] == Verdict::Unknown
+            && !in_maintenance(view, i)
+            && view.entry_points.get(i).map_or(0, |ep| ep.votes.len()) < view.alive_nodes
+    });
+    if unjudged {
+        let until = *state.first_choice_since.get_or_insert(now) + view.first_opinions_within;
+        if now < until {
+            d.wake_at = Some(d.wake_at.map_or(until, |w| w.min(until)));
+            return None;
+        }
+    }
+    Some((best, SwitchKind::Initial))
 }
 
 /// Rule 6: repair drift of the provider's live state (just read back) from a healthy current

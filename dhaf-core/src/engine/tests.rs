@@ -80,6 +80,7 @@ fn view(alive: usize, eps: &[&str]) -> V {
         wall_secs: 0,
         out_of_agreement: false,
         paused: false,
+        first_opinions_within: Duration::ZERO,
     })
 }
 
@@ -113,6 +114,11 @@ impl V {
     fn sched(mut self, at: u64, wall: u64) -> Self {
         self.0.switchover_at = Some(at);
         self.0.wall_secs = wall;
+        self
+    }
+    /// The nodes' first opinions arrive within `secs` of the first decision.
+    fn first_opinions(mut self, secs: u64) -> Self {
+        self.0.first_opinions_within = Duration::from_secs(secs);
         self
     }
     /// The cluster is paused.
@@ -471,6 +477,34 @@ fn initial_choice() {
             K,
             vec![D(0, view(3, &["+++", "+++", "+++"]).cur("zz"), vec![sw("a", Initial)], None)],
         ),
+        (
+            "waits for a higher one an alive node has not judged yet",
+            K,
+            vec![
+                D(0, view(3, &["+..", "+++", "+++"]).first_opinions(10), vec![], Some(10 * S)),
+                D(S, view(3, &["++.", "+++", "+++"]).first_opinions(10), vec![sw("a", Initial)], None),
+            ],
+        ),
+        (
+            "the wait is bounded: then the best judged one",
+            K,
+            vec![
+                D(0, view(3, &["+..", "+++", "+++"]).first_opinions(10), vec![], Some(10 * S)),
+                D(5 * S, view(3, &["+..", "+++", "+++"]).first_opinions(10), vec![], Some(10 * S)),
+                D(10 * S, view(3, &["+..", "+++", "+++"]).first_opinions(10), vec![sw("b", Initial)], None),
+            ],
+        ),
+        (
+            "no wait for one every alive node judged",
+            K,
+            vec![D(0, view(3, &["---", "+++", "+++"]).first_opinions(10), vec![sw("b", Initial)], None)],
+        ),
+        (
+            "no wait for one in maintenance",
+            K,
+            vec![D(0, view(3, &["M...", "+++", "+++"]).first_opinions(10), vec![sw("b", Initial)], None)],
+        ),
+        ("no wait for a lower one", K, vec![D(0, view(3, &["+++", "+..", "..."]).first_opinions(10), vec![sw("a", Initial)], None)]),
         (
             "a later decision keeps asking until the switch is recorded",
             K,
@@ -1641,6 +1675,7 @@ impl ViewSpec {
             wall_secs: 1_000,
             out_of_agreement: self.out_of_agreement,
             paused: false,
+            first_opinions_within: Duration::ZERO,
         }
     }
 }

@@ -582,6 +582,7 @@ pub(crate) fn service_view(snapshot: &Snapshot, svc: &ServiceConfig, agreement: 
         wall_secs: super::model_wall_secs(),
         out_of_agreement: !agreement.majority(snapshot.alive.len()),
         paused: snapshot.paused.is_some(),
+        first_opinions_within: Duration::ZERO,
     }
 }
 
@@ -783,6 +784,8 @@ impl Leading {
             let slot = &mut self.slots[i];
             tell_agreement(&inner, svc, slot, &agreement, view.out_of_agreement);
             view.awaiting_read_back = !slot.read_once;
+            let first_check = config.dhaf.tact_interval + inner.providers.services[i].checker.timeout();
+            view.first_opinions_within = first_check * svc.rise.max(svc.fall);
             // A fresh read is judged once; a service without a record keeps being offered what
             // the provider points at until it is adopted.
             if slot.fresh || view.current.is_none() {

@@ -13,41 +13,154 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// Write `dir/node.yaml`: node-1 of `cluster` with its API on a free port, and one service whose
-/// single entry point is checked by tcp on `port` and switched by exec scripts that keep the
-/// public entry in `dir/entry`. `service_keys` are extra lines for the service (indented by 4).
-pub fn tcp_site(dir: &Path, cluster: &str, port: u16, service_keys: &str) -> PathBuf {
-    let entry = dir.join("entry");
-    std::fs::write(&entry, "ep-1\n").unwrap();
-    let init = script(dir, "init", "exit 0");
-    let current = script(dir, "current", &format!("cat '{}'", entry.display()));
-    let switch = script(dir, "switch", &format!("echo \"$1\" > '{}'", entry.display()));
-    let config = dir.join("node.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "dhaf:
+/// A one-service node config, node-1 of `cluster` with service `site`, as [`Site::write`] writes
+/// it: entry points ep-1, ep-2, … at 127.0.0.1, 127.0.0.2, … checked by `checker`, and an exec
+/// switcher whose scripts keep the public entry in `dir/entry`. The fields are
+/// what the tests vary; [`Site::tcp`] gives what most use.
+pub struct Site {
+    /// `dhaf.cluster-name`.
+    pub cluster: String,
+    /// `dhaf.tact-interval`.
+    pub tact: String,
+    /// Extra lines under `dhaf:`, each indented by 2 and ending with a newline.
+    pub dhaf_keys: String,
+    /// `dhaf.web-api`: a flow mapping, or a block indented by 4 after a newline.
+    pub web_api: String,
+    /// Extra top-level lines (such as `etcd:`), each ending with a newline.
+    pub top_keys: String,
+    /// Extra lines of the service, each indented by 4 and ending with a newline.
+    pub service_keys: String,
+    /// How many entry points.
+    pub entry_points: usize,
+    /// `health-checker`, a flow mapping.
+    pub checker: String,
+    /// The exec switcher's `init`, `switch` and (if any) `current` scripts' bodies; `{entry}`
+    /// stands for the entry file's path.
+    pub init: String,
+    /// See `init`.
+    pub switch: String,
+    /// See `init`.
+    pub current: Option<String>,
+    /// What `dir/entry` holds at the start; no file when `None`.
+    pub entry: Option<String>,
+}
+
+impl Site {
+    /// One entry point checked by tcp on `port` (timeout 1 s), a 1 s tact and heartbeat, the
+    /// API on a free loopback port, scripts that only keep the entry, ep-1 at first.
+    pub fn tcp(cluster: &str, port: u16) -> Site {
+        Site {
+            cluster: cluster.into(),
+            tact: "1".into(),
+            dhaf_keys: String::new(),
+            web_api: "{ host: 127.0.0.1, port: 0 }".into(),
+            top_keys: String::new(),
+            service_keys: String::new(),
+            entry_points: 1,
+            checker: format!("{{ type: tcp, port: {port}, timeout: 1 }}"),
+            init: "exit 0".into(),
+            switch: "echo \"$1\" > '{entry}'".into(),
+            current: Some("cat '{entry}'".into()),
+            entry: Some("ep-1".into()),
+        }
+    }
+
+    /// Judged and switched on one check (`rise: 1`, `fall: 1`).
+    pub fn eager(mut self) -> Site {
+        self.service_keys.push_str("    rise: 1\n    fall: 1\n");
+        self
+    }
+
+    /// Write the scripts and `dir/node.yaml`; returns the config's path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let entry = dir.join("entry");
+        if let Some(at_start) = &self.entry {
+            std::fs::write(&entry, format!("{at_start}\n")).unwrap();
+        }
+        let body = |b: &str| b.replace("{entry}", &entry.display().to_string());
+        let init = script(dir, "init", &body(&self.init));
+        let switch = script(dir, "switch", &body(&self.switch));
+        let current =
+            self.current.as_ref().map(|c| format!(", current: {}", script(dir, "current", &body(c)).display())).unwrap_or_default();
+        let entry_points: String = (1..=self.entry_points).map(|i| format!("      - {{ name: ep-{i}, ip: 127.0.0.{i} }}\n")).collect();
+        let config = dir.join("node.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "dhaf:
   cluster-name: {cluster}
   node-name: node-1
-  tact-interval: 1
+  tact-interval: {tact}
   heartbeat-interval: 1
   healthy-node-status-ttl: 5
-  web-api: {{ host: 127.0.0.1, port: 0 }}
-services:
+{dhaf_keys}  web-api: {web_api}
+{top_keys}services:
   - name: site
     domain: site.test
 {service_keys}    entry-points:
-      - {{ name: ep-1, ip: 127.0.0.1 }}
-    health-checker: {{ type: tcp, port: {port}, timeout: 1 }}
-    switcher: {{ type: exec, init: {}, switch: {}, current: {} }}
+{entry_points}    health-checker: {checker}
+    switcher: {{ type: exec, init: {init}, switch: {switch}{current} }}
 ",
-            init.display(),
-            switch.display(),
-            current.display()
-        ),
+                cluster = self.cluster,
+                tact = self.tact,
+                dhaf_keys = self.dhaf_keys,
+                web_api = self.web_api,
+                top_keys = self.top_keys,
+                service_keys = self.service_keys,
+                checker = self.checker,
+                init = init.display(),
+                switch = switch.display(),
+            ),
+        )
+        .unwrap();
+        config
+    }
+}
+
+/// [`Site::tcp`] with extra `service_keys` (indented by 4), written in `dir`.
+pub fn tcp_site(dir: &Path, cluster: &str, port: u16, service_keys: &str) -> PathBuf {
+    Site { service_keys: service_keys.into(), ..Site::tcp(cluster, port) }.write(dir)
+}
+
+/// A node config for tests that build the node in-process with a `ScriptedChecker` and a
+/// `FakeProvider`: node n1 of cluster `test`, the API as `web_api` (lines indented by 4), and
+/// service `main` with ep1–ep3 at 10.0.0.1–3, judged on one check.
+pub fn fake_main_yaml(web_api: &str) -> String {
+    format!(
+        "dhaf:
+  cluster-name: test
+  node-name: n1
+  tact-interval: 1
+  healthy-node-status-ttl: 4
+  heartbeat-interval: 1
+  web-api:
+{web_api}services:
+  - name: main
+    domain: example.com
+    rise: 1
+    fall: 1
+    entry-points:
+      - name: ep1
+        ip: 10.0.0.1
+      - name: ep2
+        ip: 10.0.0.2
+      - name: ep3
+        ip: 10.0.0.3
+    switcher:
+      type: fake
+    health-checker:
+      type: scripted
+"
     )
-    .unwrap();
-    config
+}
+
+/// Two listeners on one port, at 127.0.0.1 and 127.0.0.2 (the addresses [`Site`] gives ep-1
+/// and ep-2), and that port.
+pub async fn two_listeners() -> (tokio::net::TcpListener, tokio::net::TcpListener, u16) {
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = a.local_addr().unwrap().port();
+    let b = tokio::net::TcpListener::bind(("127.0.0.2", port)).await.expect("127.0.0.2 with the same port");
+    (a, b, port)
 }
 
 /// A backend the tcp checker sees up: it accepts every connection on `addr` (port 0 picks one)
@@ -63,7 +176,7 @@ pub async fn tcp_backend(addr: &str) -> u16 {
     port
 }
 
-/// Replace the `web-api` line `tcp_site` wrote with `web_api` (a YAML block indented by 4, or
+/// Replace the `web-api` line [`Site::tcp`] wrote with `web_api` (a YAML block indented by 4, or
 /// a flow mapping), keeping the rest of the file.
 pub fn set_web_api(config: &Path, web_api: &str) {
     let text = std::fs::read_to_string(config).unwrap();

@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use dhaf_core::async_trait;
 use dhaf_core::config::Config;
-use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, Watch};
-use dhaf_core::model::{EntryPoint, Event, FencingToken, Opinion, SwitchRecord};
+use dhaf_core::dcs::{Dcs, DcsError, Snapshot};
+use dhaf_core::model::{EntryPoint, Event, FencingToken};
 use dhaf_core::provider::{ProviderError, Switcher};
 use dhaf_core::registry::{Providers, ServiceProviders};
 use dhaf_core::runtime::{Node, NodeHandle};
-use dhaf_core::testing::{FakeProvider, RecordingNotifier, RecordingSwitcher, ScriptedChecker, SwitchCall};
+use dhaf_core::testing::{
+    CallCounts, FakeProvider, InterceptingDcs, Interceptor, RecordingNotifier, RecordingSwitcher, ScriptedChecker, SwitchCall,
+};
 use dhaf_providers::etcd::EtcdDcs;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -94,26 +96,23 @@ impl Pause {
     }
 }
 
-/// A [`Dcs`] whose every call waits while its node is paused, before and after the call (an
-/// answer that arrives during a pause is seen only after it).
-pub struct PausableDcs {
-    inner: Arc<dyn Dcs>,
+/// Around every DCS call of a node: counted, and held while the node is paused, before and
+/// after the call (an answer that arrives during a pause is seen only after it).
+pub struct PausedCalls {
     pause: Pause,
     counts: CallCounts,
 }
 
-/// How many calls of each DCS method a node made.
-#[derive(Clone, Default)]
-pub struct CallCounts(Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>);
-
-impl CallCounts {
-    fn add(&self, method: &'static str) {
-        *self.0.lock().unwrap().entry(method).or_default() += 1;
+#[async_trait]
+impl Interceptor for PausedCalls {
+    async fn before(&self, method: &'static str) -> Result<(), DcsError> {
+        self.counts.add(method);
+        self.pause.gate().await;
+        Ok(())
     }
-
-    /// Calls of each method so far.
-    pub fn get(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        self.0.lock().unwrap().clone()
+    async fn after(&self, _method: &'static str) -> Result<(), DcsError> {
+        self.pause.gate().await;
+        Ok(())
     }
 }
 
@@ -124,95 +123,6 @@ macro_rules! gated {
         $self.pause.gate().await;
         out
     }};
-}
-
-#[async_trait]
-impl Dcs for PausableDcs {
-    async fn register(&self, node: &str, ttl: Duration) -> Result<LeaseId, DcsError> {
-        self.counts.add("register");
-        gated!(self, self.inner.register(node, ttl))
-    }
-    async fn keep_alive(&self, lease: LeaseId) -> Result<(), DcsError> {
-        self.counts.add("keep_alive");
-        gated!(self, self.inner.keep_alive(lease))
-    }
-    async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
-        self.counts.add("revoke");
-        gated!(self, self.inner.revoke(lease))
-    }
-    async fn campaign(&self, node: &str, lease: LeaseId) -> Result<Option<FencingToken>, DcsError> {
-        self.counts.add("campaign");
-        gated!(self, self.inner.campaign(node, lease))
-    }
-    async fn resign(&self, token: FencingToken) -> Result<(), DcsError> {
-        self.counts.add("resign");
-        gated!(self, self.inner.resign(token))
-    }
-    async fn publish_opinion(&self, node: &str, lease: LeaseId, service: &str, ep: &str, opinion: &Opinion) -> Result<(), DcsError> {
-        self.counts.add("publish_opinion");
-        gated!(self, self.inner.publish_opinion(node, lease, service, ep, opinion))
-    }
-    async fn publish_definitions(
-        &self,
-        node: &str,
-        lease: LeaseId,
-        definitions: &std::collections::BTreeMap<String, dhaf_core::model::ServiceDefinition>,
-    ) -> Result<(), DcsError> {
-        self.counts.add("publish_definitions");
-        gated!(self, self.inner.publish_definitions(node, lease, definitions))
-    }
-    async fn withdraw_opinion(&self, node: &str, service: &str, ep: &str) -> Result<(), DcsError> {
-        self.counts.add("withdraw_opinion");
-        gated!(self, self.inner.withdraw_opinion(node, service, ep))
-    }
-    async fn snapshot(&self) -> Result<Snapshot, DcsError> {
-        self.counts.add("snapshot");
-        gated!(self, self.inner.snapshot())
-    }
-    async fn watch(&self) -> Result<Watch, DcsError> {
-        self.counts.add("watch");
-        gated!(self, self.inner.watch())
-    }
-    async fn put_switchover(&self, service: &str, request: &dhaf_core::dcs::SwitchoverRequest) -> Result<(), DcsError> {
-        self.counts.add("request_switchover");
-        gated!(self, self.inner.put_switchover(service, request))
-    }
-    async fn purge_switchover(&self, service: &str, purge: Purge) -> Result<(), DcsError> {
-        self.counts.add("purge_switchover");
-        gated!(self, self.inner.purge_switchover(service, purge))
-    }
-    async fn set_maintenance(&self, service: &str, ep: &str, on: bool) -> Result<(), DcsError> {
-        self.counts.add("set_maintenance");
-        gated!(self, self.inner.set_maintenance(service, ep, on))
-    }
-    async fn set_pause(&self, pause: Option<&dhaf_core::model::Pause>) -> Result<(), DcsError> {
-        self.counts.add("set_pause");
-        gated!(self, self.inner.set_pause(pause))
-    }
-    async fn record_switch(&self, service: &str, record: &SwitchRecord) -> Result<(), DcsError> {
-        self.counts.add("record_switch");
-        gated!(self, self.inner.record_switch(service, record))
-    }
-    async fn decommission(&self, node: &str) -> Result<(), DcsError> {
-        self.counts.add("decommission");
-        gated!(self, self.inner.decommission(node))
-    }
-    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>, DcsError> {
-        self.counts.add("kv_get");
-        gated!(self, self.inner.kv_get(ns, key))
-    }
-    async fn kv_put(&self, ns: &str, key: &str, value: &str) -> Result<(), DcsError> {
-        self.counts.add("kv_put");
-        gated!(self, self.inner.kv_put(ns, key, value))
-    }
-    async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), DcsError> {
-        self.counts.add("kv_delete");
-        gated!(self, self.inner.kv_delete(ns, key))
-    }
-    async fn kv_list(&self, ns: &str) -> Result<Vec<(String, String)>, DcsError> {
-        self.counts.add("kv_list");
-        gated!(self, self.inner.kv_list(ns))
-    }
 }
 
 /// A node's switcher that waits while its node is paused.
@@ -249,6 +159,8 @@ pub struct TestNode {
     pub dcs_calls: CallCounts,
     /// The real etcd DCS under its pausable one.
     pub dcs: Arc<EtcdDcs>,
+    /// The id of the thread it runs on, when it has one of its own ([`TestCluster::start_threaded`]).
+    pub thread: Option<u32>,
     task: Option<JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -261,6 +173,7 @@ impl TestNode {
 
     /// Kill it: abort its tasks without resigning or revoking, as a crash would.
     pub async fn kill(&mut self) {
+        assert!(self.thread.is_none(), "a node on a thread of its own can only be stopped");
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
@@ -306,24 +219,36 @@ pub struct TestCluster {
 impl TestCluster {
     /// Start `spec.nodes` nodes on etcd `hosts`.
     pub fn start(spec: Spec, name: &str, hosts: &str) -> TestCluster {
+        Self::start_with(spec, name, hosts, false)
+    }
+
+    /// Start `spec.nodes` nodes on etcd `hosts`, each on a thread and tokio runtime of its own,
+    /// so that each one's CPU time can be read apart ([`TestNode::thread`]). They can be
+    /// stopped, not killed.
+    pub fn start_threaded(spec: Spec, name: &str, hosts: &str) -> TestCluster {
+        Self::start_with(spec, name, hosts, true)
+    }
+
+    fn start_with(spec: Spec, name: &str, hosts: &str, threaded: bool) -> TestCluster {
         let providers: Vec<FakeProvider> = (0..spec.services).map(|s| FakeProvider::new(Some(&ep(s, 0)))).collect();
         let probe = Config::parse(&config_yaml(&spec, name, "observer", hosts)).expect("valid test config");
         let observer = EtcdDcs::new(probe.etcd.as_ref().expect("etcd section"), name);
         let mut cluster = TestCluster { spec, name: name.into(), nodes: Vec::new(), providers, observer };
         for i in 0..cluster.spec.nodes {
-            let node = cluster.make_node(&format!("n{}", i + 1), hosts);
+            let node = cluster.make_node(&format!("n{}", i + 1), hosts, threaded);
             cluster.nodes.push(node);
         }
         cluster
     }
 
-    fn make_node(&self, node: &str, hosts: &str) -> TestNode {
+    fn make_node(&self, node: &str, hosts: &str, threaded: bool) -> TestNode {
         let config = Config::parse(&config_yaml(&self.spec, &self.name, node, hosts)).expect("valid test config");
         let etcd = Arc::new(EtcdDcs::new(config.etcd.as_ref().expect("etcd section"), &self.name));
         let pause = Pause::new();
         let pause_switcher = Pause::new();
         let dcs_calls = CallCounts::default();
-        let dcs: Arc<dyn Dcs> = Arc::new(PausableDcs { inner: etcd.clone(), pause: pause.clone(), counts: dcs_calls.clone() });
+        let dcs: Arc<dyn Dcs> =
+            Arc::new(InterceptingDcs::new(etcd.clone(), PausedCalls { pause: pause.clone(), counts: dcs_calls.clone() }));
         let checker = ScriptedChecker::new();
         let notifier = RecordingNotifier::new();
         let providers = Providers {
@@ -340,13 +265,34 @@ impl TestCluster {
         let n = Node::new(config, dcs, providers);
         let handle = n.handle();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
+        let run = async move {
             n.run(async move {
                 let _ = stop_rx.await;
             })
             .await
             .expect("node runs");
-        });
+        };
+        let (task, thread) = if threaded {
+            let (started, thread) = std::sync::mpsc::channel();
+            let (done, finished) = oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+                // `/proc/thread-self` links to `<pid>/task/<tid>`.
+                let tid = std::fs::read_link("/proc/thread-self").ok().and_then(|p| p.file_name()?.to_str()?.parse().ok());
+                let _ = started.send(tid);
+                runtime.block_on(run);
+                let _ = done.send(());
+            });
+            let thread = thread.recv().expect("the node's thread starts");
+            (
+                tokio::spawn(async move {
+                    let _ = finished.await;
+                }),
+                thread,
+            )
+        } else {
+            (tokio::spawn(run), None)
+        };
         TestNode {
             name: node.into(),
             checker,
@@ -356,6 +302,7 @@ impl TestCluster {
             pause_switcher,
             dcs_calls,
             dcs: etcd,
+            thread,
             task: Some(task),
             stop: Some(stop_tx),
         }
