@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use dhaf_core::config::{Config, ProviderConfig, ServiceConfig};
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, Watch};
+use dhaf_core::dcs::{Dcs, DcsError};
 use dhaf_core::engine::{STILL_FAILING_AFTER, SWITCH_RETRY_PERMANENT};
-use dhaf_core::model::{Event, FencingToken, Opinion, SwitchKind, SwitchRecord};
+use dhaf_core::model::{Event, FencingToken, SwitchKind, SwitchRecord};
 use dhaf_core::provider::{HealthChecker, Notifier, ProviderError, Switcher};
 use dhaf_core::registry::{Providers, Registry, ServiceProviders};
 use dhaf_core::runtime::{Node, NodeError, NodeEvent, NodeHandle, ReloadError};
