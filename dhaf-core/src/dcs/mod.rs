@@ -6,6 +6,25 @@
 //! Implementations: [`memory::MemoryDcs`] (embedded default and test fake, with fault injection)
 //! and etcd (in `dhaf-providers`). Both lay their data out by [`keys`] and must pass the
 //! conformance suite in `conformance` (feature `testing`).
+//!
+//! A DCS is chosen like any provider: the config keeps its section opaque (the seed's `etcd:`
+//! is the `etcd` DCS's section; `dcs:` names any DCS by `type`), and
+//! [`crate::registry::Registry::dcs`] builds it with the factory registered under that name
+//! ([`crate::registry::Registry::dcs_type`], given a [`DcsContext`]). Without a section the
+//! node runs on the embedded [`memory::MemoryDcs`]; an embedder may also hand a node any DCS
+//! instance (`Node::builder(config).dcs(…)`).
+//!
+//! Adding a DCS (Consul, say) touches no file of this crate:
+//! - `dhaf-providers/src/consul.rs` (new): `ConsulDcs` implementing [`Dcs`], its settings read
+//!   with [`crate::config::Fields`], and `register`, which calls `registry.dcs_type("consul", …)`;
+//! - `dhaf-providers/src/lib.rs`: `pub mod consul;` and `consul::register` in `registry()`;
+//! - `dhaf-providers/Cargo.toml`: its client crate, behind a `consul` feature;
+//! - `dhaf-providers/tests/consul_conformance.rs` (new): `conformance::run_all` against a real
+//!   Consul, and its own settings tests;
+//! - `docs/config-reference.md`: a `<!-- keys: dcs consul -->` table (checked against the code
+//!   by `tests/t20_config_reference.rs`), and `README.md` where the DCS choices are listed.
+//!
+//! Operators then write `dcs: { type: consul, … }`.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -22,6 +41,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
+
+/// What a DCS factory ([`crate::registry::Registry::dcs_type`]) is given besides its section.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DcsContext {
+    /// `dhaf.cluster-name`: the cluster's data lives under it.
+    pub cluster: String,
+    /// `dhaf.node-name`.
+    pub node: String,
+    /// What relative paths in the section may be resolved against ([`crate::config::Config::base_dir`]).
+    pub base_dir: std::path::PathBuf,
+}
 
 /// A DCS lease id.
 pub type LeaseId = i64;

@@ -93,7 +93,7 @@ pub(crate) fn restart_only(old: &Config, new: &Config) -> Vec<String> {
             && o.web_api.public_read == n.web_api.public_read
             && o.web_api.tls == n.web_api.tls,
     );
-    check("etcd", old.etcd == new.etcd);
+    check(new.dcs.as_ref().or(old.dcs.as_ref()).map_or("etcd", |d| d.path.as_str()), old.dcs == new.dcs);
     keys
 }
 
@@ -171,6 +171,10 @@ pub fn restart_only_settings(config: &Config) -> std::collections::BTreeMap<Stri
     m.insert("dhaf.state-file".into(), d.state_file.as_ref().map_or(String::new(), |p| p.display().to_string()));
     m.insert("dhaf.web-api.host".into(), d.web_api.host.clone());
     m.insert("dhaf.web-api.port".into(), d.web_api.port.to_string());
-    m.insert("etcd.hosts".into(), config.etcd.as_ref().map_or(String::new(), |e| e.hosts.join(",")));
+    // The DCS section's settings as the service definitions show a provider's: a secret only as set.
+    m.insert("dcs".into(), config.dcs.as_ref().map_or("embedded".into(), |d| d.kind.clone()));
+    if let Some(d) = &config.dcs {
+        m.extend(d.shown_settings().into_iter().map(|(k, v)| (format!("{}.{k}", d.path), v)));
+    }
     m
 }
