@@ -293,7 +293,8 @@ impl Snapshot {
     }
 }
 
-/// A DCS call failed.
+/// A DCS call failed. What the caller does about it is its [`DcsError::kind`]: callers decide by
+/// that, not by the variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DcsError {
     /// The DCS cannot be reached or did not answer in time.
@@ -319,6 +320,51 @@ pub enum DcsError {
         /// What is wrong with it.
         message: String,
     },
+}
+
+/// What the caller of a DCS method does with its error ([`DcsError::kind`]).
+///
+/// | kind | variants | the caller |
+/// |---|---|---|
+/// | `Retry` | `Unavailable` | keeps what is in force, reports the DCS in trouble, tries again later |
+/// | `LeaseLost` | `LeaseExpired` | stops leading and registers again: presence, opinions and leadership went with the lease |
+/// | `TermOver` | `Fenced` | stops acting as leader at once; the write is never retried in this term |
+/// | `Refused` | `NodeAlive`, `UnknownNode` | tells the operator why the command was refused; nothing to retry |
+/// | `Unreadable` | `Corrupt` | reports the value; a retry reads the same |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DcsErrorKind {
+    /// The DCS did not answer (unreachable, slow, refusing writes): the call may succeed later.
+    Retry,
+    /// The node's lease is gone, and with it its presence, opinions and any leadership.
+    LeaseLost,
+    /// A fenced write was refused: the leader's term is over.
+    TermOver,
+    /// An operator's command was refused for a reason the operator can see and fix.
+    Refused,
+    /// A stored value cannot be read.
+    Unreadable,
+}
+
+impl DcsError {
+    /// What the caller does with this error.
+    pub fn kind(&self) -> DcsErrorKind {
+        match self {
+            DcsError::Unavailable(_) => DcsErrorKind::Retry,
+            DcsError::LeaseExpired(_) => DcsErrorKind::LeaseLost,
+            DcsError::Fenced(_) => DcsErrorKind::TermOver,
+            DcsError::NodeAlive(_) | DcsError::UnknownNode(_) => DcsErrorKind::Refused,
+            DcsError::Corrupt { .. } => DcsErrorKind::Unreadable,
+        }
+    }
+
+    /// Why the DCS did not answer, for an error of kind [`DcsErrorKind::Retry`]: what status
+    /// and the operators are told while the DCS is in trouble.
+    pub fn unavailable(&self) -> Option<&str> {
+        match self {
+            DcsError::Unavailable(why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 /// A stream of the cluster's changes, in the order the store made them.
@@ -494,4 +540,27 @@ pub trait Dcs: Send + Sync {
 
     /// A provider's values, sorted by key.
     async fn kv_list(&self, namespace: &str) -> Result<Vec<(String, String)>, DcsError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dcs_error_says_what_its_caller_does() {
+        use DcsErrorKind::*;
+        let table = [
+            (DcsError::Unavailable("no answer within 2s".into()), Retry),
+            (DcsError::LeaseExpired(7), LeaseLost),
+            (DcsError::Fenced(FencingToken(3)), TermOver),
+            (DcsError::NodeAlive("n1".into()), Refused),
+            (DcsError::UnknownNode("ghost".into()), Refused),
+            (DcsError::Corrupt { key: "/c/records/web".into(), message: "not JSON".into() }, Unreadable),
+        ];
+        for (error, kind) in table {
+            assert_eq!(error.kind(), kind, "{error}");
+            // Only an unanswered call is DCS trouble to report, with its reason as it came.
+            assert_eq!(error.unavailable(), (kind == Retry).then_some("no answer within 2s"), "{error}");
+        }
+    }
 }
