@@ -2,8 +2,9 @@
 //!
 //! Parsing never stops at the first problem: every problem is collected with its key path
 //! (`services[1].entry-points[0].name: …`) so an operator fixes the file in one go. Provider
-//! sections (`switcher`, `health-checker`, `notifiers[]`) are kept as raw [`ProviderConfig`]s: each
-//! provider, built-in or an embedder's, parses its own settings with the same [`Fields`] reader.
+//! sections (`switcher`, `health-checker`, `notifiers[]`, and the DCS's: the seed's `etcd:` or
+//! `dcs:`) are kept as raw [`ProviderConfig`]s: each provider, built-in or an embedder's, parses
+//! its own settings with the same [`Fields`] reader.
 //!
 //! Secrets need not live in the file: any string value may be written `${VAR}` and is taken from
 //! the environment variable `VAR` (a missing variable is a config error naming the key).
