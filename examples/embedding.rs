@@ -168,9 +168,10 @@ async fn run() {
     });
 
     let config = Config::parse(CONFIG).expect("the example config is valid");
-    // The embedded in-memory DCS: one node, nothing else to run (`.dcs(…)` gives another, e.g.
-    // etcd from `dhaf_providers::dcs_from_config`). The registry builds the providers the config
-    // names; a type it lacks or a bad setting is refused here, by its key path.
+    // The embedded in-memory DCS: one node, nothing else to run (`.dcs(…)` gives another; a
+    // config's `etcd:` section is built by a registry that has the etcd DCS, as
+    // `dhaf_providers::registry()` has). The registry builds the providers the config names; a
+    // type it lacks or a bad setting is refused here, by its key path.
     let node = Node::builder(config).registry(&registry).build().expect("config and providers agree");
     let handle = node.handle();
     let (stop_node, node_stop) = tokio::sync::oneshot::channel::<()>();

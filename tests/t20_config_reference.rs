@@ -118,6 +118,8 @@ fn shape(id: &str) -> (Option<String>, Vec<Seg>, Vec<(&'static str, String)>) {
         ["services[].entry-points[]"] => (Some("services[]".into()), vec![Key("entry-points"), First], vec![]),
         // `type` and `name` with a notifier's own required keys.
         ["notifiers[]"] => (None, vec![Key("notifiers"), First], vec![("token", "'1:x'".into()), ("join-code", "join-me-please".into())]),
+        // A DCS other than the seed's `etcd:` is named by its type under `dcs:`.
+        ["dcs", kind] => (None, vec![Key("dcs")], vec![("type", kind.to_string())]),
         ["checker", kind] => (None, vec![Key("services"), First, Key("health-checker")], vec![("type", kind.to_string())]),
         ["switcher", kind] => (None, vec![Key("services"), First, Key("switcher")], vec![("type", kind.to_string())]),
         ["notifier", kind] => (None, vec![Key("notifiers"), First], vec![("type", kind.to_string())]),
@@ -131,7 +133,7 @@ fn shape(id: &str) -> (Option<String>, Vec<Seg>, Vec<(&'static str, String)>) {
 
 /// Keys written instead of another (`key`, `instead of`): the documented config leaves `key` out;
 /// its example is checked on its own, in place of the other.
-const ALTERNATIVES: &[(&str, &str, &str)] = &[("dhaf.web-api.tokens[]", "token-sha256", "token")];
+const ALTERNATIVES: &[(&str, &str, &str)] = &[("dhaf.web-api.tokens[]", "token-sha256", "token"), ("top", "dcs", "etcd")];
 
 const BASE: &str = r#"
 dhaf: { cluster-name: c1, node-name: node-1 }

@@ -66,7 +66,9 @@ fn the_etcd_example_is_three_nodes_of_one_cluster() {
     for n in 1..=3 {
         let config = build_file(&root().join(format!("examples/configs/config-n{n}.yaml"))).unwrap();
         assert_eq!(config.dhaf.cluster_name, "foo-cluster");
-        assert_eq!(config.etcd.as_ref().expect("an etcd section").hosts.len(), 3);
+        let etcd = config.dcs.as_ref().expect("an etcd section");
+        assert_eq!(etcd.kind, "etcd");
+        assert_eq!(etcd.fields().string("hosts").expect("etcd hosts").split(',').count(), 3);
         names.insert(config.dhaf.node_name.clone());
     }
     assert_eq!(names.len(), 3, "the three nodes need distinct names");

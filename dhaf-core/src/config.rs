@@ -2,9 +2,10 @@
 //!
 //! Parsing never stops at the first problem: every problem is collected with its key path
 //! (`services[1].entry-points[0].name: …`) so an operator fixes the file in one go. Provider
-//! sections (`switcher`, `health-checker`, `notifiers[]`) are kept as raw [`ProviderConfig`]s
-//! (their [`Settings`], in this crate's own types): each provider, built-in or an embedder's,
-//! parses its own settings with the same [`Fields`] reader.
+//! sections (`switcher`, `health-checker`, `notifiers[]`, and the DCS's: the seed's `etcd:` or
+//! `dcs:`) are kept as raw [`ProviderConfig`]s (their [`Settings`], in this crate's own types):
+//! each provider, built-in or an embedder's, parses its own settings with the same [`Fields`]
+//! reader.
 //!
 //! Secrets need not live in the file: any string value may be written `${VAR}` and is taken from
 //! the environment variable `VAR` (a missing variable is a config error naming the key).
@@ -111,13 +112,6 @@ fn token_problem(t: &str) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-fn etcd_host_problem(h: &str) -> Option<String> {
-    let rest = h.split_once("://").map(|(_, r)| r).unwrap_or(h);
-    let port_ok = rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    (!(h.starts_with("http://") || h.starts_with("https://")) || !port_ok)
-        .then(|| format!("'{h}' is not `host:port` or `http(s)://host:port`"))
 }
 
 /// The units a duration may be written in, with their length in nanoseconds.
@@ -235,9 +229,10 @@ impl fmt::Display for ConfigError {
 pub struct Config {
     /// `dhaf.*`.
     pub dhaf: DhafConfig,
-    /// `etcd.*`; `None` means the embedded in-memory DCS (a single node). dhaf-core has no etcd
-    /// client: `dhaf_providers::dcs_from_config` connects, and the node is given the DCS.
-    pub etcd: Option<EtcdConfig>,
+    /// The DCS section: the seed's `etcd:` (the `etcd` DCS provider's settings) or `dcs:` (any
+    /// registered DCS, by its `type`); `None` means the embedded in-memory DCS (a single node).
+    /// The section is the provider's to read: [`crate::registry::Registry::dcs`] builds it.
+    pub dcs: Option<ProviderConfig>,
     /// `services[]`.
     pub services: Vec<ServiceConfig>,
     /// `notifiers[]`.
@@ -371,21 +366,6 @@ pub struct WebApiTls {
     pub client_ca: Option<PathBuf>,
 }
 
-/// `etcd.*`.
-#[derive(Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct EtcdConfig {
-    /// Endpoints, each `http(s)://host:port`.
-    pub hosts: Vec<String>,
-    /// `etcd.username`.
-    pub username: Option<String>,
-    /// `etcd.password`.
-    #[serde(skip)]
-    pub password: Option<String>,
-    /// `etcd.tls.*`.
-    pub tls: Option<EtcdTls>,
-}
-
 // Secrets are shown as set or not, never as themselves.
 fn redacted(secret: &Option<String>) -> &'static str {
     if secret.is_some() {
@@ -406,28 +386,6 @@ impl fmt::Debug for WebApiConfig {
             .field("tls", &self.tls)
             .finish()
     }
-}
-
-impl fmt::Debug for EtcdConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdConfig")
-            .field("hosts", &self.hosts)
-            .field("username", &self.username)
-            .field("password", &redacted(&self.password))
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
-
-/// `etcd.tls.*`: TLS to etcd, which the original lacked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EtcdTls {
-    /// `etcd.tls.ca`: PEM file of the CA that signed the etcd servers' certificates.
-    pub ca: Option<PathBuf>,
-    /// `etcd.tls.cert`: PEM client certificate.
-    pub cert: Option<PathBuf>,
-    /// `etcd.tls.key`: PEM client key.
-    pub key: Option<PathBuf>,
 }
 
 /// When to switch back to a higher-priority entry point that recovered.
@@ -597,6 +555,17 @@ impl ProviderConfig {
     pub fn fields(&self) -> Fields {
         Fields::new(&self.settings, &self.path)
     }
+
+    /// The settings by key path as they may be shown: a secret's value (a key naming a token,
+    /// password, key, …) and anything under it only as `(secret)`.
+    pub fn shown_settings(&self) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        for (k, v) in self.settings.mapping() {
+            let k = yaml_text(k);
+            flatten(&mut out, k.clone(), v, is_secret(&k));
+        }
+        out
+    }
 }
 
 impl Config {
@@ -625,7 +594,7 @@ impl Config {
         let top = Fields::over(map, "");
         top.problems.borrow_mut().extend(problems);
         let dhaf = parse_dhaf(&top);
-        let etcd = top.section("etcd").map(|f| parse_etcd(&f));
+        let dcs = parse_dcs(&top);
         let services = top.list("services", true).iter().map(parse_service).collect::<Vec<_>>();
         let notifiers = top.list("notifiers", false).iter().map(|f| parse_provider(f, true)).collect::<Vec<_>>();
         top.finish();
@@ -652,7 +621,7 @@ impl Config {
             (Some(dhaf), true) => {
                 let config = Config {
                     dhaf,
-                    etcd: etcd.flatten(),
+                    dcs,
                     services: services.into_iter().flatten().collect(),
                     notifiers: notifiers.into_iter().flatten().collect(),
                     base_dir: std::env::current_dir().unwrap_or_default(),
@@ -694,7 +663,7 @@ impl Config {
     pub fn new(cluster_name: impl Into<String>, node_name: impl Into<String>) -> Config {
         Config {
             dhaf: DhafConfig::new(cluster_name, node_name),
-            etcd: None,
+            dcs: None,
             services: Vec::new(),
             notifiers: Vec::new(),
             base_dir: std::env::current_dir().unwrap_or_default(),
@@ -779,15 +748,9 @@ impl Config {
                 problem(format!("dhaf.web-api.tokens[{i}].token"), p.into());
             }
         }
-        if let Some(etcd) = &self.etcd {
-            if etcd.hosts.is_empty() {
-                problem("etcd.hosts".into(), "lists no host; write `ip1:port1,ip2:port2`".into());
-            }
-            for p in etcd.hosts.iter().filter_map(|h| etcd_host_problem(h)) {
-                problem("etcd.hosts".into(), p);
-            }
-            if etcd.username.is_some() != etcd.password.is_some() {
-                problem("etcd.password".into(), "etcd.username and etcd.password go together".into());
+        if let Some(dcs) = &self.dcs {
+            if dcs.kind.is_empty() {
+                problem(format!("{}.type", dcs.path), "is required".into());
             }
         }
         let mut names = HashSet::new();
@@ -846,13 +809,6 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
-    }
-}
-
-impl EtcdConfig {
-    /// etcd at `hosts` (each `http(s)://host:port`), without authentication or TLS.
-    pub fn new(hosts: Vec<String>) -> EtcdConfig {
-        EtcdConfig { hosts, username: None, password: None, tls: None }
     }
 }
 
@@ -1128,48 +1084,20 @@ mod web_api_tests {
     }
 }
 
-fn parse_etcd(f: &Fields) -> Option<EtcdConfig> {
-    let hosts = f.required_string("hosts").map(|h| {
-        h.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| if s.contains("://") { s.to_string() } else { format!("http://{s}") })
-            .collect::<Vec<_>>()
+/// The DCS section: the seed's `etcd:` is the `etcd` DCS provider's section; `dcs:` names a DCS by
+/// its `type`, like a switcher.
+fn parse_dcs(top: &Fields) -> Option<ProviderConfig> {
+    let etcd = top.section("etcd").map(|f| ProviderConfig {
+        kind: "etcd".into(),
+        name: None,
+        path: f.path.clone(),
+        settings: Settings::from_mapping(f.map.clone()),
     });
-    if let Some(hosts) = &hosts {
-        if hosts.is_empty() {
-            f.problem(f.key("hosts"), "lists no host; write `ip1:port1,ip2:port2`");
-        }
-        for p in hosts.iter().filter_map(|h| etcd_host_problem(h)) {
-            f.problem(f.key("hosts"), p);
-        }
+    let dcs = top.section("dcs").and_then(|f| parse_provider(&f, false));
+    if etcd.is_some() && top.has("dcs") {
+        top.problem("dcs", "give either etcd or dcs, not both");
     }
-    let username = f.string("username");
-    let password = f.string("password");
-    if username.is_some() != password.is_some() {
-        f.problem(f.key("password"), "etcd.username and etcd.password go together");
-    }
-    let tls = f.section("tls").map(|t| {
-        let tls = EtcdTls {
-            ca: t.string("ca").map(PathBuf::from),
-            cert: t.string("cert").map(PathBuf::from),
-            key: t.string("key").map(PathBuf::from),
-        };
-        if tls.cert.is_some() != tls.key.is_some() {
-            t.problem(t.key("key"), "etcd.tls.cert and etcd.tls.key go together");
-        }
-        for (k, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
-            if let Some(p) = p {
-                if !p.is_file() {
-                    t.problem(t.key(k), format!("no such file: {}", p.display()));
-                }
-            }
-        }
-        t.finish();
-        tls
-    });
-    f.finish();
-    Some(EtcdConfig { hosts: hosts?, username, password, tls })
+    etcd.or(dcs)
 }
 
 fn parse_service(f: &Fields) -> Option<ServiceConfig> {
@@ -1643,8 +1571,9 @@ notifiers:
         assert_eq!(c.dhaf.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(c.dhaf.web_api.port, 8128);
         assert_eq!(c.dhaf.web_api.host, "localhost");
-        let etcd = c.etcd.unwrap();
-        assert_eq!(etcd.hosts, vec!["http://127.0.0.1:2379", "http://127.0.0.2:2379"]);
+        let dcs = c.dcs.unwrap();
+        assert_eq!((dcs.kind.as_str(), dcs.path.as_str()), ("etcd", "etcd"));
+        assert_eq!(dcs.fields().string("hosts").as_deref(), Some("127.0.0.1:2379,http://127.0.0.2:2379"));
         let s = &c.services[0];
         assert_eq!(s.entry_points.len(), 2);
         assert!(s.entry_points[1].ip.is_ipv6());
@@ -1796,13 +1725,27 @@ services:
     #[test]
     fn no_etcd_section_means_embedded() {
         let c = Config::parse_with_env(&GOOD.replace("etcd:\n  hosts: 127.0.0.1:2379,http://127.0.0.2:2379\n", ""), &env).unwrap();
-        assert!(c.etcd.is_none());
+        assert!(c.dcs.is_none());
     }
 
     #[test]
-    fn bad_etcd_hosts_are_rejected() {
-        let err = Config::parse_with_env(&GOOD.replace("127.0.0.1:2379,", "nohostport,"), &env).unwrap_err();
-        assert!(err.problems[0].to_string().starts_with("etcd.hosts: 'http://nohostport'"), "{err}");
+    fn the_dcs_is_a_provider_section_named_by_etcd_or_by_dcs_type() {
+        // `dcs:` names any registered DCS by its type, like a switcher; its settings are the
+        // provider's to read, at build.
+        let etcd = "etcd:\n  hosts: 127.0.0.1:2379,http://127.0.0.2:2379\n";
+        let other = Config::parse_with_env(&GOOD.replace(etcd, "dcs:\n  type: consul\n  address: 10.0.0.1:8500\n"), &env).unwrap();
+        let dcs = other.dcs.unwrap();
+        assert_eq!((dcs.kind.as_str(), dcs.path.as_str()), ("consul", "dcs"));
+        assert_eq!(dcs.fields().string("address").as_deref(), Some("10.0.0.1:8500"));
+        assert!(dcs.settings.get("type").is_none());
+
+        let both = GOOD.replace(etcd, &format!("{etcd}dcs: {{ type: consul }}\n"));
+        let err = Config::parse_with_env(&both, &env).unwrap_err();
+        assert_eq!(err.problems.iter().map(ToString::to_string).collect::<Vec<_>>(), ["dcs: give either etcd or dcs, not both"]);
+        let untyped = Config::parse_with_env(&GOOD.replace(etcd, "dcs: { address: x }\n"), &env).unwrap_err();
+        assert_eq!(untyped.problems[0].to_string(), "dcs.type: is required");
+        let not_a_mapping = Config::parse_with_env(&GOOD.replace(etcd, "etcd: 127.0.0.1:2379\n"), &env).unwrap_err();
+        assert_eq!(not_a_mapping.problems[0].to_string(), "etcd: must be a mapping");
     }
 
     fn dhaf_with(lines: &str) -> Result<Config, ConfigError> {

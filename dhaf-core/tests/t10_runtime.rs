@@ -1901,6 +1901,33 @@ async fn a_node_built_without_a_dcs_keeps_its_state_in_the_state_file() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_node_builds_the_dcs_its_config_names_from_the_registry() {
+    let provider = FakeProvider::new(None);
+    let store = MemoryDcs::new("test");
+    let mut registry = Registry::new();
+    registry.checker("scripted", |s, _| s.fields().into_result(ScriptedChecker::new()));
+    let fake = provider.clone();
+    registry.switcher("fake", move |s, ctx| s.fields().into_result(fake.switcher(&ctx.node)));
+    let shared = store.clone();
+    registry.dcs_type("shared", move |s, ctx| s.fields().into_result(shared.client(&ctx.node)));
+
+    let mut config = code_built("n1");
+    let mut section = ProviderConfig::new("shared");
+    section.path = "dcs".into();
+    config.dcs = Some(section);
+    let node = Node::builder(config.clone()).registry(&registry).build().unwrap();
+    let handle = node.handle();
+    let task = tokio::spawn(node.run(std::future::pending()));
+    wait_for("the lead", Duration::from_secs(30), || async { handle.is_leader().then_some(()) }).await;
+    assert!(Dcs::snapshot(&store).await.unwrap().alive.contains("n1"), "the node runs in the dcs its config names");
+    task.abort();
+
+    // Without a registry to build it (or a DCS given), the node is refused, naming the section.
+    let err = Node::builder(config).build().err().expect("refused at build");
+    assert!(err.to_string().contains("dcs: the config names a shared DCS"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_reload_with_an_invalid_config_is_refused_by_key_path_and_the_node_goes_on() {
     let c = Cluster::new(1, Some("ep-1"), "");
     let leader = c.wait_leader().await;

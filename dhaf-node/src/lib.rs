@@ -2,9 +2,10 @@
 //! embedder can start the same node (or only mount its REST API) inside its own service.
 //!
 //! [`prepare`] turns a config file into a node ready to run: parse and validate everything first
-//! (config and every provider section, all problems at once), pick the DCS (etcd when configured,
-//! else the embedded one), build the providers from the registry. [`run`] then serves the REST
-//! API ([`api::router`]) beside the node until the shutdown future completes.
+//! (config and every provider section, all problems at once), build the DCS the config names
+//! from the registry like any provider (etcd for an `etcd:` section, else the embedded one), then
+//! the other providers. [`run`] then serves the REST API ([`api::router`]) beside the node until
+//! the shutdown future completes.
 //!
 //! The API is served within [`ApiLimits`]: a cap on open connections, overall and per client
 //! address, and a timeout for the TLS handshake and for reading a request's headers (which also
@@ -45,9 +46,6 @@ pub enum StartError {
     /// The config (or a provider section of it) is invalid.
     #[error("{0}")]
     Config(#[from] ConfigError),
-    /// The DCS could not be set up.
-    #[error("dcs: {0}")]
-    Dcs(String),
     /// The node failed to start (a provider's init).
     #[error("{0}")]
     Node(#[from] NodeError),
@@ -77,12 +75,21 @@ pub struct Prepared {
 /// problem of the file at once. Does no network I/O.
 pub fn prepare(config_path: &Path, registry: &Registry) -> Result<Prepared, StartError> {
     let config = Config::load(config_path)?;
-    let dcs = dhaf_providers::dcs_from_config(&config).map_err(|e| StartError::Dcs(e.to_string()))?;
     let tls = match &config.dhaf.web_api.tls {
         Some(t) => Some(Arc::new(tls::ApiTls::load(t, &config.base_dir)?)),
         None => None,
     };
-    let providers = registry.build(&config, dcs.clone())?;
+    // The DCS is a provider like the others: its problems and theirs are reported together.
+    let (dcs, providers) = match registry.dcs(&config) {
+        Ok(dcs) => (dcs.clone(), registry.build(&config, dcs)?),
+        Err(mut e) => {
+            let scratch = Arc::new(dhaf_core::dcs::memory::MemoryDcs::new(&config.dhaf.cluster_name));
+            if let Err(more) = registry.build(&config, scratch) {
+                e.problems.extend(more.problems);
+            }
+            return Err(e.into());
+        }
+    };
     let node = Node::new(config.clone(), dcs.clone(), providers);
     let reloader = Arc::new(reload::Reloader::new(config_path.to_path_buf(), registry.clone(), dcs, node.handle(), tls.clone()));
     Ok(Prepared { node, config, tls, reloader })

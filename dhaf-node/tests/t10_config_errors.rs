@@ -71,3 +71,34 @@ fn a_missing_file_is_reported() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/dhaf.yaml"));
 }
+
+#[test]
+fn the_etcd_section_is_checked_with_the_providers_and_dcs_names_a_dcs_by_type() {
+    let config = |dcs: &str| {
+        format!(
+            "dhaf: {{ cluster-name: c1, node-name: n1 }}\n{dcs}\nservices:\n  - name: main\n    domain: foo.com\n    \
+             entry-points: [ {{ name: ep-1, ip: 10.0.0.1 }} ]\n    switcher: {{ type: teleport }}\n    health-checker: {{ type: tcp, port: 443 }}\n"
+        )
+    };
+    let check = |name: &str, text: &str| {
+        let path = write(name, text);
+        let out = Command::new(env!("CARGO_BIN_EXE_dhaf-node")).args(["--check", "--config"]).arg(&path).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // A bad etcd section and an unknown switcher: both told at once.
+    let (code, stderr) = check("bad-etcd.yaml", &config("etcd: { hosts: 'nohostport', username: u }"));
+    assert_eq!(code, Some(2), "{stderr}");
+    for want in [
+        "etcd.hosts: 'http://nohostport' is not `host:port` or `http(s)://host:port`",
+        "etcd.password: etcd.username and etcd.password go together",
+        "services[0].switcher.type: unknown provider type 'teleport'",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+    let (code, stderr) = check("typed-dcs.yaml", &config("dcs: { type: consul, address: '10.0.0.1:8500' }"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("dcs.type: unknown provider type 'consul' (known: etcd)"), "{stderr}");
+    let (code, stderr) = check("both.yaml", &config("etcd: { hosts: '127.0.0.1:2379' }\ndcs: { type: etcd, hosts: '127.0.0.1:2379' }"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("dcs: give either etcd or dcs, not both"), "{stderr}");
+}

@@ -56,6 +56,13 @@ async fn check_diff_shows_what_a_reload_would_change_on_the_running_node() {
     assert_eq!(code, 0);
     assert!(out.contains("Needs a restart") && out.contains("dhaf.node-name: node-1 \u{2192} node-2"), "{out}");
 
+    // A DCS section needs a restart; its secrets are never shown.
+    let with_etcd = running.replace("services:\n", "etcd: { hosts: '127.0.0.1:1', username: u, password: etcd-secret-1 }\nservices:\n");
+    let (code, out, err) = check(with_etcd).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Needs a restart") && out.contains("dcs: embedded \u{2192} etcd"), "{out}");
+    assert!(!out.contains("etcd-secret-1") && !err.contains("etcd-secret-1"), "{out}{err}");
+
     // No node at the file's address: said, exit 3.
     let (code, _, err) = check(running.replace(&format!("port: {api_port}"), "port: 1")).await;
     assert_eq!(code, 3, "{err}");

@@ -45,22 +45,139 @@
 //! ```
 //!
 //! With etcd auth enabled, the user needs read-write access to the prefix `/<cluster-name>/`.
+//!
+//! The section is this provider's: [`register`] names it `etcd` in the registry, so the seed's
+//! `etcd:` key (or `dcs: { type: etcd, … }`) is read by [`EtcdConfig::parse`] when the registry
+//! builds the DCS, with every problem named by its key path.
 
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dhaf_core::config::{EtcdConfig, EtcdTls};
+use dhaf_core::config::{ConfigError, Fields, ProviderConfig};
 use dhaf_core::dcs::keys::{encode, Keys, RawEntry};
-use dhaf_core::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
+use dhaf_core::dcs::{Dcs, DcsContext, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
 use dhaf_core::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
+use dhaf_core::registry::Registry;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, KeyValue, PutOptions, TlsOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
 };
 use tokio::time::Instant;
+
+/// Register the `etcd` DCS: the seed's `etcd:` section, or `dcs: { type: etcd, … }`.
+pub fn register(registry: &mut Registry) {
+    registry.dcs_type("etcd", factory);
+}
+
+/// Build the etcd DCS from its section; no I/O (it connects on first use).
+pub fn factory(section: &ProviderConfig, ctx: &DcsContext) -> Result<EtcdDcs, ConfigError> {
+    let f = section.fields();
+    let hosts = f.key("hosts");
+    let config = EtcdConfig::parse(&f);
+    let config = f.into_result(config)?.ok_or_else(|| ConfigError::at(hosts, "is required"))?;
+    Ok(EtcdDcs::new(&config, &ctx.cluster))
+}
+
+/// The `etcd` section.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EtcdConfig {
+    /// `etcd.hosts`: the endpoints, each `http(s)://host:port`.
+    pub hosts: Vec<String>,
+    /// `etcd.username`.
+    pub username: Option<String>,
+    /// `etcd.password`.
+    pub password: Option<String>,
+    /// `etcd.tls.*`.
+    pub tls: Option<EtcdTls>,
+}
+
+impl fmt::Debug for EtcdConfig {
+    // The password is shown as set or not, never as itself.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("hosts", &self.hosts)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// `etcd.tls.*`: TLS to etcd, which the original lacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// `etcd.tls.ca`: PEM file of the CA that signed the etcd servers' certificates.
+    pub ca: Option<PathBuf>,
+    /// `etcd.tls.cert`: PEM client certificate.
+    pub cert: Option<PathBuf>,
+    /// `etcd.tls.key`: PEM client key.
+    pub key: Option<PathBuf>,
+}
+
+fn host_problem(h: &str) -> Option<String> {
+    let rest = h.split_once("://").map(|(_, r)| r).unwrap_or(h);
+    let port_ok = rest.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    (!(h.starts_with("http://") || h.starts_with("https://")) || !port_ok)
+        .then(|| format!("'{h}' is not `host:port` or `http(s)://host:port`"))
+}
+
+impl EtcdConfig {
+    /// etcd at `hosts` (each `http(s)://host:port`), without authentication or TLS.
+    pub fn new(hosts: Vec<String>) -> EtcdConfig {
+        EtcdConfig { hosts, username: None, password: None, tls: None }
+    }
+
+    /// Read the section, recording every problem in `f` with its key path; `None` when it has
+    /// no usable `hosts`.
+    pub fn parse(f: &Fields) -> Option<EtcdConfig> {
+        let hosts = f.required_string("hosts").map(|h| {
+            h.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| if s.contains("://") { s.to_string() } else { format!("http://{s}") })
+                .collect::<Vec<_>>()
+        });
+        if let Some(hosts) = &hosts {
+            if hosts.is_empty() {
+                f.problem(f.key("hosts"), "lists no host; write `ip1:port1,ip2:port2`");
+            }
+            for p in hosts.iter().filter_map(|h| host_problem(h)) {
+                f.problem(f.key("hosts"), p);
+            }
+        }
+        let username = f.string("username");
+        let password = f.string("password");
+        if username.is_some() != password.is_some() {
+            f.problem(f.key("password"), "etcd.username and etcd.password go together");
+        }
+        let tls = f.section("tls").map(|t| {
+            let tls = EtcdTls {
+                ca: t.string("ca").map(PathBuf::from),
+                cert: t.string("cert").map(PathBuf::from),
+                key: t.string("key").map(PathBuf::from),
+            };
+            if tls.cert.is_some() != tls.key.is_some() {
+                t.problem(t.key("key"), "etcd.tls.cert and etcd.tls.key go together");
+            }
+            for (k, p) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+                if let Some(p) = p {
+                    if !p.is_file() {
+                        t.problem(t.key(k), format!("no such file: {}", p.display()));
+                    }
+                }
+            }
+            t.finish();
+            tls
+        });
+        f.finish();
+        Some(EtcdConfig { hosts: hosts?, username, password, tls })
+    }
+}
 
 /// How long one call may take in all, retries on other members included. The runtime bounds its
 /// calls more tightly; this bound is for other callers (the CLI, tests).
@@ -665,5 +782,79 @@ impl Dcs for EtcdDcs {
                 Ok((key[prefix.len()..].to_string(), value.to_string()))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dhaf_core::config::Config;
+
+    const SEED: &str = "dhaf: { cluster-name: c1, node-name: n1 }
+etcd:
+  hosts: 127.0.0.1:2379,http://127.0.0.2:2379
+services:
+  - name: main
+    domain: foo.com
+    entry-points: [{ name: ep-1, ip: 10.0.0.1 }]
+    switcher: { type: exec, init: /i, switch: /s }
+    health-checker: { type: tcp, port: 443 }
+";
+
+    /// The seed's file with its `etcd:` section replaced, read as the node reads it.
+    fn read(etcd: &str) -> Result<Option<EtcdConfig>, ConfigError> {
+        let config = Config::parse(&SEED.replace("etcd:\n  hosts: 127.0.0.1:2379,http://127.0.0.2:2379\n", etcd))?;
+        let Some(section) = config.dcs else { return Ok(None) };
+        let f = section.fields();
+        let etcd = EtcdConfig::parse(&f);
+        f.into_result(etcd)
+    }
+
+    fn problems(etcd: &str) -> Vec<String> {
+        let section = SEED.replace("etcd:\n  hosts: 127.0.0.1:2379,http://127.0.0.2:2379\n", etcd);
+        let config = Config::parse(&section).expect("the core config is valid");
+        match crate::registry().dcs(&config) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn the_seed_s_etcd_section_reads_as_before() {
+        let etcd = read(&SEED[SEED.find("etcd:").unwrap()..SEED.find("services:").unwrap()]).unwrap().unwrap();
+        assert_eq!(etcd.hosts, vec!["http://127.0.0.1:2379", "http://127.0.0.2:2379"]);
+        assert_eq!((etcd.username, etcd.password, etcd.tls), (None, None, None));
+        assert!(read("").unwrap().is_none(), "no section: the embedded dcs");
+        let typed = read("dcs: { type: etcd, hosts: 10.0.0.1:2379 }\n").unwrap().unwrap();
+        assert_eq!(typed.hosts, ["http://10.0.0.1:2379"]);
+    }
+
+    #[test]
+    fn bad_etcd_settings_are_named_by_their_key_path() {
+        assert!(problems("etcd:\n  hosts: nohostport,127.0.0.1:2379\n")[0].starts_with("etcd.hosts: 'http://nohostport'"));
+        assert_eq!(problems("etcd:\n  hosts: ' , '\n"), ["etcd.hosts: lists no host; write `ip1:port1,ip2:port2`"]);
+        assert_eq!(problems("etcd:\n  hosts: ~\n"), ["etcd.hosts: is required"]);
+        assert_eq!(
+            problems("etcd:\n  hosts: 127.0.0.1:2379\n  username: u\n"),
+            ["etcd.password: etcd.username and etcd.password go together"]
+        );
+        assert_eq!(
+            problems("etcd:\n  hosts: 127.0.0.1:2379\n  tls: { cert: /nonexistent/c.pem }\n  hots: x\n"),
+            [
+                "etcd.tls.key: etcd.tls.cert and etcd.tls.key go together",
+                "etcd.tls.cert: no such file: /nonexistent/c.pem",
+                "etcd.hots: unknown key (known here: hosts, password, tls, username)",
+            ]
+        );
+        assert_eq!(problems("dcs: { type: etcd, hosts: 'a' }\n"), ["dcs.hosts: 'http://a' is not `host:port` or `http(s)://host:port`"]);
+        assert!(problems("etcd:\n  hosts: 127.0.0.1:2379\n  username: u\n  password: p\n").is_empty());
+    }
+
+    #[test]
+    fn the_password_is_never_shown() {
+        let etcd = read("etcd: { hosts: 127.0.0.1:2379, username: u, password: etcd-secret }\n").unwrap().unwrap();
+        assert!(!format!("{etcd:?}").contains("etcd-secret"), "{etcd:?}");
+        let dcs = EtcdDcs::new(&etcd, "c1");
+        assert!(!format!("{dcs:?}").contains("etcd-secret"), "{dcs:?}");
     }
 }

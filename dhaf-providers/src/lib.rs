@@ -24,9 +24,8 @@ use dhaf_core::registry::Registry;
 
 use std::sync::Arc;
 
-use dhaf_core::config::Config;
-use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::dcs::{Dcs, DcsError};
+use dhaf_core::config::{Config, ConfigError};
+use dhaf_core::dcs::Dcs;
 
 pub mod check;
 #[cfg(feature = "etcd")]
@@ -38,26 +37,26 @@ pub mod notify;
 mod script;
 pub mod switch;
 
-/// Build the DCS a config asks for: etcd when `etcd` is set, else the embedded in-memory DCS
-/// (kept in `dhaf.state-file` when set). Does no network I/O. Built without the `etcd` feature,
-/// a config with an `etcd` section is refused.
-pub fn dcs_from_config(config: &Config) -> Result<Arc<dyn Dcs>, DcsError> {
-    let cluster = &config.dhaf.cluster_name;
-    Ok(match (&config.etcd, &config.dhaf.state_file) {
-        #[cfg(feature = "etcd")]
-        (Some(etcd), _) => Arc::new(etcd::EtcdDcs::new(etcd, cluster)),
-        #[cfg(not(feature = "etcd"))]
-        (Some(_), _) => return Err(DcsError::Unavailable("dhaf-providers was built without its `etcd` feature".into())),
-        (None, Some(path)) => Arc::new(MemoryDcs::with_state_file(cluster, path)?),
-        (None, None) => Arc::new(MemoryDcs::new(cluster)),
-    })
+/// Build the DCS a config asks for with the built-in registry ([`Registry::dcs`]): etcd for an
+/// `etcd` section, else the embedded in-memory DCS (kept in `dhaf.state-file` when set). Does no
+/// network I/O.
+pub fn dcs_from_config(config: &Config) -> Result<Arc<dyn Dcs>, ConfigError> {
+    registry().dcs(config)
 }
 
-/// A registry with every built-in provider compiled in (see the crate's features).
+/// A registry with every built-in provider compiled in (see the crate's features), the etcd DCS
+/// among them.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     check::register(&mut registry);
     switch::register(&mut registry);
     notify::register(&mut registry);
+    #[cfg(feature = "etcd")]
+    etcd::register(&mut registry);
+    // Built without etcd, a config that names it is told why rather than that the type is unknown.
+    #[cfg(not(feature = "etcd"))]
+    registry.dcs_type("etcd", |section, _| -> Result<Arc<dyn Dcs>, ConfigError> {
+        Err(ConfigError::at(&section.path, "dhaf-providers was built without its `etcd` feature"))
+    });
     registry
 }

@@ -3,9 +3,8 @@
 
 mod support;
 
-use dhaf_core::config::EtcdConfig;
 use dhaf_core::dcs::conformance::RawPut;
-use dhaf_providers::etcd::EtcdDcs;
+use dhaf_providers::etcd::{EtcdConfig, EtcdDcs};
 use support::etcd::EtcdCluster;
 
 /// Writes straight to etcd under a cluster's prefix, beneath the DCS contract.

@@ -5,9 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use dhaf_core::config::{Config, EtcdConfig, EtcdTls};
+use dhaf_core::config::Config;
 use dhaf_core::dcs::{Dcs, DcsError};
-use dhaf_providers::etcd::{dcs_from_config, EtcdDcs};
+use dhaf_providers::etcd::{dcs_from_config, EtcdConfig, EtcdDcs, EtcdTls};
 use support::etcd::{EtcdCluster, TlsFiles};
 
 fn plain(hosts: Vec<String>) -> EtcdConfig {

@@ -39,8 +39,13 @@ pub fn env(name: &str) -> Option<String> {
 /// before it starts.
 pub fn build(yaml: &str) -> Result<Config, ConfigError> {
     let config = Config::parse_with_env(yaml, &env)?;
+    let registry = dhaf::providers::registry();
+    // The DCS section is read like any provider's (the embedded DCS would open its state file).
+    if config.dcs.is_some() {
+        registry.dcs(&config)?;
+    }
     let dcs = Arc::new(MemoryDcs::new(&config.dhaf.cluster_name));
-    dhaf::providers::registry().build(&config, dcs)?;
+    registry.build(&config, dcs)?;
     Ok(config)
 }
 
@@ -50,8 +55,13 @@ pub fn build_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut config = Config::parse_with_env(&text, &env)?;
     config.base_dir = std::path::absolute(path.parent().expect("a file in a directory")).unwrap();
+    let registry = dhaf::providers::registry();
+    // The DCS section is read like any provider's (the embedded DCS would open its state file).
+    if config.dcs.is_some() {
+        registry.dcs(&config)?;
+    }
     let dcs = Arc::new(MemoryDcs::new(&config.dhaf.cluster_name));
-    dhaf::providers::registry().build(&config, dcs)?;
+    registry.build(&config, dcs)?;
     Ok(config)
 }
 

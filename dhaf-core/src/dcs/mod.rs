@@ -6,6 +6,25 @@
 //! Implementations: [`memory::MemoryDcs`] (embedded default and test fake, with fault injection)
 //! and etcd (in `dhaf-providers`). Both lay their data out by [`keys`] and must pass the
 //! conformance suite in `conformance` (feature `testing`).
+//!
+//! A DCS is chosen like any provider: the config keeps its section opaque (the seed's `etcd:`
+//! is the `etcd` DCS's section; `dcs:` names any DCS by `type`), and
+//! [`crate::registry::Registry::dcs`] builds it with the factory registered under that name
+//! ([`crate::registry::Registry::dcs_type`], given a [`DcsContext`]). Without a section the
+//! node runs on the embedded [`memory::MemoryDcs`]; an embedder may also hand a node any DCS
+//! instance (`Node::builder(config).dcs(…)`).
+//!
+//! Adding a DCS (Consul, say) touches no file of this crate:
+//! - `dhaf-providers/src/consul.rs` (new): `ConsulDcs` implementing [`Dcs`], its settings read
+//!   with [`crate::config::Fields`], and `register`, which calls `registry.dcs_type("consul", …)`;
+//! - `dhaf-providers/src/lib.rs`: `pub mod consul;` and `consul::register` in `registry()`;
+//! - `dhaf-providers/Cargo.toml`: its client crate, behind a `consul` feature;
+//! - `dhaf-providers/tests/consul_conformance.rs` (new): `conformance::run_all` against a real
+//!   Consul, and its own settings tests;
+//! - `docs/config-reference.md`: a `<!-- keys: dcs consul -->` table (checked against the code
+//!   by `tests/t20_config_reference.rs`), and `README.md` where the DCS choices are listed.
+//!
+//! Operators then write `dcs: { type: consul, … }`.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -22,6 +41,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
+
+/// What a DCS factory ([`crate::registry::Registry::dcs_type`]) is given besides its section.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DcsContext {
+    /// `dhaf.cluster-name`: the cluster's data lives under it.
+    pub cluster: String,
+    /// `dhaf.node-name`.
+    pub node: String,
+    /// What relative paths in the section may be resolved against ([`crate::config::Config::base_dir`]).
+    pub base_dir: std::path::PathBuf,
+}
 
 /// A DCS lease id.
 pub type LeaseId = i64;
@@ -262,7 +293,8 @@ impl Snapshot {
     }
 }
 
-/// A DCS call failed.
+/// A DCS call failed. What the caller does about it is its [`DcsError::kind`]: callers decide by
+/// that, not by the variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DcsError {
     /// The DCS cannot be reached or did not answer in time.
@@ -288,6 +320,51 @@ pub enum DcsError {
         /// What is wrong with it.
         message: String,
     },
+}
+
+/// What the caller of a DCS method does with its error ([`DcsError::kind`]).
+///
+/// | kind | variants | the caller |
+/// |---|---|---|
+/// | `Retry` | `Unavailable` | keeps what is in force, reports the DCS in trouble, tries again later |
+/// | `LeaseLost` | `LeaseExpired` | stops leading and registers again: presence, opinions and leadership went with the lease |
+/// | `TermOver` | `Fenced` | stops acting as leader at once; the write is never retried in this term |
+/// | `Refused` | `NodeAlive`, `UnknownNode` | tells the operator why the command was refused; nothing to retry |
+/// | `Unreadable` | `Corrupt` | reports the value; a retry reads the same |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DcsErrorKind {
+    /// The DCS did not answer (unreachable, slow, refusing writes): the call may succeed later.
+    Retry,
+    /// The node's lease is gone, and with it its presence, opinions and any leadership.
+    LeaseLost,
+    /// A fenced write was refused: the leader's term is over.
+    TermOver,
+    /// An operator's command was refused for a reason the operator can see and fix.
+    Refused,
+    /// A stored value cannot be read.
+    Unreadable,
+}
+
+impl DcsError {
+    /// What the caller does with this error.
+    pub fn kind(&self) -> DcsErrorKind {
+        match self {
+            DcsError::Unavailable(_) => DcsErrorKind::Retry,
+            DcsError::LeaseExpired(_) => DcsErrorKind::LeaseLost,
+            DcsError::Fenced(_) => DcsErrorKind::TermOver,
+            DcsError::NodeAlive(_) | DcsError::UnknownNode(_) => DcsErrorKind::Refused,
+            DcsError::Corrupt { .. } => DcsErrorKind::Unreadable,
+        }
+    }
+
+    /// Why the DCS did not answer, for an error of kind [`DcsErrorKind::Retry`]: what status
+    /// and the operators are told while the DCS is in trouble.
+    pub fn unavailable(&self) -> Option<&str> {
+        match self {
+            DcsError::Unavailable(why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 /// A stream of the cluster's changes, in the order the store made them.
@@ -463,4 +540,27 @@ pub trait Dcs: Send + Sync {
 
     /// A provider's values, sorted by key.
     async fn kv_list(&self, namespace: &str) -> Result<Vec<(String, String)>, DcsError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dcs_error_says_what_its_caller_does() {
+        use DcsErrorKind::*;
+        let table = [
+            (DcsError::Unavailable("no answer within 2s".into()), Retry),
+            (DcsError::LeaseExpired(7), LeaseLost),
+            (DcsError::Fenced(FencingToken(3)), TermOver),
+            (DcsError::NodeAlive("n1".into()), Refused),
+            (DcsError::UnknownNode("ghost".into()), Refused),
+            (DcsError::Corrupt { key: "/c/records/web".into(), message: "not JSON".into() }, Unreadable),
+        ];
+        for (error, kind) in table {
+            assert_eq!(error.kind(), kind, "{error}");
+            // Only an unanswered call is DCS trouble to report, with its reason as it came.
+            assert_eq!(error.unavailable(), (kind == Retry).then_some("no answer within 2s"), "{error}");
+        }
+    }
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use super::{Node, NodeError};
 use crate::config::{Config, ConfigError};
-use crate::dcs::memory::MemoryDcs;
 use crate::dcs::Dcs;
 use crate::registry::{Providers, Registry};
 
@@ -40,10 +39,11 @@ impl Node {
 }
 
 impl NodeBuilder {
-    /// The DCS the node registers, votes and leads in (one [`MemoryDcs::client`] per node
+    /// The DCS the node registers, votes and leads in (one [`MemoryDcs::client`](crate::dcs::memory::MemoryDcs::client) per node
     /// for several nodes in one process). Without it the node runs on an embedded
-    /// [`MemoryDcs`] of its own, kept in `dhaf.state-file` when the config names one; a config
-    /// with an `etcd` section needs a DCS given (`dhaf_providers::dcs_from_config` makes one).
+    /// [`MemoryDcs`](crate::dcs::memory::MemoryDcs) of its own, kept in `dhaf.state-file` when the config names one; a config
+    /// with a DCS section (`etcd:`) needs a DCS given, or the [`NodeBuilder::registry`] that
+    /// builds it ([`Registry::dcs`]).
     pub fn dcs(mut self, dcs: Arc<dyn Dcs>) -> Self {
         self.dcs = Some(dcs);
         self
@@ -68,18 +68,15 @@ impl NodeBuilder {
     pub fn build(self) -> Result<Node, NodeError> {
         let NodeBuilder { config, dcs, registry, providers } = self;
         config.validate()?;
-        let dcs = match dcs {
-            Some(dcs) => dcs,
-            None if config.etcd.is_some() => {
-                return Err(ConfigError::at("etcd", "the config names an etcd cluster but the node was given no DCS to reach it").into());
+        let dcs = match (dcs, &registry, &config.dcs) {
+            (Some(dcs), ..) => dcs,
+            (None, Some(registry), _) => registry.dcs(&config)?,
+            (None, None, Some(section)) => {
+                let why =
+                    format!("the config names a {} DCS but the node was given neither a DCS nor a registry to build it", section.kind);
+                return Err(ConfigError::at(&section.path, why).into());
             }
-            None => match &config.dhaf.state_file {
-                None => Arc::new(MemoryDcs::new(&config.dhaf.cluster_name)),
-                Some(path) => Arc::new(
-                    MemoryDcs::with_state_file(&config.dhaf.cluster_name, path)
-                        .map_err(|e| ConfigError::at("dhaf.state-file", e.to_string()))?,
-                ),
-            },
+            (None, None, None) => Registry::new().dcs(&config)?,
         };
         let providers = match (providers, registry) {
             (Some(_), Some(_)) => return Err(NodeError::Mismatch("give a registry or built providers, not both".into())),

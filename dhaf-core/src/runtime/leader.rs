@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{wall_now, Inner};
 use crate::config::ServiceConfig;
-use crate::dcs::{Changes, DcsError, Purge, Snapshot, Touched};
+use crate::dcs::{Changes, DcsErrorKind, Purge, Snapshot, Touched};
 use crate::engine::{self, Action, Announced, ClusterState, EntryPointView, ServiceState, ServiceView, Vote};
 use crate::model::{Event, FencingToken, PendingFailback, ServiceDefinition, SwitchKind, SwitchProgress, SwitchRecord};
 use crate::provider::ProviderError;
@@ -108,7 +108,8 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                 continue;
             }
             Ok(None) => {}
-            Err(DcsError::LeaseExpired(_)) => {}
+            // The heartbeat registers again; until then there is nothing to campaign with.
+            Err(e) if e.kind() == DcsErrorKind::LeaseLost => {}
             Err(e) => tracing::debug!(error = %e, "campaign failed"),
         }
         // Wait for a change (the leader key may have been freed) or a heartbeat.
@@ -809,7 +810,7 @@ impl Leading {
                                 tracing::info!(%service, %entry_point, "adopted what the provider points at");
                                 self.written.push((service, record));
                             }
-                            Err(DcsError::Fenced(_)) => return Err(TermOver),
+                            Err(e) if e.kind() == DcsErrorKind::TermOver => return Err(TermOver),
                             // Not recorded: the next round offers it again.
                             Err(e) => tracing::warn!(%service, error = %e, "cannot record the adopted entry point"),
                         }
@@ -819,7 +820,7 @@ impl Leading {
                         let revision =
                             snapshot.switchovers.get(&service).filter(|r| r.entry_point == entry_point).map_or(0, |r| r.revision);
                         match inner.dcs_call(inner.dcs.purge_switchover(&service, Purge::Fenced { token: self.token, revision })).await {
-                            Err(DcsError::Fenced(_)) => return Err(TermOver),
+                            Err(e) if e.kind() == DcsErrorKind::TermOver => return Err(TermOver),
                             Err(e) => tracing::warn!(error = %e, "cannot purge switchover"),
                             Ok(()) => {}
                         }
@@ -1119,13 +1120,13 @@ async fn carry_out(inner: &Inner, i: usize, record: &SwitchRecord, eligible: &El
     }
     match inner.dcs_call(inner.dcs.record_switch(&svc.name, record)).await {
         Ok(()) => {}
-        Err(DcsError::Fenced(_)) => {
+        Err(e) if e.kind() == DcsErrorKind::TermOver => {
             inner.step_down("fenced: another term began");
             return Outcome::TermOver;
         }
         // No answer in time: the record may have been written or not. Read it back at once
         // rather than leave the switch to the next reconcile.
-        Err(DcsError::Unavailable(e)) => {
+        Err(e) if e.kind() == DcsErrorKind::Retry => {
             let landed = match inner.dcs_call(inner.dcs.snapshot()).await {
                 Ok(s) => s.records.get(&svc.name).is_some_and(|r| r.token == record.token && r.entry_point == record.entry_point),
                 Err(_) => false,

@@ -40,7 +40,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::dcs::{Dcs, DcsError, LeaseId, Snapshot};
+use crate::dcs::{Dcs, DcsError, DcsErrorKind, LeaseId, Snapshot};
 use crate::engine::hysteresis::Hysteresis;
 use crate::model::{Event, FencingToken, Health, Opinion, ServiceDefinition};
 use crate::provider::ProviderError;
@@ -165,9 +165,12 @@ impl Inner {
             Err(_) => Err(DcsError::Unavailable(format!("no answer within {:?}", self.dcs_timeout()))),
         };
         match &res {
-            Err(DcsError::Unavailable(e)) => self.dcs_trouble(e),
             Ok(_) => self.dcs_ok(),
-            Err(_) => {}
+            Err(e) => {
+                if let Some(why) = e.unavailable() {
+                    self.dcs_trouble(why);
+                }
+            }
         }
         res
     }
@@ -595,8 +598,8 @@ async fn presence(inner: Arc<Inner>) {
                     inner.lease_epoch.send_modify(|e| *e += 1);
                 }
             }
-            Err(DcsError::LeaseExpired(id)) => {
-                tracing::warn!(lease = id, "lease expired: registering again");
+            Err(e) if e.kind() == DcsErrorKind::LeaseLost => {
+                tracing::warn!(error = %e, "lease expired: registering again");
                 {
                     let mut l = inner.local.lock().unwrap();
                     l.lease = None;

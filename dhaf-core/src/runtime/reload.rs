@@ -93,7 +93,7 @@ pub(crate) fn restart_only(old: &Config, new: &Config) -> Vec<String> {
             && o.web_api.public_read == n.web_api.public_read
             && o.web_api.tls == n.web_api.tls,
     );
-    check("etcd", old.etcd == new.etcd);
+    check(new.dcs.as_ref().or(old.dcs.as_ref()).map_or("dcs", |d| d.path.as_str()), old.dcs == new.dcs);
     keys
 }
 
@@ -171,6 +171,40 @@ pub fn restart_only_settings(config: &Config) -> std::collections::BTreeMap<Stri
     m.insert("dhaf.state-file".into(), d.state_file.as_ref().map_or(String::new(), |p| p.display().to_string()));
     m.insert("dhaf.web-api.host".into(), d.web_api.host.clone());
     m.insert("dhaf.web-api.port".into(), d.web_api.port.to_string());
-    m.insert("etcd.hosts".into(), config.etcd.as_ref().map_or(String::new(), |e| e.hosts.join(",")));
+    // The DCS section's settings as the service definitions show a provider's: a secret only as set.
+    m.insert("dcs".into(), config.dcs.as_ref().map_or("embedded".into(), |d| d.kind.clone()));
+    if let Some(d) = &config.dcs {
+        m.extend(d.shown_settings().into_iter().map(|(k, v)| (format!("{}.{k}", d.path), v)));
+    }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dcs: &str) -> Config {
+        let yaml = format!(
+            "dhaf: {{ cluster-name: c, node-name: n1 }}\n{dcs}\nservices:\n  - name: web\n    domain: example.com\n    \
+             entry-points: [{{ name: a, ip: 10.0.0.1 }}]\n    health-checker: {{ type: x }}\n    switcher: {{ type: y }}\n"
+        );
+        Config::parse(&yaml).expect("a valid config")
+    }
+
+    #[test]
+    fn the_dcs_section_needs_a_restart_and_is_shown_without_its_secrets() {
+        let etcd = config("etcd: { hosts: '10.0.0.1:2379', username: u, password: etcd-secret-1 }");
+        let shown = restart_only_settings(&etcd);
+        assert_eq!(shown["dcs"], "etcd");
+        assert_eq!(shown["etcd.hosts"], "10.0.0.1:2379");
+        assert_eq!(shown["etcd.password"], "(secret)");
+        assert!(!format!("{shown:?}").contains("etcd-secret-1"), "{shown:?}");
+
+        let moved = config("etcd: { hosts: '10.0.0.2:2379', username: u, password: etcd-secret-1 }");
+        assert_eq!(restart_only(&etcd, &moved), ["etcd"]);
+        let embedded = config("");
+        assert_eq!(restart_only_settings(&embedded)["dcs"], "embedded");
+        assert_eq!(restart_only(&embedded, &etcd), ["etcd"]);
+        assert!(restart_only(&etcd, &etcd.clone()).is_empty());
+    }
 }

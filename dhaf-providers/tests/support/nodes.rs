@@ -18,7 +18,7 @@ use dhaf_core::runtime::{Node, NodeHandle};
 use dhaf_core::testing::{
     CallCounts, FakeProvider, InterceptingDcs, Interceptor, RecordingNotifier, RecordingSwitcher, ScriptedChecker, SwitchCall,
 };
-use dhaf_providers::etcd::EtcdDcs;
+use dhaf_providers::etcd::{EtcdConfig, EtcdDcs};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -202,6 +202,15 @@ impl TestNode {
     }
 }
 
+/// The etcd DCS of `config`'s `etcd` section.
+fn etcd_of(config: &Config) -> EtcdDcs {
+    let section = config.dcs.as_ref().expect("an etcd section");
+    let f = section.fields();
+    let etcd = EtcdConfig::parse(&f).expect("etcd hosts");
+    f.into_result(()).expect("a valid etcd section");
+    EtcdDcs::new(&etcd, &config.dhaf.cluster_name)
+}
+
 /// dhaf nodes over one etcd cluster.
 pub struct TestCluster {
     /// The shape.
@@ -232,7 +241,7 @@ impl TestCluster {
     fn start_with(spec: Spec, name: &str, hosts: &str, threaded: bool) -> TestCluster {
         let providers: Vec<FakeProvider> = (0..spec.services).map(|s| FakeProvider::new(Some(&ep(s, 0)))).collect();
         let probe = Config::parse(&config_yaml(&spec, name, "observer", hosts)).expect("valid test config");
-        let observer = EtcdDcs::new(probe.etcd.as_ref().expect("etcd section"), name);
+        let observer = etcd_of(&probe);
         let mut cluster = TestCluster { spec, name: name.into(), nodes: Vec::new(), providers, observer };
         for i in 0..cluster.spec.nodes {
             let node = cluster.make_node(&format!("n{}", i + 1), hosts, threaded);
@@ -243,7 +252,7 @@ impl TestCluster {
 
     fn make_node(&self, node: &str, hosts: &str, threaded: bool) -> TestNode {
         let config = Config::parse(&config_yaml(&self.spec, &self.name, node, hosts)).expect("valid test config");
-        let etcd = Arc::new(EtcdDcs::new(config.etcd.as_ref().expect("etcd section"), &self.name));
+        let etcd = Arc::new(etcd_of(&config));
         let pause = Pause::new();
         let pause_switcher = Pause::new();
         let dcs_calls = CallCounts::default();
