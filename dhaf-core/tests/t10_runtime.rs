@@ -776,6 +776,59 @@ async fn a_failed_switch_is_retried_and_reported_once() {
     assert_eq!(c.node("n1").handle.metrics().switch_failures, 3);
 }
 
+/// The switches told for the service, as (from, to).
+fn told_moves(c: &Cluster) -> Vec<(Option<String>, String)> {
+    c.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Switched { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn moved(from: &str, to: &str) -> (Option<String>, String) {
+    (Some(from.to_string()), to.to_string())
+}
+
+/// A switch that goes through at its third attempt is told from where the service pointed
+/// before the first, not from its own target (the failed attempts wrote the record already).
+#[tokio::test(start_paused = true)]
+async fn a_switch_that_goes_through_after_failed_attempts_is_told_from_where_it_was() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    c.provider.fail_next(2);
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(told_moves(&c), [moved("ep-1", "ep-2")], "{:?}", c.events());
+}
+
+/// A switch carried out whose answer was lost is, to the leader, a failed one; the read-back
+/// that follows finds the provider at its target: the move is told then, once, and the next
+/// switch is told from there. Before, the move was never told and the leader called the
+/// provider again for it, and the next switch was told from a place nobody had heard of.
+#[tokio::test(start_paused = true)]
+async fn a_switch_whose_answer_was_lost_is_told_once_the_read_back_finds_it_done() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    c.provider.lose_next_answers(2);
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(told_moves(&c), [moved("ep-1", "ep-2")], "{:?}", c.events());
+    assert_eq!(c.provider.calls().len(), 1, "the read-back showed the switch done: no call again");
+    c.up_everywhere("ep-1");
+    wait_for("the switch back", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-1")).then_some(()) })
+        .await;
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(told_moves(&c), [moved("ep-1", "ep-2"), moved("ep-2", "ep-1")], "{:?}", c.events());
+    let status = c.node("n1").handle.service_status("main").await.unwrap();
+    assert!(status.switching.is_none(), "no switch shown failing: {status:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn drift_at_the_provider_is_repaired() {
     let c = Cluster::new(1, Some("ep-1"), "");

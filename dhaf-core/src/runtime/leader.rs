@@ -181,6 +181,22 @@ struct Slot {
     /// Whether the DCS keeps a failing switch's progress for this service (shown by status):
     /// taken back once no switch is pending, whichever term wrote it.
     progress_shown: bool,
+    /// The last attempt of this term's switch failed, and no other switch began since: the next
+    /// one is told from where that attempt began (its record moved the desired state, not the
+    /// provider), and a read-back finding the provider at its target means it went through.
+    failed: Option<Attempt>,
+    /// A failed attempt the read-back found carried out (its answer was lost): told as done
+    /// at the next round.
+    went_through: Option<Attempt>,
+}
+
+/// One attempt of a switch: where from, and what it recorded.
+#[derive(Clone)]
+struct Attempt {
+    from: Option<String>,
+    /// Where the provider pointed when it began, if read back since the last switch.
+    live_before: Option<String>,
+    record: SwitchRecord,
 }
 
 /// A switch carried out and not yet told.
@@ -633,6 +649,14 @@ impl Leading {
         }
         match read {
             Ok(live) => {
+                // The provider points where the last attempt, told failed, was to point it, and
+                // did not before: its answer was lost on the way back, the switch went through.
+                if let Some(f) = slot.failed.as_ref() {
+                    let to = f.record.entry_point.as_str();
+                    if live.as_deref() == Some(to) && f.live_before.as_deref() != Some(to) {
+                        slot.went_through = slot.failed.take();
+                    }
+                }
                 slot.live = Some(live.unwrap_or_default());
                 slot.live_epoch = Some(slot.epoch);
                 slot.fresh = true;
@@ -774,6 +798,10 @@ impl Leading {
                 self.slots[i].untold_checked = true;
                 self.tell_untold_switch(i, snapshot).await;
             }
+            if let Some(Attempt { from, live_before, record }) = self.slots[i].went_through.take() {
+                tracing::info!(service = %svc.name, to = %record.entry_point, "the provider points where the failed switch was to: its answer was lost, it went through");
+                self.switched(i, from, live_before, &record).await;
+            }
             if self.slots[i].untold.is_some() {
                 self.tell_switch(i).await;
             }
@@ -851,6 +879,12 @@ impl Leading {
             });
             let slot = &mut self.slots[i];
             let live_before = slot.live.clone().filter(|_| slot.live_epoch == Some(slot.epoch));
+            // A switch is told from where people last heard the service points: after a failed
+            // attempt, or one an earlier term recorded and never carried out, the record names
+            // a target the provider may never have pointed at.
+            slot.went_through = None;
+            let failed_from = slot.failed.take().map(|f| f.from);
+            let from = slot.told_at.clone().filter(|t| !t.is_empty()).or(failed_from.flatten()).or(from);
             self.switching.insert(task.id(), Switching { service: i, from, live_before, record, decided: Instant::now() });
             self.slots[i].epoch += 1;
         }
@@ -889,9 +923,14 @@ impl Leading {
                 self.switched(i, from, live_before, &record).await
             }
             // The next round's decision waits out the backoff.
-            Outcome::Failed(reason) => self.failed(i, &record, reason).await,
+            Outcome::Failed(reason) => {
+                self.slots[i].failed = Some(Attempt { from, live_before, record: record.clone() });
+                self.failed(i, &record, reason).await
+            }
             Outcome::NotStarted(why) => {
                 tracing::info!(service = %self.inner.config.services[i].name, to = %record.entry_point, why, "switch not started");
+                // Its record may have been written: the next switch is from where this one began.
+                self.slots[i].failed = Some(Attempt { from, live_before, record });
                 self.slots[i].state.switch_not_started(Instant::now().into_std());
             }
             Outcome::TermOver => return Err(TermOver),
@@ -944,8 +983,10 @@ impl Leading {
         let Some(untold) = self.slots[i].untold.clone() else { return };
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
-        if untold.already_there && self.slots[i].told_at.as_deref() == Some(untold.record.entry_point.as_str()) {
-            // Where it was, and where people last heard it is: nothing moved, nothing to tell.
+        let heard_there = self.slots[i].told_at.as_deref() == Some(untold.record.entry_point.as_str());
+        if heard_there && (untold.already_there || untold.from.as_deref() == Some(untold.record.entry_point.as_str())) {
+            // Where people last heard it points, and it was there (or no switch told says it
+            // left): to them nothing moved, nothing to tell.
             tracing::info!(service = %svc.name, to = %untold.record.entry_point, "the provider already pointed there: nothing moved");
             self.slots[i].untold = None;
             return;
