@@ -112,17 +112,22 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
         }
         // Wait for a change (the leader key may have been freed) or a heartbeat.
         let wait = inner.config.dhaf.heartbeat_interval;
+        // In a fixed order (`biased`), so a simulated run replays: every branch leads back to
+        // the top of the loop, which looks at everything afresh, so which of two ready ones
+        // goes first changes nothing but the order.
         match watch.as_mut() {
             Some(w) => {
                 tokio::select! {
+                    biased;
+                    _ = inner.retiring() => {}
                     alive = standing_changed(w) => if !alive { watch = None },
                     _ = tokio::time::sleep(wait) => {}
-                    _ = inner.retiring() => {}
                 }
             }
             None => tokio::select! {
-                _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
+                biased;
                 _ = inner.retiring() => {}
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
             },
         }
     }
@@ -402,8 +407,18 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             until = until.min(Instant::now() + config.dhaf.tact_interval);
         }
         // A finished switch or read-back wakes the leader too: it decides that service again.
+        // In a fixed order (`biased`), so a simulated run replays. The order is harmless: what a
+        // branch does not take now waits for the next turn (the watch's changes and finished
+        // tasks queue up, the timer is set again), and a round runs after every branch. The end
+        // of the generation goes first; finished tasks before the watch, whose changes may
+        // keep coming and would otherwise hold them back; the timer last, as every round looks
+        // at the time anyway.
         let mut over = false;
         tokio::select! {
+            biased;
+            _ = inner.retiring() => over = true,
+            Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
+            Some(read) = me.reading.join_next_with_id(), if !me.reading.is_empty() => me.read(read),
             changes = async {
                 match watch.as_mut() {
                     Some(w) => w.next().await,
@@ -438,9 +453,6 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
                     copy = None;
                 }
             }
-            Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
-            Some(read) = me.reading.join_next_with_id(), if !me.reading.is_empty() => me.read(read),
-            _ = inner.retiring() => over = true,
         }
         if over {
             break;
@@ -619,12 +631,15 @@ impl Leading {
         let task = self.reading.spawn(async move {
             let switcher = inner.providers.services[i].switcher.clone();
             tokio::select! {
+                // In a fixed order, so a simulated run replays; the order is harmless, as a term
+                // that ends drops its read-backs whatever they answered.
+                biased;
+                _ = inner.term_ends(token) => Err("the term ended".to_string()),
                 live = tokio::time::timeout(READ_BACK_TIMEOUT, switcher.current()) => match live {
                     Ok(Ok(live)) => Ok(live),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("no answer within {} s", READ_BACK_TIMEOUT.as_secs())),
                 },
-                _ = inner.term_ends(token) => Err("the term ended".to_string()),
             }
         });
         self.reads.insert(task.id(), reading);
