@@ -1493,6 +1493,39 @@ async fn a_record_answered_after_the_lease_deadline_starts_no_provider_call() {
     assert!(provider.calls().is_empty(), "a provider call started after the lease deadline: {:?}", provider.calls());
 }
 
+/// A leader whose lease deadline passes while it records a switch keeps that switch's progress
+/// in the DCS, for status, as failing. Its next term (the same node's here, once its lease is
+/// back) finds the provider already at the switch's target (the call landed after all; an edit
+/// here) and has nothing to switch: status must then stop showing a switch failing that nobody
+/// makes, whichever term wrote it (simulation seed 882).
+#[tokio::test(start_paused = true)]
+async fn a_failing_switch_left_by_an_ended_term_is_not_shown_once_the_provider_is_found_there() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let (provider, checker, handle, _notifier) = lone_over(dcs.clone(), Some("ep-1"), "    fall: 1\n").await;
+    dcs.set(|f| {
+        f.keep_alive_fails = true;
+        f.hold_record_past_deadline = Some(handle.clone());
+    });
+    sleep(Duration::from_millis(2900)).await;
+    checker.down("ep-1", "connection refused");
+    let failing =
+        wait_for("the failing switch shown", Duration::from_secs(20), || async { handle.service_status("main").await.ok()?.switching })
+            .await;
+    assert_eq!(failing.to, "ep-2", "{failing:?}");
+    assert!(failing.last_error.contains("lease deadline"), "{failing:?}");
+    provider.edit("ep-2");
+    dcs.set(|f| {
+        f.keep_alive_fails = false;
+        f.hold_record_past_deadline = None;
+    });
+    wait_for("a leader again", Duration::from_secs(60), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(10)).await;
+    let status = handle.service_status("main").await.unwrap();
+    assert_eq!((status.current.as_deref(), status.live.as_deref()), (Some("ep-2"), Some("ep-2")), "{status:?}");
+    assert!(status.switching.is_none(), "a switch shown failing that nobody makes: {status:?}");
+    assert!(provider.calls().is_empty(), "nothing to switch: {:?}", provider.calls());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lease_past_its_deadline_does_not_spin_the_election() {
     let dcs = FaultyDcs::new(MemoryDcs::new("test"));
