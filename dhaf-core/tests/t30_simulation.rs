@@ -1262,8 +1262,11 @@ const SHRUNK_REGRESSIONS: &[(u64, bool, &[usize])] =
     &[(882, true, &[1, 2, 6, 7, 8]), (8, false, &[4, 5, 6, 7, 8, 9, 11, 12]), (8, false, &[4, 9, 11])];
 
 /// Seeds that find a defect not fixed yet, left out of ranges (and said so) until it is; each
-/// still runs on its own with `DHAF_SIM_SEED`.
-const OPEN: &[u64] = &[];
+/// still runs on its own with `DHAF_SIM_SEED`. 916: a leader paused while its slow provider call
+/// went through tells the switch when it runs again, after its successor found the switch untold
+/// and told it: told twice, by two leaders (the history entry the successor appended reads to the
+/// old leader as its own write gone through).
+const OPEN: &[u64] = &[916];
 
 fn cases() -> Vec<Case> {
     let classic = std::env::var_os("DHAF_SIM_CLASSIC").is_some();
