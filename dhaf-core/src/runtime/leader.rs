@@ -214,6 +214,21 @@ struct Untold {
     /// The provider pointed at the target before the call: told only if people last heard it
     /// points elsewhere (an earlier call, its answer lost, moved it).
     already_there: bool,
+    /// This leader sent its history entry (the answer may have been lost): found there later,
+    /// it is this leader's own write.
+    put_sent: bool,
+}
+
+/// What became of a history entry.
+enum Appended {
+    /// Written now.
+    Now,
+    /// It was the history's last entry already.
+    There,
+    /// Not written: the history could not be read, or the write was refused.
+    NotWritten,
+    /// Sent, and no answer came (it may have been written).
+    Unanswered,
 }
 
 /// Whether two records are the same switch (the wall-clock time aside).
@@ -986,7 +1001,7 @@ impl Leading {
         // an earlier call whose answer was lost moved it. `tell_switch` tells them apart by the
         // history. A repair always moved something.
         let already_there = record.kind != SwitchKind::Repair && live_before.as_deref() == Some(record.entry_point.as_str());
-        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: attempts, already_there });
+        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: attempts, already_there, put_sent: false });
         self.tell_switch(i).await;
     }
 
@@ -1006,11 +1021,27 @@ impl Leading {
             self.slots[i].untold = None;
             return;
         }
-        if !self.append_history(&svc.name, &untold.record).await {
-            return;
+        let to = untold.record.entry_point.clone();
+        match self.append_history(&svc.name, &untold.record).await {
+            Appended::Now => {}
+            Appended::There if untold.put_sent => {}
+            Appended::There => {
+                // Not this leader's entry: a successor found the switch untold while this leader
+                // could not reach the DCS (paused, cut off), told it and wrote it. Told once.
+                tracing::info!(service = %svc.name, %to, "another leader told this switch already");
+                self.slots[i].untold = None;
+                self.slots[i].told_at = Some(to);
+                return;
+            }
+            Appended::NotWritten => return,
+            Appended::Unanswered => {
+                if let Some(u) = self.slots[i].untold.as_mut() {
+                    u.put_sent = true;
+                }
+                return;
+            }
         }
         self.slots[i].untold = None;
-        let to = untold.record.entry_point.clone();
         self.slots[i].told_at = Some(to.clone());
         let token = untold.record.token;
         let switched = Event::Switched { service: svc.name.clone(), from: untold.from, to: to.clone(), kind: untold.record.kind };
@@ -1043,7 +1074,7 @@ impl Leading {
         }
         let from = if record.kind == SwitchKind::Repair { None } else { history.last().map(|h| h.entry_point.clone()) };
         tracing::info!(service = %svc.name, to = %record.entry_point, by = %record.node, "telling a switch the previous leader made but did not tell");
-        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: 0, already_there: false });
+        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: 0, already_there: false, put_sent: false });
         self.tell_switch(i).await;
     }
 
@@ -1126,17 +1157,21 @@ impl Leading {
     }
 
     /// Append `record` to the service's history, unless it is its last entry already (a write
-    /// whose answer was lost, tried again); whether the history holds it now.
-    async fn append_history(&self, service: &str, record: &SwitchRecord) -> bool {
+    /// whose answer was lost, tried again, or another leader's).
+    async fn append_history(&self, service: &str, record: &SwitchRecord) -> Appended {
         let dcs = &self.inner.dcs;
-        let Some(mut list) = self.history(service).await else { return false };
+        let Some(mut list) = self.history(service).await else { return Appended::NotWritten };
         if list.last().is_some_and(|h| same_switch(h, record)) {
-            return true;
+            return Appended::There;
         }
         list.push(record.clone());
         let excess = list.len().saturating_sub(HISTORY_LEN);
         list.drain(..excess);
-        self.inner.dcs_call(dcs.kv_put(HISTORY_NS, service, &serde_json::to_string(&list).expect("plain data"))).await.is_ok()
+        match self.inner.dcs_call(dcs.kv_put(HISTORY_NS, service, &serde_json::to_string(&list).expect("plain data"))).await {
+            Ok(()) => Appended::Now,
+            Err(DcsError::Unavailable(_)) => Appended::Unanswered,
+            Err(_) => Appended::NotWritten,
+        }
     }
 }
 
