@@ -137,6 +137,7 @@ pub mod model;
 pub mod provider;
 pub mod registry;
 pub mod runtime;
+mod signal;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -107,17 +107,11 @@ struct FakeState {
 }
 
 /// The far end every node's [`RecordingSwitcher`] talks to.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct FakeProvider {
     state: Arc<Mutex<FakeState>>,
-    /// Bumped when a pause changes, so held calls look again.
-    pauses: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl Default for FakeProvider {
-    fn default() -> Self {
-        FakeProvider { state: Arc::default(), pauses: Arc::new(tokio::sync::watch::Sender::new(0)) }
-    }
+    /// Told when a pause changes, so held calls look again (in the order they were held).
+    pauses: Arc<crate::signal::Signal>,
 }
 
 impl FakeProvider {
@@ -188,16 +182,11 @@ impl FakeProvider {
             s.paused.remove(node);
         }
         drop(s);
-        self.pauses.send_modify(|n| *n += 1);
+        self.pauses.changed();
     }
 
     async fn wait_while_paused(&self, node: &str) {
-        let mut changed = self.pauses.subscribe();
-        while self.state.lock().unwrap().paused.contains(node) {
-            if changed.changed().await.is_err() {
-                return;
-            }
-        }
+        self.pauses.wait_until(|| !self.state.lock().unwrap().paused.contains(node)).await;
     }
 
     /// Every read-back (`current`) takes `delay`.
@@ -255,16 +244,10 @@ impl Switcher for RecordingSwitcher {
 }
 
 /// A notifier that keeps every notification, and can be made to hang.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct RecordingNotifier {
     got: Arc<Mutex<Vec<Notification>>>,
-    hanging: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl Default for RecordingNotifier {
-    fn default() -> Self {
-        RecordingNotifier { got: Arc::default(), hanging: Arc::new(tokio::sync::watch::Sender::new(false)) }
-    }
+    hanging: Arc<(Mutex<bool>, crate::signal::Signal)>,
 }
 
 impl RecordingNotifier {
@@ -286,19 +269,15 @@ impl RecordingNotifier {
     /// While `on`, every `notify` waits without answering (a mail server that accepts the
     /// connection and says nothing); what was sent arrives once it stops, if the caller waited.
     pub fn set_hanging(&self, on: bool) {
-        self.hanging.send_replace(on);
+        *self.hanging.0.lock().unwrap() = on;
+        self.hanging.1.changed();
     }
 }
 
 #[async_trait]
 impl Notifier for RecordingNotifier {
     async fn notify(&self, n: &Notification) -> Result<(), ProviderError> {
-        let mut hanging = self.hanging.subscribe();
-        while *hanging.borrow_and_update() {
-            if hanging.changed().await.is_err() {
-                break;
-            }
-        }
+        self.hanging.1.wait_until(|| !*self.hanging.0.lock().unwrap()).await;
         self.got.lock().unwrap().push(n.clone());
         Ok(())
     }

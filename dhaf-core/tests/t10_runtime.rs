@@ -793,6 +793,59 @@ async fn a_failed_switch_is_retried_and_reported_once() {
     assert_eq!(c.node("n1").handle.metrics().switch_failures, 3);
 }
 
+/// The switches told for the service, as (from, to).
+fn told_moves(c: &Cluster) -> Vec<(Option<String>, String)> {
+    c.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Switched { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn moved(from: &str, to: &str) -> (Option<String>, String) {
+    (Some(from.to_string()), to.to_string())
+}
+
+/// A switch that goes through at its third attempt is told from where the service pointed
+/// before the first, not from its own target (the failed attempts wrote the record already).
+#[tokio::test(start_paused = true)]
+async fn a_switch_that_goes_through_after_failed_attempts_is_told_from_where_it_was() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    c.provider.fail_next(2);
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(told_moves(&c), [moved("ep-1", "ep-2")], "{:?}", c.events());
+}
+
+/// A switch carried out whose answer was lost is, to the leader, a failed one; the read-back
+/// that follows finds the provider at its target: the move is told then, once, and the next
+/// switch is told from there. Before, the move was never told and the leader called the
+/// provider again for it, and the next switch was told from a place nobody had heard of.
+#[tokio::test(start_paused = true)]
+async fn a_switch_whose_answer_was_lost_is_told_once_the_read_back_finds_it_done() {
+    let c = Cluster::new(1, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    c.provider.lose_next_answers(2);
+    c.down_everywhere("ep-1");
+    wait_for("the failover", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(told_moves(&c), [moved("ep-1", "ep-2")], "{:?}", c.events());
+    assert_eq!(c.provider.calls().len(), 1, "the read-back showed the switch done: no call again");
+    c.up_everywhere("ep-1");
+    wait_for("the switch back", Duration::from_secs(60), || async { (c.provider.current().as_deref() == Some("ep-1")).then_some(()) })
+        .await;
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(told_moves(&c), [moved("ep-1", "ep-2"), moved("ep-2", "ep-1")], "{:?}", c.events());
+    let status = c.node("n1").handle.service_status("main").await.unwrap();
+    assert!(status.switching.is_none(), "no switch shown failing: {status:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn drift_at_the_provider_is_repaired() {
     let c = Cluster::new(1, Some("ep-1"), "");
@@ -1407,6 +1460,39 @@ async fn a_record_answered_after_the_lease_deadline_starts_no_provider_call() {
     sleep(Duration::from_secs(20)).await;
     assert_eq!(dcs.faults.0.lock().unwrap().answered_past_deadline, 1, "the scenario did not arise");
     assert!(provider.calls().is_empty(), "a provider call started after the lease deadline: {:?}", provider.calls());
+}
+
+/// A leader whose lease deadline passes while it records a switch keeps that switch's progress
+/// in the DCS, for status, as failing. Its next term (the same node's here, once its lease is
+/// back) finds the provider already at the switch's target (the call landed after all; an edit
+/// here) and has nothing to switch: status must then stop showing a switch failing that nobody
+/// makes, whichever term wrote it (simulation seed 882).
+#[tokio::test(start_paused = true)]
+async fn a_failing_switch_left_by_an_ended_term_is_not_shown_once_the_provider_is_found_there() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let (provider, checker, handle, _notifier) = lone_over(dcs.clone(), Some("ep-1"), "    fall: 1\n").await;
+    dcs.set(|f| {
+        f.keep_alive_fails = true;
+        f.hold_record_past_deadline = Some(handle.clone());
+    });
+    sleep(Duration::from_millis(2900)).await;
+    checker.down("ep-1", "connection refused");
+    let failing =
+        wait_for("the failing switch shown", Duration::from_secs(20), || async { handle.service_status("main").await.ok()?.switching })
+            .await;
+    assert_eq!(failing.to, "ep-2", "{failing:?}");
+    assert!(failing.last_error.contains("lease deadline"), "{failing:?}");
+    provider.edit("ep-2");
+    dcs.set(|f| {
+        f.keep_alive_fails = false;
+        f.hold_record_past_deadline = None;
+    });
+    wait_for("a leader again", Duration::from_secs(60), || async { handle.is_leader().then_some(()) }).await;
+    sleep(Duration::from_secs(10)).await;
+    let status = handle.service_status("main").await.unwrap();
+    assert_eq!((status.current.as_deref(), status.live.as_deref()), (Some("ep-2"), Some("ep-2")), "{status:?}");
+    assert!(status.switching.is_none(), "a switch shown failing that nobody makes: {status:?}");
+    assert!(provider.calls().is_empty(), "nothing to switch: {:?}", provider.calls());
 }
 
 #[tokio::test(start_paused = true)]

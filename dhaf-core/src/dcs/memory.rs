@@ -90,7 +90,7 @@ struct Shared {
     store: Mutex<Store>,
     faults: Mutex<Faults>,
     /// Bumped whenever the faults change, so paused calls look again.
-    faults_changed: tokio::sync::watch::Sender<u64>,
+    faults_changed: crate::signal::Signal,
 }
 
 /// An in-memory DCS store, or one node's handle to it (see [`MemoryDcs::client`]).
@@ -127,7 +127,7 @@ impl MemoryDcs {
                 snapshots: Default::default(),
                 store: Mutex::default(),
                 faults: Mutex::default(),
-                faults_changed: tokio::sync::watch::Sender::new(0),
+                faults_changed: Default::default(),
             }),
             node: None,
         }
@@ -175,7 +175,7 @@ impl MemoryDcs {
     #[cfg(any(test, feature = "testing"))]
     pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
         f(&mut lock(&self.shared.faults));
-        self.shared.faults_changed.send_modify(|n| *n += 1);
+        self.shared.faults_changed.changed();
     }
 
     /// Make the whole store (un)available.
@@ -289,12 +289,7 @@ impl MemoryDcs {
 
     async fn enter_as(&self, write: bool) -> Result<(), DcsError> {
         if let Some(node) = &self.node {
-            let mut changed = self.shared.faults_changed.subscribe();
-            while lock(&self.shared.faults).paused.contains(node) {
-                if changed.changed().await.is_err() {
-                    break;
-                }
-            }
+            self.shared.faults_changed.wait_until(|| !lock(&self.shared.faults).paused.contains(node)).await;
         }
         if self.spins() {
             return std::future::pending().await;
@@ -366,8 +361,11 @@ fn tell_watchers(store: &mut Store, keys: &Keys) {
 }
 
 fn expire(store: &mut Store, keys: &Keys, now: Instant) {
-    let dead: Vec<(LeaseId, Instant)> =
+    let mut dead: Vec<(LeaseId, Instant)> =
         store.leases.iter().filter(|(_, (deadline, _))| *deadline <= now).map(|(id, (deadline, _))| (*id, *deadline)).collect();
+    // In the order they expired (then by id), not the map's: the deletions' revisions and the
+    // watch's changes come out the same in every run, so a simulated run replays.
+    dead.sort_by_key(|(id, deadline)| (*deadline, *id));
     for (id, deadline) in dead {
         revoke_lease(store, keys, id, deadline);
     }

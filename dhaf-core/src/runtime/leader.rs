@@ -114,17 +114,22 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
         }
         // Wait for a change (the leader key may have been freed) or a heartbeat.
         let wait = inner.config.dhaf.heartbeat_interval;
+        // In a fixed order (`biased`), so a simulated run replays: every branch leads back to
+        // the top of the loop, which looks at everything afresh, so which of two ready ones
+        // goes first changes nothing but the order.
         match watch.as_mut() {
             Some(w) => {
                 tokio::select! {
+                    biased;
+                    _ = inner.retiring() => {}
                     alive = standing_changed(w) => if !alive { watch = None },
                     _ = tokio::time::sleep(wait) => {}
-                    _ = inner.retiring() => {}
                 }
             }
             None => tokio::select! {
-                _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
+                biased;
                 _ = inner.retiring() => {}
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
             },
         }
     }
@@ -183,6 +188,22 @@ struct Slot {
     /// Whether the DCS keeps a failing switch's progress for this service (shown by status):
     /// taken back once no switch is pending, whichever term wrote it.
     progress_shown: bool,
+    /// The last attempt of this term's switch failed, and no other switch began since: the next
+    /// one is told from where that attempt began (its record moved the desired state, not the
+    /// provider), and a read-back finding the provider at its target means it went through.
+    failed: Option<Attempt>,
+    /// A failed attempt the read-back found carried out (its answer was lost): told as done
+    /// at the next round.
+    went_through: Option<Attempt>,
+}
+
+/// One attempt of a switch: where from, and what it recorded.
+#[derive(Clone)]
+struct Attempt {
+    from: Option<String>,
+    /// Where the provider pointed when it began, if read back since the last switch.
+    live_before: Option<String>,
+    record: SwitchRecord,
 }
 
 /// A switch carried out and not yet told.
@@ -195,6 +216,21 @@ struct Untold {
     /// The provider pointed at the target before the call: told only if people last heard it
     /// points elsewhere (an earlier call, its answer lost, moved it).
     already_there: bool,
+    /// This leader sent its history entry (the answer may have been lost): found there later,
+    /// it is this leader's own write.
+    put_sent: bool,
+}
+
+/// What became of a history entry.
+enum Appended {
+    /// Written now.
+    Now,
+    /// It was the history's last entry already.
+    There,
+    /// Not written: the history could not be read, or the write was refused.
+    NotWritten,
+    /// Sent, and no answer came (it may have been written).
+    Unanswered,
 }
 
 /// Whether two records are the same switch (the wall-clock time aside).
@@ -388,8 +424,18 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             until = until.min(Instant::now() + config.dhaf.tact_interval);
         }
         // A finished switch or read-back wakes the leader too: it decides that service again.
+        // In a fixed order (`biased`), so a simulated run replays. The order is harmless: what a
+        // branch does not take now waits for the next turn (the watch's changes and finished
+        // tasks queue up, the timer is set again), and a round runs after every branch. The end
+        // of the generation goes first; finished tasks before the watch, whose changes may
+        // keep coming and would otherwise hold them back; the timer last, as every round looks
+        // at the time anyway.
         let mut over = false;
         tokio::select! {
+            biased;
+            _ = inner.retiring() => over = true,
+            Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
+            Some(read) = me.reading.join_next_with_id(), if !me.reading.is_empty() => me.read(read),
             changes = async {
                 match watch.as_mut() {
                     Some(w) => w.next().await,
@@ -424,9 +470,6 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
                     copy = None;
                 }
             }
-            Some(done) = me.running.join_next_with_id(), if !me.running.is_empty() => over = me.finish(done).await.is_err(),
-            Some(read) = me.reading.join_next_with_id(), if !me.reading.is_empty() => me.read(read),
-            _ = inner.retiring() => over = true,
         }
         if over {
             break;
@@ -606,12 +649,15 @@ impl Leading {
         let task = self.reading.spawn(async move {
             let switcher = inner.providers.services[i].switcher.clone();
             tokio::select! {
+                // In a fixed order, so a simulated run replays; the order is harmless, as a term
+                // that ends drops its read-backs whatever they answered.
+                biased;
+                _ = inner.term_ends(token) => Err("the term ended".to_string()),
                 live = tokio::time::timeout(READ_BACK_TIMEOUT, switcher.current()) => match live {
                     Ok(Ok(live)) => Ok(live),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("no answer within {} s", READ_BACK_TIMEOUT.as_secs())),
                 },
-                _ = inner.term_ends(token) => Err("the term ended".to_string()),
             }
         });
         self.reads.insert(task.id(), reading);
@@ -636,6 +682,14 @@ impl Leading {
         }
         match read {
             Ok(live) => {
+                // The provider points where the last attempt, told failed, was to point it, and
+                // did not before: its answer was lost on the way back, the switch went through.
+                if let Some(f) = slot.failed.as_ref() {
+                    let to = f.record.entry_point.as_str();
+                    if live.as_deref() == Some(to) && f.live_before.as_deref() != Some(to) {
+                        slot.went_through = slot.failed.take();
+                    }
+                }
                 slot.live = Some(live.unwrap_or_default());
                 slot.live_epoch = Some(slot.epoch);
                 slot.fresh = true;
@@ -777,6 +831,10 @@ impl Leading {
                 self.slots[i].untold_checked = true;
                 self.tell_untold_switch(i, snapshot).await;
             }
+            if let Some(Attempt { from, live_before, record }) = self.slots[i].went_through.take() {
+                tracing::info!(service = %svc.name, to = %record.entry_point, "the provider points where the failed switch was to: its answer was lost, it went through");
+                self.switched(i, from, live_before, &record).await;
+            }
             if self.slots[i].untold.is_some() {
                 self.tell_switch(i).await;
             }
@@ -856,6 +914,12 @@ impl Leading {
             });
             let slot = &mut self.slots[i];
             let live_before = slot.live.clone().filter(|_| slot.live_epoch == Some(slot.epoch));
+            // A switch is told from where people last heard the service points: after a failed
+            // attempt, or one an earlier term recorded and never carried out, the record names
+            // a target the provider may never have pointed at.
+            slot.went_through = None;
+            let failed_from = slot.failed.take().map(|f| f.from);
+            let from = slot.told_at.clone().filter(|t| !t.is_empty()).or(failed_from.flatten()).or(from);
             self.switching.insert(task.id(), Switching { service: i, from, live_before, record, decided: Instant::now() });
             self.slots[i].epoch += 1;
         }
@@ -894,9 +958,14 @@ impl Leading {
                 self.switched(i, from, live_before, &record).await
             }
             // The next round's decision waits out the backoff.
-            Outcome::Failed(error) => self.failed(i, &record, error).await,
+            Outcome::Failed(error) => {
+                self.slots[i].failed = Some(Attempt { from, live_before, record: record.clone() });
+                self.failed(i, &record, error).await
+            }
             Outcome::NotStarted(why) => {
                 tracing::info!(service = %self.inner.config.services[i].name, to = %record.entry_point, why, "switch not started");
+                // Its record may have been written: the next switch is from where this one began.
+                self.slots[i].failed = Some(Attempt { from, live_before, record });
                 self.slots[i].state.switch_not_started(Instant::now().into_std());
             }
             Outcome::TermOver => return Err(TermOver),
@@ -937,7 +1006,7 @@ impl Leading {
         // an earlier call whose answer was lost moved it. `tell_switch` tells them apart by the
         // history. A repair always moved something.
         let already_there = record.kind != SwitchKind::Repair && live_before.as_deref() == Some(record.entry_point.as_str());
-        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: attempts, already_there });
+        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: attempts, already_there, put_sent: false });
         self.tell_switch(i).await;
     }
 
@@ -949,17 +1018,35 @@ impl Leading {
         let Some(untold) = self.slots[i].untold.clone() else { return };
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
-        if untold.already_there && self.slots[i].told_at.as_deref() == Some(untold.record.entry_point.as_str()) {
-            // Where it was, and where people last heard it is: nothing moved, nothing to tell.
+        let heard_there = self.slots[i].told_at.as_deref() == Some(untold.record.entry_point.as_str());
+        if heard_there && (untold.already_there || untold.from.as_deref() == Some(untold.record.entry_point.as_str())) {
+            // Where people last heard it points, and it was there (or no switch told says it
+            // left): to them nothing moved, nothing to tell.
             tracing::info!(service = %svc.name, to = %untold.record.entry_point, "the provider already pointed there: nothing moved");
             self.slots[i].untold = None;
             return;
         }
-        if !self.append_history(&svc.name, &untold.record).await {
-            return;
+        let to = untold.record.entry_point.clone();
+        match self.append_history(&svc.name, &untold.record).await {
+            Appended::Now => {}
+            Appended::There if untold.put_sent => {}
+            Appended::There => {
+                // Not this leader's entry: a successor found the switch untold while this leader
+                // could not reach the DCS (paused, cut off), told it and wrote it. Told once.
+                tracing::info!(service = %svc.name, %to, "another leader told this switch already");
+                self.slots[i].untold = None;
+                self.slots[i].told_at = Some(to);
+                return;
+            }
+            Appended::NotWritten => return,
+            Appended::Unanswered => {
+                if let Some(u) = self.slots[i].untold.as_mut() {
+                    u.put_sent = true;
+                }
+                return;
+            }
         }
         self.slots[i].untold = None;
-        let to = untold.record.entry_point.clone();
         self.slots[i].told_at = Some(to.clone());
         let token = untold.record.token;
         let switched = Event::Switched { service: svc.name.clone(), from: untold.from, to: to.clone(), kind: untold.record.kind };
@@ -992,7 +1079,7 @@ impl Leading {
         }
         let from = if record.kind == SwitchKind::Repair { None } else { history.last().map(|h| h.entry_point.clone()) };
         tracing::info!(service = %svc.name, to = %record.entry_point, by = %record.node, "telling a switch the previous leader made but did not tell");
-        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: 0, already_there: false });
+        self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: 0, already_there: false, put_sent: false });
         self.tell_switch(i).await;
     }
 
@@ -1078,17 +1165,21 @@ impl Leading {
     }
 
     /// Append `record` to the service's history, unless it is its last entry already (a write
-    /// whose answer was lost, tried again); whether the history holds it now.
-    async fn append_history(&self, service: &str, record: &SwitchRecord) -> bool {
+    /// whose answer was lost, tried again, or another leader's).
+    async fn append_history(&self, service: &str, record: &SwitchRecord) -> Appended {
         let dcs = &self.inner.dcs;
-        let Some(mut list) = self.history(service).await else { return false };
+        let Some(mut list) = self.history(service).await else { return Appended::NotWritten };
         if list.last().is_some_and(|h| same_switch(h, record)) {
-            return true;
+            return Appended::There;
         }
         list.push(record.clone());
         let excess = list.len().saturating_sub(HISTORY_LEN);
         list.drain(..excess);
-        self.inner.dcs_call(dcs.kv_put(HISTORY_NS, service, &serde_json::to_string(&list).expect("plain data"))).await.is_ok()
+        match self.inner.dcs_call(dcs.kv_put(HISTORY_NS, service, &serde_json::to_string(&list).expect("plain data"))).await {
+            Ok(()) => Appended::Now,
+            Err(e) if e.kind() == DcsErrorKind::Retry => Appended::Unanswered,
+            Err(_) => Appended::NotWritten,
+        }
     }
 }
 

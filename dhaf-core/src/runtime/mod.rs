@@ -35,7 +35,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -115,11 +115,11 @@ pub(crate) struct Inner {
     /// This node's definition of each service, by service name, as published for agreement.
     pub definitions: BTreeMap<String, ServiceDefinition>,
     /// Bumped whenever the lease changes (new registration or loss).
-    pub lease_epoch: Arc<watch::Sender<u64>>,
+    pub lease_epoch: Arc<crate::signal::Epoch>,
     pub notifications: Arc<Notifications>,
     /// Set when a reload replaces this generation: its tasks end (the leader after its switches
     /// under way) so the next generation's take over.
-    pub retire: watch::Sender<bool>,
+    pub retire: crate::signal::Latch,
     /// The node's subscribers (events, leadership), the same for every generation.
     pub observers: Arc<Observers>,
 }
@@ -137,20 +137,19 @@ impl Inner {
         let definitions = config.services.iter().map(|s| (s.name.clone(), s.definition(config.dhaf.min_votes))).collect();
         let (local, lease_epoch, observers) = match like {
             Some(old) => (old.local.clone(), old.lease_epoch.clone(), old.observers.clone()),
-            None => (Arc::default(), Arc::new(watch::channel(0).0), notifications.observers()),
+            None => (Arc::default(), Arc::default(), notifications.observers()),
         };
-        Inner { config, dcs, providers, local, definitions, lease_epoch, notifications, retire: watch::channel(false).0, observers }
+        Inner { config, dcs, providers, local, definitions, lease_epoch, notifications, retire: Default::default(), observers }
     }
 
     /// Whether a reload replaced this generation.
     pub fn retired(&self) -> bool {
-        *self.retire.borrow()
+        self.retire.is_set()
     }
 
     /// Wait until a reload replaces this generation.
     pub async fn retiring(&self) {
-        let mut rx = self.retire.subscribe();
-        let _ = rx.wait_for(|r| *r).await;
+        self.retire.wait().await;
     }
 
     /// The timeout of one DCS call: long enough to ride out an etcd leader election (about a
@@ -255,7 +254,7 @@ impl Inner {
             }
         }
         self.step_down(why);
-        self.lease_epoch.send_modify(|e| *e += 1);
+        self.lease_epoch.bump();
         Ok(())
     }
 
@@ -384,7 +383,11 @@ impl Node {
         // but never leading again, or leading while holding the leader key from everyone else.
         tokio::pin!(shutdown);
         loop {
+            // In a fixed order (`biased`), so a simulated run replays: the stop first, then a
+            // reload (which starts every task afresh, a dead one too), then a task that died;
+            // what waits is taken at the next turn, nothing is lost.
             tokio::select! {
+                biased;
                 _ = &mut shutdown => break,
                 Some(req) = reloads.recv() => {
                     let ReloadRequest { config, providers, reply } = req;
@@ -509,10 +512,13 @@ async fn next_generation(old: &Inner, config: Config, mut providers: Providers) 
 /// End the tasks of generation `inner`: checks and presence at once (the next generation goes on
 /// with the same lease), the leader after the switches it has under way, within the lease.
 async fn retire(inner: &Inner, tasks: &mut JoinSet<()>, running: &mut Running) {
-    inner.retire.send_replace(true);
+    inner.retire.set();
     // Their ends are no deaths to restart from. Presence and checks stop at once (the next
     // generation goes on with the same lease and opinions); the election ends by itself.
-    for (_, (task, handle)) in running.drain() {
+    // Sorted by task id (the order they were spawned), not the map's, so a simulated run replays.
+    let mut all: Vec<_> = running.drain().collect();
+    all.sort_by_key(|(id, _)| *id);
+    for (_, (task, handle)) in all {
         if task != Task::Election {
             handle.abort();
         }
@@ -595,7 +601,7 @@ async fn presence(inner: Arc<Inner>) {
                     tracing::info!(lease = id, "registered in the dcs");
                     l.lease = Some(id);
                     drop(l);
-                    inner.lease_epoch.send_modify(|e| *e += 1);
+                    inner.lease_epoch.bump();
                 }
             }
             Err(e) if e.kind() == DcsErrorKind::LeaseLost => {
@@ -606,7 +612,7 @@ async fn presence(inner: Arc<Inner>) {
                     l.lease_deadline = None;
                 }
                 inner.step_down("lease expired");
-                inner.lease_epoch.send_modify(|e| *e += 1);
+                inner.lease_epoch.bump();
                 continue;
             }
             Err(e) => {
@@ -663,7 +669,7 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
     let mut abstaining = false;
     // What is published, and under which lease; anything else is (re)published.
     let mut published: Option<(LeaseId, Opinion)> = None;
-    let mut epoch = inner.lease_epoch.subscribe();
+    let mut epoch = inner.lease_epoch.get();
     let mut next_check = Instant::now();
     loop {
         if Instant::now() >= next_check {
@@ -742,10 +748,13 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
                 }
             }
         }
-        // A new lease republishes at once, without waiting for the next check.
+        // A new lease republishes at once, without waiting for the next check. In a fixed
+        // order, so a simulated run replays: both lead to the next round of checks, and a new
+        // lease taken first is not taken again for a second round at the same instant.
         tokio::select! {
+            biased;
+            now = inner.lease_epoch.after(epoch) => epoch = now,
             _ = tokio::time::sleep_until(next_check) => {}
-            _ = epoch.changed() => {}
         }
     }
 }
