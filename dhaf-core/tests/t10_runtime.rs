@@ -12,7 +12,7 @@ use dhaf_core::model::{Event, FencingToken, SwitchKind, SwitchRecord};
 use dhaf_core::provider::{HealthChecker, Notifier, ProviderError, Switcher};
 use dhaf_core::registry::{Providers, Registry, ServiceProviders};
 use dhaf_core::runtime::{Node, NodeError, NodeEvent, NodeHandle, ReloadError};
-use dhaf_core::testing::{FakeProvider, InterceptingDcs, Interceptor, RecordingNotifier, ScriptedChecker};
+use dhaf_core::testing::{CallCounts, FakeProvider, InterceptingDcs, Interceptor, RecordingNotifier, ScriptedChecker};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
@@ -2083,4 +2083,70 @@ async fn with_many_services_a_change_to_one_decides_only_that_one() {
     // service 7, none of the 199 others, and no decision of every service every tact.
     assert!(more > 0 && more < 20, "{more} decisions for one service's failover among 200");
     assert!(services.iter().enumerate().all(|(i, (p, _))| i == 7 || p.current().as_deref() == Some("ep-1")));
+}
+
+/// A DCS that serves one call at a time, each in 3 ms (about 330 writes a second: an etcd whose
+/// disk syncs slowly, or on a busy machine). A call is served once sent, even if its caller has
+/// stopped waiting: the DCS's time is spent all the same.
+#[derive(Default)]
+struct OneAtATime(std::sync::Mutex<Option<Instant>>);
+
+#[async_trait::async_trait]
+impl Interceptor for OneAtATime {
+    async fn before(&self, _method: &'static str) -> Result<(), DcsError> {
+        let done = {
+            let mut busy_until = self.0.lock().unwrap();
+            let done = busy_until.map_or(Instant::now(), |b| b.max(Instant::now())) + Duration::from_millis(3);
+            *busy_until = Some(done);
+            done
+        };
+        tokio::time::sleep_until(done).await;
+        Ok(())
+    }
+}
+
+/// A node with 1,000 services × 3 entry points on a DCS that serves one call at a time: its
+/// first opinions (3,000 writes) must not starve its lease's keep-alives, or the lease expires,
+/// the node registers again, every opinion is published again at once, and so on for ever.
+#[tokio::test(start_paused = true)]
+async fn thousands_of_first_opinions_do_not_starve_the_lease_of_a_slow_dcs() {
+    let services: String = (0..1000)
+        .map(|s| {
+            format!(
+                "  - name: s{s}\n    domain: s{s}.example.test\n    entry-points:\n      - {{ name: a, ip: 10.0.{}.{} }}\n      \
+                 - {{ name: b, ip: 10.1.{}.{} }}\n      - {{ name: c, ip: 10.2.{}.{} }}\n    switcher: {{ type: fake }}\n    \
+                 health-checker: {{ type: scripted }}\n",
+                s / 250,
+                s % 250 + 1,
+                s / 250,
+                s % 250 + 1,
+                s / 250,
+                s % 250 + 1
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "dhaf:\n  cluster-name: test\n  node-name: n1\n  tact-interval: 1\n  heartbeat-interval: 1\n  healthy-node-status-ttl: 6\nservices:\n{services}"
+    );
+    let config = Config::parse(&yaml).unwrap();
+    let memory = MemoryDcs::new("test");
+    let counts = CallCounts::default();
+    let slow = Arc::new(InterceptingDcs::new(Arc::new(memory.client("n1")), OneAtATime::default()));
+    let dcs = Arc::new(InterceptingDcs::new(slow, counts.clone()));
+    let provider = FakeProvider::new(None);
+    let checker = ScriptedChecker::new();
+    let providers = Providers {
+        services: (0..1000)
+            .map(|_| ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) })
+            .collect(),
+        notifiers: vec![],
+    };
+    let node = Node::new(config, dcs, providers);
+    tokio::spawn(node.run(std::future::pending()));
+    sleep(Duration::from_secs(60)).await;
+    let snap = memory.snapshot().await.unwrap();
+    let opinions: usize = snap.opinions.values().map(|by_service| by_service.values().map(|eps| eps.len()).sum::<usize>()).sum();
+    assert_eq!(counts.get().get("register").copied(), Some(1), "the node lost its lease and registered again: {:?}", counts.get());
+    assert_eq!(opinions, 3000, "every opinion is published");
+    assert!(snap.alive.contains("n1"), "the node is alive");
 }

@@ -650,16 +650,25 @@ async fn publish_definitions(inner: &Inner) {
 /// server) delays only its own entry point, never another service's failover.
 async fn checks(inner: Arc<Inner>) {
     let limit = Arc::new(Semaphore::new(inner.config.dhaf.check_concurrency));
+    let publishing = Arc::new(Semaphore::new(PUBLISH_CONCURRENCY));
     let mut loops = JoinSet::new();
     for (si, svc) in inner.config.services.iter().enumerate() {
         for ei in 0..svc.entry_points.len() {
-            loops.spawn(check_loop(inner.clone(), limit.clone(), si, ei));
+            loops.spawn(check_loop(inner.clone(), limit.clone(), publishing.clone(), si, ei));
         }
     }
     while loops.join_next().await.is_some() {}
 }
 
-async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usize) {
+/// How many opinion writes (or withdrawals) one node has in flight at most. A node with
+/// thousands of entry points publishes thousands of first opinions at once, and again for every
+/// new lease: sent all together to a DCS that serves a few hundred writes a second, they time out
+/// waiting behind each other while the DCS still serves them, are sent again next tact, and
+/// nothing is ever published (the node's keep-alives wait in the same queue). Paced, the same
+/// writes all land, a DCS round trip each, and a changed opinion waits behind at most this many.
+const PUBLISH_CONCURRENCY: usize = 16;
+
+async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, publishing: Arc<Semaphore>, si: usize, ei: usize) {
     let config = inner.config.clone();
     let svc = &config.services[si];
     let ep = &svc.entry_points[ei];
@@ -732,11 +741,13 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, si: usize, ei: usi
             next_check = Instant::now() + config.dhaf.tact_interval;
         }
         if abstaining && published.is_some() {
+            let _permit = publishing.acquire().await.expect("never closed");
             if withdraw_stale(&inner, &key).await {
                 published = None;
             }
         } else if let (Some(lease), Some(op), false) = (inner.lease(), hysteresis.current(), abstaining) {
             if published.as_ref() != Some(&(lease, op.clone())) {
+                let _permit = publishing.acquire().await.expect("never closed");
                 match inner.dcs_call(inner.dcs.publish_opinion(&config.dhaf.node_name, lease, &key.0, &key.1, &op)).await {
                     Ok(()) => published = Some((lease, op)),
                     Err(e) => {
