@@ -24,10 +24,17 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use dhaf_core::config::Config;
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::model::{EntryPoint, FencingToken};
+use dhaf_core::model::FencingToken;
 use dhaf_core::provider::Switcher;
 use dhaf_core::testing::ScriptedChecker;
 use serde_json::{json, Value};
+
+#[path = "support/common.rs"]
+mod common;
+#[path = "support/switcher.rs"]
+mod switcher_support;
+
+use common::ep;
 
 fn prism_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("DHAF_PRISM") {
@@ -195,38 +202,15 @@ async fn forward(State(o): State<Overlay>, method: Method, uri: Uri, headers: He
     axum::Json(answer).into_response()
 }
 
-const CONFIG: &str = r#"
-dhaf:
-  cluster-name: c1
-  node-name: n1
-services:
-  - name: web
-    domain: www.example.com
-    entry-points:
-      - name: ep-1
-        ip: 198.51.100.4
-      - name: ep-2
-        ip: 203.0.113.7
-      - name: ep-6
-        ip: "2001:db8::6"
-    health-checker:
-      type: scripted
-    switcher:
-      type: cloudflare
-      api-token: contract-test-token
-      zone: example.com
-"#;
-
 fn switcher(api_url: &str) -> Arc<dyn Switcher> {
-    let yaml = format!("{CONFIG}      api-url: {api_url}\n      timeout: 30\n");
+    let eps = [("ep-1", "198.51.100.4"), ("ep-2", "203.0.113.7"), ("ep-6", "2001:db8::6")];
+    let config = switcher_support::config("www.example.com", &eps, "cloudflare");
+    let yaml =
+        format!("{config}      api-token: contract-test-token\n      zone: example.com\n      api-url: {api_url}\n      timeout: 30\n");
     let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
     let mut registry = dhaf_providers::registry();
     registry.checker("scripted", |s, _| s.fields().into_result(Arc::new(ScriptedChecker::new())));
     registry.build(&config, Arc::new(MemoryDcs::new("c1"))).unwrap().services[0].switcher.clone()
-}
-
-fn ep(name: &str, ip: &str) -> EntryPoint {
-    EntryPoint { name: name.into(), ip: ip.parse().unwrap() }
 }
 
 fn assert_all_accepted(seen: &[Seen]) {

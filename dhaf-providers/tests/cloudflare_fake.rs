@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use dhaf_core::config::{Config, ConfigError};
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::model::{EntryPoint, FencingToken};
+use dhaf_core::model::FencingToken;
 use dhaf_core::provider::{ProviderError, Switcher};
 use dhaf_core::testing::ScriptedChecker;
 use serde_json::{json, Value};
@@ -285,31 +285,19 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri:
     }
 }
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/switcher.rs"]
 mod switcher_support;
 
-const CONFIG: &str = r#"
-dhaf:
-  cluster-name: c1
-  node-name: n1
-services:
-  - name: web
-    domain: www.foo.com
-    entry-points:
-      - name: ep-1
-        ip: 192.0.2.1
-      - name: ep-2
-        ip: 192.0.2.2
-      - name: ep-6
-        ip: "2001:db8::6"
-    health-checker:
-      type: scripted
-    switcher:
-      type: cloudflare
-"#;
+use common::ep;
+
+fn config() -> String {
+    switcher_support::config("www.foo.com", &switcher_support::THREE, "cloudflare")
+}
 
 fn build_with(settings: &str) -> Result<Arc<dyn Switcher>, ConfigError> {
-    switcher_support::build(&format!("{CONFIG}{settings}"))
+    switcher_support::build(&format!("{}{settings}", config()))
 }
 
 fn switcher(fake: &Fake, extra: &str) -> Arc<dyn Switcher> {
@@ -317,16 +305,9 @@ fn switcher(fake: &Fake, extra: &str) -> Arc<dyn Switcher> {
     build_with(&settings).expect("valid settings")
 }
 
-fn ep(name: &str, ip: &str) -> EntryPoint {
-    EntryPoint { name: name.into(), ip: ip.parse().unwrap() }
-}
-
 /// The text of an error, checked to hold no secret.
 fn text(e: &ProviderError) -> String {
-    let t = e.to_string();
-    assert!(!t.contains(TOKEN), "the token leaked into an error: {t}");
-    assert!(!format!("{e:?}").contains(TOKEN), "the token leaked into Debug");
-    t
+    common::checked_text(e, TOKEN)
 }
 
 #[tokio::test]
@@ -412,10 +393,7 @@ async fn duplicates_dhaf_made_are_deleted_by_the_leaders_switch() {
 
 #[tokio::test]
 async fn records_dhaf_did_not_make_are_refused_at_every_read_and_switch_until_removed() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(move || sink.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::Captured::start(tracing::Level::INFO);
 
     let fake = Fake::start().await;
     fake.with(|s| s.page_size = 1);
@@ -436,7 +414,7 @@ async fn records_dhaf_did_not_make_are_refused_at_every_read_and_switch_until_re
     assert_eq!(fake.writes(), 0, "nothing touched: {:#?}", fake.log());
     assert_eq!(fake.records("www.foo.com").len(), 2);
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let logs = captured.text();
     let loud = logs.lines().filter(|l| l.contains("ERROR") && l.contains("dhaf did not make")).count();
     assert!(loud >= 4, "every read and switch logs it at ERROR (start, 2 reads, 1 switch):\n{logs}");
 
@@ -689,7 +667,7 @@ async fn the_request_budget_is_never_exceeded() {
 
 #[tokio::test]
 async fn the_token_stays_out_of_debug_output() {
-    let yaml = format!("{CONFIG}      api-token: {TOKEN}\n      zone: foo.com\n");
+    let yaml = format!("{}      api-token: {TOKEN}\n      zone: foo.com\n", config());
     let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
     let ctx = dhaf_core::provider::BuildContext {
         cluster: "c1".into(),
@@ -703,26 +681,9 @@ async fn the_token_stays_out_of_debug_output() {
     assert!(!shown.contains(TOKEN) && shown.contains("***"), "{shown}");
 }
 
-/// Collects everything logged through `tracing`, at every level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_token_is_never_logged_even_at_trace_level() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || sink.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::Captured::start(tracing::Level::TRACE);
 
     let fake = Fake::start().await;
     let sw = switcher(&fake, "");
@@ -733,7 +694,7 @@ async fn the_token_is_never_logged_even_at_trace_level() {
     fake.with(|s| s.records.clear());
     sw.current().await.unwrap();
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let logs = captured.text();
     assert!(logs.contains("cloudflare switcher ready"), "the capture works: {logs}");
     assert!(!logs.contains(TOKEN), "the token was logged:\n{logs}");
 }
@@ -771,7 +732,7 @@ async fn a_running_node_repairs_drift_and_fails_over_through_the_record() {
     fake.add_record("A", "www.foo.com", "192.0.2.1", true);
     let yaml = format!(
         "{}      api-token: {TOKEN}\n      zone: foo.com\n      api-url: {}\n",
-        CONFIG.replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n  reconcile-interval: 1\n"),
+        config().replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n  reconcile-interval: 1\n"),
         fake.url
     );
     let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
@@ -818,7 +779,7 @@ async fn a_running_node_waits_out_cloudflares_retry_after_before_switching_again
     fake.add_record("A", "www.foo.com", "192.0.2.1", true);
     let yaml = format!(
         "{}      api-token: {TOKEN}\n      zone: foo.com\n      api-url: {}\n",
-        CONFIG.replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n"),
+        config().replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n"),
         fake.url
     );
     let config = Config::parse_with_env(&yaml, &|_| None).unwrap();

@@ -9,10 +9,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use dhaf_core::config::ProviderConfig;
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::model::{Event, FencingToken, Notification, SwitchKind};
+use dhaf_core::model::{Event, Notification};
 use dhaf_core::provider::{BuildContext, Notifier, ProviderError, ProviderStore};
 use dhaf_providers::notify::email::EmailNotifier;
 use serde_json::Value;
+
+#[path = "support/common.rs"]
+mod common;
 
 const USER: &str = "dhaf";
 const PASSWORD: &str = "s3cret-Pa55word";
@@ -277,21 +280,7 @@ async fn t40_ssl_with_a_private_ca_or_accept_invalid_certs() {
 async fn t50_every_event_kind_arrives_with_its_own_subject() {
     let server = SmtpServer::start();
     let n = notifier(&config(server.plain, "none", PASSWORD, ""));
-    let events = vec![
-        Event::EntryPointWentDown { service: "main".into(), entry_point: "ep-1".into(), reasons: vec!["n1: timeout".into()] },
-        Event::EntryPointCameUp { service: "main".into(), entry_point: "ep-1".into() },
-        Event::Switched { service: "main".into(), from: Some("ep-1".into()), to: "ep-2".into(), kind: SwitchKind::Failover },
-        Event::Switched { service: "main".into(), from: None, to: "ep-1".into(), kind: SwitchKind::Initial },
-        Event::SwitchFailed { service: "main".into(), to: "ep-2".into(), reason: "cloudflare: HTTP 503".into() },
-        Event::SwitchoverPurged { service: "main".into(), entry_point: "ep-2".into(), why: "ep-2 is unhealthy".into() },
-        Event::ServiceWentDown { service: "main".into() },
-        Event::ServiceCameUp { service: "main".into() },
-        Event::NodeWentDown { node: "n2".into() },
-        Event::NodeCameUp { node: "n2".into() },
-        Event::LeaderElected { node: "n3".into(), token: FencingToken(42) },
-        Event::DcsUnavailable { node: "n1".into(), reason: "etcd: connection refused".into() },
-        Event::DcsRecovered { node: "n1".into() },
-    ];
+    let events = common::every_event();
     for event in &events {
         n.notify(&Notification { cluster: "c1".into(), node: "n1".into(), event: event.clone(), entry_points: Vec::new(), at: at() })
             .await

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use dhaf_core::config::ProviderConfig;
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::model::{Event, FencingToken, Notification, SwitchKind};
+use dhaf_core::model::{Event, Notification, SwitchKind};
 use dhaf_core::provider::{BuildContext, Notifier, ProviderError, ProviderStore};
 use dhaf_providers::notify::tg::{TelegramNotifier, HELP, LOCKED_OUT, MAX_WRONG_CODES, WRONG_CODE};
 use serde_json::{json, Value};
@@ -252,6 +252,9 @@ mod fake {
 
 use fake::Fake;
 
+#[path = "support/common.rs"]
+mod common;
+
 fn store(dcs: &Arc<MemoryDcs>) -> ProviderStore {
     ProviderStore::new(dcs.clone(), "notifier.tg")
 }
@@ -395,21 +398,7 @@ async fn t20_every_event_kind_reaches_every_chat_once() {
     subscribe(&dcs, 11).await;
     subscribe(&dcs, -22).await;
     let bot = notifier(&fake, &dcs);
-    let events = vec![
-        Event::EntryPointWentDown { service: "main".into(), entry_point: "ep-1".into(), reasons: vec!["n1: timeout".into()] },
-        Event::EntryPointCameUp { service: "main".into(), entry_point: "ep-1".into() },
-        Event::Switched { service: "main".into(), from: Some("ep-1".into()), to: "ep-2".into(), kind: SwitchKind::Failover },
-        Event::Switched { service: "main".into(), from: Some("ep-2".into()), to: "ep-1".into(), kind: SwitchKind::Failback },
-        Event::SwitchFailed { service: "main".into(), to: "ep-2".into(), reason: "cloudflare: HTTP 503".into() },
-        Event::SwitchoverPurged { service: "main".into(), entry_point: "ep-2".into(), why: "ep-2 is unhealthy".into() },
-        Event::ServiceWentDown { service: "main".into() },
-        Event::ServiceCameUp { service: "main".into() },
-        Event::NodeWentDown { node: "n2".into() },
-        Event::NodeCameUp { node: "n2".into() },
-        Event::LeaderElected { node: "n3".into(), token: FencingToken(42) },
-        Event::DcsUnavailable { node: "n1".into(), reason: "etcd: connection refused".into() },
-        Event::DcsRecovered { node: "n1".into() },
-    ];
+    let events = common::every_event();
     for e in &events {
         bot.notify(&note(e.clone())).await.unwrap();
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dhaf_core::config::ConfigError;
-use dhaf_core::model::{EntryPoint, FencingToken};
+use dhaf_core::model::FencingToken;
 use dhaf_core::provider::{ProviderError, Switcher};
 
 /// Every test gets its own directory with its scripts and the state they keep.
@@ -52,31 +52,21 @@ struct Trio {
     current: PathBuf,
 }
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/script.rs"]
 mod script_support;
 #[path = "support/switcher.rs"]
 mod switcher_support;
 
-const CONFIG: &str = r#"
-dhaf:
-  cluster-name: c1
-  node-name: n1
-services:
-  - name: web
-    domain: foo.com
-    entry-points:
-      - name: ep-1
-        ip: 10.0.0.1
-      - name: ep-2
-        ip: "2001:db8::2"
-    health-checker:
-      type: scripted
-    switcher:
-      type: exec
-"#;
+use common::ep;
+
+fn config() -> String {
+    switcher_support::config("foo.com", &[("ep-1", "10.0.0.1"), ("ep-2", "2001:db8::2")], "exec")
+}
 
 fn build_with(settings: &str) -> Result<Arc<dyn Switcher>, ConfigError> {
-    switcher_support::build(&format!("{CONFIG}{settings}"))
+    switcher_support::build(&format!("{}{settings}", config()))
 }
 
 /// A switcher with `init` and `switch` only, as the original's.
@@ -94,10 +84,6 @@ fn build_reading(init: &Path, switch: &Path, current: &Path, timeout: u64) -> Ar
         current.display()
     );
     build_with(&settings).expect("valid exec settings")
-}
-
-fn ep(name: &str, ip: &str) -> EntryPoint {
-    EntryPoint { name: name.into(), ip: ip.parse().unwrap() }
 }
 
 /// Whether process `pid` is gone (or a zombie nobody reaped yet, which holds nothing).

@@ -2,41 +2,28 @@
 //! back by query, drift made with `knsupdate` repaired, the term record fencing a stale leader,
 //! and wrong keys refused with a clear error.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dhaf_core::config::{Config, ConfigError};
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::model::{EntryPoint, FencingToken};
+use dhaf_core::model::FencingToken;
 use dhaf_core::provider::{ProviderError, Switcher};
 use dhaf_core::testing::ScriptedChecker;
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/knot.rs"]
 mod knot;
 #[path = "support/switcher.rs"]
 mod switcher_support;
 
+use common::ep;
 use knot::{Knot, KEY_NAME, KEY_SECRET, READER_NAME, READER_SECRET, ZONE};
 
-const CONFIG: &str = r#"
-dhaf:
-  cluster-name: c1
-  node-name: n1
-services:
-  - name: web
-    domain: www.dhaf.test
-    entry-points:
-      - name: ep-1
-        ip: 192.0.2.1
-      - name: ep-2
-        ip: 192.0.2.2
-      - name: ep-6
-        ip: "2001:db8::6"
-    health-checker:
-      type: scripted
-    switcher:
-      type: rfc2136
-"#;
+fn config() -> String {
+    switcher_support::config("www.dhaf.test", &switcher_support::THREE, "rfc2136")
+}
 
 /// Held shared by every test, and alone by the one that captures logs: a log line another test
 /// thread reaches first, while the capture is being set up, would otherwise be missed.
@@ -46,7 +33,7 @@ const DOMAIN: &str = "www.dhaf.test";
 const TERM_NAME: &str = "_dhaf.www.dhaf.test";
 
 fn build_with(settings: &str) -> Result<Arc<dyn Switcher>, ConfigError> {
-    switcher_support::build(&format!("{CONFIG}{settings}"))
+    switcher_support::build(&format!("{}{settings}", config()))
 }
 
 fn settings(knot: &Knot, key: &str, secret: &str, extra: &str) -> String {
@@ -57,18 +44,12 @@ fn switcher(knot: &Knot, extra: &str) -> Arc<dyn Switcher> {
     build_with(&settings(knot, KEY_NAME, KEY_SECRET, extra)).expect("valid settings")
 }
 
-fn ep(name: &str, ip: &str) -> EntryPoint {
-    EntryPoint { name: name.into(), ip: ip.parse().unwrap() }
-}
-
 /// The text of an error, checked to hold no secret.
 fn text(e: &ProviderError) -> String {
-    let t = e.to_string();
     for secret in [KEY_SECRET, READER_SECRET, "d3Jvbmctc2VjcmV0LW9mLWEta2V5LXRoYXQtaXMtd3Jvbmc="] {
-        assert!(!t.contains(secret), "a secret leaked into an error: {t}");
-        assert!(!format!("{e:?}").contains(secret), "a secret leaked into Debug");
+        common::checked_text(e, secret);
     }
-    t
+    e.to_string()
 }
 
 #[tokio::test]
@@ -192,26 +173,10 @@ async fn a_silent_server_times_out_as_a_transient_failure() {
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_secret_stays_out_of_debug_output_and_logs() {
     let _alone = LOGS.write().await;
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || sink.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::Captured::start(tracing::Level::TRACE);
     // Other tests in this binary may have run the same log lines first, without a subscriber.
     tracing::callsite::rebuild_interest_cache();
 
@@ -221,7 +186,7 @@ async fn the_secret_stays_out_of_debug_output_and_logs() {
     sw.switch(&ep("ep-2", "192.0.2.2"), FencingToken(2)).await.unwrap();
     sw.current().await.unwrap();
 
-    let config = Config::parse_with_env(&format!("{CONFIG}{}", settings(&knot, KEY_NAME, KEY_SECRET, "")), &|_| None).unwrap();
+    let config = Config::parse_with_env(&format!("{}{}", config(), settings(&knot, KEY_NAME, KEY_SECRET, "")), &|_| None).unwrap();
     assert!(format!("{config:?}").contains("rfc2136"));
     let debug = format!(
         "{:?}",
@@ -239,7 +204,7 @@ async fn the_secret_stays_out_of_debug_output_and_logs() {
     );
     assert!(debug.contains("dhaf-key") && !debug.contains(KEY_SECRET), "{debug}");
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let logs = captured.text();
     assert!(logs.contains("rfc2136 switcher ready"), "the capture works: {logs}");
     assert!(!logs.contains(KEY_SECRET), "the secret was logged:\n{logs}");
 }
@@ -273,7 +238,7 @@ async fn a_running_node_repairs_drift_and_fails_over_through_the_dns_server() {
     knot.nsupdate(&format!("update add {DOMAIN}. 60 A 192.0.2.1"));
     let yaml = format!(
         "{}{}",
-        CONFIG.replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n  reconcile-interval: 1\n"),
+        config().replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n  reconcile-interval: 1\n"),
         settings(&knot, KEY_NAME, KEY_SECRET, "")
     );
     let config = Config::parse_with_env(&yaml, &|_| None).unwrap();

@@ -8,36 +8,23 @@ use std::time::{Duration, Instant};
 
 use dhaf_core::config::{Config, ConfigError};
 use dhaf_core::dcs::memory::MemoryDcs;
-use dhaf_core::model::{EntryPoint, FencingToken};
+use dhaf_core::model::FencingToken;
 use dhaf_core::provider::{ProviderError, Switcher};
 use dhaf_core::testing::ScriptedChecker;
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/moto.rs"]
 mod moto;
 #[path = "support/switcher.rs"]
 mod switcher_support;
 
+use common::ep;
 use moto::{Moto, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 
-const CONFIG: &str = r#"
-dhaf:
-  cluster-name: c1
-  node-name: n1
-services:
-  - name: web
-    domain: www.dhaf.test
-    entry-points:
-      - name: ep-1
-        ip: 192.0.2.1
-      - name: ep-2
-        ip: 192.0.2.2
-      - name: ep-6
-        ip: "2001:db8::6"
-    health-checker:
-      type: scripted
-    switcher:
-      type: route53
-"#;
+fn config() -> String {
+    switcher_support::config("www.dhaf.test", &switcher_support::THREE, "route53")
+}
 
 const ZONE: &str = "dhaf.test";
 const DOMAIN: &str = "www.dhaf.test";
@@ -51,23 +38,16 @@ fn settings(moto: &Moto, zone: &str, extra: &str) -> String {
 }
 
 fn build_with(settings: &str) -> Result<Arc<dyn Switcher>, ConfigError> {
-    switcher_support::build(&format!("{CONFIG}{settings}"))
+    switcher_support::build(&format!("{}{settings}", config()))
 }
 
 fn switcher(moto: &Moto, zone: &str, extra: &str) -> Arc<dyn Switcher> {
     build_with(&settings(moto, zone, extra)).expect("valid settings")
 }
 
-fn ep(name: &str, ip: &str) -> EntryPoint {
-    EntryPoint { name: name.into(), ip: ip.parse().unwrap() }
-}
-
 /// The text of an error, checked to hold no secret.
 fn text(e: &ProviderError) -> String {
-    let t = e.to_string();
-    assert!(!t.contains(SECRET_ACCESS_KEY), "the secret leaked into an error: {t}");
-    assert!(!format!("{e:?}").contains(SECRET_ACCESS_KEY), "the secret leaked into Debug");
-    t
+    common::checked_text(e, SECRET_ACCESS_KEY)
 }
 
 #[tokio::test]
@@ -219,7 +199,7 @@ async fn a_running_node_repairs_drift_and_fails_over_through_route53() {
     moto.change(&zone, &[("CREATE", DOMAIN, "A", &["192.0.2.1"])]);
     let yaml = format!(
         "{}{}",
-        CONFIG.replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n  reconcile-interval: 1\n"),
+        config().replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n  reconcile-interval: 1\n"),
         settings(&moto, &zone, "")
     );
     let config = Config::parse_with_env(&yaml, &|_| None).unwrap();

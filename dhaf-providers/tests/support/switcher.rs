@@ -1,4 +1,5 @@
 //! Building a service's switcher from YAML through the real registry, as the node does.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -16,3 +17,17 @@ pub fn build(yaml: &str) -> Result<Arc<dyn Switcher>, ConfigError> {
     let providers = registry.build(&config, Arc::new(MemoryDcs::new("c1")))?;
     Ok(providers.services[0].switcher.clone())
 }
+
+/// The config of cluster `c1`, node `n1`, with one service `web` for `domain` whose entry points
+/// are `entry_points` (name, ip), checked by `type: scripted` and switched by `kind`. The
+/// switcher's settings follow, each line indented by 6.
+pub fn config(domain: &str, entry_points: &[(&str, &str)], kind: &str) -> String {
+    let eps: String = entry_points.iter().map(|(name, ip)| format!("      - name: {name}\n        ip: \"{ip}\"\n")).collect();
+    format!(
+        "dhaf:\n  cluster-name: c1\n  node-name: n1\nservices:\n  - name: web\n    domain: {domain}\n    entry-points:\n{eps}    \
+         health-checker:\n      type: scripted\n    switcher:\n      type: {kind}\n"
+    )
+}
+
+/// ep-1, ep-2 (IPv4 from 192.0.2.0/24) and ep-6 (IPv6), as most switcher tests use them.
+pub const THREE: [(&str, &str); 3] = [("ep-1", "192.0.2.1"), ("ep-2", "192.0.2.2"), ("ep-6", "2001:db8::6")];
