@@ -15,7 +15,6 @@ use dhaf_core::config::{Config, ConfigError};
 use dhaf_core::dcs::memory::MemoryDcs;
 use dhaf_core::model::FencingToken;
 use dhaf_core::provider::{ProviderError, Switcher};
-use dhaf_core::testing::ScriptedChecker;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "cf-secret-token-1234567890";
@@ -735,18 +734,8 @@ async fn a_running_node_repairs_drift_and_fails_over_through_the_record() {
         config().replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n  reconcile-interval: 1\n"),
         fake.url
     );
-    let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
-    let checker = ScriptedChecker::new();
-    let mut registry = dhaf_providers::registry();
-    let shared = checker.clone();
-    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(shared.clone())));
-    let dcs = Arc::new(MemoryDcs::new("c1"));
-    let providers = registry.build(&config, dcs.clone()).unwrap();
-    let node = dhaf_core::runtime::Node::new(config, dcs, providers);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(node.run(async move {
-        let _ = stopped.await;
-    }));
+    let node = switcher_support::RunningNode::start(&yaml);
+    let checker = &node.checker;
 
     // The leader reads the record back; it already points at the first entry point, so nothing
     // is written.
@@ -768,9 +757,7 @@ async fn a_running_node_repairs_drift_and_fails_over_through_the_record() {
     checker.down("ep-1", "connection refused");
     wait_for_record(&fake, "failover to ep-2", |r| r.content == "192.0.2.2").await;
 
-    let _ = stop.send(());
-    let result = tokio::time::timeout(Duration::from_secs(30), running).await.expect("the node stops").unwrap();
-    assert!(result.is_ok(), "{result:?}");
+    node.stop().await;
 }
 
 #[tokio::test]
@@ -782,18 +769,8 @@ async fn a_running_node_waits_out_cloudflares_retry_after_before_switching_again
         config().replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n"),
         fake.url
     );
-    let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
-    let checker = ScriptedChecker::new();
-    let mut registry = dhaf_providers::registry();
-    let shared = checker.clone();
-    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(shared.clone())));
-    let dcs = Arc::new(MemoryDcs::new("c1"));
-    let providers = registry.build(&config, dcs.clone()).unwrap();
-    let node = dhaf_core::runtime::Node::new(config, dcs, providers);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(node.run(async move {
-        let _ = stopped.await;
-    }));
+    let node = switcher_support::RunningNode::start(&yaml);
+    let checker = &node.checker;
     let start = Instant::now();
     while fake.count("GET /zones/0123456789abcdef0123456789abcdef/dns_records?") < 2 {
         assert!(start.elapsed() < Duration::from_secs(60), "the leader never read the record back: {:#?}", fake.log());
@@ -814,7 +791,5 @@ async fn a_running_node_waits_out_cloudflares_retry_after_before_switching_again
     assert!(refused.elapsed() >= Duration::from_millis(4900), "written again {:?} after a 429 asking for 5 s", refused.elapsed());
     assert_eq!(fake.count("PATCH"), 2, "{:#?}", fake.log());
 
-    let _ = stop.send(());
-    let result = tokio::time::timeout(Duration::from_secs(30), running).await.expect("the node stops").unwrap();
-    assert!(result.is_ok(), "{result:?}");
+    node.stop().await;
 }

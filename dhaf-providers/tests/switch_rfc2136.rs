@@ -9,7 +9,6 @@ use dhaf_core::config::{Config, ConfigError};
 use dhaf_core::dcs::memory::MemoryDcs;
 use dhaf_core::model::FencingToken;
 use dhaf_core::provider::{ProviderError, Switcher};
-use dhaf_core::testing::ScriptedChecker;
 
 #[path = "support/common.rs"]
 mod common;
@@ -241,18 +240,8 @@ async fn a_running_node_repairs_drift_and_fails_over_through_the_dns_server() {
         config().replace("  node-name: n1\n", "  node-name: n1\n  tact-interval: 1\n  reconcile-interval: 1\n"),
         settings(&knot, KEY_NAME, KEY_SECRET, "")
     );
-    let config = Config::parse_with_env(&yaml, &|_| None).unwrap();
-    let checker = ScriptedChecker::new();
-    let mut registry = dhaf_providers::registry();
-    let shared = checker.clone();
-    registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(shared.clone())));
-    let dcs = Arc::new(MemoryDcs::new("c1"));
-    let providers = registry.build(&config, dcs.clone()).unwrap();
-    let node = dhaf_core::runtime::Node::new(config, dcs, providers);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(node.run(async move {
-        let _ = stopped.await;
-    }));
+    let node = switcher_support::RunningNode::start(&yaml);
+    let checker = &node.checker;
 
     let wait_for = |what: &'static str, rtype: &'static str, want: Vec<&'static str>| {
         let knot = &knot;
@@ -280,7 +269,5 @@ async fn a_running_node_repairs_drift_and_fails_over_through_the_dns_server() {
     checker.down("ep-1", "connection refused");
     wait_for("failover to ep-2", "A", vec!["192.0.2.2"]).await;
 
-    let _ = stop.send(());
-    let result = tokio::time::timeout(Duration::from_secs(30), running).await.expect("the node stops").unwrap();
-    assert!(result.is_ok(), "{result:?}");
+    node.stop().await;
 }

@@ -31,3 +31,38 @@ pub fn config(domain: &str, entry_points: &[(&str, &str)], kind: &str) -> String
 
 /// ep-1, ep-2 (IPv4 from 192.0.2.0/24) and ep-6 (IPv6), as most switcher tests use them.
 pub const THREE: [(&str, &str); 3] = [("ep-1", "192.0.2.1"), ("ep-2", "192.0.2.2"), ("ep-6", "2001:db8::6")];
+
+/// A node of a config running with the real registry on the in-memory DCS, its checks answered
+/// by `checker` (`type: scripted`).
+pub struct RunningNode {
+    /// What the node's checks see.
+    pub checker: ScriptedChecker,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), dhaf_core::runtime::NodeError>>,
+}
+
+impl RunningNode {
+    /// Start the node of `yaml`.
+    pub fn start(yaml: &str) -> RunningNode {
+        let config = Config::parse_with_env(yaml, &|_| None).expect("the test config parses");
+        let checker = ScriptedChecker::new();
+        let mut registry = dhaf_providers::registry();
+        let shared = checker.clone();
+        registry.checker("scripted", move |s, _| s.fields().into_result(Arc::new(shared.clone())));
+        let dcs = Arc::new(MemoryDcs::new("c1"));
+        let providers = registry.build(&config, dcs.clone()).expect("the providers build");
+        let node = dhaf_core::runtime::Node::new(config, dcs, providers);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(node.run(async move {
+            let _ = stopped.await;
+        }));
+        RunningNode { checker, stop, task }
+    }
+
+    /// Stop it, and check that it stopped cleanly within 30 s.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let result = tokio::time::timeout(std::time::Duration::from_secs(30), self.task).await.expect("the node stops").unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    }
+}
