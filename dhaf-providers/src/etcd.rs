@@ -70,16 +70,18 @@ use tokio::time::Instant;
 
 /// Register the `etcd` DCS: the seed's `etcd:` section, or `dcs: { type: etcd, … }`.
 pub fn register(registry: &mut Registry) {
-    registry.dcs_type("etcd", factory);
+    registry.dcs_type("etcd", EtcdDcs::from_config);
 }
 
-/// Build the etcd DCS from its section; no I/O (it connects on first use).
-pub fn factory(section: &ProviderConfig, ctx: &DcsContext) -> Result<EtcdDcs, ConfigError> {
-    let f = section.fields();
-    let hosts = f.key("hosts");
-    let config = EtcdConfig::parse(&f);
-    let config = f.into_result(config)?.ok_or_else(|| ConfigError::at(hosts, "is required"))?;
-    Ok(EtcdDcs::new(&config, &ctx.cluster))
+impl EtcdDcs {
+    /// Build the etcd DCS from its section; no I/O (it connects on first use).
+    pub fn from_config(section: &ProviderConfig, ctx: &DcsContext) -> Result<EtcdDcs, ConfigError> {
+        let f = section.fields();
+        let hosts = f.key("hosts");
+        let config = EtcdConfig::parse(&f);
+        let config = f.into_result(config)?.ok_or_else(|| ConfigError::at(hosts, "is required"))?;
+        Ok(EtcdDcs::new(&config, &ctx.cluster))
+    }
 }
 
 /// The `etcd` section.

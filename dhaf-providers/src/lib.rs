@@ -4,6 +4,11 @@
 //! is also a switcher), `cloudflare`, `rfc2136`, `route53` (switchers), `email`, `telegram` (the
 //! `tg` notifier), `webhook` (notifiers) and `etcd` (the DCS). An embedder that wants a few turns
 //! the default off and names them; [`registry`] registers what is compiled in.
+//!
+//! Every provider is built the same way: `Type::from_config(section, ctx) -> Result<Type,
+//! ConfigError>` reads its own section with the section's `Fields` (so a bad or unknown key is
+//! named by its path) and does no I/O; the registry shares what it returns (`Arc<dyn …>`). A
+//! provider of an embedder's is registered with a function of the same shape.
 // With providers left out, some shared helpers have no user.
 #![cfg_attr(
     not(all(

@@ -133,7 +133,7 @@ fn try_notifier(yaml: &str) -> Result<Arc<EmailNotifier>, dhaf_core::config::Con
         store: ProviderStore::new(Arc::new(MemoryDcs::new("c1")), "notifier.mail"),
         base_dir: ".".into(),
     };
-    EmailNotifier::from_config(&section, &ctx)
+    EmailNotifier::from_config(&section, &ctx).map(Arc::new)
 }
 
 /// The local SMTP server's settings; with `security: none` the credentials cross in clear, which

@@ -264,7 +264,7 @@ fn try_notifier(yaml: &str, dcs: &Arc<MemoryDcs>) -> Result<Arc<TelegramNotifier
     section.path = "notifiers[1]".into();
     section.settings = dhaf_core::config::Settings::from_yaml(yaml).unwrap();
     let ctx = BuildContext { cluster: "c1".into(), node: "n1".into(), service: None, store: store(dcs), base_dir: ".".into() };
-    TelegramNotifier::from_config(&section, &ctx)
+    TelegramNotifier::from_config(&section, &ctx).map(Arc::new)
 }
 
 fn notifier(fake: &Fake, dcs: &Arc<MemoryDcs>) -> Arc<TelegramNotifier> {

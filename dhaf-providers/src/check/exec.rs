@@ -59,19 +59,21 @@ impl ExecChecker {
     }
 }
 
-/// Build an [`ExecChecker`] from a `health-checker` section of type `exec`.
-pub fn factory(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<dyn HealthChecker>, ConfigError> {
-    let f = section.fields();
-    let init = executable(&f, "init", &ctx.base_dir);
-    let check = executable(&f, "check", &ctx.base_dir);
-    let timeout = f.duration("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
-    let env = env_setting(&f);
-    f.finish();
-    let svc = ctx.service();
-    let mut checker = ExecChecker::new(init.unwrap_or_default(), check.unwrap_or_default(), timeout);
-    checker.dhaf_env = vec![("DHAF_SERVICE", svc.name.clone()), ("DHAF_DOMAIN", svc.domain.clone())];
-    checker.env = env;
-    f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)
+impl ExecChecker {
+    /// Build an [`ExecChecker`] from a `health-checker` section of type `exec`.
+    pub fn from_config(section: &ProviderConfig, ctx: &BuildContext) -> Result<ExecChecker, ConfigError> {
+        let f = section.fields();
+        let init = executable(&f, "init", &ctx.base_dir);
+        let check = executable(&f, "check", &ctx.base_dir);
+        let timeout = f.duration("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
+        let env = env_setting(&f);
+        f.finish();
+        let svc = ctx.service();
+        let mut checker = ExecChecker::new(init.unwrap_or_default(), check.unwrap_or_default(), timeout);
+        checker.dhaf_env = vec![("DHAF_SERVICE", svc.name.clone()), ("DHAF_DOMAIN", svc.domain.clone())];
+        checker.env = env;
+        f.into_result(checker)
+    }
 }
 
 #[async_trait]

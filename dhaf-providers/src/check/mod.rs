@@ -31,11 +31,11 @@ pub mod web;
 /// Register the checkers compiled in (`web`, `tcp` and `exec`).
 pub fn register(registry: &mut Registry) {
     #[cfg(feature = "web")]
-    registry.checker("web", web::factory);
+    registry.checker("web", web::WebChecker::from_config);
     #[cfg(feature = "tcp")]
-    registry.checker("tcp", tcp::factory);
+    registry.checker("tcp", tcp::TcpChecker::from_config);
     #[cfg(feature = "exec")]
-    registry.checker("exec", exec::factory);
+    registry.checker("exec", exec::ExecChecker::from_config);
     let _ = registry;
 }
 

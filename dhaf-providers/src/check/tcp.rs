@@ -8,7 +8,6 @@
 //! | `timeout` | how long to wait for the connection, 50ms–24h (`500ms`, `5s`; a bare number is seconds) | `5` |
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,19 +31,21 @@ impl TcpChecker {
     }
 }
 
-/// Build a [`TcpChecker`] from a `health-checker` section of type `tcp`.
-pub fn factory(section: &ProviderConfig, _ctx: &BuildContext) -> Result<Arc<dyn HealthChecker>, ConfigError> {
-    let f = section.fields();
-    let port = if f.has("port") {
-        Some(f.int("port", 0, 1, 65535) as u16)
-    } else {
-        f.problem(f.key("port"), "is required (the port to connect to, 1-65535)");
-        None
-    };
-    let timeout = f.duration("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
-    f.finish();
-    let checker = TcpChecker::new(port.unwrap_or(0), timeout);
-    f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)
+impl TcpChecker {
+    /// Build a [`TcpChecker`] from a `health-checker` section of type `tcp`.
+    pub fn from_config(section: &ProviderConfig, _ctx: &BuildContext) -> Result<TcpChecker, ConfigError> {
+        let f = section.fields();
+        let port = if f.has("port") {
+            Some(f.int("port", 0, 1, 65535) as u16)
+        } else {
+            f.problem(f.key("port"), "is required (the port to connect to, 1-65535)");
+            None
+        };
+        let timeout = f.duration("timeout", DEFAULT_TIMEOUT, TIMEOUT_RANGE.0, TIMEOUT_RANGE.1);
+        f.finish();
+        let checker = TcpChecker::new(port.unwrap_or(0), timeout);
+        f.into_result(checker)
+    }
 }
 
 #[async_trait]

@@ -292,32 +292,34 @@ pub struct WebChecker {
     targets: Mutex<HashMap<(String, IpAddr), Arc<Target>>>,
 }
 
-/// Build a [`WebChecker`] from a `health-checker` section of type `web`.
-pub fn factory(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<dyn HealthChecker>, ConfigError> {
-    let f = section.fields();
-    let settings = parse(&f, &ctx.service().domain);
-    f.finish();
-    let Some(settings) = settings else {
-        return Err(ConfigError { problems: f.take_problems() });
-    };
-    let tls = match shared_tls(&settings) {
-        Ok(c) => tokio_rustls::TlsConnector::from(c),
-        Err(e) => {
-            f.problem(f.path(), e);
+impl WebChecker {
+    /// Build a [`WebChecker`] from a `health-checker` section of type `web`.
+    pub fn from_config(section: &ProviderConfig, ctx: &BuildContext) -> Result<WebChecker, ConfigError> {
+        let f = section.fields();
+        let settings = parse(&f, &ctx.service().domain);
+        f.finish();
+        let Some(settings) = settings else {
             return Err(ConfigError { problems: f.take_problems() });
-        }
-    };
-    let mut targets = HashMap::new();
-    for ep in &ctx.service().entry_points {
-        match Target::new(&settings, ep.ip) {
-            Ok(t) => {
-                targets.insert((ep.name.clone(), ep.ip), Arc::new(t));
+        };
+        let tls = match shared_tls(&settings) {
+            Ok(c) => tokio_rustls::TlsConnector::from(c),
+            Err(e) => {
+                f.problem(f.path(), e);
+                return Err(ConfigError { problems: f.take_problems() });
             }
-            Err(e) => f.problem(f.path(), format!("entry point {}: {e}", ep.name)),
+        };
+        let mut targets = HashMap::new();
+        for ep in &ctx.service().entry_points {
+            match Target::new(&settings, ep.ip) {
+                Ok(t) => {
+                    targets.insert((ep.name.clone(), ep.ip), Arc::new(t));
+                }
+                Err(e) => f.problem(f.path(), format!("entry point {}: {e}", ep.name)),
+            }
         }
+        let checker = WebChecker { settings, tls, targets: Mutex::new(targets) };
+        f.into_result(checker)
     }
-    let checker = WebChecker { settings, tls, targets: Mutex::new(targets) };
-    f.into_result(Arc::new(checker) as Arc<dyn HealthChecker>)
 }
 
 fn parse(f: &Fields, domain: &str) -> Option<Settings> {

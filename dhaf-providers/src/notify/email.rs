@@ -19,7 +19,6 @@
 //! (UTC, RFC 3339), where (cluster, node, service, entry points) and the reasons the nodes gave.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -77,7 +76,7 @@ impl EmailNotifier {
     ///
     /// No I/O happens here (a `ca-file` is read); the first connection is made by the first
     /// notification.
-    pub fn from_config(section: &ProviderConfig, _ctx: &BuildContext) -> Result<Arc<EmailNotifier>, ConfigError> {
+    pub fn from_config(section: &ProviderConfig, _ctx: &BuildContext) -> Result<EmailNotifier, ConfigError> {
         let f = section.fields();
         let from = f.required_string("from").and_then(|s| match s.parse::<Mailbox>() {
             Ok(m) => Some(m),
@@ -195,7 +194,7 @@ impl EmailNotifier {
         let checked = f.into_result(());
         match (checked, from, to, built) {
             (Ok(()), Some(from), Some(to), Some((server, port, security, password, timeout, transport))) => {
-                Ok(Arc::new(EmailNotifier { from, to, server, port, security, password, timeout, transport }))
+                Ok(EmailNotifier { from, to, server, port, security, password, timeout, transport })
             }
             (Err(e), ..) => Err(e),
             // Every missing piece above recorded a problem; this arm only keeps the match total.

@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -246,7 +246,7 @@ struct ChatMember {
 impl TelegramNotifier {
     /// Build from the notifier's config section, reporting every problem with its key path.
     /// No I/O happens here.
-    pub fn from_config(section: &ProviderConfig, ctx: &BuildContext) -> Result<Arc<TelegramNotifier>, ConfigError> {
+    pub fn from_config(section: &ProviderConfig, ctx: &BuildContext) -> Result<TelegramNotifier, ConfigError> {
         let f = section.fields();
         let token = f.required_string("token");
         if let Some(t) = &token {
@@ -276,7 +276,7 @@ impl TelegramNotifier {
         }
         let checked = f.into_result(());
         match (checked, token, join_code, http) {
-            (Ok(()), Some(token), Some(join_code), Ok(http)) => Ok(Arc::new(TelegramNotifier {
+            (Ok(()), Some(token), Some(join_code), Ok(http)) => Ok(TelegramNotifier {
                 api: api.trim_end_matches('/').to_string(),
                 token,
                 join_code,
@@ -287,7 +287,7 @@ impl TelegramNotifier {
                 known_chats: Mutex::new(None),
                 delivered: Mutex::new(None),
                 wrong_codes: Mutex::new(HashMap::new()),
-            })),
+            }),
             (Err(e), ..) => Err(e),
             // Every missing piece above recorded a problem; this arm only keeps the match total.
             _ => Err(ConfigError::at(section.path.clone(), "incomplete tg notifier settings")),

@@ -25,7 +25,6 @@
 //! is permanent: the URL or the body is wrong, and repeating will not fix it.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -102,7 +101,7 @@ pub struct WebhookNotifier {
 
 impl WebhookNotifier {
     /// Build from the notifier's section (no I/O).
-    pub fn from_config(section: &ProviderConfig, _ctx: &BuildContext) -> Result<Arc<WebhookNotifier>, ConfigError> {
+    pub fn from_config(section: &ProviderConfig, _ctx: &BuildContext) -> Result<WebhookNotifier, ConfigError> {
         let f = section.fields();
         let url = f.required_string("url").unwrap_or_default().trim().to_string();
         let origin = match reqwest::Url::parse(&url) {
@@ -156,7 +155,7 @@ impl WebhookNotifier {
         let retries = f.int("retries", 2, 0, 10) as u32;
         f.finish();
         let http = crate::http::client(&f, timeout);
-        f.into_result(Arc::new(WebhookNotifier {
+        f.into_result(WebhookNotifier {
             url: Secret(url),
             origin,
             preset,
@@ -166,7 +165,7 @@ impl WebhookNotifier {
             retries,
             timeout,
             http,
-        }))
+        })
     }
 
     /// The body of the POST for `n`.
