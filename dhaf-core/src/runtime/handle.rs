@@ -309,7 +309,7 @@ impl NodeHandle {
 
     /// Counters since start.
     pub fn metrics(&self) -> Metrics {
-        self.inner().local.lock().unwrap().metrics.clone()
+        self.inner().observed.lock().unwrap().metrics.clone()
     }
 
     /// Whether this node leads now.
@@ -344,7 +344,7 @@ impl NodeHandle {
         match self.snapshot().await {
             Ok(s) => (s, None),
             Err(e) => {
-                let last = self.inner().local.lock().unwrap().last_snapshot.clone();
+                let last = self.inner().observed.lock().unwrap().last_snapshot.clone();
                 let age = last.as_ref().map(|(_, at)| at.elapsed().map_or(0, |d| d.as_secs()));
                 (last.map(|(s, _)| s).unwrap_or_default(), Some(Stale { age, error: e.to_string() }))
             }
@@ -357,7 +357,7 @@ impl NodeHandle {
         let (snap, stale) = self.snapshot_for_status().await;
         let (error, since) = {
             let inner = self.inner();
-            let l = inner.local.lock().unwrap();
+            let l = inner.observed.lock().unwrap();
             (l.dcs_error.clone(), l.dcs_error_since.map(unix_secs))
         };
         let config = &self.inner().config;
@@ -604,7 +604,7 @@ impl NodeHandle {
     /// This node's own latest opinions, by service and entry point.
     pub fn own_opinions(&self) -> Vec<super::OwnOpinion> {
         let inner = self.inner();
-        let l = inner.local.lock().unwrap();
+        let l = inner.observed.lock().unwrap();
         let mut out: Vec<_> = l
             .opinions
             .iter()

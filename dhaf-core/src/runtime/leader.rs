@@ -89,11 +89,11 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
                     let fresh = l.announced_term != Some(token);
                     l.announced_term = Some(token);
                     l.leader_token = Some(token);
-                    if fresh {
-                        l.metrics.leader_changes += 1;
-                    }
                     fresh
                 };
+                if fresh {
+                    inner.observed.lock().unwrap().metrics.leader_changes += 1;
+                }
                 inner.observers.gained(token);
                 if fresh {
                     inner.notifications.send(&inner.config, engine::leader_elected(&node, token));
@@ -853,7 +853,7 @@ impl Leading {
             slot.fresh = false;
             let now = Instant::now();
             let decision = engine::decide(svc, config.dhaf.min_votes, &mut slot.state, &view, now.into_std());
-            inner.local.lock().unwrap().metrics.decisions += 1;
+            inner.observed.lock().unwrap().metrics.decisions += 1;
             self.eligible.lock().unwrap()[i] = (0..svc.entry_points.len()).map(|e| slot.state.eligible(e)).collect();
             if let Some(w) = decision.wake_at {
                 self.wake(i, Instant::from_std(w));
@@ -954,7 +954,7 @@ impl Leading {
         match outcome {
             Outcome::Done => {
                 let took = decided.elapsed();
-                self.inner.local.lock().unwrap().metrics.service(&self.inner.config.services[i].name).switch_duration.observe(took);
+                self.inner.observed.lock().unwrap().metrics.service(&self.inner.config.services[i].name).switch_duration.observe(took);
                 self.switched(i, from, live_before, &record).await
             }
             // The next round's decision waits out the backoff.
@@ -991,7 +991,7 @@ impl Leading {
         self.slots[i].live = Some(record.entry_point.clone());
         self.slots[i].live_epoch = Some(self.slots[i].epoch);
         {
-            let mut l = inner.local.lock().unwrap();
+            let mut l = inner.observed.lock().unwrap();
             l.metrics.switches += 1;
             *l.metrics.service(&svc.name).switches.entry(record.kind).or_default() += 1;
         }
@@ -1091,7 +1091,7 @@ impl Leading {
         let retry = self.slots[i].state.switch_failed(Instant::now().into_std(), &error);
         let reason = error.to_string();
         {
-            let mut l = inner.local.lock().unwrap();
+            let mut l = inner.observed.lock().unwrap();
             l.metrics.switch_failures += 1;
             *l.metrics.service(&svc.name).switch_failures.entry(record.kind).or_default() += 1;
         }

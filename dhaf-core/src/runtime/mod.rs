@@ -76,13 +76,26 @@ pub enum NodeError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// What a node knows about itself, shared between its tasks and its [`NodeHandle`].
-#[derive(Debug, Default)]
+/// What this node's safety rests on: its lease, the deadline past which it may not act, and its
+/// term. Shared by every generation (a reload keeps them). Nothing else lives here, so the
+/// lock that guards them is never held for bookkeeping.
+#[derive(Default)]
 pub(crate) struct Local {
     pub lease: Option<LeaseId>,
     /// After this instant the lease may have expired: the node must not act as leader.
     pub lease_deadline: Option<Instant>,
     pub leader_token: Option<FencingToken>,
+    /// The lease under which this node's service definitions are published.
+    pub definitions_published: Option<LeaseId>,
+    /// The last term this node announced winning: winning it back (after a reload, or a local
+    /// step-down while the lease survived) is no new leadership.
+    pub announced_term: Option<FencingToken>,
+}
+
+/// What this node has seen and told, for status, metrics and notifications: never consulted to
+/// decide whether the node may act. Shared by every generation.
+#[derive(Default)]
+pub(crate) struct Observed {
     /// The DCS trouble told to the operators, until its recovery is told.
     pub dcs_error: Option<String>,
     /// When a DCS call last failed for want of the DCS.
@@ -97,21 +110,17 @@ pub(crate) struct Local {
     pub metrics: Metrics,
     /// The unreadable DCS values already logged, by key: why.
     pub skipped: BTreeMap<String, String>,
-    /// The lease under which this node's service definitions are published.
-    pub definitions_published: Option<LeaseId>,
-    /// The last term this node announced winning: winning it back (after a reload, or a local
-    /// step-down while the lease survived) is no new leadership.
-    pub announced_term: Option<FencingToken>,
 }
 
 /// One generation of a node: its config with the providers built from it. A reload starts a new
-/// generation that shares the lease, the leadership and what the node knows ([`Local`]) with the
-/// one it replaces.
+/// generation that shares the lease, the leadership ([`Local`]) and what the node has seen and told
+/// ([`Observed`]) with the one it replaces.
 pub(crate) struct Inner {
     pub config: Arc<Config>,
     pub dcs: Arc<dyn Dcs>,
     pub providers: Providers,
     pub local: Arc<Mutex<Local>>,
+    pub observed: Arc<Mutex<Observed>>,
     /// This node's definition of each service, by service name, as published for agreement.
     pub definitions: BTreeMap<String, ServiceDefinition>,
     /// Bumped whenever the lease changes (new registration or loss).
@@ -135,11 +144,11 @@ impl Inner {
         notifications: Arc<Notifications>,
     ) -> Inner {
         let definitions = config.services.iter().map(|s| (s.name.clone(), s.definition(config.dhaf.min_votes))).collect();
-        let (local, lease_epoch, observers) = match like {
-            Some(old) => (old.local.clone(), old.lease_epoch.clone(), old.observers.clone()),
-            None => (Arc::default(), Arc::default(), notifications.observers()),
+        let (local, observed, lease_epoch, observers) = match like {
+            Some(old) => (old.local.clone(), old.observed.clone(), old.lease_epoch.clone(), old.observers.clone()),
+            None => (Arc::default(), Arc::default(), Arc::default(), notifications.observers()),
         };
-        Inner { config, dcs, providers, local, definitions, lease_epoch, notifications, retire: Default::default(), observers }
+        Inner { config, dcs, providers, local, observed, definitions, lease_epoch, notifications, retire: Default::default(), observers }
     }
 
     /// Whether a reload replaced this generation.
@@ -179,7 +188,7 @@ impl Inner {
     /// status shows, marked stale, while the DCS is away.
     pub async fn snapshot(&self) -> Result<Arc<Snapshot>, DcsError> {
         let snap = Arc::new(self.dcs_call(self.dcs.snapshot()).await?);
-        let mut l = self.local.lock().unwrap();
+        let mut l = self.observed.lock().unwrap();
         l.last_snapshot = Some((snap.clone(), wall_now()));
         if l.skipped != snap.skipped {
             for (key, why) in &snap.skipped {
@@ -211,7 +220,7 @@ impl Inner {
     /// A call failed for want of the DCS: told once, with what failed, until recovery is told.
     fn dcs_trouble(&self, error: &str) {
         let first = {
-            let mut l = self.local.lock().unwrap();
+            let mut l = self.observed.lock().unwrap();
             l.metrics.dcs_errors += 1;
             l.dcs_failed_at = Some(Instant::now());
             l.dcs_error_since.get_or_insert_with(wall_now);
@@ -227,7 +236,7 @@ impl Inner {
     /// success, which may be a read passing while writes still fail.
     fn dcs_ok(&self) {
         let recovered = {
-            let mut l = self.local.lock().unwrap();
+            let mut l = self.observed.lock().unwrap();
             let quiet = l.dcs_failed_at.is_none_or(|at| at.elapsed() >= self.dcs_quiet());
             let recovered = quiet && l.dcs_error.take().is_some();
             if recovered {
@@ -542,7 +551,7 @@ async fn withdraw_removed(old: &Inner, new: &Inner) {
         o.is_some() && o == n
     };
     let stale: Vec<(String, String)> = {
-        let mut l = old.local.lock().unwrap();
+        let mut l = old.observed.lock().unwrap();
         let stale: Vec<_> = l.opinions.keys().filter(|(svc, _)| !unchanged(svc)).cloned().collect();
         for key in &stale {
             l.opinions.remove(key);
@@ -719,7 +728,7 @@ async fn check_loop(inner: Arc<Inner>, limit: Arc<Semaphore>, publishing: Arc<Se
                 tracing::info!(service = %key.0, entry_point = %key.1, healthy = health.is_healthy(), reason = health.reason().unwrap_or(""), "opinion changed");
             }
             {
-                let mut l = inner.local.lock().unwrap();
+                let mut l = inner.observed.lock().unwrap();
                 l.metrics.checks += 1;
                 if !health.is_healthy() {
                     l.metrics.checks_failed += 1;
