@@ -16,7 +16,7 @@
 //! | `init` (all three) | 60 s | the node does not start ([`crate::runtime::NodeError::ProviderInit`]) |
 //! | [`HealthChecker::check`] | [`HealthChecker::timeout`] (default 30 s) | it returns [`Health`], not an error; overrunning counts as unhealthy |
 //! | [`Switcher::current`] | 10 s | the live state is unknown this round; read again next round |
-//! | [`Switcher::switch`] | the leader's lease deadline | retried, after the error's `retry_after`, or 5 minutes when permanent; see [`Switcher::switch`] |
+//! | [`Switcher::switch`] | the leader's lease deadline | retried, after the error's `retry_after` (5 minutes at most), or 5 minutes when permanent; see [`Switcher::switch`] |
 //! | [`Notifier::notify`] | 60 s per attempt | retried, see [`Notifier::notify`] |
 //!
 //! A provider that panics is caught: a check's panic counts as an unhealthy result, a switch's as
@@ -92,8 +92,9 @@ pub trait Switcher: Send + Sync {
     ///
     /// - [`ProviderError::Transient`] (a timeout, a 5xx, a 429): after
     ///   [`crate::engine::SWITCH_RETRY_BASE`], doubling up to [`crate::engine::SWITCH_RETRY_MAX`].
-    ///   Its `retry_after`, when set, is waited out in full before any switch of the service is
-    ///   tried again: return the far end's `Retry-After` there rather than sleep in `switch`.
+    ///   Its `retry_after`, when set, is waited out (up to [`crate::engine::RETRY_AFTER_MAX`])
+    ///   before any switch of the service is tried again: return the far end's `Retry-After` there
+    ///   rather than sleep in `switch`.
     /// - [`ProviderError::Permanent`] (a refused token, a request the far end will never
     ///   accept): after [`crate::engine::SWITCH_RETRY_PERMANENT`] (5 minutes), not in a loop that
     ///   would only repeat the refusal and spend the provider's rate limit. It is tried at once

@@ -251,6 +251,10 @@ pub const SWITCH_RETRY_MAX: Duration = Duration::from_secs(30);
 /// new switchover request to the same target tries it at once, and so does a switch to another
 /// target.
 pub const SWITCH_RETRY_PERMANENT: Duration = Duration::from_secs(300);
+/// The longest a provider's `retry_after` holds a failed switch back: every second of it the
+/// service may point at a dead server, and five minutes is as long as the rate limits of the
+/// providers dhaf speaks to block a client (Cloudflare's blocks for five minutes).
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
 
 impl ServiceState {
     /// The verdicts of the last call, one per entry point.
@@ -287,8 +291,8 @@ impl ServiceState {
     ///
     /// The wait before the next attempt is [`SWITCH_RETRY_BASE`], doubling with each failure up
     /// to [`SWITCH_RETRY_MAX`]; a [`ProviderError::Transient`] with a `retry_after` waits at
-    /// least that long (the far end refuses earlier attempts, and may extend its limit for
-    /// them), and holds back every switch of the service meanwhile. A
+    /// least that long, up to [`RETRY_AFTER_MAX`] (the far end refuses earlier attempts, and may
+    /// extend its limit for them), and holds back every switch of the service meanwhile. A
     /// [`ProviderError::Permanent`] waits at least [`SWITCH_RETRY_PERMANENT`], but holds back only
     /// another attempt at the same target, and not one a new switchover request asks for.
     pub fn switch_failed(&mut self, now: Instant, error: &ProviderError) -> SwitchRetry {
@@ -302,7 +306,7 @@ impl ServiceState {
         });
         let backoff = SWITCH_RETRY_BASE.saturating_mul(1 << p.attempts.min(10)).min(SWITCH_RETRY_MAX);
         let (backoff, target) = match error {
-            ProviderError::Transient { retry_after, .. } => (backoff.max(retry_after.unwrap_or_default()), None),
+            ProviderError::Transient { retry_after, .. } => (backoff.max(retry_after.unwrap_or_default().min(RETRY_AFTER_MAX)), None),
             ProviderError::Permanent(_) => (backoff.max(SWITCH_RETRY_PERMANENT), Some(p.to.clone())),
         };
         p.in_flight = false;

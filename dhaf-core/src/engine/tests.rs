@@ -1222,6 +1222,16 @@ fn switch_retry_honours_the_providers_error() {
             ],
         ),
         (
+            "a retry_after beyond five minutes is waited out for five: a far end asking for a day does not hold the failover a day",
+            K,
+            vec![
+                D(0, view(3, &["+++", "+++", "+++"]).cur("a"), vec![], None),
+                D(0, a_down(), vec![went_down("a"), sw("b", Failover)], None),
+                FailedWith(0, slow_down(86_400), 300 * S, true),
+                D(300 * S, a_down(), vec![sw("b", Failover)], None),
+            ],
+        ),
+        (
             "a retry_after shorter than the backoff changes nothing",
             K,
             vec![
