@@ -23,6 +23,8 @@
 mod etcd_support;
 #[path = "../dhaf-providers/tests/support/nodes.rs"]
 mod nodes_support;
+#[path = "support/proc.rs"]
+mod proc;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -160,21 +162,6 @@ async fn wait_call(cluster: &TestCluster, after: usize, to: &str) -> dhaf_core::
     }
 }
 
-/// CPU time (user + system) of thread `tid` of this process.
-fn thread_cpu(tid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).expect("read the thread's stat");
-    // Fields after the command name, which is in parentheses and may hold spaces; utime and stime
-    // are fields 14 and 15, so 11 and 12 after the name and state.
-    let f: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..].split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    Duration::from_secs_f64(ticks as f64 / ticks_per_second())
-}
-
-fn ticks_per_second() -> f64 {
-    let out = std::process::Command::new("getconf").arg("CLK_TCK").output().ok();
-    out.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
-}
-
 async fn leader_cost(etcd: &EtcdCluster, services: usize, effort: Effort) {
     use dhaf_core::dcs::keys::{Read, Update};
     use dhaf_core::dcs::{Changes, Dcs};
@@ -205,7 +192,9 @@ async fn leader_cost(etcd: &EtcdCluster, services: usize, effort: Effort) {
         .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let cpu = |c: &TestCluster| -> Vec<Duration> { c.nodes.iter().map(|n| thread_cpu(n.thread.expect("a thread of its own"))).collect() };
+    let cpu = |c: &TestCluster| -> Vec<Duration> {
+        c.nodes.iter().map(|n| proc::cpu_time(&format!("self/task/{}", n.thread.expect("a thread of its own")))).collect()
+    };
     let (cpu0, t0) = (cpu(&cluster), Instant::now());
     tokio::time::sleep(effort.steady_window).await;
     let (cpu1, secs) = (cpu(&cluster), t0.elapsed().as_secs_f64());

@@ -57,6 +57,8 @@ use tokio::time::Instant;
 mod etcd_support;
 #[path = "failover/fast.rs"]
 mod fast;
+#[path = "support/proc.rs"]
+mod proc;
 
 /// Set in the child process that serves the backends of the scale part.
 const BACKENDS_CHILD: &str = "DHAF_BENCH_BACKENDS_CHILD";
@@ -515,32 +517,12 @@ fn backends_child() {
     });
 }
 
-/// CPU time (user + system) of process `pid` ("self" for this one), from /proc.
-fn cpu_time(pid: &str, ticks_per_sec: f64) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/<pid>/stat");
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat, so 11 and 12 after the name and state.
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    Duration::from_secs_f64(ticks as f64 / ticks_per_sec)
-}
-
 /// A `VmRSS`-style line of /proc/self/status, in MiB.
 fn status_mib(key: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     let line = status.lines().find(|l| l.starts_with(key)).expect("status key");
     let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib / 1024.0
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// The writes a node made to its DCS, by kind (the `Dcs` method's name).
@@ -583,7 +565,6 @@ fn scale_service_yaml(name: &str, port: u16, ips: &[Ipv4Addr]) -> String {
 }
 
 async fn scale_run(service_count: usize, tact: &str) {
-    let ticks = clock_ticks();
     let mut child = Command::new(std::env::current_exe().expect("own path"))
         .env(BACKENDS_CHILD, "1")
         .stdin(Stdio::piped())
@@ -643,14 +624,14 @@ async fn scale_run(service_count: usize, tact: &str) {
     );
 
     let (cpu0, child0, m0, w0, k0, t0) =
-        (cpu_time("self", ticks), cpu_time(&child_pid, ticks), handle.metrics(), counts.writes(), writes_by_kind(&counts), Instant::now());
+        (proc::cpu_time("self"), proc::cpu_time(&child_pid), handle.metrics(), counts.writes(), writes_by_kind(&counts), Instant::now());
     let mut rss_max = 0f64;
     while t0.elapsed() < MEASURE {
         tokio::time::sleep(Duration::from_secs(1)).await;
         rss_max = rss_max.max(status_mib("VmRSS:"));
     }
     let (cpu1, child1, m1, w1, k1, wall) =
-        (cpu_time("self", ticks), cpu_time(&child_pid, ticks), handle.metrics(), counts.writes(), writes_by_kind(&counts), t0.elapsed());
+        (proc::cpu_time("self"), proc::cpu_time(&child_pid), handle.metrics(), counts.writes(), writes_by_kind(&counts), t0.elapsed());
     let rss_end = status_mib("VmRSS:");
     let hwm = status_mib("VmHWM:");
 
