@@ -55,7 +55,6 @@ async fn the_cli_speaks_https_with_a_ca_file_and_a_client_certificate() {
     std::fs::write(d.join("clients.pem"), clients.pem()).unwrap();
     let (cert, key) = support::write_pem(d, "server", &ca.server());
     let (client_cert, client_key) = support::write_pem(d, "alice", &clients.client("alice"));
-    let config = support::tcp_site(d, "cli-tls", port, "    rise: 1\n    fall: 1\n");
     let web_api = |port: u16| {
         format!(
             "    host: 127.0.0.1\n    port: {port}\n    tls: {{ cert: {}, key: {}, client-ca: {} }}\n    tokens:\n      \
@@ -65,7 +64,7 @@ async fn the_cli_speaks_https_with_a_ca_file_and_a_client_certificate() {
             d.join("clients.pem").display()
         )
     };
-    support::set_web_api(&config, &web_api(0));
+    let config = support::Site::tcp("cli-tls", port).eager().api(&web_api(0)).write(d);
     std::env::set_var("ALICE_TOKEN", ALICE);
     let (addr, handle, _stop) = support::start_node(&config, dhaf_node::ApiLimits::default()).await;
     let start = Instant::now();
@@ -75,8 +74,7 @@ async fn the_cli_speaks_https_with_a_ca_file_and_a_client_certificate() {
     }
     // The operator's copy of the config, with the port the node got.
     std::fs::create_dir(d.join("operator")).unwrap();
-    let theirs = support::tcp_site(&d.join("operator"), "cli-tls", port, "");
-    support::set_web_api(&theirs, &web_api(addr.port()));
+    let theirs = support::Site::tcp("cli-tls", port).api(&web_api(addr.port())).write(&d.join("operator"));
     let c = p(&theirs);
 
     // The CLI blocks; the node keeps running on the other worker.

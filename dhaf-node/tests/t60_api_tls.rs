@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use dhaf_node::ApiLimits;
-use support::{https_client, set_web_api, start_node, write_pem, TestCa};
+use support::{https_client, start_node, write_pem, TestCa};
 
 mod support;
 
@@ -16,13 +16,9 @@ fn limits() -> ApiLimits {
 
 /// A node whose API serves `server` (signed by some CA), with `extra` web-api lines.
 fn site(dir: &std::path::Path, server: &support::Pem, extra: &str) -> std::path::PathBuf {
-    let config = support::tcp_site(dir, "tls", 1, "");
     let (cert, key) = write_pem(dir, "server", server);
-    set_web_api(
-        &config,
-        &format!("    host: 127.0.0.1\n    port: 0\n    tls:\n      cert: {}\n      key: {}\n{extra}", cert.display(), key.display()),
-    );
-    config
+    let api = format!("    host: 127.0.0.1\n    port: 0\n    tls:\n      cert: {}\n      key: {}\n{extra}", cert.display(), key.display());
+    support::Site::tcp("tls", 1).api(&api).write(dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

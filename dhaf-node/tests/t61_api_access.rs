@@ -76,16 +76,13 @@ struct Site {
 async fn start(public_read: bool) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let port = support::tcp_backend("127.0.0.1:0").await;
-    let config = support::tcp_site(dir.path(), "acl", port, "    rise: 1\n    fall: 1\n");
     // The reader's token is configured as its hash only.
     let hash = sha256_hex(READ);
-    support::set_web_api(
-        &config,
-        &format!(
-            "    host: 127.0.0.1\n    port: 0\n    token: {ADMIN}\n    public-read: {public_read}\n    tokens:\n      \
-             - {{ name: grafana, role: read, token-sha256: {hash} }}\n      - {{ name: alice, role: operate, token: {OPERATE} }}"
-        ),
+    let api = format!(
+        "    host: 127.0.0.1\n    port: 0\n    token: {ADMIN}\n    public-read: {public_read}\n    tokens:\n      \
+         - {{ name: grafana, role: read, token-sha256: {hash} }}\n      - {{ name: alice, role: operate, token: {OPERATE} }}"
     );
+    let config = support::Site::tcp("acl", port).eager().api(&api).write(dir.path());
     let (addr, handle, stop) = support::start_node(&config, ApiLimits::default()).await;
     let start = Instant::now();
     while !handle.is_leader() {
@@ -307,8 +304,7 @@ async fn t50_listening_beyond_loopback_without_tls_is_warned_at_start() {
     let mut bound = Vec::new();
     for host in ["127.0.0.1", "0.0.0.0"] {
         let dir = tempfile::tempdir().unwrap();
-        let config = support::tcp_site(dir.path(), "warn", 9, "");
-        support::set_web_api(&config, &format!("    host: {host}\n    port: 0"));
+        let config = support::Site::tcp("warn", 9).api(&format!("    host: {host}\n    port: 0")).write(dir.path());
         let (addr, _handle, stop) = support::start_node(&config, ApiLimits::default()).await;
         bound.push((addr, stop, dir));
     }

@@ -33,14 +33,11 @@ async fn the_api_conforms_to_its_openapi_document_for_every_role() {
     let python = python_path();
     let dir = tempfile::tempdir().unwrap();
     let port = support::tcp_backend("127.0.0.1:0").await;
-    let config = support::tcp_site(dir.path(), "fuzz", port, "    rise: 1\n    fall: 1\n");
-    support::set_web_api(
-        &config,
-        &format!(
-            "    host: 127.0.0.1\n    port: 0\n    tokens:\n      - {{ name: grafana, role: read, token: {READ} }}\n      \
-             - {{ name: alice, role: operate, token: {OPERATE} }}\n      - {{ name: root, role: admin, token: {ADMIN} }}"
-        ),
+    let api = format!(
+        "    host: 127.0.0.1\n    port: 0\n    tokens:\n      - {{ name: grafana, role: read, token: {READ} }}\n      \
+         - {{ name: alice, role: operate, token: {OPERATE} }}\n      - {{ name: root, role: admin, token: {ADMIN} }}"
     );
+    let config = support::Site::tcp("fuzz", port).eager().api(&api).write(dir.path());
     let (addr, handle, _stop) = support::start_node(&config, ApiLimits::default()).await;
     let start = Instant::now();
     while !handle.is_leader() {

@@ -65,6 +65,12 @@ impl Site {
         }
     }
 
+    /// The API as `block` (its lines indented by 4) instead of on a free loopback port.
+    pub fn api(mut self, block: &str) -> Site {
+        self.web_api = format!("\n{block}");
+        self
+    }
+
     /// Judged and switched on one check (`rise: 1`, `fall: 1`).
     pub fn eager(mut self) -> Site {
         self.service_keys.push_str("    rise: 1\n    fall: 1\n");
@@ -174,14 +180,6 @@ pub async fn tcp_backend(addr: &str) -> u16 {
         }
     });
     port
-}
-
-/// Replace the `web-api` line [`Site::tcp`] wrote with `web_api` (a YAML block indented by 4, or
-/// a flow mapping), keeping the rest of the file.
-pub fn set_web_api(config: &Path, web_api: &str) {
-    let text = std::fs::read_to_string(config).unwrap();
-    let text = text.replace("  web-api: { host: 127.0.0.1, port: 0 }\n", &format!("  web-api:\n{web_api}\n"));
-    std::fs::write(config, text).unwrap();
 }
 
 /// A certificate authority made for one test.
