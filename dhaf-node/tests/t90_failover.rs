@@ -50,7 +50,8 @@ async fn the_node_binary_fails_over_and_back_between_real_backends() {
         service_keys: "    rise: 1\n    fall: 2\n".into(),
         entry_points: 2,
         checker: format!("{{ type: web, port: {port}, path: /health, timeout: 1, retries: 0, expected-response-body: ok }}"),
-        switch: format!("echo \"$1\" > '{{entry}}'; echo \"$1 $2 $DHAF_FENCING_TOKEN\" >> '{}'", log.display()),
+        // The log before the entry: once the entry shows a switch, its line is there to read.
+        switch: format!("echo \"$1 $2 $DHAF_FENCING_TOKEN\" >> '{}'; echo \"$1\" > '{{entry}}'", log.display()),
         ..support::Site::tcp("e2e", port)
     }
     .write(&dir);
