@@ -137,6 +137,9 @@ pub fn service(v: &Value) -> String {
             s(&p["attempts"]),
             s(&p["last_error"])
         );
+        if !p["next_attempt"].is_null() {
+            out += &format!("         next attempt by {}\n", when(&p["next_attempt"]));
+        }
     }
     if !v["last_switch"].is_null() {
         let l = &v["last_switch"];
@@ -356,7 +359,7 @@ mod tests {
         };
         let v = json!({
             "name": "site", "domain": "site.test", "current": "ep-2", "live": "ep-1",
-            "switching": {"to": "ep-2", "kind": "failover", "attempts": 7, "failing_since": 0.0, "last_error": "HTTP 503"},
+            "switching": {"to": "ep-2", "kind": "failover", "attempts": 7, "failing_since": 0.0, "last_error": "HTTP 503", "next_attempt": 30.0},
             "last_switch": {"kind": "failover", "entry_point": "ep-2", "node": "n1", "at": 0.0},
             "switchover": null, "panic": false,
             "entry_points": [ep("ep-1", false, true), ep("ep-2", true, false)],
@@ -364,6 +367,7 @@ mod tests {
         let out = service(&v);
         assert!(out.contains("Provider points at: ep-1"), "{out}");
         assert!(out.contains("Switching: to ep-2 (failover), failing since 1970-01-01 00:00:00 (7 attempts): HTTP 503"), "{out}");
+        assert!(out.contains("next attempt by 1970-01-01 00:00:30"), "{out}");
         assert!(!out.contains("Last switch"), "{out}");
         assert!(out.contains("Recorded (not carried out yet): failover to ep-2"), "{out}");
         assert!(out.contains("* (desired)") && out.contains(" live "), "{out}");

@@ -195,6 +195,11 @@ pub struct SwitchProgress {
     pub failing_since: SystemTime,
     /// The provider's last error.
     pub last_error: String,
+    /// When the leader tries again (wall clock): after its backoff, after the pause the provider
+    /// asked for, or after the long wait that follows an error retrying cannot fix. `None` in
+    /// progress kept by a node that did not say.
+    #[serde(default, with = "unix_seconds_opt")]
+    pub next_attempt: Option<SystemTime>,
 }
 
 /// Serialize [`SystemTime`] as fractional seconds since the Unix epoch (how times travel in the
@@ -218,6 +223,28 @@ pub(crate) mod unix_seconds {
             .ok()
             .and_then(|since| UNIX_EPOCH.checked_add(since))
             .ok_or_else(|| serde::de::Error::custom(format!("time {secs} s since 1970 is out of range")))
+    }
+}
+
+/// [`unix_seconds`] for a time that may be missing (`null` or absent).
+pub(crate) mod unix_seconds_opt {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialize.
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::unix_seconds::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserialize.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        #[derive(Deserialize)]
+        struct Time(#[serde(with = "super::unix_seconds")] SystemTime);
+        Ok(Option::<Time>::deserialize(d)?.map(|t| t.0))
     }
 }
 

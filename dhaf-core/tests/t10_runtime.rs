@@ -1627,6 +1627,11 @@ async fn a_switcher_that_asks_to_retry_after_a_while_is_not_called_again_before(
     let wait = Duration::from_secs(40);
     provider.fail_next_with(1, ProviderError::Transient { message: "HTTP 429: rate limited".into(), retry_after: Some(wait) });
     checker.down("ep-1", "connection refused");
+    let failing =
+        wait_for("the failing switch shown", Duration::from_secs(20), || async { handle.service_status("main").await.ok()?.switching })
+            .await;
+    let asked = failing.next_attempt.and_then(|next| next.duration_since(failing.failing_since).ok());
+    assert_eq!(asked.map(|d| d.as_secs()), Some(wait.as_secs()), "status says the next attempt waits as asked: {failing:?}");
     wait_for("the failover", Duration::from_secs(120), || async { (provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
     let attempts = provider.attempts();
     assert_eq!(attempts.len(), 2, "one refused attempt, then the one that went through: {attempts:?}");
@@ -1653,6 +1658,12 @@ async fn a_switch_refused_for_good_is_not_retried_in_a_loop_but_shown_failing_an
     let status = handle.service_status("main").await.unwrap();
     let switching = status.switching.expect("a failing switch is shown");
     assert!(switching.last_error.contains("403"), "{switching:?}");
+    let next = switching.next_attempt.expect("status says when the next attempt comes");
+    assert_eq!(
+        next.duration_since(switching.failing_since).ok().map(|d| d.as_secs()),
+        Some(SWITCH_RETRY_PERMANENT.as_secs()),
+        "{switching:?}"
+    );
     assert_eq!(status.live.as_deref(), Some("ep-1"));
     let events = notifier.events();
     assert_eq!(events.iter().filter(|e| matches!(e, Event::SwitchFailed { .. })).count(), 1, "{events:?}");

@@ -1111,8 +1111,14 @@ impl Leading {
         }
         if let Some(p) = self.slots[i].state.pending_switch() {
             let since = p.failing_since.map_or(wall_now(), |t| wall_now() - Instant::now().into_std().saturating_duration_since(t));
-            let progress =
-                SwitchProgress { to: p.to.clone(), kind: p.kind, attempts: p.attempts, failing_since: since, last_error: reason };
+            let progress = SwitchProgress {
+                to: p.to.clone(),
+                kind: p.kind,
+                attempts: p.attempts,
+                failing_since: since,
+                last_error: reason,
+                next_attempt: Some(wall_now() + retry.backoff),
+            };
             let value = serde_json::to_string(&progress).expect("plain data");
             if inner.dcs_call(inner.dcs.kv_put(SWITCHING_NS, &svc.name, &value)).await.is_ok() {
                 self.slots[i].progress_shown = true;
