@@ -577,6 +577,7 @@ async fn scale_run(service_count: usize, tact: &str) {
     let child_pid = child.id().to_string();
 
     let ips = [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)];
+    let floor = fresh_connection_floor(port, &ips);
     // Defaults for everything but the tact: rise/fall 2, web timeout 5 s, retries 2, check-concurrency 32.
     let services: String = (0..service_count).map(|i| scale_service_yaml(&format!("svc-{i}"), port, &ips)).collect();
     let config =
@@ -650,6 +651,12 @@ async fn scale_run(service_count: usize, tact: &str) {
         checks as f64 / secs
     );
     println!("  CPU per check: {:.0} µs", 1e6 * cpu / checks.max(1) as f64);
+    println!(
+        "  floor:        {:.0} µs of CPU for a bare fresh connection (connect, one request, its answer, reset; no HTTP library, no node): \
+         {:.1} % of one core at this rate",
+        1e6 * floor.as_secs_f64(),
+        100.0 * floor.as_secs_f64() * checks as f64 / secs
+    );
     let kinds: Vec<String> =
         k1.iter().map(|(k, n)| (k, n - k0.get(k).copied().unwrap_or(0))).filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
     println!("  DCS writes:   {:.2} per second ({} in all: {})", (w1 - w0) as f64 / secs, w1 - w0, kinds.join(", "));
@@ -659,6 +666,44 @@ async fn scale_run(service_count: usize, tact: &str) {
     running.await.expect("node task").expect("node ran");
     drop(child.stdin.take());
     let _ = child.wait();
+}
+
+/// The CPU one fresh connection costs at the least, measured on a thread of its own: connect,
+/// send one request, read the answer, close with a reset (as a check does), with the same
+/// runtime but no HTTP library and no node. What the kernel charges for a connection on this
+/// machine, under any check that opens one.
+fn fresh_connection_floor(port: u16, ips: &[Ipv4Addr]) -> Duration {
+    const CONNECTIONS: u32 = 6_000;
+    let ips = ips.to_vec();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        rt.block_on(async {
+            let request = b"GET /health HTTP/1.1\r\nhost: floor.test\r\naccept: */*\r\n\r\n";
+            let once = |ip: Ipv4Addr| async move {
+                let mut stream = TcpStream::connect((ip, port)).await.expect("connect to a backend");
+                stream.set_nodelay(true).unwrap();
+                stream.set_zero_linger().unwrap();
+                stream.write_all(request).await.unwrap();
+                let mut answer = Vec::with_capacity(128);
+                while !answer.ends_with(b"ok\n") {
+                    let mut buf = [0u8; 512];
+                    let n = stream.read(&mut buf).await.expect("the backend's answer");
+                    assert!(n > 0, "the backend closed before answering");
+                    answer.extend_from_slice(&buf[..n]);
+                }
+            };
+            for i in 0..500 {
+                once(ips[i % ips.len()]).await;
+            }
+            let cpu0 = proc::cpu_time("thread-self");
+            for i in 0..CONNECTIONS as usize {
+                once(ips[i % ips.len()]).await;
+            }
+            (proc::cpu_time("thread-self") - cpu0) / CONNECTIONS
+        })
+    })
+    .join()
+    .expect("the floor's thread")
 }
 
 /// How long single web checks take against a local backend, outside any node: the floor under
