@@ -106,11 +106,27 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // Backends
 
-/// Answers one request with 200 "ok" and closes.
+/// Answers each request with 200 "ok", keeping the connection until the client closes it (a
+/// check without `keep-alive` resets it after one answer).
 async fn respond(mut sock: TcpStream) {
     let mut buf = [0u8; 2048];
-    let _ = sock.read(&mut buf).await;
-    let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n").await;
+    let mut pending = 0usize;
+    loop {
+        match sock.read(&mut buf[pending..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => pending += n,
+        }
+        while let Some(end) = buf[..pending].windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.copy_within(end + 4..pending, 0);
+            pending -= end + 4;
+            if sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").await.is_err() {
+                return;
+            }
+        }
+        if pending == buf.len() {
+            return;
+        }
+    }
 }
 
 /// Serve until `stop`, then hand the listener back (still bound, no longer accepting).
@@ -530,41 +546,45 @@ fn writes_by_kind(counts: &CallCounts) -> BTreeMap<&'static str, u64> {
     counts.get().into_iter().filter(|(method, _)| is_write(method)).collect()
 }
 
-/// The scale part's runs: services (each with 3 entry points) and the tact.
-const SCALE_RUNS: [(usize, &str); 2] = [(100, "250ms"), (1000, "1s")];
+/// The scale part's runs: services (each with 3 entry points), the tact and the web checker's
+/// `keep-alive` (`0`: a connection per check, the default).
+const SCALE_RUNS: [(usize, &str, &str); 3] = [(100, "250ms", "0"), (1000, "1s", "0"), (1000, "1s", "30s")];
 
 /// Each run of the scale part in a process of its own (this binary again), so that its memory
 /// figures are not the previous run's leftovers.
 fn scale() {
-    for (services, tact) in SCALE_RUNS {
+    for (services, tact, keep_alive) in SCALE_RUNS {
         let status = Command::new(std::env::current_exe().expect("own path"))
-            .env(SCALE_CHILD, format!("{services}:{tact}"))
+            .env(SCALE_CHILD, format!("{services}:{tact}:{keep_alive}"))
+            // As the packaged unit runs a node.
+            .env("MALLOC_ARENA_MAX", "2")
             .status()
             .expect("start a scale run");
         assert!(status.success(), "the scale run of {services} services at {tact} failed");
     }
 }
 
-/// One run of the scale part, `services:tact` (as in [`SCALE_RUNS`]), in a child process.
+/// One run of the scale part, `services:tact:keep-alive` (as in [`SCALE_RUNS`]), in a child
+/// process.
 fn scale_child(run: &str) {
-    let (services, tact) = run.split_once(':').expect("services:tact");
+    let [services, tact, keep_alive] = run.split(':').collect::<Vec<_>>()[..] else { panic!("services:tact:keep-alive, not {run}") };
     let services: usize = services.parse().expect("a number of services");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    rt.block_on(scale_run(services, tact));
+    rt.block_on(scale_run(services, tact, keep_alive));
 }
 
-fn scale_service_yaml(name: &str, port: u16, ips: &[Ipv4Addr]) -> String {
+fn scale_service_yaml(name: &str, port: u16, ips: &[Ipv4Addr], keep_alive: &str) -> String {
     let mut s = format!("  - name: {name}\n    domain: {name}.bench.local\n    entry-points:\n");
     for (i, ip) in ips.iter().enumerate() {
         s.push_str(&format!("      - {{ name: ep-{}, ip: {ip} }}\n", i + 1));
     }
     s.push_str(&format!(
-        "    health-checker: {{ type: web, schema: http, port: {port}, path: /health }}\n    switcher: {{ type: stamp }}\n"
+        "    health-checker: {{ type: web, schema: http, port: {port}, path: /health, keep-alive: {keep_alive} }}\n    switcher: {{ type: stamp }}\n"
     ));
     s
 }
 
-async fn scale_run(service_count: usize, tact: &str) {
+async fn scale_run(service_count: usize, tact: &str, keep_alive: &str) {
     let mut child = Command::new(std::env::current_exe().expect("own path"))
         .env(BACKENDS_CHILD, "1")
         .stdin(Stdio::piped())
@@ -579,7 +599,7 @@ async fn scale_run(service_count: usize, tact: &str) {
     let ips = [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)];
     let floor = fresh_connection_floor(port, &ips);
     // Defaults for everything but the tact: rise/fall 2, web timeout 5 s, retries 2, check-concurrency 32.
-    let services: String = (0..service_count).map(|i| scale_service_yaml(&format!("svc-{i}"), port, &ips)).collect();
+    let services: String = (0..service_count).map(|i| scale_service_yaml(&format!("svc-{i}"), port, &ips, keep_alive)).collect();
     let config =
         Config::parse(&format!("dhaf:\n  cluster-name: bench\n  node-name: node-1\n  tact-interval: {tact}\nservices:\n{services}"))
             .expect("the scale config is valid");
@@ -601,9 +621,10 @@ async fn scale_run(service_count: usize, tact: &str) {
     }));
     println!();
     println!(
-        "scale: one node, {service_count} services x 3 entry points, tact {tact}, web checker (timeout 5 s, retries 2), check-concurrency {concurrency}"
+        "scale: one node, {service_count} services x 3 entry points, tact {tact}, web checker (timeout 5 s, retries 2, keep-alive {keep_alive}), check-concurrency {concurrency}"
     );
     println!("backends: 127.0.0.1-3:{port} in a child process (pid {child_pid}), so the node's figures are its own");
+    println!("MALLOC_ARENA_MAX={} (as the packaged unit sets it)", std::env::var("MALLOC_ARENA_MAX").unwrap_or_default());
     // Warm-up: at least WARM_UP, and until the leader has taken in every service (each one
     // adopted and its live state written), so that only the steady state is measured.
     let started = Instant::now();

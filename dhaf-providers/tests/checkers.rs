@@ -435,6 +435,21 @@ impl KeepAliveServer {
         self.accepting.abort();
         let _ = (&mut self.accepting).await;
     }
+
+    /// Close every connection accepted so far (as a server's idle timeout does), keeping the
+    /// listener.
+    async fn close_connections(&self) {
+        let open: Vec<_> = self.open.lock().unwrap().drain(..).collect();
+        for c in open {
+            c.abort();
+            let _ = c.await;
+        }
+    }
+
+    /// Connections the server has accepted and still holds (the client has not closed them).
+    fn live_connections(&self) -> usize {
+        self.open.lock().unwrap().iter().filter(|c| !c.is_finished()).count()
+    }
 }
 
 impl Drop for KeepAliveServer {
@@ -474,6 +489,73 @@ async fn web_connections_end_with_their_check() {
         assert!(Instant::now() < deadline, "the checker left connections open");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn web_keep_alive_checks_over_one_connection_per_entry_point() {
+    let srv = KeepAliveServer::start().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nkeep-alive: 30s", srv.port));
+    for _ in 0..5 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    assert_eq!(srv.open.lock().unwrap().len(), 1, "five checks over one connection");
+    assert_eq!(srv.live_connections(), 1, "kept open between checks");
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while srv.live_connections() > 0 {
+        assert!(Instant::now() < deadline, "a dropped checker left its connection open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn web_keep_alive_a_connection_the_server_closed_is_replaced_within_the_check() {
+    // Servers close idle connections (nginx after 75 s, Apache after 5 s): that is no failure
+    // of the entry point, and the check goes on over a new connection at once.
+    let srv = KeepAliveServer::start().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nkeep-alive: 30s\nretries: 0", srv.port));
+    assert_healthy(&check(&c, LOCAL).await);
+    srv.close_connections().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_healthy(&check(&c, LOCAL).await);
+    assert_eq!(srv.live_connections(), 1, "one new connection, kept");
+}
+
+#[tokio::test]
+async fn web_keep_alive_a_server_that_died_fails_the_next_check() {
+    let mut srv = KeepAliveServer::start().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nkeep-alive: 30s", srv.port));
+    assert_healthy(&check(&c, LOCAL).await);
+    srv.close_listener().await;
+    srv.close_connections().await;
+    assert_eq!(check(&c, LOCAL).await.reason(), Some("connection refused"));
+}
+
+#[tokio::test]
+async fn web_keep_alive_a_closed_listener_is_seen_once_the_connection_is_as_old_as_keep_alive() {
+    // The trade of keep-alive: a process that still serves the connection it holds but lets
+    // nobody new in passes until the connection is `keep-alive` old; from then on every check
+    // opens a new connection until one gets in, so the failure counts towards `fall`.
+    let mut srv = KeepAliveServer::start().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nkeep-alive: 300ms", srv.port));
+    assert_healthy(&check(&c, LOCAL).await);
+    srv.close_listener().await;
+    assert_healthy(&check(&c, LOCAL).await);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(check(&c, LOCAL).await.reason(), Some("connection refused"));
+    assert_eq!(check(&c, LOCAL).await.reason(), Some("connection refused"), "no old connection taken back");
+}
+
+#[tokio::test]
+async fn web_keep_alive_is_off_unless_asked_for() {
+    let srv = KeepAliveServer::start().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nkeep-alive: 0", srv.port));
+    for _ in 0..3 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    assert_eq!(srv.open.lock().unwrap().len(), 3, "keep-alive: 0 opens a connection per check");
+    let e = build_err("svc.test", LOCAL, "type: web\nkeep-alive: 2h");
+    assert!(e.to_string().contains("keep-alive") && e.to_string().contains("from 0s to 1h"), "{e}");
 }
 
 /// Sockets in TIME_WAIT on either end of connections to `port` on this host (Linux).

@@ -17,6 +17,7 @@
 //! | `domain-forwarding` | speak to the service's domain (Host and TLS SNI) | `true` |
 //! | `ignore-ssl-errors` | accept any certificate | `false` |
 //! | `ca-file` | PEM file of extra CAs to trust (an internal CA) | — |
+//! | `keep-alive` | check over one kept connection per entry point until it is this old, 0s–1h | `0` (off) |
 //!
 //! The checker connects to the entry point's IP but speaks to the service's domain, as a browser
 //! would after DNS pointed it there: the URL is `schema://domain:port/path` with the domain
@@ -24,10 +25,17 @@
 //! certificate is checked against it. A `Host` header in `headers` takes the domain's place. With
 //! `domain-forwarding: false` (and no `Host` header) the request goes to the bare IP.
 //!
-//! Every check opens a fresh connection to its entry point (nothing is pooled or kept alive), so
-//! a check sees what a new visitor sees: a listener that is gone fails the very next check. Once
-//! the answer is in, the connection is closed with a reset (as HAProxy closes its checks'), so
-//! no socket is left in TIME_WAIT on either end.
+//! By default every check opens a fresh connection to its entry point (nothing is pooled or kept
+//! alive), so a check sees what a new visitor sees: a listener that is gone fails the very next
+//! check. Once the answer is in, the connection is closed with a reset (as HAProxy closes its
+//! checks'), so no socket is left in TIME_WAIT on either end.
+//!
+//! With `keep-alive`, an entry point's checks go over one kept connection (between checks only
+//! its socket and TLS session are kept, no HTTP state) until it is `keep-alive` old. A kept
+//! connection that fails before its answer is whole (closed by the server while idle, or the
+//! server died) is replaced at once within the same attempt, and the new connection's fate is
+//! the check's; a process that serves the kept connection while nobody new gets in shows once
+//! the connection is `keep-alive` old.
 //!
 //! A check is one HTTP/1.1 exchange on `hyper`'s connection API over a TCP stream connected to
 //! the entry point's address (TLS by `tokio-rustls` for `https`), driven within the check's own
@@ -53,7 +61,7 @@ use dhaf_core::provider::{BuildContext, HealthChecker};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, HOST, LOCATION, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONNECTION, HOST, LOCATION, USER_AGENT};
 use reqwest::{Method, StatusCode, Url};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -74,6 +82,9 @@ const DEFAULT_RETRIES: u64 = 2;
 
 /// The most `retries` accepted.
 const MAX_RETRIES: u64 = 10;
+
+/// The longest `keep-alive` accepted.
+const MAX_KEEP_ALIVE: Duration = Duration::from_secs(3600);
 
 /// `http` or `https`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +197,8 @@ struct Settings {
     expected_body: Option<(String, String)>,
     domain_forwarding: bool,
     ignore_ssl_errors: bool,
+    /// How long a connection may serve checks of its entry point; zero: one per check.
+    keep_alive: Duration,
     extra_roots: Vec<CertificateDer<'static>>,
     /// The `ca-file`'s contents, as read (what tells two TLS setups' roots apart).
     ca_pem: Option<Vec<u8>>,
@@ -200,6 +213,8 @@ struct Target {
     server_name: String,
     /// The URL's host name and the entry point's address it stands for (none for a bare IP).
     resolve: Option<(String, SocketAddr)>,
+    /// With `keep-alive`: the connection the next check goes over, idle meanwhile.
+    kept: Mutex<Option<Kept>>,
 }
 
 /// What sets two TLS setups apart; checkers with equal keys share one.
@@ -365,6 +380,7 @@ fn parse(f: &Fields, domain: &str) -> Option<Settings> {
     });
     let domain_forwarding = f.boolean("domain-forwarding", true);
     let ignore_ssl_errors = f.boolean("ignore-ssl-errors", false);
+    let keep_alive = f.duration("keep-alive", Duration::ZERO, Duration::ZERO, MAX_KEEP_ALIVE);
     let (extra_roots, ca_pem) = match f.string("ca-file") {
         Some(p) => ca_file(f, &p),
         None => (Vec::new(), None),
@@ -382,6 +398,7 @@ fn parse(f: &Fields, domain: &str) -> Option<Settings> {
         expected_body,
         domain_forwarding,
         ignore_ssl_errors,
+        keep_alive,
         extra_roots,
         ca_pem,
         domain: domain.to_ascii_lowercase(),
@@ -474,7 +491,7 @@ impl Target {
             None => (format!("{}://{addr}{}", s.schema.as_str(), s.path), ip.to_string(), None),
         };
         let url = Url::parse(&url).map_err(|e| format!("cannot make a URL of {url}: {e}"))?;
-        Ok(Target { url, server_name, resolve })
+        Ok(Target { url, server_name, resolve, kept: Mutex::new(None) })
     }
 }
 
@@ -586,6 +603,50 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     Ok(Answer { status, location, body })
 }
 
+/// A check's byte stream, plain or TLS, as a kept connection holds it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connection kept for an entry point's next checks (`keep-alive`): only the socket (and its
+/// TLS session) between checks, no HTTP state or buffers; closed with a reset when dropped.
+struct Kept {
+    io: Box<dyn Io>,
+    opened: tokio::time::Instant,
+}
+
+/// One request over `kept` and its whole answer (the body is read to its end even when it does
+/// not matter, so that the connection is at a clean start for the next request); the connection
+/// back when it can carry another request.
+async fn ask_keeping(kept: Kept, req: hyper::Request<Empty<&'static [u8]>>) -> Result<(Answer, Option<Kept>), hyper::Error> {
+    let (mut sender, conn) = http1::handshake(TokioIo::new(kept.io)).await?;
+    let mut ex = Exchange { conn: Box::pin(conn), ended: false };
+    let resp = ex.drive(sender.send_request(req)).await?;
+    let status = resp.status();
+    let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // A server that says it closes the connection (or speaks HTTP/1.0) is not asked again on it.
+    let closing = resp.version() != hyper::Version::HTTP_11
+        || resp.headers().get_all(CONNECTION).iter().any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("close")));
+    let mut body = Vec::new();
+    let mut incoming = resp.into_body();
+    let mut whole = true;
+    while let Some(frame) = ex.drive(async { incoming.frame().await.transpose() }).await? {
+        if let Ok(data) = frame.into_data() {
+            body.extend_from_slice(&data);
+            if body.len() >= MAX_BODY {
+                body.truncate(MAX_BODY);
+                whole = false;
+                break;
+            }
+        }
+    }
+    let again = (whole && !closing && !ex.ended)
+        .then(|| Pin::into_inner(ex.conn).into_parts())
+        .filter(|parts| parts.read_buf.is_empty())
+        .map(|parts| Kept { io: parts.io.into_inner(), opened: kept.opened });
+    Ok((Answer { status, location, body }, again))
+}
+
 /// The `Host` of a URL: the name, and the port when it is not the schema's own.
 fn host_of(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();
@@ -633,8 +694,8 @@ impl WebChecker {
         Err(last)
     }
 
-    /// One request to `url` on a new connection.
-    async fn request(&self, t: &Target, url: &Url, method: &Method, first: bool) -> Result<Answer, Failure> {
+    /// The request for `url`, with the headers set and the ones a client adds.
+    fn build_request(&self, t: &Target, url: &Url, method: &Method, first: bool) -> Result<hyper::Request<Empty<&'static [u8]>>, Failure> {
         let s = &self.settings;
         let mut req = hyper::Request::new(Empty::new());
         *req.method_mut() = method.clone();
@@ -663,16 +724,60 @@ impl WebChecker {
         if !headers.contains_key(ACCEPT) {
             headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
         }
-        let want_body = s.expected_body.is_some();
+        Ok(req)
+    }
+
+    /// The TLS server name for `url`: the checked name, or a redirect's own host.
+    fn tls_name(t: &Target, url: &Url, first: bool) -> Result<ServerName<'static>, Failure> {
+        let name = if first { t.server_name.clone() } else { url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string() };
+        ServerName::try_from(name).map_err(|e| Failure::Said(format!("no TLS server name: {e}")))
+    }
+
+    /// One request to `url`: on a new connection, or with `keep-alive` on the entry point's
+    /// kept one (a redirect elsewhere always gets a new one).
+    async fn request(&self, t: &Target, url: &Url, method: &Method, first: bool) -> Result<Answer, Failure> {
+        if first && !self.settings.keep_alive.is_zero() {
+            return self.request_kept(t, url, method).await;
+        }
+        let req = self.build_request(t, url, method, first)?;
+        let want_body = self.settings.expected_body.is_some();
         let stream = self.connect(t, url).await.map_err(Failure::Connect)?;
         if url.scheme() == "https" {
-            let name = if first { t.server_name.clone() } else { url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string() };
-            let name = ServerName::try_from(name).map_err(|e| Failure::Said(format!("no TLS server name: {e}")))?;
-            let tls = self.tls.connect(name, stream).await.map_err(Failure::Tls)?;
+            let tls = self.tls.connect(Self::tls_name(t, url, first)?, stream).await.map_err(Failure::Tls)?;
             exchange(tls, req, want_body).await.map_err(Failure::Http)
         } else {
             exchange(stream, req, want_body).await.map_err(Failure::Http)
         }
+    }
+
+    /// One request to the entry point over its kept connection while that is younger than
+    /// `keep-alive`, else over a new one, kept afterwards. A kept connection that fails before
+    /// its answer is whole (the server closed it while it was idle, or died) proves nothing
+    /// either way: the request goes again at once over a new connection, whose fate is the
+    /// check's, so a server that is gone fails the check as without `keep-alive`.
+    async fn request_kept(&self, t: &Target, url: &Url, method: &Method) -> Result<Answer, Failure> {
+        let keep = |kept: Option<Kept>| {
+            if let Some(k) = kept {
+                *t.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(k);
+            }
+        };
+        let taken = t.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(kept) = taken.filter(|k| k.opened.elapsed() < self.settings.keep_alive) {
+            if let Ok((answer, again)) = ask_keeping(kept, self.build_request(t, url, method, true)?).await {
+                keep(again);
+                return Ok(answer);
+            }
+        }
+        let req = self.build_request(t, url, method, true)?;
+        let stream = self.connect(t, url).await.map_err(Failure::Connect)?;
+        let io: Box<dyn Io> = if url.scheme() == "https" {
+            Box::new(self.tls.connect(Self::tls_name(t, url, true)?, stream).await.map_err(Failure::Tls)?)
+        } else {
+            Box::new(stream)
+        };
+        let (answer, again) = ask_keeping(Kept { io, opened: tokio::time::Instant::now() }, req).await.map_err(Failure::Http)?;
+        keep(again);
+        Ok(answer)
     }
 
     /// One attempt: the request, and the redirects it leads to when they are followed.
