@@ -535,6 +535,27 @@ pub trait Dcs: Send + Sync {
     /// Set a provider's value.
     async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), DcsError>;
 
+    /// Set a provider's value in one step only while `token`'s term leads and the stored value
+    /// is still `previous` (`None`: absent): a compare-and-swap fenced like
+    /// [`Dcs::record_switch`].
+    ///
+    /// - `Ok(true)`: written.
+    /// - `Ok(false)`: the term leads, but the value is no longer `previous` (another writer came
+    ///   first); nothing was written. The caller reads it again and decides afresh.
+    /// - [`DcsError::Fenced`]: the term is over; nothing was written, whatever the value.
+    ///
+    /// What the leader reads, adds to and writes back, and what a successor reads to know what
+    /// was done (a service's history), is written this way: neither a deposed leader's late
+    /// write nor two leaders' writes in turn can overwrite an entry the other made.
+    async fn kv_put_if(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        previous: Option<&str>,
+        token: FencingToken,
+    ) -> Result<bool, DcsError>;
+
     /// Remove a provider's value.
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError>;
 
