@@ -544,6 +544,47 @@ async fn a_leader_deposed_before_its_history_entry_lands_does_not_tell_the_switc
     assert!(c.provider.calls().iter().all(|call| call.to != "ep-1"), "nothing moved back: {:?}", c.provider.calls());
 }
 
+/// Another writer adds to the history between the leader's read and its write (a node of an
+/// older version writing late, a hand edit): the leader reads it again and adds its switch after
+/// that entry instead of writing over it, and tells its switch once.
+#[tokio::test(start_paused = true)]
+async fn a_history_entry_written_while_the_leader_adds_its_own_is_kept() {
+    let c = Cluster::with_stalls(3, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    c.provider.set_delay(Duration::from_secs(3));
+    c.down_everywhere("ep-1");
+    let handle = c.node(&leader).handle.clone();
+    wait_for("the switch recorded", Duration::from_secs(30), || async {
+        (handle.service_status("main").await.ok()?.current.as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    c.stall(&leader).arm();
+    wait_for("the history read held", Duration::from_secs(30), || async { c.stall(&leader).holding().then_some(()) }).await;
+    let mut history: Vec<SwitchRecord> = match c.dcs.kv_get("dhaf.history", "main").await.unwrap() {
+        Some(text) => serde_json::from_str(&text).unwrap(),
+        None => Vec::new(),
+    };
+    let meanwhile = SwitchRecord {
+        entry_point: "ep-3".into(),
+        kind: SwitchKind::Switchover,
+        token: FencingToken(1),
+        node: "n9".into(),
+        at: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        requested_by: Some("ops".into()),
+    };
+    history.push(meanwhile.clone());
+    c.dcs.kv_put("dhaf.history", "main", &serde_json::to_string(&history).unwrap()).await.unwrap();
+    c.stall(&leader).release();
+    wait_for("the switch told", Duration::from_secs(30), || async { (told_switches_to(&c, "ep-2") > 0).then_some(()) }).await;
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(told_switches_to(&c, "ep-2"), 1, "told once: {:?}", c.events());
+    let history = handle.history("main").await.unwrap();
+    let tail: Vec<&str> = history.iter().rev().take(2).rev().map(|r| r.entry_point.as_str()).collect();
+    assert_eq!(tail, ["ep-3", "ep-2"], "the entry written meanwhile is kept, and the switch follows it: {history:?}");
+    assert!(history.contains(&meanwhile), "{history:?}");
+}
+
 fn told_switches_to(c: &Cluster, to: &str) -> usize {
     c.events().iter().filter(|e| matches!(e, Event::Switched { to: t, .. } if t == to)).count()
 }
