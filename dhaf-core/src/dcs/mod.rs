@@ -2,7 +2,9 @@
 //!
 //! [`Dcs`] is domain-level: presence under a lease, compare-and-swap election with a fencing
 //! token, opinions bound to the publisher's lease, switchover requests, maintenance, the fenced
-//! switch record, a change stream, node decommission and a namespaced store for providers.
+//! switch record, a change stream, node decommission and a namespaced store for providers (with
+//! a compare-and-swap fenced like the switch record, for what a leader adds to and a successor
+//! reads, such as the switch history).
 //! Implementations: [`memory::MemoryDcs`] (embedded default and test fake, with fault injection)
 //! and etcd (in `dhaf-providers`). Both lay their data out by [`keys`] and must pass the
 //! conformance suite in `conformance` (feature `testing`).
