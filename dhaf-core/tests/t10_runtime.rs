@@ -474,10 +474,13 @@ async fn a_leader_paused_past_its_lease_never_writes_in_its_old_term() {
 
 /// Once armed, holds the answer to the node's next `kv_get` until released: a node stalled (a
 /// pause, a slow link) between reading a value and writing it back. The release must come
-/// within the DCS call's timeout, or the node gives up on the read.
+/// within the DCS call's timeout, or the node gives up on the read. Armed for writes, it holds
+/// the node's next `kv_put_if` on its way instead: a request lost in flight once the node
+/// gives up on it.
 #[derive(Clone, Default)]
 struct StalledRead {
     armed: Arc<std::sync::atomic::AtomicBool>,
+    armed_write: Arc<std::sync::atomic::AtomicBool>,
     held: Arc<std::sync::atomic::AtomicBool>,
     released: Arc<tokio::sync::Notify>,
 }
@@ -485,6 +488,9 @@ struct StalledRead {
 impl StalledRead {
     fn arm(&self) {
         self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn arm_write(&self) {
+        self.armed_write.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     fn holding(&self) -> bool {
         self.held.load(std::sync::atomic::Ordering::SeqCst)
@@ -496,6 +502,14 @@ impl StalledRead {
 
 #[async_trait::async_trait]
 impl Interceptor for StalledRead {
+    async fn before(&self, method: &'static str) -> Result<(), DcsError> {
+        if method == "kv_put_if" && self.armed_write.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.released.notified().await;
+            self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
     async fn after(&self, method: &'static str) -> Result<(), DcsError> {
         if method == "kv_get" && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.held.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -544,6 +558,37 @@ async fn a_leader_deposed_before_its_history_entry_lands_does_not_tell_the_switc
     assert!(c.provider.calls().iter().all(|call| call.to != "ep-1"), "nothing moved back: {:?}", c.provider.calls());
 }
 
+/// A leader whose history write is lost on its way (no answer) while its term ends and a
+/// successor finds the switch untold, tells it and writes it: the old leader, reading the history
+/// again before it learns its term is over, finds the entry and must not take it for its own.
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_history_write_was_lost_does_not_take_its_successors_entry_for_its_own() {
+    let c = Cluster::with_stalls(3, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    let old = term(&c).await;
+    c.provider.set_delay(Duration::from_secs(3));
+    c.down_everywhere("ep-1");
+    let handle = c.node(&leader).handle.clone();
+    wait_for("the switch recorded", Duration::from_secs(30), || async {
+        (handle.service_status("main").await.ok()?.current.as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    c.stall(&leader).arm_write();
+    wait_for("the history write held", Duration::from_secs(30), || async { c.stall(&leader).holding().then_some(()) }).await;
+    dhaf_core::dcs::Dcs::resign(&c.dcs, old).await.unwrap();
+    wait_for("the successor to tell the switch", Duration::from_millis(1500), || async {
+        (told_switches_to(&c, "ep-2") > 0).then_some(())
+    })
+    .await;
+    assert!(c.stall(&leader).holding(), "the scenario did not arise: the old leader gave up its write");
+    sleep(Duration::from_secs(30)).await;
+    assert_eq!(told_switches_to(&c, "ep-2"), 1, "told once across the change of leader: {:?}", c.events());
+    let other = c.nodes.iter().find(|n| n.name != leader).unwrap().handle.clone();
+    let history = other.history("main").await.unwrap();
+    assert_eq!(history.iter().filter(|r| r.entry_point == "ep-2").count(), 1, "one history entry: {history:?}");
+}
+
 /// Another writer adds to the history between the leader's read and its write (a node of an
 /// older version writing late, a hand edit): the leader reads it again and adds its switch after
 /// that entry instead of writing over it, and tells its switch once.
@@ -572,6 +617,7 @@ async fn a_history_entry_written_while_the_leader_adds_its_own_is_kept() {
         node: "n9".into(),
         at: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         requested_by: Some("ops".into()),
+        told_in: None,
     };
     history.push(meanwhile.clone());
     c.dcs.kv_put("dhaf.history", "main", &serde_json::to_string(&history).unwrap()).await.unwrap();

@@ -200,6 +200,7 @@ fn record(ep: &str, token: FencingToken) -> SwitchRecord {
         node: "n1".into(),
         at: std::time::SystemTime::now(),
         requested_by: None,
+        told_in: None,
     }
 }
 

@@ -219,8 +219,8 @@ struct Untold {
     /// The provider pointed at the target before the call: told only if people last heard it
     /// points elsewhere (an earlier call, its answer lost, moved it).
     already_there: bool,
-    /// This leader sent its history entry (the answer may have been lost): found there later,
-    /// it is this leader's own write.
+    /// This leader sent its history entry (the answer may have been lost): found there later
+    /// and naming no other term that told it, it is this leader's own write.
     put_sent: bool,
 }
 
@@ -228,8 +228,12 @@ struct Untold {
 enum Appended {
     /// Written now.
     Now,
-    /// It was the history's last entry already.
-    There,
+    /// It was the history's last entry already: written by this term (`mine`), or by another
+    /// one that told the switch.
+    There {
+        /// This term wrote it.
+        mine: bool,
+    },
     /// Not written: the history could not be read, the write was refused, or the history
     /// kept changing under it.
     NotWritten,
@@ -987,6 +991,7 @@ impl Leading {
             node: self.inner.config.dhaf.node_name.clone(),
             at: wall_now(),
             requested_by: None,
+            told_in: None,
         }
     }
 
@@ -1043,10 +1048,11 @@ impl Leading {
         let to = untold.record.entry_point.clone();
         match self.append_history(&svc.name, &untold.record).await {
             Appended::Now => {}
-            Appended::There if untold.put_sent => {}
-            Appended::There => {
-                // Not this leader's entry: a successor found the switch untold while this leader
-                // could not reach the DCS (paused, cut off), told it and wrote it. Told once.
+            Appended::There { mine: true } if untold.put_sent => {}
+            Appended::There { .. } => {
+                // Not this leader's entry (it sent none, or the entry names the term that told
+                // it): a successor found the switch untold while this leader could not reach the
+                // DCS (paused, cut off, its write lost on the way), told it and wrote it. Told once.
                 tracing::info!(service = %svc.name, %to, "another leader told this switch already");
                 self.slots[i].untold = None;
                 self.slots[i].told_at = Some(to);
@@ -1199,12 +1205,18 @@ impl Leading {
     /// and kept, never overwritten.
     async fn append_history(&self, service: &str, record: &SwitchRecord) -> Appended {
         let dcs = &self.inner.dcs;
+        // A switch an earlier term made is told by this one: its entry says so, so that the
+        // earlier leader, should it read the history again, does not take the entry for its own.
+        let entry = match record.token == self.token {
+            true => record.clone(),
+            false => SwitchRecord { told_in: Some(self.token), ..record.clone() },
+        };
         for _ in 0..HISTORY_TRIES {
             let Some((raw, mut list)) = self.read_history(service).await else { return Appended::NotWritten };
-            if list.last().is_some_and(|h| same_switch(h, record)) {
-                return Appended::There;
+            if let Some(h) = list.last().filter(|h| same_switch(h, record)) {
+                return Appended::There { mine: h.told_in.unwrap_or(h.token) == self.token };
             }
-            list.push(record.clone());
+            list.push(entry.clone());
             let excess = list.len().saturating_sub(HISTORY_LEN);
             list.drain(..excess);
             let value = serde_json::to_string(&list).expect("plain data");
