@@ -157,6 +157,10 @@ pub struct SwitchRecord {
     /// requested through the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// In the history only: the later term that wrote this entry and told the switch, as the
+    /// leader that made it did not (`None`: the leader that made it told it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub told_in: Option<FencingToken>,
 }
 
 /// The cluster is paused: every node goes on checking and reporting, and nobody switches

@@ -415,6 +415,9 @@ impl<I: Interceptor> Dcs for InterceptingDcs<I> {
     async fn kv_put(&self, ns: &str, key: &str, value: &str) -> Result<(), DcsError> {
         self.around("kv_put", self.inner.kv_put(ns, key, value)).await
     }
+    async fn kv_put_if(&self, ns: &str, key: &str, value: &str, previous: Option<&str>, token: FencingToken) -> Result<bool, DcsError> {
+        self.around("kv_put_if", self.inner.kv_put_if(ns, key, value, previous, token)).await
+    }
     async fn kv_delete(&self, ns: &str, key: &str) -> Result<(), DcsError> {
         self.around("kv_delete", self.inner.kv_delete(ns, key)).await
     }

@@ -58,6 +58,8 @@ struct Cluster {
     provider: FakeProvider,
     notifier: RecordingNotifier,
     nodes: Vec<TestNode>,
+    /// Each node's stalled reads, when the nodes were started with them.
+    stalls: Option<Vec<(String, StalledRead)>>,
 }
 
 impl Cluster {
@@ -67,11 +69,31 @@ impl Cluster {
             provider: FakeProvider::new(current),
             notifier: RecordingNotifier::new(),
             nodes: Vec::new(),
+            stalls: None,
         };
         for i in 1..=n {
             c.start(&format!("n{i}"), extra);
         }
         c
+    }
+
+    /// Like [`Cluster::new`], each node's DCS calls passing a [`StalledRead`] of its own.
+    fn with_stalls(n: usize, current: Option<&str>, extra: &str) -> Cluster {
+        let mut c = Cluster {
+            dcs: MemoryDcs::new("test"),
+            provider: FakeProvider::new(current),
+            notifier: RecordingNotifier::new(),
+            nodes: Vec::new(),
+            stalls: Some(Vec::new()),
+        };
+        for i in 1..=n {
+            c.start(&format!("n{i}"), extra);
+        }
+        c
+    }
+
+    fn stall(&self, node: &str) -> &StalledRead {
+        self.stalls.iter().flatten().find(|(n, _)| n == node).map(|(_, s)| s).unwrap()
     }
 
     fn start(&mut self, name: &str, extra: &str) {
@@ -84,7 +106,16 @@ impl Cluster {
             services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(self.provider.switcher(name)) }],
             notifiers: vec![("rec".into(), Arc::new(self.notifier.clone()) as Arc<dyn Notifier>)],
         };
-        let node = Node::new(config, Arc::new(self.dcs.client(name)), providers);
+        let client: Arc<dyn Dcs> = Arc::new(self.dcs.client(name));
+        let dcs: Arc<dyn Dcs> = match self.stalls.as_mut() {
+            Some(stalls) => {
+                let stall = StalledRead::default();
+                stalls.push((name.to_string(), stall.clone()));
+                Arc::new(InterceptingDcs::new(client, stall))
+            }
+            None => client,
+        };
+        let node = Node::new(config, dcs, providers);
         let handle = node.handle();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -184,8 +215,13 @@ services:
 async fn a_node_that_defines_the_service_differently_never_places_it() {
     // n3's file lists the entry points in the opposite order. It starts alone and leads, seeing
     // nothing healthy, so it has placed nothing.
-    let mut c =
-        Cluster { dcs: MemoryDcs::new("test"), provider: FakeProvider::new(None), notifier: RecordingNotifier::new(), nodes: Vec::new() };
+    let mut c = Cluster {
+        dcs: MemoryDcs::new("test"),
+        provider: FakeProvider::new(None),
+        notifier: RecordingNotifier::new(),
+        nodes: Vec::new(),
+        stalls: None,
+    };
     c.start_with("n3", reordered("n3"));
     for ep in ["ep-1", "ep-2", "ep-3"] {
         c.node("n3").checker.down(ep, "not yet");
@@ -434,6 +470,165 @@ async fn a_leader_paused_past_its_lease_never_writes_in_its_old_term() {
     assert!(calls.iter().all(|call| call.node != first), "the paused leader wrote nothing: {calls:?}");
     assert_eq!(c.provider.current().as_deref(), Some("ep-2"), "the traffic stays where the new leader put it");
     assert!(!c.node(&first).handle.is_leader() || term(&c).await != old, "it does not lead in its old term");
+}
+
+/// Once armed, holds the answer to the node's next `kv_get` until released: a node stalled (a
+/// pause, a slow link) between reading a value and writing it back. The release must come
+/// within the DCS call's timeout, or the node gives up on the read. Armed for writes, it holds
+/// the node's next `kv_put_if` on its way instead: a request lost in flight once the node
+/// gives up on it.
+#[derive(Clone, Default)]
+struct StalledRead {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    armed_write: Arc<std::sync::atomic::AtomicBool>,
+    held: Arc<std::sync::atomic::AtomicBool>,
+    released: Arc<tokio::sync::Notify>,
+}
+
+impl StalledRead {
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn arm_write(&self) {
+        self.armed_write.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn holding(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn release(&self) {
+        self.released.notify_one();
+    }
+}
+
+#[async_trait::async_trait]
+impl Interceptor for StalledRead {
+    async fn before(&self, method: &'static str) -> Result<(), DcsError> {
+        if method == "kv_put_if" && self.armed_write.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.released.notified().await;
+            self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    async fn after(&self, method: &'static str) -> Result<(), DcsError> {
+        if method == "kv_get" && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.released.notified().await;
+            self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// A leader stalled between reading the service's history and writing its switch there, while
+/// its term ends (its leader key gone, as when its lease lapses during a pause): a successor
+/// finds the switch untold and tells it. Once the old leader runs again, its write must not
+/// land in a term that is over, and it must not tell the switch a second time.
+#[tokio::test(start_paused = true)]
+async fn a_leader_deposed_before_its_history_entry_lands_does_not_tell_the_switch_again() {
+    let c = Cluster::with_stalls(3, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    let old = term(&c).await;
+    c.provider.set_delay(Duration::from_secs(3));
+    c.down_everywhere("ep-1");
+    let handle = c.node(&leader).handle.clone();
+    wait_for("the switch recorded", Duration::from_secs(30), || async {
+        (handle.service_status("main").await.ok()?.current.as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    // The call is under way: the leader's next read (the history, once the call is done) is held.
+    c.stall(&leader).arm();
+    wait_for("the history read held", Duration::from_secs(30), || async { c.stall(&leader).holding().then_some(()) }).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-2"), "the switch went through before its history was read");
+    assert_eq!(told_switches_to(&c, "ep-2"), 0, "told before its history entry was written: {:?}", c.events());
+    // Its term ends; a successor takes over, finds the switch untold, tells it.
+    dhaf_core::dcs::Dcs::resign(&c.dcs, old).await.unwrap();
+    wait_for("the successor to tell the switch", Duration::from_millis(1500), || async {
+        (told_switches_to(&c, "ep-2") > 0).then_some(())
+    })
+    .await;
+    assert!(c.stall(&leader).holding(), "the scenario did not arise: the old leader gave up its read");
+    c.stall(&leader).release();
+    sleep(Duration::from_secs(30)).await;
+    assert_eq!(told_switches_to(&c, "ep-2"), 1, "told once across the change of leader: {:?}", c.events());
+    let other = c.nodes.iter().find(|n| n.name != leader).unwrap().handle.clone();
+    let history = other.history("main").await.unwrap();
+    assert_eq!(history.iter().filter(|r| r.entry_point == "ep-2").count(), 1, "one history entry: {history:?}");
+    assert!(c.provider.calls().iter().all(|call| call.to != "ep-1"), "nothing moved back: {:?}", c.provider.calls());
+}
+
+/// A leader whose history write is lost on its way (no answer) while its term ends and a
+/// successor finds the switch untold, tells it and writes it: the old leader, reading the history
+/// again before it learns its term is over, finds the entry and must not take it for its own.
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_history_write_was_lost_does_not_take_its_successors_entry_for_its_own() {
+    let c = Cluster::with_stalls(3, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    let old = term(&c).await;
+    c.provider.set_delay(Duration::from_secs(3));
+    c.down_everywhere("ep-1");
+    let handle = c.node(&leader).handle.clone();
+    wait_for("the switch recorded", Duration::from_secs(30), || async {
+        (handle.service_status("main").await.ok()?.current.as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    c.stall(&leader).arm_write();
+    wait_for("the history write held", Duration::from_secs(30), || async { c.stall(&leader).holding().then_some(()) }).await;
+    dhaf_core::dcs::Dcs::resign(&c.dcs, old).await.unwrap();
+    wait_for("the successor to tell the switch", Duration::from_millis(1500), || async {
+        (told_switches_to(&c, "ep-2") > 0).then_some(())
+    })
+    .await;
+    assert!(c.stall(&leader).holding(), "the scenario did not arise: the old leader gave up its write");
+    sleep(Duration::from_secs(30)).await;
+    assert_eq!(told_switches_to(&c, "ep-2"), 1, "told once across the change of leader: {:?}", c.events());
+    let other = c.nodes.iter().find(|n| n.name != leader).unwrap().handle.clone();
+    let history = other.history("main").await.unwrap();
+    assert_eq!(history.iter().filter(|r| r.entry_point == "ep-2").count(), 1, "one history entry: {history:?}");
+}
+
+/// Another writer adds to the history between the leader's read and its write (a node of an
+/// older version writing late, a hand edit): the leader reads it again and adds its switch after
+/// that entry instead of writing over it, and tells its switch once.
+#[tokio::test(start_paused = true)]
+async fn a_history_entry_written_while_the_leader_adds_its_own_is_kept() {
+    let c = Cluster::with_stalls(3, Some("ep-1"), "");
+    let leader = c.wait_leader().await;
+    sleep(Duration::from_secs(3)).await;
+    c.provider.set_delay(Duration::from_secs(3));
+    c.down_everywhere("ep-1");
+    let handle = c.node(&leader).handle.clone();
+    wait_for("the switch recorded", Duration::from_secs(30), || async {
+        (handle.service_status("main").await.ok()?.current.as_deref() == Some("ep-2")).then_some(())
+    })
+    .await;
+    c.stall(&leader).arm();
+    wait_for("the history read held", Duration::from_secs(30), || async { c.stall(&leader).holding().then_some(()) }).await;
+    let mut history: Vec<SwitchRecord> = match c.dcs.kv_get("dhaf.history", "main").await.unwrap() {
+        Some(text) => serde_json::from_str(&text).unwrap(),
+        None => Vec::new(),
+    };
+    let meanwhile = SwitchRecord {
+        entry_point: "ep-3".into(),
+        kind: SwitchKind::Switchover,
+        token: FencingToken(1),
+        node: "n9".into(),
+        at: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        requested_by: Some("ops".into()),
+        told_in: None,
+    };
+    history.push(meanwhile.clone());
+    c.dcs.kv_put("dhaf.history", "main", &serde_json::to_string(&history).unwrap()).await.unwrap();
+    c.stall(&leader).release();
+    wait_for("the switch told", Duration::from_secs(30), || async { (told_switches_to(&c, "ep-2") > 0).then_some(()) }).await;
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(told_switches_to(&c, "ep-2"), 1, "told once: {:?}", c.events());
+    let history = handle.history("main").await.unwrap();
+    let tail: Vec<&str> = history.iter().rev().take(2).rev().map(|r| r.entry_point.as_str()).collect();
+    assert_eq!(tail, ["ep-3", "ep-2"], "the entry written meanwhile is kept, and the switch follows it: {history:?}");
+    assert!(history.contains(&meanwhile), "{history:?}");
 }
 
 fn told_switches_to(c: &Cluster, to: &str) -> usize {

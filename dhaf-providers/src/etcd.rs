@@ -770,6 +770,36 @@ impl Dcs for EtcdDcs {
         self.put(self.keys.kv(namespace, key), value.to_string(), None).await
     }
 
+    async fn kv_put_if(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        previous: Option<&str>,
+        token: FencingToken,
+    ) -> Result<bool, DcsError> {
+        // One transaction: the term's leader key as it was won, and the value still the one the
+        // caller read. When it fails, the leader key read back tells a term that is over from a
+        // value that changed.
+        let (leader, full) = (self.keys.leader(), self.keys.kv(namespace, key));
+        let unchanged = match previous {
+            Some(v) => Compare::value(full.clone(), CompareOp::Equal, v),
+            None => Compare::create_revision(full.clone(), CompareOp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when([Compare::mod_revision(leader.clone(), CompareOp::Equal, token.0), unchanged])
+            .and_then([TxnOp::put(full, value, None)])
+            .or_else([TxnOp::get(leader, None)]);
+        let resp = self.txn(txn).await?.map_err(other)?;
+        if resp.succeeded() {
+            Ok(true)
+        } else if read_kvs(&resp).first().is_some_and(|kv| kv.mod_revision() == token.0) {
+            Ok(false)
+        } else {
+            Err(DcsError::Fenced(token))
+        }
+    }
+
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError> {
         self.delete(self.keys.kv(namespace, key)).await.map(drop)
     }

@@ -60,6 +60,7 @@ where
         ("pause", |d, r| Box::pin(pause(d, r))),
         ("decommission", |d, _| Box::pin(decommission(d))),
         ("provider_store", |d, _| Box::pin(provider_store(d))),
+        ("fenced_provider_value", |d, _| Box::pin(fenced_provider_value(d))),
         ("watch", |d, _| Box::pin(watch(d))),
         ("watch_keeps_a_copy", |d, r| Box::pin(watch_keeps_a_copy(d, r))),
         ("unreadable_values", |d, r| Box::pin(unreadable_values(d, r))),
@@ -199,6 +200,7 @@ fn record(ep: &str, token: FencingToken) -> SwitchRecord {
         node: "n1".into(),
         at: std::time::SystemTime::now(),
         requested_by: None,
+        told_in: None,
     }
 }
 
@@ -316,6 +318,34 @@ pub async fn provider_store(dcs: Arc<dyn Dcs>) {
     dcs.kv_delete("tg", "chat-1").await.unwrap();
     assert_eq!(dcs.kv_list("tg").await.unwrap(), vec![("chat-2".into(), "b".into())]);
     assert_eq!(dcs.kv_list("tg2").await.unwrap().len(), 1);
+}
+
+/// A provider's value written as a compare-and-swap fenced by the leader's term: only while the
+/// term leads, only over the value the writer read.
+pub async fn fenced_provider_value(dcs: Arc<dyn Dcs>) {
+    let l1 = dcs.register("n1", TTL * 10).await.unwrap();
+    let l2 = dcs.register("n2", TTL * 10).await.unwrap();
+    let t1 = dcs.campaign("n1", l1).await.unwrap().unwrap();
+    assert_eq!(dcs.kv_put_if("h", "svc", "a", None, t1).await, Ok(true), "written where nothing was");
+    assert_eq!(dcs.kv_put_if("h", "svc", "b", None, t1).await, Ok(false), "something is there now");
+    assert_eq!(dcs.kv_put_if("h", "svc", "b", Some("x"), t1).await, Ok(false), "another value is there");
+    assert_eq!(dcs.kv_get("h", "svc").await.unwrap().as_deref(), Some("a"), "a refused write changed nothing");
+    assert_eq!(dcs.kv_put_if("h", "svc", "b", Some("a"), t1).await, Ok(true), "written over the value read");
+    assert_eq!(dcs.kv_get("h", "svc").await.unwrap().as_deref(), Some("b"));
+    // An empty value is a value: it is not the absence of one.
+    assert_eq!(dcs.kv_put_if("h", "other", "z", Some(""), t1).await, Ok(false));
+    assert_eq!(dcs.kv_get("h", "other").await.unwrap(), None);
+    // A deposed term is refused whatever the value, the one it read included.
+    dcs.revoke(l1).await.unwrap();
+    let t2 = dcs.campaign("n2", l2).await.unwrap().unwrap();
+    assert_eq!(dcs.kv_put_if("h", "svc", "c", Some("b"), t1).await, Err(DcsError::Fenced(t1)), "a deposed term must be refused");
+    assert_eq!(dcs.kv_put_if("h", "svc", "c", Some("x"), t1).await, Err(DcsError::Fenced(t1)), "refused as deposed, not as changed");
+    assert_eq!(dcs.kv_get("h", "svc").await.unwrap().as_deref(), Some("b"), "the refused write changed nothing");
+    assert_eq!(dcs.kv_put_if("h", "svc", "c", Some("b"), t2).await, Ok(true), "the term that leads writes");
+    // With nobody leading, no term leads.
+    dcs.resign(t2).await.unwrap();
+    assert_eq!(dcs.kv_put_if("h", "svc", "d", Some("c"), t2).await, Err(DcsError::Fenced(t2)));
+    assert_eq!(dcs.kv_get("h", "svc").await.unwrap().as_deref(), Some("c"));
 }
 
 /// A watch signals changes made after it started.

@@ -682,6 +682,28 @@ impl Dcs for MemoryDcs {
         Ok(())
     }
 
+    async fn kv_put_if(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        previous: Option<&str>,
+        token: FencingToken,
+    ) -> Result<bool, DcsError> {
+        self.enter_write().await?;
+        self.with_store(|s, k| {
+            if !matches!(leader_of(s, k), Some((_, rev, _)) if rev == token.0) {
+                return Err(DcsError::Fenced(token));
+            }
+            let key = k.kv(namespace, key);
+            if s.kv.get(&key).map(|e| e.value.as_str()) != previous {
+                return Ok(false);
+            }
+            put(s, key, value.to_string(), None);
+            Ok(true)
+        })?
+    }
+
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError> {
         self.enter().await?;
         self.with_store(|s, k| delete(s, &k.kv(namespace, key)))?;

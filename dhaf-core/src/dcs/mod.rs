@@ -2,7 +2,9 @@
 //!
 //! [`Dcs`] is domain-level: presence under a lease, compare-and-swap election with a fencing
 //! token, opinions bound to the publisher's lease, switchover requests, maintenance, the fenced
-//! switch record, a change stream, node decommission and a namespaced store for providers.
+//! switch record, a change stream, node decommission and a namespaced store for providers (with
+//! a compare-and-swap fenced like the switch record, for what a leader adds to and a successor
+//! reads, such as the switch history).
 //! Implementations: [`memory::MemoryDcs`] (embedded default and test fake, with fault injection)
 //! and etcd (in `dhaf-providers`). Both lay their data out by [`keys`] and must pass the
 //! conformance suite in `conformance` (feature `testing`).
@@ -534,6 +536,27 @@ pub trait Dcs: Send + Sync {
 
     /// Set a provider's value.
     async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> Result<(), DcsError>;
+
+    /// Set a provider's value in one step only while `token`'s term leads and the stored value
+    /// is still `previous` (`None`: absent): a compare-and-swap fenced like
+    /// [`Dcs::record_switch`].
+    ///
+    /// - `Ok(true)`: written.
+    /// - `Ok(false)`: the term leads, but the value is no longer `previous` (another writer came
+    ///   first); nothing was written. The caller reads it again and decides afresh.
+    /// - [`DcsError::Fenced`]: the term is over; nothing was written, whatever the value.
+    ///
+    /// What the leader reads, adds to and writes back, and what a successor reads to know what
+    /// was done (a service's history), is written this way: neither a deposed leader's late
+    /// write nor two leaders' writes in turn can overwrite an entry the other made.
+    async fn kv_put_if(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        previous: Option<&str>,
+        token: FencingToken,
+    ) -> Result<bool, DcsError>;
 
     /// Remove a provider's value.
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), DcsError>;

@@ -35,6 +35,9 @@ const READ_BACK_TIMEOUT: Duration = Duration::from_secs(10);
 const SWITCH_CONCURRENCY: usize = 16;
 /// How many switches the history keeps per service.
 pub(crate) const HISTORY_LEN: usize = 50;
+/// How many times an entry is added to a history that changed between its read and its write
+/// before the next round tries again.
+const HISTORY_TRIES: usize = 3;
 
 /// Campaign whenever this node has a lease and nobody leads; lead while it wins.
 pub(crate) async fn elect(inner: Arc<Inner>) {
@@ -216,8 +219,8 @@ struct Untold {
     /// The provider pointed at the target before the call: told only if people last heard it
     /// points elsewhere (an earlier call, its answer lost, moved it).
     already_there: bool,
-    /// This leader sent its history entry (the answer may have been lost): found there later,
-    /// it is this leader's own write.
+    /// This leader sent its history entry (the answer may have been lost): found there later
+    /// and naming no other term that told it, it is this leader's own write.
     put_sent: bool,
 }
 
@@ -225,12 +228,19 @@ struct Untold {
 enum Appended {
     /// Written now.
     Now,
-    /// It was the history's last entry already.
-    There,
-    /// Not written: the history could not be read, or the write was refused.
+    /// It was the history's last entry already: written by this term (`mine`), or by another
+    /// one that told the switch.
+    There {
+        /// This term wrote it.
+        mine: bool,
+    },
+    /// Not written: the history could not be read, the write was refused, or the history
+    /// kept changing under it.
     NotWritten,
     /// Sent, and no answer came (it may have been written).
     Unanswered,
+    /// Not written: this term is over.
+    TermOver,
 }
 
 /// Whether two records are the same switch (the wall-clock time aside).
@@ -829,14 +839,14 @@ impl Leading {
         {
             if self.slots[i].read_once && !self.slots[i].untold_checked {
                 self.slots[i].untold_checked = true;
-                self.tell_untold_switch(i, snapshot).await;
+                self.tell_untold_switch(i, snapshot).await?;
             }
             if let Some(Attempt { from, live_before, record }) = self.slots[i].went_through.take() {
                 tracing::info!(service = %svc.name, to = %record.entry_point, "the provider points where the failed switch was to: its answer was lost, it went through");
-                self.switched(i, from, live_before, &record).await;
+                self.switched(i, from, live_before, &record).await?;
             }
             if self.slots[i].untold.is_some() {
-                self.tell_switch(i).await;
+                self.tell_switch(i).await?;
             }
             let agreement = Agreement::of(snapshot, &svc.name, &inner.definitions[&svc.name], &config.dhaf.node_name);
             let mut view = service_view(snapshot, svc, &agreement);
@@ -955,7 +965,7 @@ impl Leading {
             Outcome::Done => {
                 let took = decided.elapsed();
                 self.inner.observed.lock().unwrap().metrics.service(&self.inner.config.services[i].name).switch_duration.observe(took);
-                self.switched(i, from, live_before, &record).await
+                self.switched(i, from, live_before, &record).await?;
             }
             // The next round's decision waits out the backoff.
             Outcome::Failed(error) => {
@@ -981,10 +991,17 @@ impl Leading {
             node: self.inner.config.dhaf.node_name.clone(),
             at: wall_now(),
             requested_by: None,
+            told_in: None,
         }
     }
 
-    async fn switched(&mut self, i: usize, from: Option<String>, live_before: Option<String>, record: &SwitchRecord) {
+    async fn switched(
+        &mut self,
+        i: usize,
+        from: Option<String>,
+        live_before: Option<String>,
+        record: &SwitchRecord,
+    ) -> Result<(), TermOver> {
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
         let attempts = self.slots[i].state.switch_succeeded();
@@ -1007,15 +1024,17 @@ impl Leading {
         // history. A repair always moved something.
         let already_there = record.kind != SwitchKind::Repair && live_before.as_deref() == Some(record.entry_point.as_str());
         self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: attempts, already_there, put_sent: false });
-        self.tell_switch(i).await;
+        self.tell_switch(i).await
     }
 
     /// Tell the switch service `i` made once it is in the history: the history is what the next
     /// leader reads to know it was told, so a leader that dies (or loses the DCS) between the
     /// switch and the telling leaves it to its successor instead of losing it, and one that told
     /// it never leaves it to be told again. Until the history takes it, each round tries again.
-    async fn tell_switch(&mut self, i: usize) {
-        let Some(untold) = self.slots[i].untold.clone() else { return };
+    /// The entry is written only in this term: once the term is over, whoever leads finds the
+    /// switch untold and tells it, and this leader does not (`Err`: it stops leading).
+    async fn tell_switch(&mut self, i: usize) -> Result<(), TermOver> {
+        let Some(untold) = self.slots[i].untold.clone() else { return Ok(()) };
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
         let heard_there = self.slots[i].told_at.as_deref() == Some(untold.record.entry_point.as_str());
@@ -1024,26 +1043,34 @@ impl Leading {
             // left): to them nothing moved, nothing to tell.
             tracing::info!(service = %svc.name, to = %untold.record.entry_point, "the provider already pointed there: nothing moved");
             self.slots[i].untold = None;
-            return;
+            return Ok(());
         }
         let to = untold.record.entry_point.clone();
         match self.append_history(&svc.name, &untold.record).await {
             Appended::Now => {}
-            Appended::There if untold.put_sent => {}
-            Appended::There => {
-                // Not this leader's entry: a successor found the switch untold while this leader
-                // could not reach the DCS (paused, cut off), told it and wrote it. Told once.
+            Appended::There { mine: true } if untold.put_sent => {}
+            Appended::There { .. } => {
+                // Not this leader's entry (it sent none, or the entry names the term that told
+                // it): a successor found the switch untold while this leader could not reach the
+                // DCS (paused, cut off, its write lost on the way), told it and wrote it. Told once.
                 tracing::info!(service = %svc.name, %to, "another leader told this switch already");
                 self.slots[i].untold = None;
                 self.slots[i].told_at = Some(to);
-                return;
+                return Ok(());
             }
-            Appended::NotWritten => return,
+            Appended::NotWritten => return Ok(()),
             Appended::Unanswered => {
                 if let Some(u) = self.slots[i].untold.as_mut() {
                     u.put_sent = true;
                 }
-                return;
+                return Ok(());
+            }
+            Appended::TermOver => {
+                // A successor may have found it untold and told it already: telling it here
+                // too would tell it twice. If not, it will.
+                tracing::info!(service = %svc.name, %to, "the term ended before the switch was in the history: the next leader tells it");
+                self.slots[i].untold = None;
+                return Err(TermOver);
             }
         }
         self.slots[i].untold = None;
@@ -1055,32 +1082,33 @@ impl Leading {
             let recovered = Event::SwitchRecovered { service: svc.name.clone(), to, attempts: untold.recovered_after };
             inner.notifications.send_in_term(&inner.config, recovered, token);
         }
+        Ok(())
     }
 
     /// An earlier leader that recorded a switch, carried it out (the provider points there) and
     /// died before its history took it, never told it: tell it now, as the switch it was.
     /// Adopted records (`Initial`, no call made) are not switches to tell.
-    async fn tell_untold_switch(&mut self, i: usize, snapshot: &Snapshot) {
+    async fn tell_untold_switch(&mut self, i: usize, snapshot: &Snapshot) -> Result<(), TermOver> {
         let inner = self.inner.clone();
         let svc = &inner.config.services[i];
-        let Some(history) = self.history(&svc.name).await else { return };
+        let Some(history) = self.history(&svc.name).await else { return Ok(()) };
         // Where people last heard the service points: the last switch told, else where the
         // provider was found (adopted, never a switch).
         self.slots[i].told_at = history.last().map(|h| h.entry_point.clone()).or_else(|| self.slots[i].live.clone());
-        let Some(record) = snapshot.records.get(&svc.name) else { return };
+        let Some(record) = snapshot.records.get(&svc.name) else { return Ok(()) };
         if record.token == self.token || record.kind == SwitchKind::Initial || self.slots[i].live.as_deref() != Some(&record.entry_point) {
-            return;
+            return Ok(());
         }
         // Told already, or no change to tell: the last switch told went to the same place (a
         // record rewritten without a provider call, as a switch away from a target that never
         // took effect).
         if history.last().is_some_and(|h| h.entry_point == record.entry_point) {
-            return;
+            return Ok(());
         }
         let from = if record.kind == SwitchKind::Repair { None } else { history.last().map(|h| h.entry_point.clone()) };
         tracing::info!(service = %svc.name, to = %record.entry_point, by = %record.node, "telling a switch the previous leader made but did not tell");
         self.slots[i].untold = Some(Untold { from, record: record.clone(), recovered_after: 0, already_there: false, put_sent: false });
-        self.tell_switch(i).await;
+        self.tell_switch(i).await
     }
 
     /// A failed switch: back off, keep its progress in the DCS for status, tell people at the
@@ -1166,26 +1194,47 @@ impl Leading {
     /// The service's history as kept in the DCS (an unreadable one reads as empty); `None` when
     /// the DCS cannot be read.
     async fn history(&self, service: &str) -> Option<Vec<SwitchRecord>> {
+        self.read_history(service).await.map(|(_, list)| list)
+    }
+
+    /// The service's history as stored (`None`: none is) and as read.
+    async fn read_history(&self, service: &str) -> Option<(Option<String>, Vec<SwitchRecord>)> {
         let raw = self.inner.dcs_call(self.inner.dcs.kv_get(HISTORY_NS, service)).await.ok()?;
-        Some(raw.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default())
+        let list = raw.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        Some((raw, list))
     }
 
     /// Append `record` to the service's history, unless it is its last entry already (a write
-    /// whose answer was lost, tried again, or another leader's).
+    /// whose answer was lost, tried again, or another leader's). Written only in this term and
+    /// only over the history as read (a compare-and-swap): a deposed leader's late write cannot
+    /// land after its successor's, and an entry another writer added meanwhile is read again
+    /// and kept, never overwritten.
     async fn append_history(&self, service: &str, record: &SwitchRecord) -> Appended {
         let dcs = &self.inner.dcs;
-        let Some(mut list) = self.history(service).await else { return Appended::NotWritten };
-        if list.last().is_some_and(|h| same_switch(h, record)) {
-            return Appended::There;
+        // A switch an earlier term made is told by this one: its entry says so, so that the
+        // earlier leader, should it read the history again, does not take the entry for its own.
+        let entry = match record.token == self.token {
+            true => record.clone(),
+            false => SwitchRecord { told_in: Some(self.token), ..record.clone() },
+        };
+        for _ in 0..HISTORY_TRIES {
+            let Some((raw, mut list)) = self.read_history(service).await else { return Appended::NotWritten };
+            if let Some(h) = list.last().filter(|h| same_switch(h, record)) {
+                return Appended::There { mine: h.told_in.unwrap_or(h.token) == self.token };
+            }
+            list.push(entry.clone());
+            let excess = list.len().saturating_sub(HISTORY_LEN);
+            list.drain(..excess);
+            let value = serde_json::to_string(&list).expect("plain data");
+            match self.inner.dcs_call(dcs.kv_put_if(HISTORY_NS, service, &value, raw.as_deref(), self.token)).await {
+                Ok(true) => return Appended::Now,
+                Ok(false) => tracing::debug!(service, "the history changed since it was read: reading it again"),
+                Err(e) if e.kind() == DcsErrorKind::Retry => return Appended::Unanswered,
+                Err(e) if e.kind() == DcsErrorKind::TermOver => return Appended::TermOver,
+                Err(_) => return Appended::NotWritten,
+            }
         }
-        list.push(record.clone());
-        let excess = list.len().saturating_sub(HISTORY_LEN);
-        list.drain(..excess);
-        match self.inner.dcs_call(dcs.kv_put(HISTORY_NS, service, &serde_json::to_string(&list).expect("plain data"))).await {
-            Ok(()) => Appended::Now,
-            Err(e) if e.kind() == DcsErrorKind::Retry => Appended::Unanswered,
-            Err(_) => Appended::NotWritten,
-        }
+        Appended::NotWritten
     }
 }
 
