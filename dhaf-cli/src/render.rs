@@ -289,7 +289,14 @@ pub fn candidates(v: &Value) -> String {
 pub fn history(v: &Value) -> String {
     let rows: Vec<Vec<String>> = list(v)
         .iter()
-        .map(|h| vec![when(&h["at"]), s(&h["kind"]), s(&h["entry_point"]), s(&h["node"]), s(&h["token"]), s(&h["requested_by"])])
+        .map(|h| {
+            // A switch its own leader could not tell, told by a later term: both terms.
+            let term = match h["told_in"].is_null() {
+                true => s(&h["token"]),
+                false => format!("{} (told in {})", s(&h["token"]), s(&h["told_in"])),
+            };
+            vec![when(&h["at"]), s(&h["kind"]), s(&h["entry_point"]), s(&h["node"]), term, s(&h["requested_by"])]
+        })
         .collect();
     if rows.is_empty() {
         return "No switches recorded yet.\n".into();
@@ -349,6 +356,17 @@ mod tests {
     fn timestamps_read_as_utc() {
         assert_eq!(when(&json!(0.0)), "1970-01-01 00:00:00");
         assert_eq!(when(&json!(1_709_210_096.5)), "2024-02-29 12:34:56");
+    }
+
+    #[test]
+    fn history_names_the_term_that_told_a_switch_its_own_leader_could_not() {
+        let v = json!([
+            {"at": 0.0, "kind": "failover", "entry_point": "ep-2", "node": "n1", "token": 7, "told_in": 9},
+            {"at": 60.0, "kind": "failback", "entry_point": "ep-1", "node": "n2", "token": 9, "requested_by": null},
+        ]);
+        let out = history(&v);
+        assert!(out.contains("7 (told in 9)"), "{out}");
+        assert_eq!(out.matches("told in").count(), 1, "{out}");
     }
 
     #[test]
