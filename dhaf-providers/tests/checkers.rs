@@ -112,6 +112,8 @@ enum Reply {
     StallBody,
     /// Close the connection without a word.
     Close,
+    /// Answer with this status and body and keep the connection for the next request.
+    KeepAlive(u16, &'static str),
 }
 
 type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
@@ -189,9 +191,14 @@ impl Server {
 
 async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(stream: S, seen: &Seen, handler: &Handler) {
     let mut stream = BufReader::new(stream);
+    while serve_request(&mut stream, seen, handler).await {}
+}
+
+/// Serve one request on `stream`; whether the connection stays for another.
+async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut BufReader<S>, seen: &Seen, handler: &Handler) -> bool {
     let mut line = String::new();
     if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-        return;
+        return false;
     }
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
@@ -199,7 +206,7 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(stream: S, seen: &Seen, h
     loop {
         let mut h = String::new();
         if stream.read_line(&mut h).await.unwrap_or(0) == 0 {
-            return;
+            return false;
         }
         let h = h.trim_end();
         if h.is_empty() {
@@ -228,12 +235,17 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(stream: S, seen: &Seen, h
             std::future::pending::<()>().await;
             unreachable!()
         }
-        Reply::Close => return,
+        Reply::Close => return false,
+        Reply::KeepAlive(code, body) => {
+            let head = format!("HTTP/1.1 {code} Whatever\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            return stream.write_all(head.as_bytes()).await.is_ok() && stream.flush().await.is_ok();
+        }
     };
     let head = format!("HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n", body.len());
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body.as_bytes()).await;
     let _ = stream.shutdown().await;
+    false
 }
 
 async fn ok_server() -> Server {
@@ -723,6 +735,37 @@ async fn https_untrusted_certificate_is_unhealthy_unless_ssl_errors_are_ignored(
     // TLS server name and Host both carry the service's domain, as a browser's would.
     assert_eq!(srv.seen.server_names.lock().unwrap().last().cloned().flatten().as_deref(), Some("svc.test"));
     assert_eq!(srv.last().header("host"), Some(format!("svc.test:{}", srv.port()).as_str()));
+}
+
+#[tokio::test]
+async fn web_keep_alive_with_a_server_that_closes_after_each_answer_opens_one_per_check() {
+    // A server that says `Connection: close` is not asked again on that connection.
+    let srv = ok_server().await;
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nkeep-alive: 30s", srv.port()));
+    for _ in 0..3 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    assert_eq!(srv.connections(), 3);
+}
+
+#[tokio::test]
+async fn https_keep_alive_keeps_the_tls_session_and_names_the_domain() {
+    let pki = pki(&["svc.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let srv = Server::start(LOCAL, Some(pki.acceptor), |_| Reply::KeepAlive(200, "status: ok")).await;
+    let c = build(
+        "svc.test",
+        LOCAL,
+        &format!("type: web\nschema: https\nport: {}\nca-file: {}\nkeep-alive: 30s\nexpected-response-body: OK", srv.port(), ca.display()),
+    );
+    for _ in 0..4 {
+        assert_healthy(&check(&c, LOCAL).await);
+    }
+    assert_eq!((srv.connections(), srv.requests().len()), (1, 4), "four checks over one TLS connection");
+    assert_eq!(srv.seen.server_names.lock().unwrap().clone(), [Some("svc.test".to_string())]);
+    assert!(srv.requests().iter().all(|r| r.header("host") == Some(format!("svc.test:{}", srv.port()).as_str())));
 }
 
 #[tokio::test]
