@@ -684,6 +684,16 @@ async fn web_ipv6_entry_points_work() {
     let c = build("svc.test", v6, &format!("type: web\nport: {}\ndomain-forwarding: false", srv.port()));
     assert_healthy(&check(&c, v6).await);
     assert_eq!(srv.last().header("host"), Some(format!("[::1]:{}", srv.port()).as_str()));
+
+    // With keep-alive, over one kept connection to the same address.
+    let listener = TcpListener::bind(SocketAddr::new(v6, 0)).await.unwrap();
+    let srv = Server::serve(listener, None, Arc::new(|_| Reply::KeepAlive(200, "OK")));
+    let c = build("svc.test", v6, &format!("type: web\nport: {}\nkeep-alive: 30s", srv.port()));
+    for _ in 0..3 {
+        assert_healthy(&check(&c, v6).await);
+    }
+    assert_eq!((srv.connections(), srv.requests().len()), (1, 3));
+    assert_eq!(srv.last().header("host"), Some(format!("svc.test:{}", srv.port()).as_str()));
 }
 
 // ---------------------------------------------------------------------------------------------
