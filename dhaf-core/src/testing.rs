@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::dcs::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
+use crate::dcs::{Dcs, DcsError, Leader, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
 use crate::model::{EntryPoint, Event, FencingToken, Health, Notification, Opinion, Pause, ServiceDefinition, SwitchRecord};
 use crate::provider::{HealthChecker, Notifier, ProviderError, Switcher};
 
@@ -301,7 +301,7 @@ pub trait Interceptor: Send + Sync + 'static {
 
 /// Whether a [`Dcs`] method writes (everything but `snapshot`, `watch`, `kv_get` and `kv_list`).
 pub fn is_write(method: &str) -> bool {
-    !matches!(method, "snapshot" | "watch" | "kv_get" | "kv_list")
+    !matches!(method, "snapshot" | "leader" | "watch" | "kv_get" | "kv_list")
 }
 
 /// How many calls of each [`Dcs`] method were made: an [`Interceptor`] that only counts.
@@ -387,6 +387,9 @@ impl<I: Interceptor> Dcs for InterceptingDcs<I> {
     }
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         self.around("snapshot", self.inner.snapshot()).await
+    }
+    async fn leader(&self) -> Result<Option<Leader>, DcsError> {
+        self.around("leader", self.inner.leader()).await
     }
     async fn watch(&self) -> Result<Watch, DcsError> {
         self.around("watch", self.inner.watch()).await

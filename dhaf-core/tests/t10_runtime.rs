@@ -666,6 +666,25 @@ async fn a_switch_is_told_once_its_history_entry_is_written_and_only_once() {
     assert_eq!(in_history(other.history("main").await.unwrap()), 1, "one history entry");
 }
 
+/// At steady state a follower learns that another node leads from the leader key alone: the
+/// whole DCS (every node's opinion of every entry point) is read by a follower only now and then,
+/// not once a heartbeat, and the leader's watch keeps it from reading it at all.
+#[tokio::test(start_paused = true)]
+async fn followers_do_not_read_the_whole_dcs_every_heartbeat() {
+    let mut c = Cluster::new(3, Some("ep-1"), "");
+    c.wait_leader().await;
+    sleep(Duration::from_secs(15)).await;
+    let before = c.dcs.snapshots_read();
+    sleep(Duration::from_secs(60)).await;
+    let read = c.dcs.snapshots_read() - before;
+    // Two followers at a 1 s heartbeat used to read 120 in a minute.
+    assert!(read <= 20, "{read} whole reads of the DCS in a minute of steady state");
+    // And a follower still takes over when the leader dies.
+    let leader = c.wait_leader().await;
+    c.crash(&leader);
+    wait_for("another leader", Duration::from_secs(30), || async { c.leader().await.filter(|l| *l != leader) }).await;
+}
+
 /// A switch that failed and was called off leaves the record ahead of the provider; the next
 /// switch back to where the provider still points moves nothing and is not told as a switch.
 #[tokio::test(start_paused = true)]

@@ -59,7 +59,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dhaf_core::config::{ConfigError, Fields, ProviderConfig};
 use dhaf_core::dcs::keys::{encode, Keys, RawEntry};
-use dhaf_core::dcs::{Dcs, DcsContext, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
+use dhaf_core::dcs::{Dcs, DcsContext, DcsError, Leader, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch};
 use dhaf_core::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
 use dhaf_core::registry::Registry;
 use etcd_client::{
@@ -632,6 +632,23 @@ impl Dcs for EtcdDcs {
         let snapshot =
             self.keys.decode(kvs.iter().zip(&keys).map(|(kv, key)| RawEntry { key, value: kv.value(), mod_revision: kv.mod_revision() }));
         Ok(Snapshot { revision, ..snapshot })
+    }
+
+    async fn leader(&self) -> Result<Option<Leader>, DcsError> {
+        let key = self.keys.leader();
+        let resp = self
+            .call(move |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await?
+            .map_err(other)?;
+        // Decoded as the snapshot decodes it, so the two never disagree.
+        let keys: Vec<_> = resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key())).collect();
+        Ok(self
+            .keys
+            .decode(resp.kvs().iter().zip(&keys).map(|(kv, key)| RawEntry { key, value: kv.value(), mod_revision: kv.mod_revision() }))
+            .leader)
     }
 
     async fn watch(&self) -> Result<Watch, DcsError> {

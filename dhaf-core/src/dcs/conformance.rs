@@ -105,12 +105,16 @@ pub async fn election(dcs: Arc<dyn Dcs>) {
     assert_eq!(dcs.campaign("n1", l1).await.unwrap(), Some(t1), "the leader keeps its term");
     let snap = dcs.snapshot().await.unwrap();
     assert_eq!(snap.leader.as_ref().map(|l| (l.node.as_str(), l.token)), Some(("n1", t1)));
+    // The leader read alone is the snapshot's.
+    assert_eq!(dcs.leader().await.unwrap(), snap.leader);
     dcs.resign(t1).await.unwrap();
     assert!(dcs.snapshot().await.unwrap().leader.is_none());
+    assert_eq!(dcs.leader().await.unwrap(), None);
     let t2 = dcs.campaign("n2", l2).await.unwrap().expect("n2 takes the vacant key");
     assert!(t2 > t1, "terms grow: {t2} after {t1}");
     dcs.resign(t1).await.unwrap(); // a stale resign is a no-op
     assert_eq!(dcs.snapshot().await.unwrap().leader.map(|l| l.node), Some("n2".into()));
+    assert_eq!(dcs.leader().await.unwrap().map(|l| (l.node, l.token)), Some(("n2".into(), t2)));
 }
 
 /// When a lease expires, presence, opinions and leadership vanish; membership stays.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::keys::{encode, Keys, RawEntry};
-use super::{Dcs, DcsError, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch, WatchSender};
+use super::{Dcs, DcsError, Leader, LeaseId, Purge, Snapshot, SwitchoverRequest, Watch, WatchSender};
 use crate::model::{FencingToken, Opinion, Pause, ServiceDefinition, SwitchRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -589,6 +589,15 @@ impl Dcs for MemoryDcs {
             mod_revision: e.mod_revision,
         }));
         Ok(Snapshot { revision, ..snapshot })
+    }
+
+    async fn leader(&self) -> Result<Option<Leader>, DcsError> {
+        self.enter().await?;
+        let (key, entry) = self.with_store(|s, k| (k.leader(), s.kv.get(&k.leader()).cloned()))?;
+        // Decoded as the snapshot decodes it, so the two never disagree.
+        Ok(entry.and_then(|e| {
+            self.shared.keys.decode(std::iter::once(RawEntry { key: &key, value: e.value.as_bytes(), mod_revision: e.mod_revision })).leader
+        }))
     }
 
     async fn watch(&self) -> Result<Watch, DcsError> {

@@ -500,6 +500,13 @@ pub trait Dcs: Send + Sync {
     /// Read everything in one consistent look.
     async fn snapshot(&self) -> Result<Snapshot, DcsError>;
 
+    /// Who leads, if anyone: what [`Dcs::snapshot`] says of it, read alone. A follower asks this
+    /// every heartbeat, where the whole snapshot would carry every node's opinion of every entry
+    /// point. The default reads the snapshot; implementations read the one key.
+    async fn leader(&self) -> Result<Option<Leader>, DcsError> {
+        Ok(self.snapshot().await?.leader)
+    }
+
     /// Report every change of the cluster's data from now on: a change made after this returns
     /// is never missed (the stream closes instead).
     async fn watch(&self) -> Result<Watch, DcsError>;

@@ -33,6 +33,11 @@ pub(crate) const PAUSE_NS: &str = "dhaf.pause";
 const READ_BACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many services may be switching at once.
 const SWITCH_CONCURRENCY: usize = 16;
+
+/// How often a follower under a live leader reads the whole DCS all the same: the election needs
+/// only the leader key, but the node's status shows the last state it read, marked stale, when
+/// the DCS goes. At 1,000 services the whole read each heartbeat cost a follower more than leading.
+const FOLLOWER_FULL_READ: Duration = Duration::from_secs(10);
 /// How many switches the history keeps per service.
 pub(crate) const HISTORY_LEN: usize = 50;
 /// How many times an entry is added to a history that changed between its read and its write
@@ -44,6 +49,7 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
     let node = inner.config.dhaf.node_name.clone();
     let mut watch = None;
     let mut outvoted_on: Option<String> = None;
+    let mut last_full_read: Option<Instant> = None;
     loop {
         // A reload replaced this generation: the next one's election takes over.
         if inner.retired() {
@@ -59,23 +65,37 @@ pub(crate) async fn elect(inner: Arc<Inner>) {
             watch = inner.dcs_call(inner.dcs.watch()).await.ok();
         }
         // Campaign only for a vacant (or this node's own) leader key, and never while a majority
-        // defines some service differently from this node.
-        let standing = match inner.snapshot().await {
-            Ok(s) if s.leader.as_ref().is_some_and(|l| l.node != node) => false,
-            Ok(s) => match stand_aside(&s, &inner.definitions, &node) {
-                Some(service) => {
-                    if outvoted_on.as_ref() != Some(&service) {
-                        tracing::error!(%service, "a majority of the nodes define the service differently from this node: not standing for leader until the configs agree");
+        // defines some service differently from this node. Under another node's lead the leader
+        // key alone says so; the whole DCS is read when the key is vacant or this node's, or
+        // after FOLLOWER_FULL_READ.
+        let led_elsewhere = match last_full_read {
+            Some(at) if at.elapsed() < FOLLOWER_FULL_READ => {
+                matches!(inner.dcs_call(inner.dcs.leader()).await, Ok(Some(l)) if l.node != node)
+            }
+            _ => false,
+        };
+        if !led_elsewhere {
+            last_full_read = Some(Instant::now());
+        }
+        let standing = match led_elsewhere {
+            true => false,
+            false => match inner.snapshot().await {
+                Ok(s) if s.leader.as_ref().is_some_and(|l| l.node != node) => false,
+                Ok(s) => match stand_aside(&s, &inner.definitions, &node) {
+                    Some(service) => {
+                        if outvoted_on.as_ref() != Some(&service) {
+                            tracing::error!(%service, "a majority of the nodes define the service differently from this node: not standing for leader until the configs agree");
+                        }
+                        outvoted_on = Some(service);
+                        false
                     }
-                    outvoted_on = Some(service);
-                    false
-                }
-                None => {
-                    outvoted_on = None;
-                    true
-                }
+                    None => {
+                        outvoted_on = None;
+                        true
+                    }
+                },
+                Err(_) => true,
             },
-            Err(_) => true,
         };
         let campaign = async {
             match standing {
