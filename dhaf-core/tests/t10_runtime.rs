@@ -668,7 +668,7 @@ async fn a_switch_is_told_once_its_history_entry_is_written_and_only_once() {
 
 /// At steady state a follower learns that another node leads from the leader key alone: the
 /// whole DCS (every node's opinion of every entry point) is read by a follower only now and then,
-/// not once a heartbeat, and the leader's watch keeps it from reading it at all.
+/// not once a heartbeat.
 #[tokio::test(start_paused = true)]
 async fn followers_do_not_read_the_whole_dcs_every_heartbeat() {
     let mut c = Cluster::new(3, Some("ep-1"), "");
