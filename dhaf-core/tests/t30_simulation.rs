@@ -1308,7 +1308,7 @@ fn cases() -> Vec<Case> {
         eprintln!("left out, as they find a defect not fixed yet (see OPEN): seeds {open:?}");
     }
     let mut cases: Vec<Case> = (first..first + n).filter(|s| !OPEN.contains(s)).map(|seed| Case { classic, ..Case::seed(seed) }).collect();
-    // The regression seeds as they were found: with the faults of their time only.
+    // The regression seeds as they were found: the early ones with the faults of their time only.
     for &(seed, classic) in REGRESSIONS {
         let case = Case { classic, ..Case::seed(seed) };
         if !cases.contains(&case) {
