@@ -273,6 +273,46 @@ async fn a_node_that_defines_the_service_differently_never_places_it() {
     assert!(c.switches().iter().all(|(_, to)| to != "ep-3"), "{:?}", c.switches());
 }
 
+/// A leader outvoted on a service's definition while its slow provider call is under way lets
+/// the call end before it frees the leader key: the majority's leader switches after it, and the
+/// provider is left where the majority's leader put it. Before, the key was freed at once, the
+/// successor's quick switch landed first and the outvoted leader's late call overwrote it with
+/// the other order's pick until the next reconcile (simulation seed 4763).
+#[tokio::test(start_paused = true)]
+async fn an_outvoted_leader_lets_its_call_under_way_end_before_a_successor_switches() {
+    let mut c = Cluster {
+        dcs: MemoryDcs::new("test"),
+        provider: FakeProvider::new(None),
+        notifier: RecordingNotifier::new(),
+        nodes: Vec::new(),
+        stalls: None,
+    };
+    // n3 lists the entry points in the opposite order and leads alone; its first switch (to
+    // ep-3, its first) takes 10 s at the provider.
+    c.provider.set_delay(Duration::from_secs(10));
+    c.start_with("n3", reordered("n3"));
+    assert_eq!(c.wait_leader().await, "n3");
+    wait_for("n3's switch recorded", Duration::from_secs(30), || async {
+        dhaf_core::dcs::Dcs::snapshot(&c.dcs).await.ok()?.records.get("main").map(|_| ())
+    })
+    .await;
+    // While the call is under way, the provider gets quick again and n1 and n2, agreeing with
+    // each other, outvote n3.
+    c.provider.set_delay(Duration::ZERO);
+    c.start("n1", "");
+    c.start("n2", "");
+    let leader = wait_for("a leader of the majority", Duration::from_secs(30), || async { c.leader().await.filter(|l| l != "n3") }).await;
+    wait_for("the majority's switch", Duration::from_secs(30), || async {
+        c.switches().iter().any(|(by, to)| *by == leader && to == "ep-1").then_some(())
+    })
+    .await;
+    // Less than the reconcile interval (20 s): a late write would not have been repaired yet.
+    sleep(Duration::from_secs(12)).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-1"), "left where the majority's leader put it: {:?}", c.switches());
+    let calls = c.provider.calls();
+    assert!(calls.windows(2).all(|w| w[0].token <= w[1].token), "a call of an older term landed after a newer one's: {:?}", c.switches());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lone_node_points_a_new_service_at_the_first_entry_point() {
     let c = Cluster::new(1, None, "");

@@ -1262,8 +1262,20 @@ fn run_and_shrink(case: &Case) -> Result<(), String> {
 /// and won its term back never told a switch of its own whose answer was lost, nor the move
 /// back. 4417: the move back told from where such a switch, untold, had taken the provider
 /// (its leader paused, its successor unable to read the provider back), taken for no move.
-const REGRESSIONS: &[(u64, bool)] =
-    &[(36, true), (343, true), (688, true), (767, true), (882, true), (905, true), (2474, false), (4316, false), (4417, false)];
+/// 4763: a leader outvoted on a definition resigned with a slow call under way, which landed
+/// after its successor's switch.
+const REGRESSIONS: &[(u64, bool)] = &[
+    (36, true),
+    (343, true),
+    (688, true),
+    (767, true),
+    (882, true),
+    (905, true),
+    (2474, false),
+    (4316, false),
+    (4417, false),
+    (4763, false),
+];
 
 /// Shrunk schedules that once found a defect, replayed every time with only their steps, as
 /// (seed, with the faults of its time only, steps). 882 (classic): a leader losing its lease
@@ -1273,7 +1285,7 @@ const REGRESSIONS: &[(u64, bool)] =
 /// where nobody had heard the service point, and one that went through at its third attempt was
 /// told as from its own target. 916: a leader paused while its slow provider call went through
 /// told the switch when it ran again, after its successor had found it untold and told it (the
-/// history entry the successor wrote read as the old leader's own). 2474, 4316, 4417: the
+/// history entry the successor wrote read as the old leader's own). 2474, 4316, 4417, 4763: the
 /// seeds of the same name (see [`REGRESSIONS`]), shrunk.
 const SHRUNK_REGRESSIONS: &[(u64, bool, &[usize])] = &[
     (882, true, &[1, 2, 6, 7, 8]),
@@ -1283,6 +1295,7 @@ const SHRUNK_REGRESSIONS: &[(u64, bool, &[usize])] = &[
     (2474, false, &[6, 9, 19]),
     (4316, false, &[5, 6, 8, 14, 16, 17]),
     (4417, false, &[8, 12, 23, 24]),
+    (4763, false, &[4, 9, 11, 14, 15, 20, 23, 26]),
 ];
 
 /// Seeds that find a defect not fixed yet, left out of ranges (and said so) until it is; each

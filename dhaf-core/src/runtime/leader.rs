@@ -424,6 +424,11 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             }
             if let Some(service) = stand_aside(snapshot, &inner.definitions, &config.dhaf.node_name) {
                 tracing::error!(%token, %service, "a majority of the nodes define the service differently from this node: resigning, so that a node of the majority leads");
+                // Switches under way end first (by the lease deadline at the latest): freed
+                // now, the key would let a successor switch before this term's late call lands.
+                while let Some(done) = me.running.join_next_with_id().await {
+                    let _ = me.finish(done).await;
+                }
                 let _ = inner.dcs_call(inner.dcs.resign(token)).await;
                 break;
             }
