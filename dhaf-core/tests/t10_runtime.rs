@@ -273,6 +273,46 @@ async fn a_node_that_defines_the_service_differently_never_places_it() {
     assert!(c.switches().iter().all(|(_, to)| to != "ep-3"), "{:?}", c.switches());
 }
 
+/// A leader outvoted on a service's definition while its slow provider call is under way lets
+/// the call end before it frees the leader key: the majority's leader switches after it, and the
+/// provider is left where the majority's leader put it. Before, the key was freed at once, the
+/// successor's quick switch landed first and the outvoted leader's late call overwrote it with
+/// the other order's pick until the next reconcile (simulation seed 4763).
+#[tokio::test(start_paused = true)]
+async fn an_outvoted_leader_lets_its_call_under_way_end_before_a_successor_switches() {
+    let mut c = Cluster {
+        dcs: MemoryDcs::new("test"),
+        provider: FakeProvider::new(None),
+        notifier: RecordingNotifier::new(),
+        nodes: Vec::new(),
+        stalls: None,
+    };
+    // n3 lists the entry points in the opposite order and leads alone; its first switch (to
+    // ep-3, its first) takes 10 s at the provider.
+    c.provider.set_delay(Duration::from_secs(10));
+    c.start_with("n3", reordered("n3"));
+    assert_eq!(c.wait_leader().await, "n3");
+    wait_for("n3's switch recorded", Duration::from_secs(30), || async {
+        dhaf_core::dcs::Dcs::snapshot(&c.dcs).await.ok()?.records.get("main").map(|_| ())
+    })
+    .await;
+    // While the call is under way, the provider gets quick again and n1 and n2, agreeing with
+    // each other, outvote n3.
+    c.provider.set_delay(Duration::ZERO);
+    c.start("n1", "");
+    c.start("n2", "");
+    let leader = wait_for("a leader of the majority", Duration::from_secs(30), || async { c.leader().await.filter(|l| l != "n3") }).await;
+    wait_for("the majority's switch", Duration::from_secs(30), || async {
+        c.switches().iter().any(|(by, to)| *by == leader && to == "ep-1").then_some(())
+    })
+    .await;
+    // Less than the reconcile interval (20 s): a late write would not have been repaired yet.
+    sleep(Duration::from_secs(12)).await;
+    assert_eq!(c.provider.current().as_deref(), Some("ep-1"), "left where the majority's leader put it: {:?}", c.switches());
+    let calls = c.provider.calls();
+    assert!(calls.windows(2).all(|w| w[0].token <= w[1].token), "a call of an older term landed after a newer one's: {:?}", c.switches());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lone_node_points_a_new_service_at_the_first_entry_point() {
     let c = Cluster::new(1, None, "");
@@ -1009,7 +1049,13 @@ async fn a_failed_switch_is_retried_and_reported_once() {
 
 /// The switches told for the service, as (from, to).
 fn told_moves(c: &Cluster) -> Vec<(Option<String>, String)> {
-    c.events()
+    told_moves_of(&c.notifier)
+}
+
+/// The switches `notifier` was told, as (from, to).
+fn told_moves_of(notifier: &RecordingNotifier) -> Vec<(Option<String>, String)> {
+    notifier
+        .events()
         .into_iter()
         .filter_map(|e| match e {
             Event::Switched { from, to, .. } => Some((from, to)),
@@ -1620,12 +1666,21 @@ impl Interceptor for Faults {
 
 /// A lone node `n1` over `dcs`, with the fake provider pointing at `current`; waits until it leads.
 async fn lone_over(dcs: FaultyDcs, current: Option<&str>, extra: &str) -> (FakeProvider, ScriptedChecker, NodeHandle, RecordingNotifier) {
+    lone_over_with(dcs, current, config("n1", extra)).await
+}
+
+/// [`lone_over`] with the node's whole config.
+async fn lone_over_with(
+    dcs: FaultyDcs,
+    current: Option<&str>,
+    config: Config,
+) -> (FakeProvider, ScriptedChecker, NodeHandle, RecordingNotifier) {
     let (provider, checker, notifier) = (FakeProvider::new(current), ScriptedChecker::new(), RecordingNotifier::new());
     let providers = Providers {
         services: vec![ServiceProviders { checker: Arc::new(checker.clone()), switcher: Arc::new(provider.switcher("n1")) }],
         notifiers: vec![("rec".into(), Arc::new(notifier.clone()) as Arc<dyn Notifier>)],
     };
-    let node = Node::new(config("n1", extra), dcs.dcs(), providers);
+    let node = Node::new(config, dcs.dcs(), providers);
     let handle = node.handle();
     tokio::spawn(node.run(std::future::pending()));
     wait_for("a leader", Duration::from_secs(30), || async { handle.is_leader().then_some(()) }).await;
@@ -1707,6 +1762,49 @@ async fn a_failing_switch_left_by_an_ended_term_is_not_shown_once_the_provider_i
     assert_eq!((status.current.as_deref(), status.live.as_deref()), (Some("ep-2"), Some("ep-2")), "{status:?}");
     assert!(status.switching.is_none(), "a switch shown failing that nobody makes: {status:?}");
     assert!(provider.calls().is_empty(), "nothing to switch: {:?}", provider.calls());
+}
+
+/// A leader that cannot renew its lease in time steps down on its own, and wins its term back
+/// once renewals pass again, the lease having lived on. A switch it made in the first stretch
+/// of the term, carried out but its answer lost, and not yet found done by a read-back, is
+/// told when it leads again and finds the provider there; the move back to ep-1 is told too,
+/// from ep-2. Before, the term won back took the switch for one it knew of and told neither:
+/// people heard the service fail over nowhere and never come back (simulation seeds 2474, 4316).
+#[tokio::test(start_paused = true)]
+async fn a_switch_whose_answer_was_lost_before_the_leader_won_its_term_back_is_told_and_so_is_the_move_back() {
+    let dcs = FaultyDcs::new(MemoryDcs::new("test"));
+    let mut config = config("n1", "    fall: 1\n    failback-delay: 0\n");
+    // Renewals twice a second, so that one passes between the local step-down (the lease
+    // deadline) and the lease's expiry, 1.2 s later.
+    config.dhaf.heartbeat_interval = Duration::from_millis(500);
+    let (provider, checker, handle, notifier) = lone_over_with(dcs.clone(), None, config).await;
+    wait_for("the first switch", Duration::from_secs(10), || async { (provider.current().as_deref() == Some("ep-1")).then_some(()) }).await;
+    // Every call's answer is lost (retries included) and a read-back takes longer than what is
+    // left of the term: the leader knows only that its switch failed.
+    provider.lose_next_answers(100);
+    provider.set_read_delay(Duration::from_secs(8));
+    dcs.set(|f| f.keep_alive_fails = true);
+    checker.down("ep-1", "connection refused");
+    wait_for("the failover", Duration::from_secs(10), || async { (provider.current().as_deref() == Some("ep-2")).then_some(()) }).await;
+    wait_for("the step-down", Duration::from_secs(10), || async { (!handle.is_leader()).then_some(()) }).await;
+    dcs.set(|f| f.keep_alive_fails = false);
+    provider.set_read_delay(Duration::ZERO);
+    wait_for("the term won back", Duration::from_secs(10), || async { handle.is_leader().then_some(()) }).await;
+    let elected = notifier.events().iter().filter(|e| matches!(e, Event::LeaderElected { .. })).count();
+    assert_eq!(elected, 1, "the same term, won back: {:?}", notifier.events());
+    provider.lose_next_answers(0);
+    sleep(Duration::from_secs(5)).await;
+    let first = (None, "ep-1".to_string());
+    assert_eq!(told_moves_of(&notifier), [first.clone(), moved("ep-1", "ep-2")], "the failover is told: {:?}", notifier.events());
+    checker.up("ep-1");
+    wait_for("the move back", Duration::from_secs(30), || async { (provider.current().as_deref() == Some("ep-1")).then_some(()) }).await;
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        told_moves_of(&notifier),
+        [first, moved("ep-1", "ep-2"), moved("ep-2", "ep-1")],
+        "the move back to ep-1 is told: {:?}",
+        notifier.events()
+    );
 }
 
 #[tokio::test(start_paused = true)]

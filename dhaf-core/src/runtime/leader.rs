@@ -203,6 +203,9 @@ struct Slot {
     disagreeing: BTreeSet<String>,
     /// Whether the term looked for a switch an earlier leader made but did not live to tell.
     untold_checked: bool,
+    /// This leading (since the term was won, or won back) began a switch of the service: a
+    /// record of the term is then its own, and what became of it is known here.
+    began_switch: bool,
     /// A switch made and not yet told (its history entry could not be written yet).
     untold: Option<Untold>,
     /// Where people last heard the service points (the last switch told, or where the term
@@ -441,6 +444,11 @@ async fn lead(inner: Arc<Inner>, token: FencingToken) {
             }
             if let Some(service) = stand_aside(snapshot, &inner.definitions, &config.dhaf.node_name) {
                 tracing::error!(%token, %service, "a majority of the nodes define the service differently from this node: resigning, so that a node of the majority leads");
+                // Switches under way end first (by the lease deadline at the latest): freed
+                // now, the key would let a successor switch before this term's late call lands.
+                while let Some(done) = me.running.join_next_with_id().await {
+                    let _ = me.finish(done).await;
+                }
                 let _ = inner.dcs_call(inner.dcs.resign(token)).await;
                 break;
             }
@@ -952,6 +960,7 @@ impl Leading {
             let from = slot.told_at.clone().filter(|t| !t.is_empty()).or(failed_from.flatten()).or(from);
             self.switching.insert(task.id(), Switching { service: i, from, live_before, record, decided: Instant::now() });
             self.slots[i].epoch += 1;
+            self.slots[i].began_switch = true;
         }
     }
 
@@ -1106,7 +1115,9 @@ impl Leading {
     }
 
     /// An earlier leader that recorded a switch, carried it out (the provider points there) and
-    /// died before its history took it, never told it: tell it now, as the switch it was.
+    /// died before its history took it, never told it: tell it now, as the switch it was. The
+    /// same for this node's own switch of the term, made before it stepped down and won the
+    /// term back, that it never knew went through.
     /// Adopted records (`Initial`, no call made) are not switches to tell.
     async fn tell_untold_switch(&mut self, i: usize, snapshot: &Snapshot) -> Result<(), TermOver> {
         let inner = self.inner.clone();
@@ -1116,7 +1127,13 @@ impl Leading {
         // provider was found (adopted, never a switch).
         self.slots[i].told_at = history.last().map(|h| h.entry_point.clone()).or_else(|| self.slots[i].live.clone());
         let Some(record) = snapshot.records.get(&svc.name) else { return Ok(()) };
-        if record.token == self.token || record.kind == SwitchKind::Initial || self.slots[i].live.as_deref() != Some(&record.entry_point) {
+        // A record of this very term that this leading did not make was made before the node
+        // stepped down on its own (a lease deadline passed while the lease lived on) and won the
+        // term back: what was known of that switch (a failed attempt whose answer was lost, a
+        // read-back still to come) ended with that leading, so it is judged like an earlier
+        // leader's.
+        let known = record.token == self.token && self.slots[i].began_switch;
+        if known || record.kind == SwitchKind::Initial || self.slots[i].live.as_deref() != Some(&record.entry_point) {
             return Ok(());
         }
         // Told already, or no change to tell: the last switch told went to the same place (a
