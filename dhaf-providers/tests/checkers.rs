@@ -549,11 +549,11 @@ async fn web_keep_alive_a_closed_listener_is_seen_once_the_connection_is_as_old_
     // nobody new in passes until the connection is `keep-alive` old; from then on every check
     // opens a new connection until one gets in, so the failure counts towards `fall`.
     let mut srv = KeepAliveServer::start().await;
-    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nkeep-alive: 300ms", srv.port));
+    let c = build("svc.test", LOCAL, &format!("type: web\nport: {}\nkeep-alive: 3s", srv.port));
     assert_healthy(&check(&c, LOCAL).await);
     srv.close_listener().await;
     assert_healthy(&check(&c, LOCAL).await);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(check(&c, LOCAL).await.reason(), Some("connection refused"));
     assert_eq!(check(&c, LOCAL).await.reason(), Some("connection refused"), "no old connection taken back");
 }
