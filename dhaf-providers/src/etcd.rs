@@ -397,6 +397,14 @@ impl EtcdDcs {
         Ok((resp.take_kvs(), revision))
     }
 
+    /// What `kvs` (entries under the prefix) say, as a snapshot without its revision. A key that
+    /// is not text cannot be one of ours; it is read as best it can be, so an unreadable value
+    /// under it is named rather than failing the read.
+    fn decode(&self, kvs: &[KeyValue]) -> Snapshot {
+        let keys: Vec<_> = kvs.iter().map(|kv| String::from_utf8_lossy(kv.key())).collect();
+        self.keys.decode(kvs.iter().zip(&keys).map(|(kv, key)| RawEntry { key, value: kv.value(), mod_revision: kv.mod_revision() }))
+    }
+
     /// A transaction that writes only while `token`'s term leads: [`DcsError::Fenced`] otherwise.
     async fn fenced(&self, token: FencingToken, ops: Vec<TxnOp>) -> Result<(), DcsError> {
         let txn = Txn::new().when([Compare::mod_revision(self.keys.leader(), CompareOp::Equal, token.0)]).and_then(ops);
@@ -626,12 +634,7 @@ impl Dcs for EtcdDcs {
 
     async fn snapshot(&self) -> Result<Snapshot, DcsError> {
         let (kvs, revision) = self.range_at(self.keys.prefix().to_string()).await?;
-        // A key that is not text cannot be one of ours; it is read as best it can be, so an
-        // unreadable value under it is named rather than failing the snapshot.
-        let keys: Vec<_> = kvs.iter().map(|kv| String::from_utf8_lossy(kv.key())).collect();
-        let snapshot =
-            self.keys.decode(kvs.iter().zip(&keys).map(|(kv, key)| RawEntry { key, value: kv.value(), mod_revision: kv.mod_revision() }));
-        Ok(Snapshot { revision, ..snapshot })
+        Ok(Snapshot { revision, ..self.decode(&kvs) })
     }
 
     async fn leader(&self) -> Result<Option<Leader>, DcsError> {
@@ -644,11 +647,7 @@ impl Dcs for EtcdDcs {
             .await?
             .map_err(other)?;
         // Decoded as the snapshot decodes it, so the two never disagree.
-        let keys: Vec<_> = resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key())).collect();
-        Ok(self
-            .keys
-            .decode(resp.kvs().iter().zip(&keys).map(|(kv, key)| RawEntry { key, value: kv.value(), mod_revision: kv.mod_revision() }))
-            .leader)
+        Ok(self.decode(resp.kvs()).leader)
     }
 
     async fn watch(&self) -> Result<Watch, DcsError> {
